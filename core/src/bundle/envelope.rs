@@ -1,0 +1,201 @@
+//! The signed envelope shared by policy bundles, trust roots and custody records.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+use super::err::BundleError;
+use super::keys::{KeyId, PublicKey, SigningKey};
+
+/// Payload type of a policy bundle.
+pub const POLICY_BUNDLE_TYPE: &str = "application/vnd.baomi.policy-bundle+json";
+/// Payload type of a trust root.
+pub const TRUST_ROOT_TYPE: &str = "application/vnd.baomi.trust-root+json";
+/// Payload type of a registry custody record (sign-out or return).
+pub const CUSTODY_RECORD_TYPE: &str = "application/vnd.baomi.custody-record+json";
+
+/// `{payload_type, payload, signatures}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// What the payload is.
+    pub payload_type: String,
+    /// Base64 of the exact payload bytes that were signed.
+    pub payload: String,
+    /// Signatures over `PAE(payload_type, payload bytes)`.
+    pub signatures: Vec<EnvelopeSignature>,
+}
+
+/// One signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeSignature {
+    /// Signer's key id (a hint; the key is looked up in the trust root).
+    pub keyid: String,
+    /// Base64 Ed25519 signature.
+    pub sig: String,
+}
+
+/// DSSE pre-authentication encoding: binds the type to the bytes, unambiguously.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 32);
+    out.extend_from_slice(b"DSSEv1 ");
+    out.extend_from_slice(payload_type.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload_type.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Trusted keys of one role, by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySet {
+    keys: BTreeMap<KeyId, PublicKey>,
+}
+
+impl KeySet {
+    /// From keys (duplicates collapse: a key counts once toward a threshold).
+    pub fn new(keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        Self { keys: keys.into_iter().map(|k| (k.keyid().clone(), k)).collect() }
+    }
+
+    /// Number of distinct keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Keys in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &PublicKey> {
+        self.keys.values()
+    }
+}
+
+impl Envelope {
+    /// Signs `payload` as `payload_type` with every key given.
+    pub fn sign(payload_type: &str, payload: &[u8], keys: &[&SigningKey]) -> Envelope {
+        let msg = pae(payload_type, payload);
+        Envelope {
+            payload_type: payload_type.to_owned(),
+            payload: B64.encode(payload),
+            signatures: keys
+                .iter()
+                .map(|k| EnvelopeSignature { keyid: k.public().keyid().0.clone(), sig: B64.encode(k.sign(&msg)) })
+                .collect(),
+        }
+    }
+
+    /// Pretty JSON, as written to disk and sent over the wire.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Steps 1-4 of every verification: size cap, parse, payload type, decode.
+    pub fn open(
+        bytes: &[u8],
+        what: &'static str,
+        expected_type: &'static str,
+        limit: usize,
+    ) -> Result<(Envelope, Vec<u8>), BundleError> {
+        if bytes.len() > limit {
+            return Err(BundleError::Oversized { what, size: bytes.len(), limit });
+        }
+        let env: Envelope = serde_json::from_slice(bytes)
+            .map_err(|e| BundleError::Malformed { what, reason: format!("not a signed envelope: {e}") })?;
+        if env.payload_type != expected_type {
+            return Err(BundleError::WrongPayloadType { expected: expected_type, found: env.payload_type });
+        }
+        let payload = B64
+            .decode(env.payload.as_bytes())
+            .map_err(|_| BundleError::Malformed { what, reason: "payload is not base64".into() })?;
+        Ok((env, payload))
+    }
+
+    /// Counts distinct keys of `keys` with a valid signature and requires `threshold`.
+    ///
+    /// With the threshold met, stray signatures (unknown or bad) are ignored, as in TUF. Without
+    /// it, the error names the most telling defect: a bad signature from a trusted key, then an
+    /// unknown key, then the plain count.
+    pub fn check_threshold(
+        &self,
+        what: &'static str,
+        payload: &[u8],
+        keys: &KeySet,
+        threshold: usize,
+        role: &'static str,
+    ) -> Result<usize, BundleError> {
+        if self.signatures.is_empty() {
+            return Err(BundleError::Unsigned { what });
+        }
+        let msg = pae(&self.payload_type, payload);
+        let mut valid: BTreeSet<&KeyId> = BTreeSet::new();
+        let (mut bad, mut unknown) = (None, None);
+        for s in &self.signatures {
+            let Some(key) = keys.keys.get(&KeyId(s.keyid.clone())) else {
+                unknown.get_or_insert_with(|| s.keyid.clone());
+                continue;
+            };
+            let ok = B64.decode(s.sig.as_bytes()).is_ok_and(|sig| key.verify(&msg, &sig));
+            if ok {
+                valid.insert(key.keyid());
+            } else {
+                bad.get_or_insert_with(|| s.keyid.clone());
+            }
+        }
+        if threshold > 0 && valid.len() >= threshold {
+            return Ok(valid.len());
+        }
+        if let Some(keyid) = bad {
+            return Err(BundleError::BadSignature { keyid });
+        }
+        if let (Some(keyid), true) = (unknown, valid.is_empty()) {
+            return Err(BundleError::UnknownKey { keyid, role });
+        }
+        Err(BundleError::ThresholdNotMet { role, valid: valid.len(), threshold })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pae_matches_the_dsse_spec_example() {
+        // From the DSSE protocol document.
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
+    }
+
+    #[test]
+    fn a_signature_does_not_carry_over_to_another_type() {
+        let k = SigningKey::generate().unwrap();
+        let keys = KeySet::new([k.public().clone()]);
+        let mut env = Envelope::sign(TRUST_ROOT_TYPE, b"{}", &[&k]);
+        assert_eq!(env.check_threshold("x", b"{}", &keys, 1, "r"), Ok(1));
+        env.payload_type = POLICY_BUNDLE_TYPE.into();
+        assert!(matches!(env.check_threshold("x", b"{}", &keys, 1, "r"), Err(BundleError::BadSignature { .. })));
+    }
+
+    #[test]
+    fn duplicate_signatures_by_one_key_count_once() {
+        let k = SigningKey::generate().unwrap();
+        let k2 = SigningKey::generate().unwrap();
+        let keys = KeySet::new([k.public().clone(), k2.public().clone()]);
+        let env = Envelope::sign(POLICY_BUNDLE_TYPE, b"p", &[&k, &k]);
+        assert_eq!(
+            env.check_threshold("x", b"p", &keys, 2, "r"),
+            Err(BundleError::ThresholdNotMet { role: "r", valid: 1, threshold: 2 })
+        );
+    }
+}

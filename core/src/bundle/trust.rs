@@ -1,0 +1,172 @@
+//! The trust root: the security office's keys with a k-of-n threshold, and the document
+//! registry's keys for custody records.
+//!
+//! The first root reaches the phone out of band (MDM managed configuration at enrolment) and
+//! must be signed by its own threshold. A new root is accepted only if its version is exactly
+//! one more and it is signed by a threshold of the current keys *and* of its own keys (TUF
+//! 5.3.4), so neither a stolen old key set nor a fabricated new one can rotate alone.
+
+use serde::{Deserialize, Serialize};
+
+use super::envelope::{Envelope, KeySet, TRUST_ROOT_TYPE};
+use super::err::BundleError;
+use super::keys::{KeyId, PublicKey};
+use crate::time::Timestamp;
+
+/// Largest trust root the agent reads.
+pub const MAX_TRUST_ROOT_BYTES: usize = 64 * 1024;
+
+/// The signed document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustRootDoc {
+    /// Starts at 1, grows by exactly 1 per rotation.
+    pub version: u64,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// Security office keys that sign policies and roots.
+    pub keys: Vec<KeyEntry>,
+    /// How many of `keys` must sign.
+    pub threshold: u32,
+    /// Document registry keys that sign custody records.
+    #[serde(default)]
+    pub registry: Option<RoleKeys>,
+}
+
+/// A key listed in a root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// Must equal the hex SHA-256 of the key.
+    pub keyid: KeyId,
+    /// Base64 raw Ed25519 key.
+    pub public_key: String,
+}
+
+/// Keys and threshold of a role other than the office.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleKeys {
+    /// Keys.
+    pub keys: Vec<KeyEntry>,
+    /// How many must sign.
+    pub threshold: u32,
+}
+
+impl KeyEntry {
+    /// The entry for `key`.
+    pub fn of(key: &PublicKey) -> Self {
+        Self { keyid: key.keyid().clone(), public_key: key.to_base64() }
+    }
+}
+
+/// A verified trust root.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustRoot {
+    doc: TrustRootDoc,
+    office: KeySet,
+    registry: KeySet,
+    envelope_bytes: Vec<u8>,
+}
+
+const WHAT: &str = "trust root";
+
+fn key_set(entries: &[KeyEntry], threshold: u32, role: &str) -> Result<KeySet, BundleError> {
+    let mut keys = Vec::with_capacity(entries.len());
+    for e in entries {
+        let k = PublicKey::from_base64(&e.public_key)
+            .map_err(|err| BundleError::InvalidTrustRoot(format!("{role} key `{}`: {err}", e.keyid)))?;
+        if k.keyid() != &e.keyid {
+            return Err(BundleError::InvalidTrustRoot(format!("{role} key id `{}` does not match its key", e.keyid)));
+        }
+        keys.push(k);
+    }
+    let set = KeySet::new(keys);
+    if set.len() != entries.len() {
+        return Err(BundleError::InvalidTrustRoot(format!("{role} keys are listed twice")));
+    }
+    if threshold == 0 || threshold as usize > set.len() {
+        return Err(BundleError::InvalidTrustRoot(format!(
+            "{role} threshold {threshold} must be between 1 and the number of keys ({})",
+            set.len()
+        )));
+    }
+    Ok(set)
+}
+
+impl TrustRoot {
+    fn parse(bytes: &[u8]) -> Result<(Envelope, Vec<u8>, TrustRoot), BundleError> {
+        let (env, payload) = Envelope::open(bytes, WHAT, TRUST_ROOT_TYPE, MAX_TRUST_ROOT_BYTES)?;
+        let doc: TrustRootDoc = serde_json::from_slice(&payload)
+            .map_err(|e| BundleError::Malformed { what: WHAT, reason: e.to_string() })?;
+        if doc.version == 0 {
+            return Err(BundleError::InvalidTrustRoot("version starts at 1".into()));
+        }
+        let office = key_set(&doc.keys, doc.threshold, "office")?;
+        let registry = match &doc.registry {
+            Some(r) => key_set(&r.keys, r.threshold, "registry")?,
+            None => KeySet::default(),
+        };
+        let root = TrustRoot { doc, office, registry, envelope_bytes: bytes.to_vec() };
+        Ok((env, payload, root))
+    }
+
+    /// Provisions the first root: it must be signed by a threshold of its own keys.
+    pub fn from_self_signed(bytes: &[u8]) -> Result<TrustRoot, BundleError> {
+        let (env, payload, root) = Self::parse(bytes)?;
+        env.check_threshold(WHAT, &payload, &root.office, root.threshold(), "trust root's own keys")?;
+        Ok(root)
+    }
+
+    /// Reloads a root the agent verified and stored itself.
+    pub fn from_stored(bytes: &[u8]) -> Result<TrustRoot, BundleError> {
+        Self::from_self_signed(bytes)
+    }
+
+    /// Verifies a rotation to `bytes` (see the module docs) and returns the new root.
+    pub fn rotate(&self, bytes: &[u8]) -> Result<TrustRoot, BundleError> {
+        let (env, payload, next) = Self::parse(bytes)?;
+        if next.doc.version != self.doc.version.saturating_add(1) {
+            return Err(BundleError::TrustRootVersion { installed: self.doc.version, offered: next.doc.version });
+        }
+        env.check_threshold(WHAT, &payload, &self.office, self.threshold(), "current trust root")?;
+        env.check_threshold(WHAT, &payload, &next.office, next.threshold(), "new trust root")?;
+        Ok(next)
+    }
+
+    /// Builds and signs a root document (the admin side).
+    pub fn sign(doc: &TrustRootDoc, keys: &[&super::keys::SigningKey]) -> Envelope {
+        let payload = serde_json::to_vec_pretty(doc).unwrap_or_default();
+        Envelope::sign(TRUST_ROOT_TYPE, &payload, keys)
+    }
+
+    /// Version.
+    pub fn version(&self) -> u64 {
+        self.doc.version
+    }
+
+    /// Office threshold.
+    pub fn threshold(&self) -> usize {
+        self.doc.threshold as usize
+    }
+
+    /// Office keys.
+    pub fn office_keys(&self) -> &KeySet {
+        &self.office
+    }
+
+    /// Registry keys and threshold (threshold 0 when no registry is configured).
+    pub fn registry_keys(&self) -> (&KeySet, usize) {
+        (&self.registry, self.doc.registry.as_ref().map_or(0, |r| r.threshold as usize))
+    }
+
+    /// The document.
+    pub fn doc(&self) -> &TrustRootDoc {
+        &self.doc
+    }
+
+    /// The exact envelope bytes, for storing.
+    pub fn envelope_bytes(&self) -> &[u8] {
+        &self.envelope_bytes
+    }
+}

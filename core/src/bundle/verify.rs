@@ -1,0 +1,155 @@
+//! Policy bundle verification, one function per step (numbered as in the module docs of
+//! [`super`]). The payload is `{policy_id, version, issued_at, expires_at, policy}`.
+
+use serde::{Deserialize, Serialize};
+
+use super::envelope::{Envelope, POLICY_BUNDLE_TYPE};
+use super::err::BundleError;
+use super::keys::{hex, SigningKey};
+use super::trust::TrustRoot;
+use crate::policy::Policy;
+use crate::time::Timestamp;
+
+/// Largest bundle the agent reads (a 1,000-rule policy is about 200 KB).
+pub const MAX_BUNDLE_BYTES: usize = 1024 * 1024;
+
+const WHAT: &str = "policy bundle";
+
+/// The bundle's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleHeader {
+    /// Policy identity.
+    pub policy_id: String,
+    /// Monotonic version.
+    pub version: u64,
+    /// Signing time.
+    pub issued_at: Timestamp,
+    /// After this the policy is frozen and the device falls back to fail-closed.
+    pub expires_at: Timestamp,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Payload<P> {
+    policy_id: String,
+    version: u64,
+    issued_at: Timestamp,
+    expires_at: Timestamp,
+    policy: P,
+}
+
+/// What is installed, for the rollback and identity checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Installed {
+    /// Policy id in force, if any (a fresh device accepts any id).
+    pub policy_id: Option<String>,
+    /// Version in force (0 when none).
+    pub version: u64,
+}
+
+/// A bundle that passed every step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedBundle {
+    /// Metadata.
+    pub header: BundleHeader,
+    /// The validated policy.
+    pub policy: Policy,
+    /// Hex SHA-256 of the signed payload: the identity the server compares for drift.
+    pub digest: String,
+    /// The envelope as received, for storing and re-verifying at start.
+    pub envelope_bytes: Vec<u8>,
+}
+
+/// Verifies a policy bundle against the trust root, what is installed, and the time.
+pub fn verify_bundle(
+    bytes: &[u8],
+    trust: &TrustRoot,
+    installed: &Installed,
+    now: Timestamp,
+) -> Result<VerifiedBundle, BundleError> {
+    // Steps 1-4: size cap, envelope, payload type, payload bytes.
+    let (env, payload) = Envelope::open(bytes, WHAT, POLICY_BUNDLE_TYPE, MAX_BUNDLE_BYTES)?;
+    // Step 5: signatures by a threshold of the office's keys, before reading the payload.
+    env.check_threshold(WHAT, &payload, trust.office_keys(), trust.threshold(), "trust root")?;
+    // Step 6: the payload's shape (the policy inside is validated in step 10).
+    let p: Payload<Policy> = serde_json::from_slice(&payload).map_err(|e| malformed_payload(&payload, e))?;
+    let header = BundleHeader {
+        policy_id: p.policy_id,
+        version: p.version,
+        issued_at: p.issued_at,
+        expires_at: p.expires_at,
+    };
+    // Step 7: identity (wrong-target attack).
+    check_policy_id(&header, &p.policy, installed)?;
+    // Step 8: rollback.
+    check_rollback(&header, installed)?;
+    // Step 9: freeze.
+    check_expiry(&header, now)?;
+    // Step 10: the policy itself.
+    p.policy.validate().map_err(BundleError::InvalidPolicy)?;
+    Ok(VerifiedBundle {
+        header,
+        policy: p.policy,
+        digest: hex(ring::digest::digest(&ring::digest::SHA256, &payload).as_ref()),
+        envelope_bytes: bytes.to_vec(),
+    })
+}
+
+/// A payload that does not parse: report a policy shape error precisely.
+fn malformed_payload(payload: &[u8], e: serde_json::Error) -> BundleError {
+    let policy_err = serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v.get("policy").map(|p| p.to_string()))
+        .and_then(|p| Policy::from_json(p.as_bytes()).err());
+    match policy_err {
+        Some(errs) => BundleError::InvalidPolicy(errs),
+        None => BundleError::Malformed { what: WHAT, reason: e.to_string() },
+    }
+}
+
+fn check_policy_id(h: &BundleHeader, policy: &Policy, installed: &Installed) -> Result<(), BundleError> {
+    if h.policy_id != policy.policy_id {
+        return Err(BundleError::Malformed {
+            what: WHAT,
+            reason: format!("header policy_id `{}` differs from the policy's `{}`", h.policy_id, policy.policy_id),
+        });
+    }
+    match &installed.policy_id {
+        Some(expected) if *expected != h.policy_id => {
+            Err(BundleError::WrongPolicyId { expected: expected.clone(), found: h.policy_id.clone() })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_rollback(h: &BundleHeader, installed: &Installed) -> Result<(), BundleError> {
+    if h.version <= installed.version {
+        return Err(BundleError::Rollback { installed: installed.version, offered: h.version });
+    }
+    Ok(())
+}
+
+fn check_expiry(h: &BundleHeader, now: Timestamp) -> Result<(), BundleError> {
+    if h.expires_at <= h.issued_at {
+        return Err(BundleError::Malformed { what: WHAT, reason: "expires_at is not after issued_at".into() });
+    }
+    if now >= h.expires_at {
+        return Err(BundleError::Expired { expires_at: h.expires_at, now });
+    }
+    Ok(())
+}
+
+/// Signs a policy into a bundle (the admin side). The policy is validated first: the office
+/// never signs a policy the agent would refuse.
+pub fn sign_bundle(
+    policy: &Policy,
+    version: u64,
+    issued_at: Timestamp,
+    expires_at: Timestamp,
+    keys: &[&SigningKey],
+) -> Result<Envelope, BundleError> {
+    policy.validate().map_err(BundleError::InvalidPolicy)?;
+    let payload = Payload { policy_id: policy.policy_id.clone(), version, issued_at, expires_at, policy };
+    let bytes = serde_json::to_vec(&payload).map_err(|e| BundleError::Malformed { what: WHAT, reason: e.to_string() })?;
+    Ok(Envelope::sign(POLICY_BUNDLE_TYPE, &bytes, keys))
+}

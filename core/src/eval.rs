@@ -1,0 +1,273 @@
+//! Pure evaluation, in two steps:
+//! 1. [`activate`]: (policy, context, time) -> which rules apply and the posture they imply.
+//!    Runs only when something rules read has changed, or the previous result has expired.
+//! 2. [`decide`]: (policy, context, activation, event) -> decision. Hash lookups and bit tests
+//!    only; it allocates nothing unless a rule matches.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::bitset::BitSet;
+use crate::compile::{CompiledPolicy, Cond, TAMPER_RULE};
+use crate::context::Context;
+use crate::decision::{Decision, Verdict};
+use crate::event::{Event, EventKind};
+use crate::level::{Classification, Clearance};
+use crate::policy::mime_matches;
+use crate::policy::model::{Mode, Severity};
+use crate::posture::Posture;
+use crate::time::Timestamp;
+
+/// The rules that apply at one moment, and the posture they imply.
+#[derive(Debug, Clone)]
+pub struct Activation {
+    pub(crate) active: BitSet,
+    camera: bool,
+    screen: bool,
+    blocked: BitSet,
+    pub(crate) posture: Arc<Posture>,
+    pub(crate) fail_closed: bool,
+    /// The activation must be recomputed at or after this time even without an event.
+    pub(crate) valid_until: Option<Timestamp>,
+}
+
+impl Activation {
+    /// The posture.
+    pub fn posture(&self) -> &Arc<Posture> {
+        &self.posture
+    }
+
+    /// Whether the rule at `index` applies.
+    pub fn is_active(&self, index: usize) -> bool {
+        self.active.contains(index)
+    }
+
+    /// When this activation stops being valid without any event.
+    pub fn valid_until(&self) -> Option<Timestamp> {
+        self.valid_until
+    }
+}
+
+struct Facts<'a> {
+    clearance: Clearance,
+    custody_max: Option<Classification>,
+    zones: &'a BitSet,
+    now: Timestamp,
+    fail_closed: bool,
+}
+
+fn holds(c: &Cond, f: &Facts<'_>) -> bool {
+    match c {
+        Cond::True => true,
+        Cond::ClearanceAtLeast(l) => f.clearance >= *l,
+        Cond::CustodyAtLeast(l) => f.custody_max.is_some_and(|m| m >= *l),
+        Cond::InZones(zs) => zs.iter().any(|z| f.zones.contains(*z as usize)),
+        Cond::InAnyZone(want) => !f.zones.is_empty() == *want,
+        Cond::Window { days, from, to, offset } => {
+            let m = f.now.minute_of_week(*offset);
+            let (day, minute) = (m / 1440, m % 1440);
+            let open_on = |d: u32| days & (1 << d) != 0;
+            if from < to {
+                open_on(day) && (*from..*to).contains(&minute)
+            } else {
+                // Runs past midnight: the evening part belongs to `day`, the morning part to
+                // the day before.
+                (open_on(day) && minute >= *from) || (open_on((day + 6) % 7) && minute < *to)
+            }
+        }
+        Cond::All(cs) => cs.iter().all(|c| holds(c, f)),
+        Cond::Any(cs) => cs.iter().any(|c| holds(c, f)),
+        Cond::Not(c) => !holds(c, f),
+        Cond::FailClosed => f.fail_closed,
+    }
+}
+
+/// Derives which rules apply. `previous` lets an unchanged posture keep its allocation, so
+/// callers can compare postures by pointer.
+pub fn activate(
+    policy: &CompiledPolicy,
+    ctx: &Context,
+    now: Timestamp,
+    fail_closed: bool,
+    previous: Option<&Activation>,
+) -> Activation {
+    let (zones, mut valid_until) = ctx.zones_present(now);
+    if policy.time_dependent {
+        let next_minute = Timestamp((now.0.div_euclid(60_000) + 1) * 60_000);
+        valid_until = Some(valid_until.map_or(next_minute, |v| v.min(next_minute)));
+    }
+    let facts = Facts {
+        clearance: ctx.clearance,
+        custody_max: ctx.custody_max(),
+        zones: &zones,
+        now,
+        fail_closed,
+    };
+    let mut active = BitSet::with_len(policy.rules.len());
+    let (mut camera, mut screen) = (false, false);
+    let mut blocked = BitSet::with_len(policy.packages.len());
+    for (i, r) in policy.rules.iter().enumerate() {
+        if holds(&r.cond, &facts) {
+            active.insert(i);
+            // Monitor rules record; they never change the device.
+            if r.mode == Mode::Enforce {
+                camera |= r.camera;
+                screen |= r.screen;
+                blocked.union_with(&r.blocks);
+            }
+        }
+    }
+    let posture = match previous {
+        Some(p) if p.camera == camera && p.screen == screen && p.blocked == blocked => p.posture.clone(),
+        _ => Arc::new(Posture {
+            camera_disabled: camera,
+            screen_capture_disabled: screen,
+            blocked_packages: blocked.iter().map(|i| policy.package_name(i).to_string()).collect(),
+        }),
+    };
+    Activation { active, camera, screen, blocked, posture, fail_closed, valid_until }
+}
+
+/// Rules that matched an event, at most a handful; collected without a heap allocation in the
+/// common case of none.
+struct Matches<'p> {
+    policy: &'p CompiledPolicy,
+    rules: Vec<u32>,
+}
+
+impl<'p> Matches<'p> {
+    fn new(policy: &'p CompiledPolicy) -> Self {
+        Self { policy, rules: Vec::new() }
+    }
+
+    fn add(&mut self, rule: u32) {
+        if !self.rules.contains(&rule) {
+            self.rules.push(rule);
+        }
+    }
+
+    fn add_active(&mut self, act: &Activation, rules: &[u32]) {
+        for &r in rules {
+            if act.active.contains(r as usize) {
+                self.add(r);
+            }
+        }
+    }
+
+    fn finish(mut self, event: &Event, act: &Activation, reason: impl FnOnce() -> String) -> Decision {
+        self.rules.sort_unstable();
+        let compiled = |r: &u32| self.policy.rules.get(*r as usize);
+        let verdict = if self.rules.is_empty() {
+            Verdict::Allow
+        } else if self.rules.iter().filter_map(compiled).any(|r| r.mode == Mode::Enforce) {
+            Verdict::Deny
+        } else {
+            Verdict::Warn
+        };
+        let severity = self.rules.iter().filter_map(compiled).map(|r| r.severity).max();
+        let rules = self.rules.iter().filter_map(compiled).map(|r| r.id.clone()).collect();
+        Decision {
+            at: event.at,
+            event_type: event.kind.type_name(),
+            verdict,
+            violation: verdict != Verdict::Allow,
+            rules,
+            severity,
+            reason: if verdict == Verdict::Allow { Cow::Borrowed("allowed") } else { Cow::Owned(reason()) },
+            posture: act.posture.clone(),
+            posture_changed: false,
+        }
+    }
+}
+
+fn rule_list(policy: &CompiledPolicy, rules: &[u32]) -> String {
+    rules
+        .iter()
+        .filter_map(|r| policy.rules.get(*r as usize))
+        .map(|r| format!("`{}`", r.id))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Decides one event against an activation computed for the context after the event.
+pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &Event) -> Decision {
+    let mut m = Matches::new(policy);
+    let block_rules = |pkg: &str| policy.package(pkg).and_then(|i| policy.block_rules.get(i)).map_or(&[][..], Vec::as_slice);
+    match &event.kind {
+        EventKind::AppInstalled { package } | EventKind::AppLaunched { package } => {
+            m.add_active(act, block_rules(package));
+            let verb = if matches!(event.kind, EventKind::AppInstalled { .. }) { "install of" } else { "launch of" };
+            let rules = m.rules.clone();
+            m.finish(event, act, || format!("{verb} banned app `{package}` (rule {})", rule_list(policy, &rules)))
+        }
+        EventKind::AppInventory { .. } => {
+            let mut offending: Vec<&str> = Vec::new();
+            for pkg in &ctx.installed {
+                let rules = block_rules(pkg);
+                if rules.iter().any(|r| act.active.contains(*r as usize)) {
+                    offending.push(pkg);
+                    m.add_active(act, rules);
+                }
+            }
+            offending.sort_unstable();
+            let rules = m.rules.clone();
+            m.finish(event, act, || {
+                format!("banned apps installed: {} (rule {})", offending.join(", "), rule_list(policy, &rules))
+            })
+        }
+        EventKind::CameraOpened { package } | EventKind::PhotoCaptured { package } => {
+            m.add_active(act, &policy.camera_rules);
+            let what = if matches!(event.kind, EventKind::PhotoCaptured { .. }) { "photo taken" } else { "camera opened" };
+            let rules = m.rules.clone();
+            m.finish(event, act, || {
+                format!("{what} by `{package}` while the camera must be off (rule {})", rule_list(policy, &rules))
+            })
+        }
+        EventKind::ScreenCaptured { package } => {
+            m.add_active(act, &policy.screen_rules);
+            let rules = m.rules.clone();
+            m.finish(event, act, || {
+                format!("screen captured by `{package}` while capture must be off (rule {})", rule_list(policy, &rules))
+            })
+        }
+        EventKind::Share { from_package, to_package, mime } => {
+            if let Some(i) = policy.package(to_package) {
+                for &(rule, spec) in policy.share_rules.get(i).map_or(&[][..], Vec::as_slice) {
+                    let covers = policy
+                        .rules
+                        .get(rule as usize)
+                        .and_then(|r| r.shares.get(spec as usize))
+                        .is_some_and(|s| s.mime.is_empty() || s.mime.iter().any(|p| mime_matches(p, mime)));
+                    if covers && act.active.contains(rule as usize) {
+                        m.add(rule);
+                    }
+                }
+                // Sharing into a banned app is using a banned app.
+                m.add_active(act, block_rules(to_package));
+            }
+            let rules = m.rules.clone();
+            m.finish(event, act, || {
+                format!("share of {mime} from `{from_package}` into `{to_package}` is denied (rule {})", rule_list(policy, &rules))
+            })
+        }
+        EventKind::Tamper { kind } => Decision {
+            at: event.at,
+            event_type: event.kind.type_name(),
+            verdict: Verdict::Deny,
+            violation: true,
+            rules: vec![Arc::from(TAMPER_RULE)],
+            severity: Some(Severity::Critical),
+            reason: Cow::Owned(format!("agent tampering: {kind}")),
+            posture: act.posture.clone(),
+            posture_changed: false,
+        },
+        EventKind::AppRemoved { .. }
+        | EventKind::CustodyStarted { .. }
+        | EventKind::CustodyEnded { .. }
+        | EventKind::BeaconSeen { .. }
+        | EventKind::Location { .. }
+        | EventKind::WifiConnected { .. }
+        | EventKind::WifiDisconnected {}
+        | EventKind::NfcTag { .. } => m.finish(event, act, String::new),
+    }
+}

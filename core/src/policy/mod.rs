@@ -1,0 +1,47 @@
+//! The policy document: what the security office writes and signs.
+//!
+//! Parsing and validation are separate phases with their own errors (`err`): parsing turns
+//! JSON into the typed [`model`], validation checks what types cannot say (references resolve,
+//! ids are unique, coordinates are on Earth). Both point at the offending field's path and, when
+//! the field sits inside a rule, at the rule's id.
+
+pub mod err;
+pub mod model;
+mod validate;
+
+pub use err::{PolicyError, PolicyErrorKind, PolicyErrors};
+pub(crate) use validate::{mime_matches, parse_bssid, parse_hhmm, parse_uuid};
+pub use validate::RESERVED_RULE_PREFIX;
+pub use model::*;
+
+/// Only this document format is understood; a newer one is refused, not half-read.
+pub const FORMAT: u32 = 1;
+
+/// Upper bound on condition nesting, so a hostile policy cannot exhaust the stack of the
+/// evaluator (serde already bounds JSON nesting at 128).
+pub const MAX_CONDITION_DEPTH: usize = 16;
+
+impl Policy {
+    /// Parses and validates a policy document.
+    ///
+    /// The typed parse runs straight off the bytes (the fast path used for every bundle);
+    /// only on failure is the document re-read to locate the error precisely.
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
+        let policy: Policy = match serde_json::from_slice(bytes) {
+            Ok(p) => p,
+            Err(_) => return Err(PolicyErrors::one(err::locate_parse_error(bytes))),
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Checks everything the types cannot: see the module docs.
+    pub fn validate(&self) -> Result<(), PolicyErrors> {
+        let errors = validate::validate(self);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyErrors(errors))
+        }
+    }
+}
