@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::bitset::BitSet;
 use crate::level::{Classification, Clearance};
 use crate::policy::model::{Condition, Effect, Mode, Policy, Severity, SyncSettings};
-use crate::policy::{parse_bssid, parse_hhmm, parse_uuid, PolicyErrors};
+use crate::policy::{PolicyErrors, parse_bssid, parse_hhmm, parse_uuid};
 
 /// Which platform's app ids the policy is compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -29,7 +29,9 @@ impl std::str::FromStr for Platform {
         match s {
             "android" => Ok(Self::Android),
             "ios" => Ok(Self::Ios),
-            _ => Err(format!("unknown platform `{s}`, expected `android` or `ios`")),
+            _ => Err(format!(
+                "unknown platform `{s}`, expected `android` or `ios`"
+            )),
         }
     }
 }
@@ -115,7 +117,12 @@ pub(crate) enum Cond {
     CustodyAtLeast(Classification),
     InZones(Vec<u32>),
     InAnyZone(bool),
-    Window { days: u8, from: u32, to: u32, offset: i32 },
+    Window {
+        days: u8,
+        from: u32,
+        to: u32,
+        offset: i32,
+    },
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
@@ -223,7 +230,15 @@ impl Compiler {
             .enumerate()
             .map(|(i, z)| (z.clone(), i as u32))
             .collect();
-        Self { policy, platform, packages, package_index, set_index, zone_index, time_dependent: false }
+        Self {
+            policy,
+            platform,
+            packages,
+            package_index,
+            set_index,
+            zone_index,
+            time_dependent: false,
+        }
     }
 
     fn set(&self, name: &str) -> BitSet {
@@ -238,9 +253,11 @@ impl Compiler {
         match c {
             Condition::ClearanceAtLeast(l) => Cond::ClearanceAtLeast(*l),
             Condition::CustodyAtLeast(l) => Cond::CustodyAtLeast(*l),
-            Condition::InZone(zs) => {
-                Cond::InZones(zs.iter().filter_map(|z| self.zone_index.get(z).copied()).collect())
-            }
+            Condition::InZone(zs) => Cond::InZones(
+                zs.iter()
+                    .filter_map(|z| self.zone_index.get(z).copied())
+                    .collect(),
+            ),
             Condition::InAnyZone(b) => Cond::InAnyZone(*b),
             Condition::TimeWindow(w) => {
                 self.time_dependent = true;
@@ -282,7 +299,9 @@ impl Compiler {
                         if s.suspend_targets {
                             rule.blocks.union_with(&self.set(&s.app_set));
                         }
-                        rule.shares.push(ShareSpec { mime: s.mime.clone() });
+                        rule.shares.push(ShareSpec {
+                            mime: s.mime.clone(),
+                        });
                     }
                 }
             }
@@ -346,7 +365,9 @@ impl Compiler {
         let mut zones = Vec::with_capacity(policy.zones.len());
         for (zi, (id, z)) in policy.zones.iter().enumerate() {
             let zone = zi as u32;
-            zones.push(CompiledZone { id: Arc::from(id.as_str()) });
+            zones.push(CompiledZone {
+                id: Arc::from(id.as_str()),
+            });
             for b in &z.beacons {
                 if let Some(uuid) = parse_uuid(&b.uuid) {
                     beacon_index.entry(uuid).or_default().push(BeaconMatch {
@@ -359,7 +380,12 @@ impl Compiler {
                 }
             }
             for g in &z.geofences {
-                geofences.push(GeofenceSpec { zone, lat: g.lat, lon: g.lon, radius_m: g.radius_m });
+                geofences.push(GeofenceSpec {
+                    zone,
+                    lat: g.lat,
+                    lon: g.lon,
+                    radius_m: g.radius_m,
+                });
             }
             for b in &z.wifi_bssids {
                 if let Some(bssid) = parse_bssid(b) {

@@ -114,7 +114,9 @@ impl Context {
     pub(crate) fn set_clearance(&mut self, c: Clearance) -> Change {
         let changed = self.clearance != c;
         self.clearance = c;
-        Change { rules_input: changed }
+        Change {
+            rules_input: changed,
+        }
     }
 
     /// Documents in custody.
@@ -152,28 +154,54 @@ impl Context {
 
     /// Ids of the zones the phone is inside at `now`.
     pub fn zone_ids_present(&self, now: Timestamp) -> Vec<&str> {
-        self.zones_present(now).0.iter().filter_map(|i| self.zone_ids.get(i).map(|z| &**z)).collect()
+        self.zones_present(now)
+            .0
+            .iter()
+            .filter_map(|i| self.zone_ids.get(i).map(|z| &**z))
+            .collect()
     }
 
     /// Starts custody from a signed registry record (the sync's custody feed).
-    pub fn registry_custody_started(&mut self, document: &str, classification: Classification, at: Timestamp) -> Change {
+    pub fn registry_custody_started(
+        &mut self,
+        document: &str,
+        classification: Classification,
+        at: Timestamp,
+    ) -> Change {
         self.start_custody(document, classification, at, CustodySource::Registry)
     }
 
     /// Ends custody from a signed registry return record.
     pub fn registry_custody_ended(&mut self, document: &str) -> Change {
-        Change { rules_input: self.custody.remove(document).is_some() }
+        Change {
+            rules_input: self.custody.remove(document).is_some(),
+        }
     }
 
-    fn start_custody(&mut self, document: &str, classification: Classification, at: Timestamp, source: CustodySource) -> Change {
+    fn start_custody(
+        &mut self,
+        document: &str,
+        classification: Classification,
+        at: Timestamp,
+        source: CustodySource,
+    ) -> Change {
         let before = self.custody_max();
-        let rec = self.custody.entry(document.to_owned()).or_insert(CustodyRecord { classification, since: at, source });
+        let rec = self
+            .custody
+            .entry(document.to_owned())
+            .or_insert(CustodyRecord {
+                classification,
+                since: at,
+                source,
+            });
         // A second report never lowers the level or downgrades a registry record.
         rec.classification = rec.classification.max(classification);
         if source == CustodySource::Registry {
             rec.source = CustodySource::Registry;
         }
-        Change { rules_input: self.custody_max() != before }
+        Change {
+            rules_input: self.custody_max() != before,
+        }
     }
 
     /// Applies an event. Events that only ask for a decision (launch, capture, share) change
@@ -193,21 +221,29 @@ impl Context {
                 self.installed.remove(package);
                 Change::default()
             }
-            EventKind::CustodyStarted { document, classification } => {
-                self.start_custody(document, *classification, at, CustodySource::Device)
-            }
+            EventKind::CustodyStarted {
+                document,
+                classification,
+            } => self.start_custody(document, *classification, at, CustodySource::Device),
             EventKind::CustodyEnded { document } => {
                 // Only a signed return ends custody the registry reported.
                 match self.custody.get(document) {
                     Some(r) if r.source == CustodySource::Device => {
                         let before = self.custody_max();
                         self.custody.remove(document);
-                        Change { rules_input: self.custody_max() != before }
+                        Change {
+                            rules_input: self.custody_max() != before,
+                        }
                     }
                     _ => Change::default(),
                 }
             }
-            EventKind::BeaconSeen { uuid, major, minor, rssi } => self.zone_update(at, |ctx| {
+            EventKind::BeaconSeen {
+                uuid,
+                major,
+                minor,
+                rssi,
+            } => self.zone_update(at, |ctx| {
                 for m in policy.beacons_for(uuid.0) {
                     let matches = m.major.is_none_or(|v| v == *major)
                         && m.minor.is_none_or(|v| v == *minor)
@@ -218,8 +254,16 @@ impl Context {
                     }
                 }
             }),
-            EventKind::Location { lat, lon, accuracy_m } => {
-                let fix = Fix { lat: *lat, lon: *lon, accuracy_m: *accuracy_m };
+            EventKind::Location {
+                lat,
+                lon,
+                accuracy_m,
+            } => {
+                let fix = Fix {
+                    lat: *lat,
+                    lon: *lon,
+                    accuracy_m: *accuracy_m,
+                };
                 self.last_fix = Some(fix);
                 self.zone_update(at, |ctx| ctx.resolve_geofences(policy))
             }
@@ -251,8 +295,14 @@ impl Context {
     fn zone_update(&mut self, at: Timestamp, f: impl FnOnce(&mut Self)) -> Change {
         let before: Vec<bool> = self.zones.iter().map(|z| z.present(at)).collect();
         f(self);
-        let changed = self.zones.iter().zip(before).any(|(z, b)| z.present(at) != b);
-        Change { rules_input: changed }
+        let changed = self
+            .zones
+            .iter()
+            .zip(before)
+            .any(|(z, b)| z.present(at) != b);
+        Change {
+            rules_input: changed,
+        }
     }
 
     fn resolve_wifi(&mut self, policy: &CompiledPolicy) {
@@ -274,10 +324,10 @@ impl Context {
         }
         let Some(fix) = self.last_fix else { return };
         for g in &policy.geofences {
-            if overlaps(&fix, g.lat, g.lon, g.radius_m) {
-                if let Some(z) = self.zones.get_mut(g.zone as usize) {
-                    z.geofence = true;
-                }
+            if overlaps(&fix, g.lat, g.lon, g.radius_m)
+                && let Some(z) = self.zones.get_mut(g.zone as usize)
+            {
+                z.geofence = true;
             }
         }
     }
@@ -285,10 +335,18 @@ impl Context {
     /// Re-binds the context to a new policy version: zone signals carry over by zone id,
     /// Wi-Fi and geofence membership are re-resolved against the new zones.
     pub fn rebind(&mut self, policy: &CompiledPolicy) {
-        let old: BTreeMap<Arc<str>, ZoneSignals> =
-            self.zone_ids.iter().cloned().zip(self.zones.iter().copied()).collect();
+        let old: BTreeMap<Arc<str>, ZoneSignals> = self
+            .zone_ids
+            .iter()
+            .cloned()
+            .zip(self.zones.iter().copied())
+            .collect();
         self.zone_ids = policy.zones.iter().map(|z| z.id.clone()).collect();
-        self.zones = self.zone_ids.iter().map(|id| old.get(id).copied().unwrap_or_default()).collect();
+        self.zones = self
+            .zone_ids
+            .iter()
+            .map(|id| old.get(id).copied().unwrap_or_default())
+            .collect();
         self.resolve_wifi(policy);
         self.resolve_geofences(policy);
     }
@@ -372,7 +430,11 @@ mod tests {
 
     #[test]
     fn accuracy_circle_overlap_counts_as_inside() {
-        let fix = |acc| Fix { lat: 39.9087, lon: 116.3975, accuracy_m: acc };
+        let fix = |acc| Fix {
+            lat: 39.9087,
+            lon: 116.3975,
+            accuracy_m: acc,
+        };
         // Fence 200 m north, radius 50 m: 150 m gap.
         let north = 39.9087 + 200.0 / METRES_PER_DEGREE_LAT;
         assert!(!overlaps(&fix(100.0), north, 116.3975, 50.0));

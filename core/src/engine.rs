@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::compile::CompiledPolicy;
 use crate::context::{Context, CustodySource};
 use crate::decision::Decision;
-use crate::eval::{activate, decide, Activation};
+use crate::eval::{Activation, activate, decide};
 use crate::event::{Event, EventKind};
 use crate::level::Clearance;
 use crate::posture::Posture;
@@ -52,7 +52,13 @@ impl Engine {
     /// Resumes with a restored context.
     pub fn with_context(policy: Arc<CompiledPolicy>, ctx: Context, now: Timestamp) -> Self {
         let act = activate(&policy, &ctx, now, false, None);
-        Self { policy, ctx, act, policy_expires_at: None, sync_due_by: None }
+        Self {
+            policy,
+            ctx,
+            act,
+            policy_expires_at: None,
+            sync_due_by: None,
+        }
     }
 
     /// The policy in force.
@@ -83,10 +89,14 @@ impl Engine {
     /// When the posture may change without an event (beacon timeout, time window, expiry,
     /// sync deadline): the platform schedules a wake-up and calls [`Engine::tick`].
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        [self.act.valid_until, self.policy_expires_at, self.sync_due_by]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.act.valid_until,
+            self.policy_expires_at,
+            self.sync_due_by,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Sets when the installed bundle expires.
@@ -152,17 +162,19 @@ impl Engine {
         let posture_changed = self.recompute(event.at, change.rules_input);
         let mut d = decide(&self.policy, &self.ctx, &self.act, event);
         d.posture_changed = posture_changed;
-        if d.verdict == crate::decision::Verdict::Allow {
-            if let Some(r) = self.context_reason(event, posture_changed) {
-                d.reason = r;
-            }
+        if d.verdict == crate::decision::Verdict::Allow
+            && let Some(r) = self.context_reason(event, posture_changed)
+        {
+            d.reason = r;
         }
         d
     }
 
     /// Explains an allowed event that moved the context; static text on the hot path.
     fn context_reason(&self, event: &Event, posture_changed: bool) -> Option<Cow<'static, str>> {
-        let fc = self.fail_closed_reason(event.at).map(|r| format!("; fail-closed: {}", r.as_str()));
+        let fc = self
+            .fail_closed_reason(event.at)
+            .map(|r| format!("; fail-closed: {}", r.as_str()));
         let fc = fc.unwrap_or_default();
         match &event.kind {
             EventKind::CustodyStarted { document, classification } => {

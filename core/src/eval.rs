@@ -62,8 +62,13 @@ fn holds(c: &Cond, f: &Facts<'_>) -> bool {
         Cond::ClearanceAtLeast(l) => f.clearance >= *l,
         Cond::CustodyAtLeast(l) => f.custody_max.is_some_and(|m| m >= *l),
         Cond::InZones(zs) => zs.iter().any(|z| f.zones.contains(*z as usize)),
-        Cond::InAnyZone(want) => !f.zones.is_empty() == *want,
-        Cond::Window { days, from, to, offset } => {
+        Cond::InAnyZone(inside) => f.zones.is_empty() != *inside,
+        Cond::Window {
+            days,
+            from,
+            to,
+            offset,
+        } => {
             let m = f.now.minute_of_week(*offset);
             let (day, minute) = (m / 1440, m % 1440);
             let open_on = |d: u32| days & (1 << d) != 0;
@@ -118,14 +123,27 @@ pub fn activate(
         }
     }
     let posture = match previous {
-        Some(p) if p.camera == camera && p.screen == screen && p.blocked == blocked => p.posture.clone(),
+        Some(p) if p.camera == camera && p.screen == screen && p.blocked == blocked => {
+            p.posture.clone()
+        }
         _ => Arc::new(Posture {
             camera_disabled: camera,
             screen_capture_disabled: screen,
-            blocked_packages: blocked.iter().map(|i| policy.package_name(i).to_string()).collect(),
+            blocked_packages: blocked
+                .iter()
+                .map(|i| policy.package_name(i).to_string())
+                .collect(),
         }),
     };
-    Activation { active, camera, screen, blocked, posture, fail_closed, valid_until }
+    Activation {
+        active,
+        camera,
+        screen,
+        blocked,
+        posture,
+        fail_closed,
+        valid_until,
+    }
 }
 
 /// Rules that matched an event, at most a handful; collected without a heap allocation in the
@@ -137,7 +155,10 @@ struct Matches<'p> {
 
 impl<'p> Matches<'p> {
     fn new(policy: &'p CompiledPolicy) -> Self {
-        Self { policy, rules: Vec::new() }
+        Self {
+            policy,
+            rules: Vec::new(),
+        }
     }
 
     fn add(&mut self, rule: u32) {
@@ -154,18 +175,38 @@ impl<'p> Matches<'p> {
         }
     }
 
-    fn finish(mut self, event: &Event, act: &Activation, reason: impl FnOnce() -> String) -> Decision {
+    fn finish(
+        mut self,
+        event: &Event,
+        act: &Activation,
+        reason: impl FnOnce() -> String,
+    ) -> Decision {
         self.rules.sort_unstable();
         let compiled = |r: &u32| self.policy.rules.get(*r as usize);
         let verdict = if self.rules.is_empty() {
             Verdict::Allow
-        } else if self.rules.iter().filter_map(compiled).any(|r| r.mode == Mode::Enforce) {
+        } else if self
+            .rules
+            .iter()
+            .filter_map(compiled)
+            .any(|r| r.mode == Mode::Enforce)
+        {
             Verdict::Deny
         } else {
             Verdict::Warn
         };
-        let severity = self.rules.iter().filter_map(compiled).map(|r| r.severity).max();
-        let rules = self.rules.iter().filter_map(compiled).map(|r| r.id.clone()).collect();
+        let severity = self
+            .rules
+            .iter()
+            .filter_map(compiled)
+            .map(|r| r.severity)
+            .max();
+        let rules = self
+            .rules
+            .iter()
+            .filter_map(compiled)
+            .map(|r| r.id.clone())
+            .collect();
         Decision {
             at: event.at,
             event_type: event.kind.type_name(),
@@ -173,7 +214,11 @@ impl<'p> Matches<'p> {
             violation: verdict != Verdict::Allow,
             rules,
             severity,
-            reason: if verdict == Verdict::Allow { Cow::Borrowed("allowed") } else { Cow::Owned(reason()) },
+            reason: if verdict == Verdict::Allow {
+                Cow::Borrowed("allowed")
+            } else {
+                Cow::Owned(reason())
+            },
             posture: act.posture.clone(),
             posture_changed: false,
         }
@@ -181,24 +226,42 @@ impl<'p> Matches<'p> {
 }
 
 fn rule_list(policy: &CompiledPolicy, rules: &[u32]) -> String {
-    rules
+    let mut rules = rules.to_vec();
+    rules.sort_unstable();
+    let label = if rules.len() == 1 { "rule" } else { "rules" };
+    let ids = rules
         .iter()
         .filter_map(|r| policy.rules.get(*r as usize))
         .map(|r| format!("`{}`", r.id))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    format!("{label} {ids}")
 }
 
 /// Decides one event against an activation computed for the context after the event.
 pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &Event) -> Decision {
     let mut m = Matches::new(policy);
-    let block_rules = |pkg: &str| policy.package(pkg).and_then(|i| policy.block_rules.get(i)).map_or(&[][..], Vec::as_slice);
+    let block_rules = |pkg: &str| {
+        policy
+            .package(pkg)
+            .and_then(|i| policy.block_rules.get(i))
+            .map_or(&[][..], Vec::as_slice)
+    };
     match &event.kind {
         EventKind::AppInstalled { package } | EventKind::AppLaunched { package } => {
             m.add_active(act, block_rules(package));
-            let verb = if matches!(event.kind, EventKind::AppInstalled { .. }) { "install of" } else { "launch of" };
+            let verb = if matches!(event.kind, EventKind::AppInstalled { .. }) {
+                "install of"
+            } else {
+                "launch of"
+            };
             let rules = m.rules.clone();
-            m.finish(event, act, || format!("{verb} banned app `{package}` (rule {})", rule_list(policy, &rules)))
+            m.finish(event, act, || {
+                format!(
+                    "{verb} banned app `{package}` ({})",
+                    rule_list(policy, &rules)
+                )
+            })
         }
         EventKind::AppInventory { .. } => {
             let mut offending: Vec<&str> = Vec::new();
@@ -212,32 +275,52 @@ pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &
             offending.sort_unstable();
             let rules = m.rules.clone();
             m.finish(event, act, || {
-                format!("banned apps installed: {} (rule {})", offending.join(", "), rule_list(policy, &rules))
+                format!(
+                    "banned apps installed: {} ({})",
+                    offending.join(", "),
+                    rule_list(policy, &rules)
+                )
             })
         }
         EventKind::CameraOpened { package } | EventKind::PhotoCaptured { package } => {
             m.add_active(act, &policy.camera_rules);
-            let what = if matches!(event.kind, EventKind::PhotoCaptured { .. }) { "photo taken" } else { "camera opened" };
+            let what = if matches!(event.kind, EventKind::PhotoCaptured { .. }) {
+                "photo taken"
+            } else {
+                "camera opened"
+            };
             let rules = m.rules.clone();
             m.finish(event, act, || {
-                format!("{what} by `{package}` while the camera must be off (rule {})", rule_list(policy, &rules))
+                format!(
+                    "{what} by `{package}` while the camera must be off ({})",
+                    rule_list(policy, &rules)
+                )
             })
         }
         EventKind::ScreenCaptured { package } => {
             m.add_active(act, &policy.screen_rules);
             let rules = m.rules.clone();
             m.finish(event, act, || {
-                format!("screen captured by `{package}` while capture must be off (rule {})", rule_list(policy, &rules))
+                format!(
+                    "screen captured by `{package}` while capture must be off ({})",
+                    rule_list(policy, &rules)
+                )
             })
         }
-        EventKind::Share { from_package, to_package, mime } => {
+        EventKind::Share {
+            from_package,
+            to_package,
+            mime,
+        } => {
             if let Some(i) = policy.package(to_package) {
                 for &(rule, spec) in policy.share_rules.get(i).map_or(&[][..], Vec::as_slice) {
                     let covers = policy
                         .rules
                         .get(rule as usize)
                         .and_then(|r| r.shares.get(spec as usize))
-                        .is_some_and(|s| s.mime.is_empty() || s.mime.iter().any(|p| mime_matches(p, mime)));
+                        .is_some_and(|s| {
+                            s.mime.is_empty() || s.mime.iter().any(|p| mime_matches(p, mime))
+                        });
                     if covers && act.active.contains(rule as usize) {
                         m.add(rule);
                     }
@@ -247,7 +330,10 @@ pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &
             }
             let rules = m.rules.clone();
             m.finish(event, act, || {
-                format!("share of {mime} from `{from_package}` into `{to_package}` is denied (rule {})", rule_list(policy, &rules))
+                format!(
+                    "share of {mime} from `{from_package}` into `{to_package}` is denied ({})",
+                    rule_list(policy, &rules)
+                )
             })
         }
         EventKind::Tamper { kind } => Decision {

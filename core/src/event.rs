@@ -26,28 +26,66 @@ pub struct Event {
 #[allow(missing_docs)]
 pub enum EventKind {
     /// Full list of installed packages (reconcile).
-    AppInventory { packages: Vec<String> },
-    AppInstalled { package: String },
-    AppRemoved { package: String },
-    AppLaunched { package: String },
+    AppInventory {
+        packages: Vec<String>,
+    },
+    AppInstalled {
+        package: String,
+    },
+    AppRemoved {
+        package: String,
+    },
+    AppLaunched {
+        package: String,
+    },
     /// `package` is the app that opened the camera.
-    CameraOpened { package: String },
-    PhotoCaptured { package: String },
-    ScreenCaptured { package: String },
+    CameraOpened {
+        package: String,
+    },
+    PhotoCaptured {
+        package: String,
+    },
+    ScreenCaptured {
+        package: String,
+    },
     /// Content handed from one app to another.
-    Share { from_package: String, to_package: String, mime: String },
+    Share {
+        from_package: String,
+        to_package: String,
+        mime: String,
+    },
     /// The holder signed for a document (scanned on the phone).
-    CustodyStarted { document: String, classification: Classification },
+    CustodyStarted {
+        document: String,
+        classification: Classification,
+    },
     /// The holder returned a document.
-    CustodyEnded { document: String },
-    BeaconSeen { uuid: BeaconUuid, major: u16, minor: u16, rssi: i16 },
-    Location { lat: f64, lon: f64, accuracy_m: f64 },
-    WifiConnected { bssid: Bssid },
+    CustodyEnded {
+        document: String,
+    },
+    BeaconSeen {
+        uuid: BeaconUuid,
+        major: u16,
+        minor: u16,
+        rssi: i16,
+    },
+    Location {
+        lat: f64,
+        lon: f64,
+        accuracy_m: f64,
+    },
+    WifiConnected {
+        bssid: Bssid,
+    },
     WifiDisconnected {},
-    NfcTag { tag: String },
+    NfcTag {
+        tag: String,
+    },
     /// Something tried to disable the agent: device admin removed, agent killed, clock set
     /// back, an enforcement call that failed.
-    Tamper { kind: String },
+    Tamper {
+        kind: String,
+    },
 }
 
 impl EventKind {
@@ -103,14 +141,20 @@ impl EventKind {
             }
         };
         match self {
-            Self::AppInventory { packages } => packages.iter().try_for_each(|p| nonempty("packages[]", p)),
+            Self::AppInventory { packages } => {
+                packages.iter().try_for_each(|p| nonempty("packages[]", p))
+            }
             Self::AppInstalled { package }
             | Self::AppRemoved { package }
             | Self::AppLaunched { package }
             | Self::CameraOpened { package }
             | Self::PhotoCaptured { package }
             | Self::ScreenCaptured { package } => nonempty("package", package),
-            Self::Share { from_package, to_package, mime } => {
+            Self::Share {
+                from_package,
+                to_package,
+                mime,
+            } => {
                 nonempty("from_package", from_package)?;
                 nonempty("to_package", to_package)?;
                 nonempty("mime", mime)
@@ -118,7 +162,11 @@ impl EventKind {
             Self::CustodyStarted { document, .. } | Self::CustodyEnded { document } => {
                 nonempty("document", document)
             }
-            Self::Location { lat, lon, accuracy_m } => {
+            Self::Location {
+                lat,
+                lon,
+                accuracy_m,
+            } => {
                 if !(lat.is_finite() && (-90.0..=90.0).contains(lat)) {
                     return Err("`lat` must be between -90 and 90".into());
                 }
@@ -132,7 +180,9 @@ impl EventKind {
             }
             Self::NfcTag { tag } => nonempty("tag", tag),
             Self::Tamper { kind } => nonempty("kind", kind),
-            Self::BeaconSeen { .. } | Self::WifiConnected { .. } | Self::WifiDisconnected {} => Ok(()),
+            Self::BeaconSeen { .. } | Self::WifiConnected { .. } | Self::WifiDisconnected {} => {
+                Ok(())
+            }
         }
     }
 }
@@ -148,14 +198,26 @@ pub struct Bssid(pub u64);
 impl fmt::Display for BeaconUuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let h = format!("{:032x}", self.0);
-        write!(f, "{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 }
 
 impl fmt::Display for Bssid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0.to_be_bytes();
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[2], b[3], b[4], b[5], b[6], b[7])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[2], b[3], b[4], b[5], b[6], b[7]
+        )
     }
 }
 
@@ -235,8 +297,8 @@ impl Event {
     /// Parses one JSON object. `line` is used only for the error.
     pub fn from_json_line(line: usize, text: &str) -> Result<Event, EventError> {
         let err = |kind| EventError { line, kind };
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| err(EventErrorKind::Malformed(e.to_string())))?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| err(EventErrorKind::Malformed(e.to_string())))?;
         let serde_json::Value::Object(mut map) = value else {
             return Err(err(EventErrorKind::Malformed("expected an object".into())));
         };
@@ -254,7 +316,10 @@ impl Event {
             Some(_) => return Err(err(EventErrorKind::BadTime("must be a string".into()))),
             None => return Err(err(EventErrorKind::BadTime("missing".into()))),
         };
-        let bad = |message: String| EventErrorKind::BadFields { kind: ty.clone(), message };
+        let bad = |message: String| EventErrorKind::BadFields {
+            kind: ty.clone(),
+            message,
+        };
         let kind: EventKind = serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| err(bad(e.to_string())))?;
         kind.validate().map_err(|m| err(bad(m)))?;
@@ -282,7 +347,8 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<Event>, EventError> {
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let v: serde_json::Value = serde_json::from_str(&self.to_json()).map_err(serde::ser::Error::custom)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&self.to_json()).map_err(serde::ser::Error::custom)?;
         v.serialize(s)
     }
 }
@@ -326,7 +392,11 @@ mod tests {
             let again = Event::from_json_line(1, &e.to_json()).unwrap();
             assert_eq!(&again, e);
         }
-        assert!(events[10].to_json().contains("f7826da6-4fa2-4e98-8024-bc5b71e0893e"));
+        assert!(
+            events[10]
+                .to_json()
+                .contains("f7826da6-4fa2-4e98-8024-bc5b71e0893e")
+        );
         assert!(events[12].to_json().contains("aa:bb:cc:dd:ee:ff"));
     }
 
@@ -335,15 +405,42 @@ mod tests {
         let cases = [
             ("not json", "not a JSON object"),
             ("[1,2]", "expected an object"),
-            (r#"{"at":"2026-01-05T09:00:00Z"}"#, "missing string field `type`"),
-            (r#"{"at":"2026-01-05T09:00:00Z","type":"teleport"}"#, "unknown event type `teleport`"),
-            (r#"{"type":"app_launched","package":"a.b"}"#, "field `at`: missing"),
-            (r#"{"at":"yesterday","type":"app_launched","package":"a.b"}"#, "field `at`"),
-            (r#"{"at":"2026-01-05T09:00:00Z","type":"app_launched"}"#, "missing field `package`"),
-            (r#"{"at":"2026-01-05T09:00:00Z","type":"app_launched","package":"a.b","x":1}"#, "unknown field `x`"),
-            (r#"{"at":"2026-01-05T09:00:00Z","type":"location","lat":91,"lon":0,"accuracy_m":1}"#, "`lat`"),
-            (r#"{"at":"2026-01-05T09:00:00Z","type":"wifi_connected","bssid":"nope"}"#, "not a BSSID"),
-            (r#"{"at":"2026-01-05T09:00:00Z","type":"custody_started","document":"D","classification":"public"}"#, "unknown variant"),
+            (
+                r#"{"at":"2026-01-05T09:00:00Z"}"#,
+                "missing string field `type`",
+            ),
+            (
+                r#"{"at":"2026-01-05T09:00:00Z","type":"teleport"}"#,
+                "unknown event type `teleport`",
+            ),
+            (
+                r#"{"type":"app_launched","package":"a.b"}"#,
+                "field `at`: missing",
+            ),
+            (
+                r#"{"at":"yesterday","type":"app_launched","package":"a.b"}"#,
+                "field `at`",
+            ),
+            (
+                r#"{"at":"2026-01-05T09:00:00Z","type":"app_launched"}"#,
+                "missing field `package`",
+            ),
+            (
+                r#"{"at":"2026-01-05T09:00:00Z","type":"app_launched","package":"a.b","x":1}"#,
+                "unknown field `x`",
+            ),
+            (
+                r#"{"at":"2026-01-05T09:00:00Z","type":"location","lat":91,"lon":0,"accuracy_m":1}"#,
+                "`lat`",
+            ),
+            (
+                r#"{"at":"2026-01-05T09:00:00Z","type":"wifi_connected","bssid":"nope"}"#,
+                "not a BSSID",
+            ),
+            (
+                r#"{"at":"2026-01-05T09:00:00Z","type":"custody_started","document":"D","classification":"public"}"#,
+                "unknown variant",
+            ),
         ];
         for (line, want) in cases {
             let text = format!("\n\n{line}\n");

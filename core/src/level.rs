@@ -60,8 +60,12 @@ impl Clearance {
 
 impl Classification {
     /// All levels, lowest first.
-    pub const ALL: [Classification; 4] =
-        [Self::WorkSecret, Self::Secret, Self::HighlySecret, Self::TopSecret];
+    pub const ALL: [Classification; 4] = [
+        Self::WorkSecret,
+        Self::Secret,
+        Self::HighlySecret,
+        Self::TopSecret,
+    ];
 
     /// The name used in policies, events and the CLI.
     pub fn as_str(self) -> &'static str {

@@ -39,7 +39,10 @@ impl Posture {
         let changed = |a: bool, b: bool| (a != b).then_some(b);
         // Both lists are sorted: a merge walk keeps this linear.
         let (mut block, mut unblock) = (Vec::new(), Vec::new());
-        let (mut old, mut new) = (self.blocked_packages.iter().peekable(), target.blocked_packages.iter().peekable());
+        let (mut old, mut new) = (
+            self.blocked_packages.iter().peekable(),
+            target.blocked_packages.iter().peekable(),
+        );
         loop {
             match (old.peek(), new.peek()) {
                 (Some(o), Some(n)) if o == n => {
@@ -54,7 +57,10 @@ impl Posture {
         }
         PostureDiff {
             camera_disabled: changed(self.camera_disabled, target.camera_disabled),
-            screen_capture_disabled: changed(self.screen_capture_disabled, target.screen_capture_disabled),
+            screen_capture_disabled: changed(
+                self.screen_capture_disabled,
+                target.screen_capture_disabled,
+            ),
             block,
             unblock,
         }

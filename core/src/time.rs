@@ -61,7 +61,9 @@ impl Timestamp {
 
     /// Minute of the week (Monday 00:00 = 0) in the zone `utc_offset_minutes` east of UTC.
     pub fn minute_of_week(self, utc_offset_minutes: i32) -> u32 {
-        let local = self.0.saturating_add(i64::from(utc_offset_minutes) * MS_PER_MINUTE);
+        let local = self
+            .0
+            .saturating_add(i64::from(utc_offset_minutes) * MS_PER_MINUTE);
         let day = local.div_euclid(MS_PER_DAY);
         // 1970-01-01 was a Thursday: day 0 is weekday 3 when Monday is 0.
         let weekday = (day + 3).rem_euclid(7);
@@ -113,7 +115,13 @@ mod tests {
 
     #[test]
     fn rejects_non_rfc3339() {
-        for bad in ["", "2016-10-20", "2016-10-20 15:30:00", "yesterday", "2016-13-01T00:00:00Z"] {
+        for bad in [
+            "",
+            "2016-10-20",
+            "2016-10-20 15:30:00",
+            "yesterday",
+            "2016-13-01T00:00:00Z",
+        ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad}");
         }
     }

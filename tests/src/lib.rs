@@ -106,26 +106,34 @@ impl std::fmt::Display for CorpusError {
 
 /// Every scenario, in index order.
 pub fn all() -> Result<Vec<Scenario>, CorpusError> {
-    let index: Vec<IndexEntry> =
-        serde_json::from_str(INDEX).map_err(|e| CorpusError(format!("scenarios/index.json: {e}")))?;
+    let index: Vec<IndexEntry> = serde_json::from_str(INDEX)
+        .map_err(|e| CorpusError(format!("scenarios/index.json: {e}")))?;
     index
         .into_iter()
         .map(|entry| {
-            let (_, events, expect) = FILES
-                .iter()
-                .find(|(n, _, _)| *n == entry.name)
-                .ok_or_else(|| CorpusError(format!("scenario `{}` is in index.json but not embedded", entry.name)))?;
+            let (_, events, expect) =
+                FILES
+                    .iter()
+                    .find(|(n, _, _)| *n == entry.name)
+                    .ok_or_else(|| {
+                        CorpusError(format!(
+                            "scenario `{}` is in index.json but not embedded",
+                            entry.name
+                        ))
+                    })?;
             let expect = expect
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .enumerate()
                 .map(|(i, l)| {
-                    serde_json::from_str(l)
-                        .map_err(|e| CorpusError(format!("{}.expect.jsonl line {}: {e}", entry.name, i + 1)))
+                    serde_json::from_str(l).map_err(|e| {
+                        CorpusError(format!("{}.expect.jsonl line {}: {e}", entry.name, i + 1))
+                    })
                 })
                 .collect::<Result<Vec<Expect>, _>>()?;
             Ok(Scenario {
-                clearance: Clearance::from_str(&entry.clearance).map_err(|e| CorpusError(e.to_string()))?,
+                clearance: Clearance::from_str(&entry.clearance)
+                    .map_err(|e| CorpusError(e.to_string()))?,
                 platform: Platform::from_str(&entry.platform).map_err(CorpusError)?,
                 name: entry.name,
                 title: entry.title,
@@ -138,23 +146,32 @@ pub fn all() -> Result<Vec<Scenario>, CorpusError> {
 
 /// The baseline policy, parsed.
 pub fn baseline() -> Result<Policy, CorpusError> {
-    Policy::from_json(BASELINE_POLICY.as_bytes()).map_err(|e| CorpusError(format!("baseline.json: {e}")))
+    Policy::from_json(BASELINE_POLICY.as_bytes())
+        .map_err(|e| CorpusError(format!("baseline.json: {e}")))
 }
 
 /// Checks observed decisions against a scenario, naming the first difference.
 pub fn check(s: &Scenario, policy: &Policy, observed: &[Observed]) -> Result<(), String> {
     if observed.len() != s.expect.len() {
-        return Err(format!("{}: {} decisions for {} expectations", s.name, observed.len(), s.expect.len()));
+        return Err(format!(
+            "{}: {} decisions for {} expectations",
+            s.name,
+            observed.len(),
+            s.expect.len()
+        ));
     }
     for (i, (o, e)) in observed.iter().zip(&s.expect).enumerate() {
         let mut blocked: Vec<String> = e
             .blocked
             .iter()
             .flat_map(|set| {
-                policy.app_sets.get(set).map_or_else(Vec::new, |a| match s.platform {
-                    Platform::Android => a.android.clone(),
-                    Platform::Ios => a.ios.clone(),
-                })
+                policy
+                    .app_sets
+                    .get(set)
+                    .map_or_else(Vec::new, |a| match s.platform {
+                        Platform::Android => a.android.clone(),
+                        Platform::Ios => a.ios.clone(),
+                    })
             })
             .collect();
         blocked.sort();
@@ -170,7 +187,11 @@ pub fn check(s: &Scenario, policy: &Policy, observed: &[Observed]) -> Result<(),
             },
         };
         if *o != want {
-            return Err(format!("{} event {}:\n  expected {want:?}\n  observed {o:?}", s.name, i + 1));
+            return Err(format!(
+                "{} event {}:\n  expected {want:?}\n  observed {o:?}",
+                s.name,
+                i + 1
+            ));
         }
     }
     Ok(())

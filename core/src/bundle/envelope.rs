@@ -61,7 +61,9 @@ pub struct KeySet {
 impl KeySet {
     /// From keys (duplicates collapse: a key counts once toward a threshold).
     pub fn new(keys: impl IntoIterator<Item = PublicKey>) -> Self {
-        Self { keys: keys.into_iter().map(|k| (k.keyid().clone(), k)).collect() }
+        Self {
+            keys: keys.into_iter().map(|k| (k.keyid().clone(), k)).collect(),
+        }
     }
 
     /// Number of distinct keys.
@@ -89,7 +91,10 @@ impl Envelope {
             payload: B64.encode(payload),
             signatures: keys
                 .iter()
-                .map(|k| EnvelopeSignature { keyid: k.public().keyid().0.clone(), sig: B64.encode(k.sign(&msg)) })
+                .map(|k| EnvelopeSignature {
+                    keyid: k.public().keyid().0.clone(),
+                    sig: B64.encode(k.sign(&msg)),
+                })
                 .collect(),
         }
     }
@@ -107,16 +112,28 @@ impl Envelope {
         limit: usize,
     ) -> Result<(Envelope, Vec<u8>), BundleError> {
         if bytes.len() > limit {
-            return Err(BundleError::Oversized { what, size: bytes.len(), limit });
+            return Err(BundleError::Oversized {
+                what,
+                size: bytes.len(),
+                limit,
+            });
         }
-        let env: Envelope = serde_json::from_slice(bytes)
-            .map_err(|e| BundleError::Malformed { what, reason: format!("not a signed envelope: {e}") })?;
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed {
+            what,
+            reason: format!("not a signed envelope: {e}"),
+        })?;
         if env.payload_type != expected_type {
-            return Err(BundleError::WrongPayloadType { expected: expected_type, found: env.payload_type });
+            return Err(BundleError::WrongPayloadType {
+                expected: expected_type,
+                found: env.payload_type,
+            });
         }
         let payload = B64
             .decode(env.payload.as_bytes())
-            .map_err(|_| BundleError::Malformed { what, reason: "payload is not base64".into() })?;
+            .map_err(|_| BundleError::Malformed {
+                what,
+                reason: "payload is not base64".into(),
+            })?;
         Ok((env, payload))
     }
 
@@ -144,7 +161,9 @@ impl Envelope {
                 unknown.get_or_insert_with(|| s.keyid.clone());
                 continue;
             };
-            let ok = B64.decode(s.sig.as_bytes()).is_ok_and(|sig| key.verify(&msg, &sig));
+            let ok = B64
+                .decode(s.sig.as_bytes())
+                .is_ok_and(|sig| key.verify(&msg, &sig));
             if ok {
                 valid.insert(key.keyid());
             } else {
@@ -160,7 +179,11 @@ impl Envelope {
         if let (Some(keyid), true) = (unknown, valid.is_empty()) {
             return Err(BundleError::UnknownKey { keyid, role });
         }
-        Err(BundleError::ThresholdNotMet { role, valid: valid.len(), threshold })
+        Err(BundleError::ThresholdNotMet {
+            role,
+            valid: valid.len(),
+            threshold,
+        })
     }
 }
 
@@ -184,7 +207,10 @@ mod tests {
         let mut env = Envelope::sign(TRUST_ROOT_TYPE, b"{}", &[&k]);
         assert_eq!(env.check_threshold("x", b"{}", &keys, 1, "r"), Ok(1));
         env.payload_type = POLICY_BUNDLE_TYPE.into();
-        assert!(matches!(env.check_threshold("x", b"{}", &keys, 1, "r"), Err(BundleError::BadSignature { .. })));
+        assert!(matches!(
+            env.check_threshold("x", b"{}", &keys, 1, "r"),
+            Err(BundleError::BadSignature { .. })
+        ));
     }
 
     #[test]
@@ -195,7 +221,11 @@ mod tests {
         let env = Envelope::sign(POLICY_BUNDLE_TYPE, b"p", &[&k, &k]);
         assert_eq!(
             env.check_threshold("x", b"p", &keys, 2, "r"),
-            Err(BundleError::ThresholdNotMet { role: "r", valid: 1, threshold: 2 })
+            Err(BundleError::ThresholdNotMet {
+                role: "r",
+                valid: 1,
+                threshold: 2
+            })
         );
     }
 }

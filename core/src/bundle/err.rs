@@ -64,7 +64,9 @@ pub enum BundleError {
         threshold: usize,
     },
     /// Not newer than what is installed.
-    #[error("version {offered} is not newer than the installed version {installed} (rollback refused)")]
+    #[error(
+        "version {offered} is not newer than the installed version {installed} (rollback refused)"
+    )]
     Rollback {
         /// Installed version.
         installed: u64,
@@ -91,7 +93,9 @@ pub enum BundleError {
     #[error("invalid policy: {0}")]
     InvalidPolicy(PolicyErrors),
     /// A trust root whose version does not follow the installed one.
-    #[error("trust root version {offered} does not follow the installed version {installed} (must be {installed} + 1)")]
+    #[error(
+        "trust root version {offered} does not follow the installed version {installed} (must be {installed} + 1)"
+    )]
     TrustRootVersion {
         /// Installed version.
         installed: u64,

@@ -61,7 +61,9 @@ impl PublicKey {
     /// From raw 32 bytes.
     pub fn from_bytes(raw: &[u8]) -> Result<Self, KeyError> {
         let bytes: [u8; 32] = raw.try_into().map_err(|_| KeyError::BadPublicKey)?;
-        let keyid = KeyId(hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()));
+        let keyid = KeyId(hex(
+            ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()
+        ));
         Ok(Self { keyid, bytes })
     }
 
@@ -105,7 +107,10 @@ impl PublicKey {
     /// Reads a public key file, checking its key id.
     pub fn from_file(f: &PublicKeyFile) -> Result<Self, KeyError> {
         if f.kind != PUBLIC_KIND {
-            return Err(KeyError::BadFile(format!("expected `{PUBLIC_KIND}`, found `{}`", f.kind)));
+            return Err(KeyError::BadFile(format!(
+                "expected `{PUBLIC_KIND}`, found `{}`",
+                f.kind
+            )));
         }
         let key = Self::from_base64(&f.public_key)?;
         if key.keyid != f.keyid {
@@ -160,7 +165,8 @@ pub struct PublicKeyFile {
 impl SigningKey {
     /// A new random key.
     pub fn generate() -> Result<Self, KeyError> {
-        let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| KeyError::Random)?;
+        let doc =
+            Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| KeyError::Random)?;
         Self::from_pkcs8(doc.as_ref())
     }
 
@@ -168,7 +174,11 @@ impl SigningKey {
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, KeyError> {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::BadPrivateKey)?;
         let public = PublicKey::from_bytes(pair.public_key().as_ref())?;
-        Ok(Self { pair, pkcs8: Zeroizing::new(pkcs8.to_vec()), public })
+        Ok(Self {
+            pair,
+            pkcs8: Zeroizing::new(pkcs8.to_vec()),
+            public,
+        })
     }
 
     /// The verifying half.
@@ -193,12 +203,19 @@ impl SigningKey {
 
     /// Reads a private key file.
     pub fn from_file_json(text: &str) -> Result<Self, KeyError> {
-        let f: PrivateKeyFile =
-            serde_json::from_str(text).map_err(|e| KeyError::BadFile(format!("not a private key file ({})", e.classify_name())))?;
+        let f: PrivateKeyFile = serde_json::from_str(text).map_err(|e| {
+            KeyError::BadFile(format!("not a private key file ({})", e.classify_name()))
+        })?;
         if f.kind != PRIVATE_KIND {
-            return Err(KeyError::BadFile(format!("expected `{PRIVATE_KIND}`, found `{}`", f.kind)));
+            return Err(KeyError::BadFile(format!(
+                "expected `{PRIVATE_KIND}`, found `{}`",
+                f.kind
+            )));
         }
-        let pkcs8 = Zeroizing::new(B64.decode(f.pkcs8.as_bytes()).map_err(|_| KeyError::BadPrivateKey)?);
+        let pkcs8 = Zeroizing::new(
+            B64.decode(f.pkcs8.as_bytes())
+                .map_err(|_| KeyError::BadPrivateKey)?,
+        );
         let key = Self::from_pkcs8(&pkcs8)?;
         if key.public.keyid != f.keyid {
             return Err(KeyError::BadFile("key id does not match the key".into()));
@@ -240,7 +257,10 @@ mod tests {
         let mut pf = k.public().to_file();
         assert_eq!(PublicKey::from_file(&pf).unwrap(), *k.public());
         pf.keyid = KeyId("00".repeat(32));
-        assert!(matches!(PublicKey::from_file(&pf), Err(KeyError::BadFile(_))));
+        assert!(matches!(
+            PublicKey::from_file(&pf),
+            Err(KeyError::BadFile(_))
+        ));
         // Debug output never carries key material.
         assert!(!format!("{k:?}").contains(&B64.encode(k.pkcs8.as_slice())));
     }

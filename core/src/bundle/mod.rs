@@ -18,4 +18,6 @@ pub use envelope::{Envelope, POLICY_BUNDLE_TYPE, TRUST_ROOT_TYPE};
 pub use err::BundleError;
 pub use keys::{KeyId, PublicKey, SigningKey};
 pub use trust::TrustRoot;
-pub use verify::{sign_bundle, verify_bundle, BundleHeader, Installed, VerifiedBundle, MAX_BUNDLE_BYTES};
+pub use verify::{
+    BundleHeader, Installed, MAX_BUNDLE_BYTES, VerifiedBundle, sign_bundle, verify_bundle,
+};

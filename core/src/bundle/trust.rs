@@ -56,7 +56,10 @@ pub struct RoleKeys {
 impl KeyEntry {
     /// The entry for `key`.
     pub fn of(key: &PublicKey) -> Self {
-        Self { keyid: key.keyid().clone(), public_key: key.to_base64() }
+        Self {
+            keyid: key.keyid().clone(),
+            public_key: key.to_base64(),
+        }
     }
 }
 
@@ -74,16 +77,22 @@ const WHAT: &str = "trust root";
 fn key_set(entries: &[KeyEntry], threshold: u32, role: &str) -> Result<KeySet, BundleError> {
     let mut keys = Vec::with_capacity(entries.len());
     for e in entries {
-        let k = PublicKey::from_base64(&e.public_key)
-            .map_err(|err| BundleError::InvalidTrustRoot(format!("{role} key `{}`: {err}", e.keyid)))?;
+        let k = PublicKey::from_base64(&e.public_key).map_err(|err| {
+            BundleError::InvalidTrustRoot(format!("{role} key `{}`: {err}", e.keyid))
+        })?;
         if k.keyid() != &e.keyid {
-            return Err(BundleError::InvalidTrustRoot(format!("{role} key id `{}` does not match its key", e.keyid)));
+            return Err(BundleError::InvalidTrustRoot(format!(
+                "{role} key id `{}` does not match its key",
+                e.keyid
+            )));
         }
         keys.push(k);
     }
     let set = KeySet::new(keys);
     if set.len() != entries.len() {
-        return Err(BundleError::InvalidTrustRoot(format!("{role} keys are listed twice")));
+        return Err(BundleError::InvalidTrustRoot(format!(
+            "{role} keys are listed twice"
+        )));
     }
     if threshold == 0 || threshold as usize > set.len() {
         return Err(BundleError::InvalidTrustRoot(format!(
@@ -97,8 +106,11 @@ fn key_set(entries: &[KeyEntry], threshold: u32, role: &str) -> Result<KeySet, B
 impl TrustRoot {
     fn parse(bytes: &[u8]) -> Result<(Envelope, Vec<u8>, TrustRoot), BundleError> {
         let (env, payload) = Envelope::open(bytes, WHAT, TRUST_ROOT_TYPE, MAX_TRUST_ROOT_BYTES)?;
-        let doc: TrustRootDoc = serde_json::from_slice(&payload)
-            .map_err(|e| BundleError::Malformed { what: WHAT, reason: e.to_string() })?;
+        let doc: TrustRootDoc =
+            serde_json::from_slice(&payload).map_err(|e| BundleError::Malformed {
+                what: WHAT,
+                reason: e.to_string(),
+            })?;
         if doc.version == 0 {
             return Err(BundleError::InvalidTrustRoot("version starts at 1".into()));
         }
@@ -107,14 +119,25 @@ impl TrustRoot {
             Some(r) => key_set(&r.keys, r.threshold, "registry")?,
             None => KeySet::default(),
         };
-        let root = TrustRoot { doc, office, registry, envelope_bytes: bytes.to_vec() };
+        let root = TrustRoot {
+            doc,
+            office,
+            registry,
+            envelope_bytes: bytes.to_vec(),
+        };
         Ok((env, payload, root))
     }
 
     /// Provisions the first root: it must be signed by a threshold of its own keys.
     pub fn from_self_signed(bytes: &[u8]) -> Result<TrustRoot, BundleError> {
         let (env, payload, root) = Self::parse(bytes)?;
-        env.check_threshold(WHAT, &payload, &root.office, root.threshold(), "trust root's own keys")?;
+        env.check_threshold(
+            WHAT,
+            &payload,
+            &root.office,
+            root.threshold(),
+            "trust root's own keys",
+        )?;
         Ok(root)
     }
 
@@ -127,10 +150,25 @@ impl TrustRoot {
     pub fn rotate(&self, bytes: &[u8]) -> Result<TrustRoot, BundleError> {
         let (env, payload, next) = Self::parse(bytes)?;
         if next.doc.version != self.doc.version.saturating_add(1) {
-            return Err(BundleError::TrustRootVersion { installed: self.doc.version, offered: next.doc.version });
+            return Err(BundleError::TrustRootVersion {
+                installed: self.doc.version,
+                offered: next.doc.version,
+            });
         }
-        env.check_threshold(WHAT, &payload, &self.office, self.threshold(), "current trust root")?;
-        env.check_threshold(WHAT, &payload, &next.office, next.threshold(), "new trust root")?;
+        env.check_threshold(
+            WHAT,
+            &payload,
+            &self.office,
+            self.threshold(),
+            "current trust root",
+        )?;
+        env.check_threshold(
+            WHAT,
+            &payload,
+            &next.office,
+            next.threshold(),
+            "new trust root",
+        )?;
         Ok(next)
     }
 
@@ -157,7 +195,13 @@ impl TrustRoot {
 
     /// Registry keys and threshold (threshold 0 when no registry is configured).
     pub fn registry_keys(&self) -> (&KeySet, usize) {
-        (&self.registry, self.doc.registry.as_ref().map_or(0, |r| r.threshold as usize))
+        (
+            &self.registry,
+            self.doc
+                .registry
+                .as_ref()
+                .map_or(0, |r| r.threshold as usize),
+        )
     }
 
     /// The document.

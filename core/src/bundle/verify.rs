@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope::{Envelope, POLICY_BUNDLE_TYPE};
 use super::err::BundleError;
-use super::keys::{hex, SigningKey};
+use super::keys::{SigningKey, hex};
 use super::trust::TrustRoot;
 use crate::policy::Policy;
 use crate::time::Timestamp;
@@ -70,9 +70,16 @@ pub fn verify_bundle(
     // Steps 1-4: size cap, envelope, payload type, payload bytes.
     let (env, payload) = Envelope::open(bytes, WHAT, POLICY_BUNDLE_TYPE, MAX_BUNDLE_BYTES)?;
     // Step 5: signatures by a threshold of the office's keys, before reading the payload.
-    env.check_threshold(WHAT, &payload, trust.office_keys(), trust.threshold(), "trust root")?;
+    env.check_threshold(
+        WHAT,
+        &payload,
+        trust.office_keys(),
+        trust.threshold(),
+        "trust root",
+    )?;
     // Step 6: the payload's shape (the policy inside is validated in step 10).
-    let p: Payload<Policy> = serde_json::from_slice(&payload).map_err(|e| malformed_payload(&payload, e))?;
+    let p: Payload<Policy> =
+        serde_json::from_slice(&payload).map_err(|e| malformed_payload(&payload, e))?;
     let header = BundleHeader {
         policy_id: p.policy_id,
         version: p.version,
@@ -103,38 +110,58 @@ fn malformed_payload(payload: &[u8], e: serde_json::Error) -> BundleError {
         .and_then(|p| Policy::from_json(p.as_bytes()).err());
     match policy_err {
         Some(errs) => BundleError::InvalidPolicy(errs),
-        None => BundleError::Malformed { what: WHAT, reason: e.to_string() },
+        None => BundleError::Malformed {
+            what: WHAT,
+            reason: e.to_string(),
+        },
     }
 }
 
-fn check_policy_id(h: &BundleHeader, policy: &Policy, installed: &Installed) -> Result<(), BundleError> {
+fn check_policy_id(
+    h: &BundleHeader,
+    policy: &Policy,
+    installed: &Installed,
+) -> Result<(), BundleError> {
     if h.policy_id != policy.policy_id {
         return Err(BundleError::Malformed {
             what: WHAT,
-            reason: format!("header policy_id `{}` differs from the policy's `{}`", h.policy_id, policy.policy_id),
+            reason: format!(
+                "header policy_id `{}` differs from the policy's `{}`",
+                h.policy_id, policy.policy_id
+            ),
         });
     }
     match &installed.policy_id {
-        Some(expected) if *expected != h.policy_id => {
-            Err(BundleError::WrongPolicyId { expected: expected.clone(), found: h.policy_id.clone() })
-        }
+        Some(expected) if *expected != h.policy_id => Err(BundleError::WrongPolicyId {
+            expected: expected.clone(),
+            found: h.policy_id.clone(),
+        }),
         _ => Ok(()),
     }
 }
 
 fn check_rollback(h: &BundleHeader, installed: &Installed) -> Result<(), BundleError> {
     if h.version <= installed.version {
-        return Err(BundleError::Rollback { installed: installed.version, offered: h.version });
+        return Err(BundleError::Rollback {
+            installed: installed.version,
+            offered: h.version,
+        });
     }
     Ok(())
 }
 
 fn check_expiry(h: &BundleHeader, now: Timestamp) -> Result<(), BundleError> {
     if h.expires_at <= h.issued_at {
-        return Err(BundleError::Malformed { what: WHAT, reason: "expires_at is not after issued_at".into() });
+        return Err(BundleError::Malformed {
+            what: WHAT,
+            reason: "expires_at is not after issued_at".into(),
+        });
     }
     if now >= h.expires_at {
-        return Err(BundleError::Expired { expires_at: h.expires_at, now });
+        return Err(BundleError::Expired {
+            expires_at: h.expires_at,
+            now,
+        });
     }
     Ok(())
 }
@@ -149,7 +176,16 @@ pub fn sign_bundle(
     keys: &[&SigningKey],
 ) -> Result<Envelope, BundleError> {
     policy.validate().map_err(BundleError::InvalidPolicy)?;
-    let payload = Payload { policy_id: policy.policy_id.clone(), version, issued_at, expires_at, policy };
-    let bytes = serde_json::to_vec(&payload).map_err(|e| BundleError::Malformed { what: WHAT, reason: e.to_string() })?;
+    let payload = Payload {
+        policy_id: policy.policy_id.clone(),
+        version,
+        issued_at,
+        expires_at,
+        policy,
+    };
+    let bytes = serde_json::to_vec(&payload).map_err(|e| BundleError::Malformed {
+        what: WHAT,
+        reason: e.to_string(),
+    })?;
     Ok(Envelope::sign(POLICY_BUNDLE_TYPE, &bytes, keys))
 }

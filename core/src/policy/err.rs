@@ -43,7 +43,11 @@ impl PolicyError {
         }
     }
 
-    pub(crate) fn invalid(path: impl Into<String>, rule: Option<&str>, msg: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        path: impl Into<String>,
+        rule: Option<&str>,
+        msg: impl Into<String>,
+    ) -> Self {
         Self::new(path, rule, PolicyErrorKind::InvalidValue(msg.into()))
     }
 
@@ -74,7 +78,11 @@ impl fmt::Display for PolicyErrorKind {
             Self::Syntax(m) => write!(f, "not valid JSON: {m}"),
             Self::Shape(m) => f.write_str(m),
             Self::UnsupportedFormat(v) => {
-                write!(f, "format `{v}` is not supported (this agent reads format {})", super::FORMAT)
+                write!(
+                    f,
+                    "format `{v}` is not supported (this agent reads format {})",
+                    super::FORMAT
+                )
             }
             Self::DuplicateRuleId(id) => write!(f, "rule id `{id}` is used more than once"),
             Self::UnknownAppSet(n) => write!(f, "app set `{n}` is not defined in `app_sets`"),
@@ -86,7 +94,11 @@ impl fmt::Display for PolicyErrorKind {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() { "(document)" } else { &self.path };
+        let path = if self.path.is_empty() {
+            "(document)"
+        } else {
+            &self.path
+        };
         f.write_str(path)?;
         if let Some(line) = self.line {
             write!(f, " (line {line})")?;
@@ -136,11 +148,14 @@ pub(crate) fn locate_parse_error(bytes: &[u8]) -> PolicyError {
         }
     };
     // The line of a shape error is known only from the byte parse.
-    let line = serde_json::from_slice::<super::Policy>(bytes).err().map(|e| e.line());
+    let line = serde_json::from_slice::<super::Policy>(bytes)
+        .err()
+        .map(|e| e.line());
     let path_err = match serde_path_to_error::deserialize::<_, super::Policy>(&value) {
         Ok(_) => {
             // The tree parse accepted what the byte parse refused; report the byte error.
-            let mut err = PolicyError::new("", None, PolicyErrorKind::Shape("malformed policy".into()));
+            let mut err =
+                PolicyError::new("", None, PolicyErrorKind::Shape("malformed policy".into()));
             err.line = line;
             return err;
         }
@@ -162,7 +177,11 @@ pub(crate) fn locate_parse_error(bytes: &[u8]) -> PolicyError {
 fn rule_id_at(doc: &serde_json::Value, path: &str) -> Option<String> {
     let rest = path.strip_prefix("rules[")?;
     let index: usize = rest.split(']').next()?.parse().ok()?;
-    doc.get("rules")?.get(index)?.get("id")?.as_str().map(str::to_owned)
+    doc.get("rules")?
+        .get(index)?
+        .get("id")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// serde_json appends "at line L column C"; the line is reported separately.

@@ -10,9 +10,9 @@ pub mod model;
 mod validate;
 
 pub use err::{PolicyError, PolicyErrorKind, PolicyErrors};
-pub(crate) use validate::{mime_matches, parse_bssid, parse_hhmm, parse_uuid};
-pub use validate::RESERVED_RULE_PREFIX;
 pub use model::*;
+pub use validate::RESERVED_RULE_PREFIX;
+pub(crate) use validate::{mime_matches, parse_bssid, parse_hhmm, parse_uuid};
 
 /// Only this document format is understood; a newer one is refused, not half-read.
 pub const FORMAT: u32 = 1;

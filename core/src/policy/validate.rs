@@ -11,7 +11,10 @@ use super::{FORMAT, MAX_CONDITION_DEPTH};
 pub const RESERVED_RULE_PREFIX: &str = "baomi.";
 
 pub(super) fn validate(p: &Policy) -> Vec<PolicyError> {
-    let mut v = Validator { errors: Vec::new(), policy: p };
+    let mut v = Validator {
+        errors: Vec::new(),
+        policy: p,
+    };
     v.document();
     v.errors
 }
@@ -33,7 +36,11 @@ impl Validator<'_> {
     fn document(&mut self) {
         let p = self.policy;
         if p.format != FORMAT {
-            self.push(PolicyError::new("format", None, PolicyErrorKind::UnsupportedFormat(p.format)));
+            self.push(PolicyError::new(
+                "format",
+                None,
+                PolicyErrorKind::UnsupportedFormat(p.format),
+            ));
         }
         if !is_id(&p.policy_id) {
             self.invalid("policy_id".into(), None, id_rule_text(&p.policy_id));
@@ -64,7 +71,11 @@ impl Validator<'_> {
             self.invalid(format!("app_sets.{name}"), None, id_rule_text(name));
         }
         if set.android.is_empty() && set.ios.is_empty() {
-            self.invalid(format!("app_sets.{name}"), None, "an app set needs at least one android or ios id");
+            self.invalid(
+                format!("app_sets.{name}"),
+                None,
+                "an app set needs at least one android or ios id",
+            );
         }
         for (i, pkg) in set.android.iter().enumerate() {
             if !is_app_id(pkg) {
@@ -96,37 +107,72 @@ impl Validator<'_> {
             && z.wifi_bssids.is_empty()
             && z.nfc_check_in.is_empty()
         {
-            self.invalid(at.clone(), None, "a zone needs at least one signal (beacon, geofence, wifi_bssid or nfc_check_in)");
+            self.invalid(
+                at.clone(),
+                None,
+                "a zone needs at least one signal (beacon, geofence, wifi_bssid or nfc_check_in)",
+            );
         }
         for (i, b) in z.beacons.iter().enumerate() {
             if parse_uuid(&b.uuid).is_none() {
-                self.invalid(format!("{at}.beacons[{i}].uuid"), None, format!("`{}` is not a UUID (8-4-4-4-12 hex)", b.uuid));
+                self.invalid(
+                    format!("{at}.beacons[{i}].uuid"),
+                    None,
+                    format!("`{}` is not a UUID (8-4-4-4-12 hex)", b.uuid),
+                );
             }
             if b.timeout_s == 0 || b.timeout_s > 3600 {
-                self.invalid(format!("{at}.beacons[{i}].timeout_s"), None, "must be between 1 and 3600 seconds");
+                self.invalid(
+                    format!("{at}.beacons[{i}].timeout_s"),
+                    None,
+                    "must be between 1 and 3600 seconds",
+                );
             }
         }
         for (i, g) in z.geofences.iter().enumerate() {
             let gat = format!("{at}.geofences[{i}]");
             if !(g.lat.is_finite() && (-90.0..=90.0).contains(&g.lat)) {
-                self.invalid(format!("{gat}.lat"), None, "latitude must be between -90 and 90");
+                self.invalid(
+                    format!("{gat}.lat"),
+                    None,
+                    "latitude must be between -90 and 90",
+                );
             }
             if !(g.lon.is_finite() && (-180.0..=180.0).contains(&g.lon)) {
-                self.invalid(format!("{gat}.lon"), None, "longitude must be between -180 and 180");
+                self.invalid(
+                    format!("{gat}.lon"),
+                    None,
+                    "longitude must be between -180 and 180",
+                );
             }
             if !(g.radius_m.is_finite() && g.radius_m > 0.0 && g.radius_m <= 50_000.0) {
-                self.invalid(format!("{gat}.radius_m"), None, "radius must be between 0 and 50000 metres");
+                self.invalid(
+                    format!("{gat}.radius_m"),
+                    None,
+                    "radius must be between 0 and 50000 metres",
+                );
             }
         }
         for (i, b) in z.wifi_bssids.iter().enumerate() {
             if parse_bssid(b).is_none() {
-                self.invalid(format!("{at}.wifi_bssids[{i}]"), None, format!("`{b}` is not a BSSID (aa:bb:cc:dd:ee:ff)"));
+                self.invalid(
+                    format!("{at}.wifi_bssids[{i}]"),
+                    None,
+                    format!("`{b}` is not a BSSID (aa:bb:cc:dd:ee:ff)"),
+                );
             }
         }
-        for (field, tags) in [("nfc_check_in", &z.nfc_check_in), ("nfc_check_out", &z.nfc_check_out)] {
+        for (field, tags) in [
+            ("nfc_check_in", &z.nfc_check_in),
+            ("nfc_check_out", &z.nfc_check_out),
+        ] {
             for (i, t) in tags.iter().enumerate() {
                 if t.is_empty() || t.len() > 128 {
-                    self.invalid(format!("{at}.{field}[{i}]"), None, "an NFC tag id must be 1 to 128 characters");
+                    self.invalid(
+                        format!("{at}.{field}[{i}]"),
+                        None,
+                        "an NFC tag id must be 1 to 128 characters",
+                    );
                 }
             }
         }
@@ -138,10 +184,18 @@ impl Validator<'_> {
         if !is_id(&r.id) {
             self.invalid(format!("{at}.id"), id, id_rule_text(&r.id));
         } else if r.id.starts_with(RESERVED_RULE_PREFIX) {
-            self.invalid(format!("{at}.id"), id, format!("ids starting with `{RESERVED_RULE_PREFIX}` are reserved for the agent"));
+            self.invalid(
+                format!("{at}.id"),
+                id,
+                format!("ids starting with `{RESERVED_RULE_PREFIX}` are reserved for the agent"),
+            );
         }
         if r.effects.is_empty() {
-            self.invalid(format!("{at}.effects"), id, "a rule needs at least one effect");
+            self.invalid(
+                format!("{at}.effects"),
+                id,
+                "a rule needs at least one effect",
+            );
         }
         if let Some(c) = &r.when {
             self.condition(&format!("{at}.when"), id, c, 1);
@@ -169,14 +223,24 @@ impl Validator<'_> {
 
     fn condition(&mut self, at: &str, rule: Option<&str>, c: &Condition, depth: usize) {
         if depth > MAX_CONDITION_DEPTH {
-            self.invalid(at.to_owned(), rule, format!("conditions may nest at most {MAX_CONDITION_DEPTH} deep"));
+            self.invalid(
+                at.to_owned(),
+                rule,
+                format!("conditions may nest at most {MAX_CONDITION_DEPTH} deep"),
+            );
             return;
         }
         match c {
-            Condition::ClearanceAtLeast(_) | Condition::CustodyAtLeast(_) | Condition::InAnyZone(_) => {}
+            Condition::ClearanceAtLeast(_)
+            | Condition::CustodyAtLeast(_)
+            | Condition::InAnyZone(_) => {}
             Condition::InZone(zones) => {
                 if zones.is_empty() {
-                    self.invalid(format!("{at}.in_zone"), rule, "list at least one zone (or use `in_any_zone`)");
+                    self.invalid(
+                        format!("{at}.in_zone"),
+                        rule,
+                        "list at least one zone (or use `in_any_zone`)",
+                    );
                 }
                 for (i, z) in zones.iter().enumerate() {
                     if !self.policy.zones.contains_key(z) {
@@ -195,18 +259,34 @@ impl Validator<'_> {
                 }
                 for (field, v) in [("from", &w.from), ("to", &w.to)] {
                     if parse_hhmm(v).is_none() {
-                        self.invalid(format!("{wat}.{field}"), rule, format!("`{v}` is not a time `HH:MM`"));
+                        self.invalid(
+                            format!("{wat}.{field}"),
+                            rule,
+                            format!("`{v}` is not a time `HH:MM`"),
+                        );
                     }
                 }
                 if w.from == w.to {
-                    self.invalid(wat.clone(), rule, "`from` and `to` are equal: the window would be empty");
+                    self.invalid(
+                        wat.clone(),
+                        rule,
+                        "`from` and `to` are equal: the window would be empty",
+                    );
                 }
                 if !(-14 * 60..=14 * 60).contains(&w.utc_offset_minutes) {
-                    self.invalid(format!("{wat}.utc_offset_minutes"), rule, "offset must be within ±840 minutes");
+                    self.invalid(
+                        format!("{wat}.utc_offset_minutes"),
+                        rule,
+                        "offset must be within ±840 minutes",
+                    );
                 }
             }
             Condition::All(cs) | Condition::Any(cs) => {
-                let key = if matches!(c, Condition::All(_)) { "all" } else { "any" };
+                let key = if matches!(c, Condition::All(_)) {
+                    "all"
+                } else {
+                    "any"
+                };
                 for (i, sub) in cs.iter().enumerate() {
                     self.condition(&format!("{at}.{key}[{i}]"), rule, sub, depth + 1);
                 }
@@ -217,16 +297,28 @@ impl Validator<'_> {
 
     fn app_set_ref(&mut self, path: String, rule: Option<&str>, name: &str) {
         if !self.policy.app_sets.contains_key(name) {
-            self.push(PolicyError::new(path, rule, PolicyErrorKind::UnknownAppSet(name.to_owned())));
+            self.push(PolicyError::new(
+                path,
+                rule,
+                PolicyErrorKind::UnknownAppSet(name.to_owned()),
+            ));
         }
     }
 
     fn sync(&mut self, s: &SyncSettings) {
         if s.interval_s < 60 {
-            self.invalid("sync.interval_s".into(), None, "must be at least 60 seconds");
+            self.invalid(
+                "sync.interval_s".into(),
+                None,
+                "must be at least 60 seconds",
+            );
         }
         if s.max_offline_s < s.interval_s {
-            self.invalid("sync.max_offline_s".into(), None, "must be at least `interval_s`");
+            self.invalid(
+                "sync.max_offline_s".into(),
+                None,
+                "must be at least `interval_s`",
+            );
         }
         for (i, set) in s.fail_closed.ban_app_sets.iter().enumerate() {
             self.app_set_ref(format!("sync.fail_closed.ban_app_sets[{i}]"), None, set);
@@ -237,10 +329,18 @@ impl Validator<'_> {
         let mut devices = BTreeSet::new();
         for (i, h) in self.policy.holders.iter().enumerate() {
             if h.holder.is_empty() {
-                self.invalid(format!("holders[{i}].holder"), None, "holder id must not be empty");
+                self.invalid(
+                    format!("holders[{i}].holder"),
+                    None,
+                    "holder id must not be empty",
+                );
             }
             if h.devices.is_empty() {
-                self.invalid(format!("holders[{i}].devices"), None, "list at least one device id");
+                self.invalid(
+                    format!("holders[{i}].devices"),
+                    None,
+                    "list at least one device id",
+                );
             }
             for (j, d) in h.devices.iter().enumerate() {
                 if !devices.insert(d.as_str()) {
@@ -263,7 +363,8 @@ fn id_rule_text(v: &str) -> String {
 pub(crate) fn is_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Android package names and iOS bundle ids share this shape: dotted segments.
@@ -271,14 +372,18 @@ fn is_app_id(s: &str) -> bool {
     s.len() <= 255
         && s.contains('.')
         && s.split('.').all(|seg| {
-            !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
         })
 }
 
 fn is_mime_pattern(s: &str) -> bool {
     let token = |t: &str| {
         !t.is_empty()
-            && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.' | b'_'))
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.' | b'_'))
     };
     match s.split_once('/') {
         Some(("*", "*")) => true,

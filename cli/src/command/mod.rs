@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod bundle;
+pub mod demo;
+pub mod keys;
+pub mod policy;
+pub mod simulate;
+pub mod trust;

@@ -1,0 +1,117 @@
+//! `baomi trust new`, `baomi trust verify`
+
+use std::path::PathBuf;
+
+use baomi_core::bundle::TrustRoot;
+use baomi_core::bundle::trust::{KeyEntry, RoleKeys, TrustRootDoc};
+use baomi_core::time::Timestamp;
+use clap::{Args, Subcommand};
+
+use crate::{CliError, files};
+
+#[derive(Subcommand)]
+pub enum TrustCmd {
+    /// Create a signed trust root (the first one, or the next one for a key rotation).
+    New(NewArgs),
+    /// Check a trust root; with --current, check it as a rotation from that root.
+    Verify {
+        /// The trust root to check.
+        file: PathBuf,
+        /// The root the device has now.
+        #[arg(long)]
+        current: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct NewArgs {
+    /// Office public keys (.pub), repeated.
+    #[arg(long = "key", required = true)]
+    keys: Vec<PathBuf>,
+    /// How many office keys must sign a policy or root.
+    #[arg(long)]
+    threshold: u32,
+    /// Private keys (.key) to sign this root with: a threshold of its own keys and, for a
+    /// rotation, a threshold of the current root's keys.
+    #[arg(long = "sign-key", required = true)]
+    sign_keys: Vec<PathBuf>,
+    /// Version: 1 for the first root, current + 1 for a rotation.
+    #[arg(long, default_value_t = 1)]
+    version: u64,
+    /// Document registry public keys (.pub) that sign custody records.
+    #[arg(long = "registry-key")]
+    registry_keys: Vec<PathBuf>,
+    /// How many registry keys must sign a custody record.
+    #[arg(long, default_value_t = 1)]
+    registry_threshold: u32,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(cmd: TrustCmd) -> Result<(), CliError> {
+    match cmd {
+        TrustCmd::New(a) => new(&a),
+        TrustCmd::Verify { file, current } => {
+            let bytes = files::read(&file)?;
+            let root = match current {
+                Some(c) => files::trust_root(&c)?.rotate(&bytes),
+                None => TrustRoot::from_self_signed(&bytes),
+            }
+            .map_err(|e| CliError::refused(format!("{}: {e}", file.display())))?;
+            println!("ok: {}", summary(&root));
+            Ok(())
+        }
+    }
+}
+
+pub fn summary(root: &TrustRoot) -> String {
+    let (reg, reg_t) = root.registry_keys();
+    format!(
+        "trust root v{}: {}-of-{} office keys, {}-of-{} registry keys",
+        root.version(),
+        root.threshold(),
+        root.office_keys().len(),
+        reg_t,
+        reg.len()
+    )
+}
+
+fn new(a: &NewArgs) -> Result<(), CliError> {
+    let keys = a
+        .keys
+        .iter()
+        .map(|p| files::public_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let registry = a
+        .registry_keys
+        .iter()
+        .map(|p| files::public_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signers = a
+        .sign_keys
+        .iter()
+        .map(|p| files::signing_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let doc = TrustRootDoc {
+        version: a.version,
+        issued_at: Timestamp::now(),
+        keys: keys.iter().map(KeyEntry::of).collect(),
+        threshold: a.threshold,
+        registry: (!registry.is_empty()).then(|| RoleKeys {
+            keys: registry.iter().map(KeyEntry::of).collect(),
+            threshold: a.registry_threshold,
+        }),
+    };
+    let env = TrustRoot::sign(&doc, &signers.iter().collect::<Vec<_>>());
+    let bytes = env.to_json();
+    // Refuse to write a root the device would refuse (first roots only: a rotation is
+    // checked with `trust verify --current`).
+    if a.version == 1 {
+        let root = TrustRoot::from_self_signed(bytes.as_bytes()).map_err(CliError::refused)?;
+        eprintln!("{}", summary(&root));
+    }
+    files::write(&a.out, bytes.as_bytes())?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! `baomi`: the security office's command line. Thin dispatch; each subcommand lives in
+//! `command/<name>.rs` and returns a [`CliError`] that maps to a documented exit code.
+#![forbid(unsafe_code)]
+
+mod command;
+mod error;
+mod files;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use error::CliError;
+
+/// Baomi admin CLI.
+#[derive(Parser)]
+#[command(
+    name = "baomi",
+    version,
+    about = "Baomi policy agent: policies, keys, bundles, simulation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check policy documents.
+    #[command(subcommand)]
+    Policy(command::policy::PolicyCmd),
+    /// Create signing keys.
+    #[command(subcommand)]
+    Keys(command::keys::KeysCmd),
+    /// Create and check trust roots.
+    #[command(subcommand)]
+    Trust(command::trust::TrustCmd),
+    /// Sign and verify policy bundles.
+    #[command(subcommand)]
+    Bundle(command::bundle::BundleCmd),
+    /// Replay an event stream through a policy and print one decision per event.
+    Simulate(command::simulate::SimulateArgs),
+    /// End-to-end demo: keys, trust root, signed baseline, the four published leak cases.
+    Demo(command::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(c) => command::policy::run(c),
+        Command::Keys(c) => command::keys::run(c),
+        Command::Trust(c) => command::trust::run(c),
+        Command::Bundle(c) => command::bundle::run(c),
+        Command::Simulate(a) => command::simulate::run(&a),
+        Command::Demo(a) => command::demo::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
