@@ -28,6 +28,7 @@ pub mod event;
 pub mod level;
 pub mod policy;
 pub mod posture;
+pub mod store;
 pub mod time;
 
 pub use compile::{CompiledPolicy, Platform};

@@ -1,0 +1,124 @@
+//! Store errors. Each names what the device (or the officer) can act on; none carries key
+//! material or decrypted content.
+
+use std::path::PathBuf;
+
+/// A failed store operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The directory or file could not be created or read.
+    #[error("{path}: {reason}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// OS error.
+        reason: String,
+    },
+    /// Not a SQLite database, or a damaged one. The file is left untouched.
+    #[error("{path} is not a readable Baomi store ({reason}); it was left untouched")]
+    Corrupt {
+        /// Path.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// Written by a newer agent; downgrading would lose data, so it is not opened.
+    #[error(
+        "store schema version {found} is newer than this agent's {supported}: update the agent"
+    )]
+    NewerSchema {
+        /// Version in the file.
+        found: i64,
+        /// Newest this agent knows.
+        supported: i64,
+    },
+    /// The key provider returned a key that does not open this store.
+    #[error("the data key does not match this store (wrong key provider or key)")]
+    WrongKey,
+    /// The key provider failed (keystore unavailable, key deleted, user not unlocked).
+    #[error("key provider: {0}")]
+    KeyProvider(String),
+    /// The disk (or the database's page limit) is full; nothing was written.
+    #[error("storage full: the record was not written and nothing was deleted")]
+    Full,
+    /// The hash chain is broken: evidence was edited, deleted, reordered or truncated.
+    #[error("integrity: {0}")]
+    Integrity(#[from] ChainError),
+    /// The server acknowledged records the device never had (a lying or confused server).
+    #[error("acknowledgement for seq {ack} is beyond the newest record {head}")]
+    AckBeyondHead {
+        /// Acknowledged seq.
+        ack: u64,
+        /// Newest seq.
+        head: u64,
+    },
+    /// A decrypted record that does not parse (a bug, never an attacker: it authenticated).
+    #[error("record {seq} does not parse: {reason}")]
+    BadRecord {
+        /// Seq.
+        seq: u64,
+        /// Parser message.
+        reason: String,
+    },
+    /// Any other SQLite failure.
+    #[error("sqlite: {0}")]
+    Sqlite(String),
+}
+
+/// The first broken link found by [`super::Store::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// A record does not authenticate under its position: its bytes were edited, or it was
+    /// moved from another position or another device.
+    #[error("record {seq} does not authenticate (edited, swapped or replayed)")]
+    Unauthentic {
+        /// Seq of the record.
+        seq: u64,
+    },
+    /// Records are missing between two that remain.
+    #[error("records {from}..={to} are missing (deleted)")]
+    Missing {
+        /// First missing seq.
+        from: u64,
+        /// Last missing seq.
+        to: u64,
+    },
+    /// Records at the end are missing.
+    #[error("records after {last_present} up to {head} are missing (tail truncated)")]
+    Truncated {
+        /// Newest record present.
+        last_present: u64,
+        /// Newest record the store had committed.
+        head: u64,
+    },
+    /// The stored head or anchor does not authenticate, or does not match the last record.
+    #[error("the chain {which} was altered")]
+    Bookkeeping {
+        /// `head` or `anchor`.
+        which: &'static str,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn sqlite(path: &std::path::Path, e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => Self::Corrupt {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                },
+                ErrorCode::DiskFull => Self::Full,
+                ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
+                    Self::Io {
+                        path: path.to_owned(),
+                        reason: e.to_string(),
+                    }
+                }
+                _ => Self::Sqlite(e.to_string()),
+            },
+            _ => Self::Sqlite(e.to_string()),
+        }
+    }
+}

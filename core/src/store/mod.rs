@@ -1,0 +1,797 @@
+//! The encrypted, tamper-evident violation log and the agent's durable state.
+//!
+//! Every record is sealed with AES-256-GCM (hardware AES on ARMv8 phones and x86; ring picks
+//! the instructions). The associated data binds each record to its device, its sequence number
+//! and the previous record's tag, so the GCM tag doubles as the chain MAC: one pass over each
+//! record both encrypts and chains it, and a record cannot be edited, swapped, replayed or
+//! deleted without [`Store::verify`] naming the first broken link. The chain head and the
+//! acknowledgement anchor are HMAC'd with a second HKDF-derived key.
+//!
+//! Nonces are `epoch (4 bytes) || counter (8 bytes)`; the epoch is bumped and committed before
+//! a session's first seal, so a crash can never reuse a nonce, even for a rolled-back write.
+//!
+//! Records are deleted only when the server acknowledges them ([`Store::acknowledge`]); over
+//! the size cap the store keeps writing and reports [`Store::over_cap`] so the agent can raise
+//! `store_full` instead of dropping evidence.
+
+pub mod err;
+pub mod keys;
+pub mod record;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+
+use ring::hmac;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use zeroize::Zeroizing;
+
+pub use err::{ChainError, StoreError};
+pub use keys::{HostFileKeyProvider, KeyProvider, KeyProviderError};
+pub use record::{PolicyRef, StoredViolation, ViolationRecord};
+
+use keys::{NONCE_LEN, StoreKeys, TAG_LEN};
+
+/// File name of the database inside the store directory.
+pub const DB_FILE: &str = "baomi.db";
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed record survives power loss. The default: violations
+    /// are rare and are evidence.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a killed process, may lose the last commits on power
+    /// loss. For benchmarks and bulk imports.
+    Normal,
+}
+
+/// Options for [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Device id to bind records to when the store is created (enrolment may set it); a random
+    /// one is generated otherwise. Ignored for an existing store.
+    pub device_id: Option<String>,
+    /// Size above which [`Store::over_cap`] is raised.
+    pub max_bytes: u64,
+    /// Commit durability.
+    pub durability: Durability,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            device_id: None,
+            max_bytes: 64 * 1024 * 1024,
+            durability: Durability::Full,
+        }
+    }
+}
+
+/// A position in the chain: the newest record's seq and tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// Sequence number (0: before the first record).
+    pub seq: u64,
+    /// GCM tag of that record (zeros before the first).
+    pub tag: [u8; TAG_LEN],
+}
+
+impl Link {
+    const GENESIS: Link = Link {
+        seq: 0,
+        tag: [0; TAG_LEN],
+    };
+
+    /// Hex of the tag, as reported to the server.
+    pub fn tag_hex(&self) -> String {
+        crate::bundle::keys::hex(&self.tag)
+    }
+}
+
+/// What a successful [`Store::verify`] walked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records present and authentic.
+    pub records: u64,
+    /// Last acknowledged (and deleted) seq.
+    pub acked_through: u64,
+    /// Newest seq.
+    pub head: u64,
+}
+
+/// The store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    keys: StoreKeys,
+    device_id: String,
+    head: Link,
+    anchor: Link,
+    epoch: Option<u32>,
+    counter: u64,
+    max_bytes: u64,
+    bookkeeping_ok: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("head", &self.head.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+const META_DEVICE: &str = "device_id";
+const META_PROVIDER: &str = "key_provider";
+const META_WRAPPED: &str = "wrapped_key";
+const META_KEY_CHECK: &str = "key_check";
+const META_EPOCH: &str = "nonce_epoch";
+const META_HEAD: &str = "head";
+const META_ANCHOR: &str = "anchor";
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, unwrapping its data key with `provider`.
+    pub fn open(
+        dir: &Path,
+        provider: &dyn KeyProvider,
+        opts: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let path = dir.join(DB_FILE);
+        let sql = |e| StoreError::sqlite(&path, e);
+        check_header(&path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&path, flags).map_err(sql)?;
+        // Everything that can refuse the file runs read-only, before the first write: a damaged,
+        // foreign or newer database, or a wrong key, leaves the file exactly as it was.
+        let (tables, version): (i64, i64) = conn
+            .query_row("SELECT (SELECT count(*) FROM sqlite_master), (SELECT user_version FROM pragma_user_version)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(sql)?;
+        if version > schema::VERSION {
+            return Err(StoreError::NewerSchema {
+                found: version,
+                supported: schema::VERSION,
+            });
+        }
+        if version == 0 && tables > 0 {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: "a database of another application".into(),
+            });
+        }
+        let unlocked = if version > 0 {
+            Some(Self::unlock(&conn, &path, provider)?)
+        } else {
+            None
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        let sync = match opts.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        match schema::init(&mut conn) {
+            Ok(_) => {}
+            Err(schema::InitError::Newer(found)) => {
+                return Err(StoreError::NewerSchema {
+                    found,
+                    supported: schema::VERSION,
+                });
+            }
+            Err(schema::InitError::Foreign) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    reason: "a database of another application".into(),
+                });
+            }
+            Err(schema::InitError::Sql(e)) => return Err(sql(e)),
+        }
+        let (keys, device_id) = match unlocked {
+            Some(k) => k,
+            None => Self::provision(&mut conn, &path, provider, opts.device_id)?,
+        };
+        let mut store = Store {
+            conn,
+            path,
+            keys,
+            device_id,
+            head: Link::GENESIS,
+            anchor: Link::GENESIS,
+            epoch: None,
+            counter: 0,
+            max_bytes: opts.max_bytes,
+            bookkeeping_ok: true,
+        };
+        store.load_links()?;
+        Ok(store)
+    }
+
+    fn provision(
+        conn: &mut Connection,
+        path: &Path,
+        provider: &dyn KeyProvider,
+        device_id: Option<String>,
+    ) -> Result<(StoreKeys, String), StoreError> {
+        let keys = StoreKeys::generate()
+            .ok_or_else(|| StoreError::KeyProvider("random source failed".into()))?;
+        let wrapped = provider
+            .wrap(keys.data_key.as_slice())
+            .map_err(|e| StoreError::KeyProvider(e.to_string()))?;
+        let device_id = match device_id {
+            Some(d) => d,
+            None => random_id()?,
+        };
+        let check = hmac::sign(&keys.mac, b"baomi-key-check-v1");
+        let tx = conn
+            .transaction()
+            .map_err(|e| StoreError::sqlite(path, e))?;
+        for (name, value) in [
+            (META_DEVICE, device_id.as_bytes().to_vec()),
+            (META_PROVIDER, provider.key_id().into_bytes()),
+            (META_WRAPPED, wrapped),
+            (META_KEY_CHECK, check.as_ref().to_vec()),
+            (META_EPOCH, 0u32.to_be_bytes().to_vec()),
+        ] {
+            put_meta(&tx, name, &value).map_err(|e| StoreError::sqlite(path, e))?;
+        }
+        tx.commit().map_err(|e| StoreError::sqlite(path, e))?;
+        Ok((keys, device_id))
+    }
+
+    fn unlock(
+        conn: &Connection,
+        path: &Path,
+        provider: &dyn KeyProvider,
+    ) -> Result<(StoreKeys, String), StoreError> {
+        let get = |name| {
+            get_meta(conn, name)
+                .map_err(|e| StoreError::sqlite(path, e))?
+                .ok_or_else(|| StoreError::Corrupt {
+                    path: path.to_owned(),
+                    reason: format!("missing `{name}`"),
+                })
+        };
+        let device_id = String::from_utf8(get(META_DEVICE)?).map_err(|_| StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: "device id is not text".into(),
+        })?;
+        let wrapped = get(META_WRAPPED)?;
+        let raw = Zeroizing::new(provider.unwrap(&wrapped).map_err(|e| match e {
+            KeyProviderError::Rejected => StoreError::WrongKey,
+            KeyProviderError::Unavailable(m) => StoreError::KeyProvider(m),
+        })?);
+        let data_key: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::WrongKey)?;
+        let keys = StoreKeys::derive(Zeroizing::new(data_key)).ok_or(StoreError::WrongKey)?;
+        // Constant-time check that this is the key the store was created with.
+        hmac::verify(&keys.mac, b"baomi-key-check-v1", &get(META_KEY_CHECK)?)
+            .map_err(|_| StoreError::WrongKey)?;
+        Ok((keys, device_id))
+    }
+
+    fn link_mac(&self, which: &str, l: &Link) -> hmac::Tag {
+        let mut msg = Vec::with_capacity(48);
+        msg.extend_from_slice(which.as_bytes());
+        msg.extend_from_slice(self.device_id.as_bytes());
+        msg.extend_from_slice(&l.seq.to_be_bytes());
+        msg.extend_from_slice(&l.tag);
+        hmac::sign(&self.keys.mac, &msg)
+    }
+
+    fn encode_link(&self, which: &str, l: &Link) -> Vec<u8> {
+        let mut v = l.seq.to_be_bytes().to_vec();
+        v.extend_from_slice(&l.tag);
+        v.extend_from_slice(self.link_mac(which, l).as_ref());
+        v
+    }
+
+    /// Reads a MAC'd link; `None` if absent, `Err` if altered.
+    fn read_link(&self, which: &'static str) -> Result<Option<Link>, ChainError> {
+        let raw = get_meta(&self.conn, which).ok().flatten();
+        let Some(raw) = raw else { return Ok(None) };
+        let bad = ChainError::Bookkeeping { which };
+        let (seq, rest) = raw.split_at_checked(8).ok_or(bad.clone())?;
+        let (tag, mac) = rest.split_at_checked(TAG_LEN).ok_or(bad.clone())?;
+        let l = Link {
+            seq: u64::from_be_bytes(seq.try_into().map_err(|_| bad.clone())?),
+            tag: tag.try_into().map_err(|_| bad.clone())?,
+        };
+        let mut msg = Vec::with_capacity(48);
+        msg.extend_from_slice(which.as_bytes());
+        msg.extend_from_slice(self.device_id.as_bytes());
+        msg.extend_from_slice(&l.seq.to_be_bytes());
+        msg.extend_from_slice(&l.tag);
+        hmac::verify(&self.keys.mac, &msg, mac).map_err(|_| bad)?;
+        Ok(Some(l))
+    }
+
+    /// Loads head and anchor. Altered bookkeeping does not stop the agent from recording: it
+    /// continues from the newest authentic-looking row and [`Store::verify`] reports the damage.
+    fn load_links(&mut self) -> Result<(), StoreError> {
+        let anchor = self.read_link(META_ANCHOR);
+        let head = self.read_link(META_HEAD);
+        self.bookkeeping_ok = anchor.is_ok() && head.is_ok();
+        self.anchor = anchor.ok().flatten().unwrap_or(Link::GENESIS);
+        let last: Option<(u64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT seq, sealed FROM violations ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((from_sql(r.get(0)?), r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| StoreError::sqlite(&self.path, e))?;
+        let from_rows = last.and_then(|(seq, sealed)| tag_of(&sealed).map(|tag| Link { seq, tag }));
+        self.head = match (head.ok().flatten(), from_rows) {
+            (Some(h), Some(r)) if r.seq > h.seq => r,
+            (Some(h), _) => h,
+            (None, Some(r)) => r,
+            (None, None) => self.anchor,
+        };
+        Ok(())
+    }
+
+    /// The device id records are bound to.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// The newest record's link (what check-in reports as the head of the chain).
+    pub fn head(&self) -> Link {
+        self.head
+    }
+
+    /// The newest acknowledged seq.
+    pub fn acked_through(&self) -> u64 {
+        self.anchor.seq
+    }
+
+    /// Records not yet acknowledged.
+    pub fn unacked_count(&self) -> u64 {
+        self.head.seq.saturating_sub(self.anchor.seq)
+    }
+
+    /// Whether the head or anchor failed authentication at open.
+    pub fn bookkeeping_altered(&self) -> bool {
+        !self.bookkeeping_ok
+    }
+
+    fn next_nonce(&mut self) -> Result<[u8; NONCE_LEN], StoreError> {
+        let epoch = match self.epoch {
+            Some(e) => e,
+            None => {
+                // Bump and commit before the first seal of this session (see module docs).
+                let current = get_meta(&self.conn, META_EPOCH)
+                    .map_err(|e| StoreError::sqlite(&self.path, e))?
+                    .and_then(|v| v.try_into().ok().map(u32::from_be_bytes))
+                    .unwrap_or(0);
+                let next = current
+                    .checked_add(1)
+                    .ok_or_else(|| StoreError::Sqlite("nonce epochs exhausted".into()))?;
+                put_meta(&self.conn, META_EPOCH, &next.to_be_bytes())
+                    .map_err(|e| StoreError::sqlite(&self.path, e))?;
+                self.epoch = Some(next);
+                next
+            }
+        };
+        self.counter += 1;
+        let mut n = [0u8; NONCE_LEN];
+        n[..4].copy_from_slice(&epoch.to_be_bytes());
+        n[4..].copy_from_slice(&self.counter.to_be_bytes());
+        Ok(n)
+    }
+
+    fn record_aad(&self, seq: u64, prev: &[u8; TAG_LEN]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(32 + self.device_id.len() + TAG_LEN);
+        aad.extend_from_slice(b"baomi-violation-v1");
+        aad.extend_from_slice(&(self.device_id.len() as u32).to_be_bytes());
+        aad.extend_from_slice(self.device_id.as_bytes());
+        aad.extend_from_slice(&seq.to_be_bytes());
+        aad.extend_from_slice(prev);
+        aad
+    }
+
+    /// Appends one record; returns its seq.
+    pub fn append(&mut self, rec: &ViolationRecord) -> Result<u64, StoreError> {
+        let seqs = self.append_batch(std::slice::from_ref(rec))?;
+        seqs.last()
+            .copied()
+            .ok_or_else(|| StoreError::Sqlite("empty batch".into()))
+    }
+
+    /// Appends records in one transaction: all or none are committed.
+    pub fn append_batch(&mut self, recs: &[ViolationRecord]) -> Result<Vec<u64>, StoreError> {
+        let path = self.path.clone();
+        let sql = |e| StoreError::sqlite(&path, e);
+        // Nonces first: the epoch bump is its own committed transaction.
+        let nonces = recs
+            .iter()
+            .map(|_| self.next_nonce())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut head = self.head;
+        let mut rows = Vec::with_capacity(recs.len());
+        for (rec, nonce) in recs.iter().zip(nonces) {
+            let seq = head.seq + 1;
+            let mut buf = serde_json::to_vec(rec).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+            let aad = self.record_aad(seq, &head.tag);
+            keys::seal(&self.keys.seal, nonce, &aad, &mut buf)
+                .ok_or_else(|| StoreError::Sqlite("seal failed".into()))?;
+            head = Link {
+                seq,
+                tag: tag_of(&buf).ok_or_else(|| StoreError::Sqlite("seal failed".into()))?,
+            };
+            rows.push((seq, nonce, buf));
+        }
+        let head_bytes = self.encode_link(META_HEAD, &head);
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut ins = tx
+                .prepare_cached("INSERT INTO violations (seq, nonce, sealed) VALUES (?1, ?2, ?3)")
+                .map_err(sql)?;
+            for (seq, nonce, sealed) in &rows {
+                ins.execute(params![to_sql(*seq), &nonce[..], sealed])
+                    .map_err(sql)?;
+            }
+        }
+        put_meta(&tx, META_HEAD, &head_bytes).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.head = head;
+        Ok(rows.into_iter().map(|(s, _, _)| s).collect())
+    }
+
+    /// Decrypts up to `limit` records after `after_seq`, oldest first.
+    pub fn records_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredViolation>, StoreError> {
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        // The previous tag is needed to open the first record.
+        let mut prev = if after_seq == self.anchor.seq {
+            self.anchor.tag
+        } else {
+            let sealed: Option<Vec<u8>> = self
+                .conn
+                .query_row(
+                    "SELECT sealed FROM violations WHERE seq = ?1",
+                    [to_sql(after_seq)],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            match sealed.as_deref().and_then(tag_of) {
+                Some(t) => t,
+                None if after_seq == 0 => [0; TAG_LEN],
+                None => {
+                    return Err(ChainError::Missing {
+                        from: after_seq,
+                        to: after_seq,
+                    }
+                    .into());
+                }
+            }
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, nonce, sealed FROM violations WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(
+                params![to_sql(after_seq), i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    Ok((
+                        from_sql(r.get(0)?),
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )
+            .map_err(sql)?;
+        let mut out = Vec::new();
+        let mut expected = after_seq + 1;
+        for row in rows {
+            let (seq, nonce, sealed) = row.map_err(sql)?;
+            if seq != expected {
+                return Err(ChainError::Missing {
+                    from: expected,
+                    to: seq - 1,
+                }
+                .into());
+            }
+            let plain = keys::open(
+                &self.keys.seal,
+                &nonce,
+                &self.record_aad(seq, &prev),
+                &sealed,
+            )
+            .ok_or(ChainError::Unauthentic { seq })?;
+            let record: ViolationRecord =
+                serde_json::from_slice(&plain).map_err(|e| StoreError::BadRecord {
+                    seq,
+                    reason: e.to_string(),
+                })?;
+            prev = tag_of(&sealed).ok_or(ChainError::Unauthentic { seq })?;
+            out.push(StoredViolation { seq, record });
+            expected = seq + 1;
+        }
+        Ok(out)
+    }
+
+    /// Walks the whole chain from the anchor and reports the first broken link.
+    pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let anchor = self.read_link(META_ANCHOR)?.unwrap_or(Link::GENESIS);
+        let head = self.read_link(META_HEAD)?.unwrap_or(anchor);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, nonce, sealed FROM violations ORDER BY seq")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    from_sql(r.get(0)?),
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut at = anchor;
+        let mut count = 0u64;
+        for row in rows {
+            let (seq, nonce, sealed) = row.map_err(sql)?;
+            if seq <= anchor.seq {
+                // An acknowledged record that should have been deleted reappeared.
+                return Err(ChainError::Unauthentic { seq }.into());
+            }
+            if seq != at.seq + 1 {
+                return Err(ChainError::Missing {
+                    from: at.seq + 1,
+                    to: seq - 1,
+                }
+                .into());
+            }
+            keys::open(
+                &self.keys.seal,
+                &nonce,
+                &self.record_aad(seq, &at.tag),
+                &sealed,
+            )
+            .ok_or(ChainError::Unauthentic { seq })?;
+            at = Link {
+                seq,
+                tag: tag_of(&sealed).ok_or(ChainError::Unauthentic { seq })?,
+            };
+            count += 1;
+        }
+        if head.seq > at.seq {
+            return Err(ChainError::Truncated {
+                last_present: at.seq,
+                head: head.seq,
+            }
+            .into());
+        }
+        if head != at {
+            return Err(ChainError::Bookkeeping { which: META_HEAD }.into());
+        }
+        Ok(VerifyReport {
+            records: count,
+            acked_through: anchor.seq,
+            head: head.seq,
+        })
+    }
+
+    /// Records the server's acknowledgement of everything up to `through` and deletes those
+    /// records. Idempotent; an acknowledgement beyond the head is refused.
+    pub fn acknowledge(&mut self, through: u64) -> Result<(), StoreError> {
+        if through <= self.anchor.seq {
+            return Ok(());
+        }
+        if through > self.head.seq {
+            return Err(StoreError::AckBeyondHead {
+                ack: through,
+                head: self.head.seq,
+            });
+        }
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let sealed: Vec<u8> = self
+            .conn
+            .query_row(
+                "SELECT sealed FROM violations WHERE seq = ?1",
+                [to_sql(through)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?
+            .ok_or(ChainError::Missing {
+                from: through,
+                to: through,
+            })?;
+        let anchor = Link {
+            seq: through,
+            tag: tag_of(&sealed).ok_or(ChainError::Unauthentic { seq: through })?,
+        };
+        let anchor_bytes = self.encode_link(META_ANCHOR, &anchor);
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute("DELETE FROM violations WHERE seq <= ?1", [to_sql(through)])
+            .map_err(sql)?;
+        put_meta(&tx, META_ANCHOR, &anchor_bytes).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.anchor = anchor;
+        Ok(())
+    }
+
+    /// Stores a named piece of agent state, sealed.
+    pub fn put_state(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let nonce = self.next_nonce()?;
+        let mut buf = value.to_vec();
+        keys::seal(&self.keys.seal, nonce, &self.state_aad(name), &mut buf)
+            .ok_or_else(|| StoreError::Sqlite("seal failed".into()))?;
+        self.conn
+            .execute(
+                "INSERT INTO state (name, nonce, sealed) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed",
+                params![name, &nonce[..], buf],
+            )
+            .map_err(|e| StoreError::sqlite(&self.path, e))?;
+        Ok(())
+    }
+
+    /// Reads a named piece of agent state.
+    pub fn get_state(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT nonce, sealed FROM state WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| StoreError::sqlite(&self.path, e))?;
+        match row {
+            None => Ok(None),
+            Some((nonce, sealed)) => {
+                keys::open(&self.keys.seal, &nonce, &self.state_aad(name), &sealed)
+                    .map(Some)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        path: self.path.clone(),
+                        reason: format!("state `{name}` does not authenticate"),
+                    })
+            }
+        }
+    }
+
+    fn state_aad(&self, name: &str) -> Vec<u8> {
+        let mut aad = b"baomi-state-v1".to_vec();
+        aad.extend_from_slice(&(self.device_id.len() as u32).to_be_bytes());
+        aad.extend_from_slice(self.device_id.as_bytes());
+        aad.extend_from_slice(name.as_bytes());
+        aad
+    }
+
+    /// Re-wraps the data key under `provider` (keystore key rotation). Records are untouched.
+    pub fn rewrap(&mut self, provider: &dyn KeyProvider) -> Result<(), StoreError> {
+        let wrapped = provider
+            .wrap(self.keys.data_key.as_slice())
+            .map_err(|e| StoreError::KeyProvider(e.to_string()))?;
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        put_meta(&tx, META_WRAPPED, &wrapped).map_err(sql)?;
+        put_meta(&tx, META_PROVIDER, provider.key_id().as_bytes()).map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// Database size in bytes (pages in use).
+    pub fn size_bytes(&self) -> Result<u64, StoreError> {
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let pages: i64 = self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(sql)?;
+        let size: i64 = self
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(sql)?;
+        Ok(from_sql(pages.saturating_mul(size)))
+    }
+
+    /// Whether the store has grown past its cap (evidence is kept; the agent raises
+    /// `store_full`).
+    pub fn over_cap(&self) -> Result<bool, StoreError> {
+        Ok(self.size_bytes()? > self.max_bytes)
+    }
+
+    /// Limits the database to `pages` pages: a test seam for a full disk.
+    #[doc(hidden)]
+    pub fn set_max_page_count(&self, pages: u64) -> Result<(), StoreError> {
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(|e| StoreError::sqlite(&self.path, e))
+    }
+}
+
+/// Sequence numbers are below 2^63; SQLite integers are signed.
+fn to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// A negative value can only come from a tampered file; it maps to 0, which then fails the
+/// contiguity checks.
+fn from_sql(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The last 16 bytes of a sealed blob: its GCM tag, the chain link.
+fn tag_of(sealed: &[u8]) -> Option<[u8; TAG_LEN]> {
+    let start = sealed.len().checked_sub(TAG_LEN)?;
+    sealed.get(start..)?.try_into().ok()
+}
+
+fn put_meta(conn: &Connection, name: &str, value: &[u8]) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        params![name, value],
+    )
+    .map(|_| ())
+}
+
+fn get_meta(conn: &Connection, name: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .optional()
+}
+
+fn random_id() -> Result<String, StoreError> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| StoreError::KeyProvider("random source failed".into()))?;
+    Ok(format!("dev-{}", crate::bundle::keys::hex(&b)))
+}
+
+/// Refuses a file that exists and is not SQLite, before SQLite can touch it.
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    let mut header = [0u8; 16];
+    let n = f.read(&mut header).map_err(|e| StoreError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if n == 0 {
+        return Ok(()); // created but never written: SQLite initialises it
+    }
+    if n < 16 || &header != b"SQLite format 3\0" {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: "not a SQLite database".into(),
+        });
+    }
+    Ok(())
+}

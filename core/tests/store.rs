@@ -1,0 +1,457 @@
+//! The violation store keeps evidence secret, complete and tamper-evident.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::path::Path;
+
+use baomi_core::decision::Verdict;
+use baomi_core::event::Event;
+use baomi_core::posture::Posture;
+use baomi_core::store::{
+    ChainError, DB_FILE, HostFileKeyProvider, PolicyRef, Store, StoreError, StoreOptions,
+    ViolationRecord,
+};
+use rusqlite::Connection;
+
+fn record(i: u32) -> ViolationRecord {
+    let event = Event::from_json_line(
+        1,
+        &format!(
+            r#"{{"at":"2016-10-20T23:0{}:00+08:00","type":"share","from_package":"com.android.gallery3d","to_package":"com.tencent.mm","mime":"image/jpeg"}}"#,
+            i % 10
+        ),
+    )
+    .unwrap();
+    ViolationRecord {
+        event,
+        verdict: Verdict::Deny,
+        rules: vec!["no-sharing-into-messengers-during-custody".into()],
+        severity: None,
+        reason: format!("share of SHIWEI-2016-117 page {i} in zone reading-room"),
+        posture: Posture {
+            camera_disabled: true,
+            screen_capture_disabled: true,
+            blocked_packages: vec!["com.tencent.mm".into()],
+        },
+        policy: Some(PolicyRef {
+            id: "baseline".into(),
+            version: 1,
+        }),
+    }
+}
+
+fn provider(dir: &Path, name: &str) -> HostFileKeyProvider {
+    HostFileKeyProvider::open_or_create(&dir.join(name)).unwrap()
+}
+
+fn open(dir: &Path, kek: &HostFileKeyProvider) -> Store {
+    Store::open(&dir.join("store"), kek, StoreOptions::default()).unwrap()
+}
+
+/// A store with `n` records, closed.
+fn filled(n: u32) -> (tempfile::TempDir, HostFileKeyProvider) {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = provider(dir.path(), "kek");
+    let mut s = open(dir.path(), &kek);
+    for i in 1..=n {
+        assert_eq!(s.append(&record(i)).unwrap(), u64::from(i));
+    }
+    (dir, kek)
+}
+
+fn raw(dir: &Path) -> Connection {
+    Connection::open(dir.join("store").join(DB_FILE)).unwrap()
+}
+
+fn chain_error(dir: &Path, kek: &HostFileKeyProvider) -> ChainError {
+    match open(dir, kek).verify() {
+        Err(StoreError::Integrity(e)) => e,
+        other => panic!("expected a broken chain, got {other:?}"),
+    }
+}
+
+/// Digest of the database file (compared, never printed: it is megabytes).
+fn file_bytes(dir: &Path) -> String {
+    digest(&std::fs::read(dir.join("store").join(DB_FILE)).unwrap())
+}
+
+fn digest(b: &[u8]) -> String {
+    format!(
+        "{:?}",
+        ring::digest::digest(&ring::digest::SHA256, b).as_ref()
+    )
+}
+
+#[test]
+fn records_round_trip_in_order_and_verify() {
+    let (dir, kek) = filled(5);
+    let mut s = open(dir.path(), &kek);
+    let all = s.records_after(0, 100).unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(all[2].record, record(3));
+    assert_eq!(s.records_after(3, 1).unwrap()[0].seq, 4);
+    assert_eq!(s.verify().unwrap().records, 5);
+    // Batches continue the same chain.
+    let seqs = s.append_batch(&[record(6), record(7)]).unwrap();
+    assert_eq!(seqs, [6, 7]);
+    assert_eq!(s.head().seq, 7);
+    assert_eq!(s.verify().unwrap().head, 7);
+}
+
+#[test]
+fn nothing_sensitive_is_readable_from_the_files() {
+    let (dir, kek) = filled(20);
+    let mut s = open(dir.path(), &kek);
+    s.put_state("bundle", br#"{"app_sets":{"messengers":{"android":["com.tencent.mm"]}},"zones":{"reading-room":{}}}"#).unwrap();
+    drop(s);
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("store")).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(bytes.len() > 4096);
+    for needle in [
+        "com.tencent.mm",
+        "gallery3d",
+        "SHIWEI-2016-117",
+        "reading-room",
+        "2016-10-20",
+        "15:0",
+        "no-sharing",
+        "baseline",
+        "image/jpeg",
+    ] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "`{needle}` is readable in the store files"
+        );
+    }
+}
+
+#[test]
+fn an_edited_record_is_reported_at_its_seq() {
+    let (dir, kek) = filled(5);
+    let c = raw(dir.path());
+    let mut sealed: Vec<u8> = c
+        .query_row("SELECT sealed FROM violations WHERE seq = 3", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    sealed[5] ^= 1;
+    c.execute("UPDATE violations SET sealed = ?1 WHERE seq = 3", [sealed])
+        .unwrap();
+    drop(c);
+    assert_eq!(
+        chain_error(dir.path(), &kek),
+        ChainError::Unauthentic { seq: 3 }
+    );
+}
+
+#[test]
+fn a_deleted_record_is_reported_as_missing() {
+    let (dir, kek) = filled(5);
+    raw(dir.path())
+        .execute("DELETE FROM violations WHERE seq = 3", [])
+        .unwrap();
+    assert_eq!(
+        chain_error(dir.path(), &kek),
+        ChainError::Missing { from: 3, to: 3 }
+    );
+}
+
+#[test]
+fn swapped_records_do_not_authenticate() {
+    let (dir, kek) = filled(5);
+    let c = raw(dir.path());
+    c.execute_batch(
+        "UPDATE violations SET seq = -2 WHERE seq = 2;
+         UPDATE violations SET seq = 2 WHERE seq = 3;
+         UPDATE violations SET seq = 3 WHERE seq = -2;",
+    )
+    .unwrap();
+    drop(c);
+    assert_eq!(
+        chain_error(dir.path(), &kek),
+        ChainError::Unauthentic { seq: 2 }
+    );
+}
+
+#[test]
+fn a_truncated_tail_is_reported() {
+    let (dir, kek) = filled(6);
+    raw(dir.path())
+        .execute("DELETE FROM violations WHERE seq > 4", [])
+        .unwrap();
+    assert_eq!(
+        chain_error(dir.path(), &kek),
+        ChainError::Truncated {
+            last_present: 4,
+            head: 6
+        }
+    );
+}
+
+#[test]
+fn a_truncated_tail_after_an_acknowledgement_is_reported() {
+    let (dir, kek) = filled(6);
+    open(dir.path(), &kek).acknowledge(3).unwrap();
+    raw(dir.path())
+        .execute("DELETE FROM violations WHERE seq > 3", [])
+        .unwrap();
+    assert_eq!(
+        chain_error(dir.path(), &kek),
+        ChainError::Truncated {
+            last_present: 3,
+            head: 6
+        }
+    );
+}
+
+#[test]
+fn altered_bookkeeping_is_reported_and_recording_goes_on() {
+    let (dir, kek) = filled(3);
+    let c = raw(dir.path());
+    let mut head: Vec<u8> = c
+        .query_row("SELECT value FROM meta WHERE name = 'head'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    head[7] = 1; // claim seq 1
+    c.execute("UPDATE meta SET value = ?1 WHERE name = 'head'", [head])
+        .unwrap();
+    drop(c);
+    let mut s = open(dir.path(), &kek);
+    assert!(s.bookkeeping_altered());
+    assert_eq!(s.append(&record(4)).unwrap(), 4);
+}
+
+#[test]
+fn a_record_replayed_from_another_device_does_not_authenticate() {
+    let (a, kek) = filled(3);
+    let b = tempfile::tempdir().unwrap();
+    let mut sb = open(b.path(), &kek);
+    for i in 1..=3 {
+        sb.append(&record(i)).unwrap();
+    }
+    drop(sb);
+    let (nonce, sealed): (Vec<u8>, Vec<u8>) = raw(b.path())
+        .query_row(
+            "SELECT nonce, sealed FROM violations WHERE seq = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    raw(a.path())
+        .execute(
+            "UPDATE violations SET nonce = ?1, sealed = ?2 WHERE seq = 2",
+            (nonce, sealed),
+        )
+        .unwrap();
+    assert_eq!(
+        chain_error(a.path(), &kek),
+        ChainError::Unauthentic { seq: 2 }
+    );
+}
+
+#[test]
+fn acknowledged_records_are_deleted_and_the_chain_still_verifies() {
+    let (dir, kek) = filled(5);
+    let mut s = open(dir.path(), &kek);
+    s.acknowledge(3).unwrap();
+    s.acknowledge(2).unwrap(); // idempotent: an older ack changes nothing
+    assert_eq!(s.acked_through(), 3);
+    assert_eq!(s.unacked_count(), 2);
+    assert_eq!(
+        s.records_after(3, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>(),
+        [4, 5]
+    );
+    assert_eq!(
+        s.verify().unwrap(),
+        baomi_core::store::VerifyReport {
+            records: 2,
+            acked_through: 3,
+            head: 5
+        }
+    );
+    assert_eq!(
+        s.acknowledge(9),
+        Err(StoreError::AckBeyondHead { ack: 9, head: 5 })
+    );
+    assert_eq!(s.append(&record(6)).unwrap(), 6);
+    drop(s);
+    let s = open(dir.path(), &kek);
+    assert_eq!(s.acked_through(), 3);
+    assert_eq!(s.verify().unwrap().records, 3);
+}
+
+#[test]
+fn a_wrong_key_is_refused_and_the_file_is_untouched() {
+    let (dir, _kek) = filled(2);
+    let before = file_bytes(dir.path());
+    let other = provider(dir.path(), "other-kek");
+    let err = Store::open(&dir.path().join("store"), &other, StoreOptions::default()).unwrap_err();
+    assert_eq!(err, StoreError::WrongKey);
+    assert_eq!(file_bytes(dir.path()), before);
+}
+
+#[test]
+fn a_non_sqlite_file_is_corrupt_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = provider(dir.path(), "kek");
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let junk = b"this is a photo of a classified page, not a database".repeat(100);
+    std::fs::write(dir.path().join("store").join(DB_FILE), &junk).unwrap();
+    let err = Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert_eq!(file_bytes(dir.path()), digest(&junk));
+}
+
+#[test]
+fn a_damaged_database_is_corrupt_and_untouched() {
+    let (dir, kek) = filled(50);
+    let mut bytes = std::fs::read(dir.path().join("store").join(DB_FILE)).unwrap();
+    // Keep the header, smash the schema page.
+    for b in bytes.iter_mut().skip(100).take(3000) {
+        *b = 0xA5;
+    }
+    std::fs::write(dir.path().join("store").join(DB_FILE), &bytes).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("store").join("baomi.db-wal"));
+    let err = Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert_eq!(file_bytes(dir.path()), digest(&bytes));
+}
+
+#[test]
+fn another_applications_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = provider(dir.path(), "kek");
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let c = Connection::open(dir.path().join("store").join(DB_FILE)).unwrap();
+    c.execute_batch("CREATE TABLE contacts (name TEXT); INSERT INTO contacts VALUES ('x');")
+        .unwrap();
+    drop(c);
+    let before = file_bytes(dir.path());
+    let err = Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert_eq!(file_bytes(dir.path()), before);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let (dir, kek) = filled(1);
+    raw(dir.path())
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::NewerSchema {
+            found: 99,
+            supported: baomi_core::store::schema::VERSION
+        }
+    );
+}
+
+#[test]
+fn a_full_disk_is_a_typed_error_and_loses_nothing_committed() {
+    let (dir, kek) = filled(3);
+    let mut s = open(dir.path(), &kek);
+    let pages = s.size_bytes().unwrap() / 4096;
+    s.set_max_page_count(pages + 1).unwrap();
+    let big: Vec<ViolationRecord> = (0..200).map(record).collect();
+    let err = s.append_batch(&big).unwrap_err();
+    assert_eq!(err, StoreError::Full);
+    assert_eq!(s.head().seq, 3, "a failed batch does not move the head");
+    assert_eq!(s.verify().unwrap().records, 3);
+    s.set_max_page_count(1_000_000).unwrap();
+    assert_eq!(s.append(&record(4)).unwrap(), 4);
+    assert_eq!(s.verify().unwrap().records, 4);
+}
+
+#[test]
+fn over_the_cap_every_record_is_kept_and_the_cap_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = provider(dir.path(), "kek");
+    let opts = StoreOptions {
+        max_bytes: 32 * 1024,
+        ..StoreOptions::default()
+    };
+    let mut s = Store::open(&dir.path().join("store"), &kek, opts).unwrap();
+    assert!(!s.over_cap().unwrap());
+    let batch: Vec<ViolationRecord> = (0..200).map(record).collect();
+    s.append_batch(&batch).unwrap();
+    assert!(s.over_cap().unwrap());
+    assert_eq!(s.verify().unwrap().records, 200);
+}
+
+#[test]
+fn key_rotation_rewraps_without_touching_records() {
+    let (dir, kek) = filled(4);
+    let mut s = open(dir.path(), &kek);
+    let sealed_before: Vec<Vec<u8>> = {
+        let c = raw(dir.path());
+        let mut st = c
+            .prepare("SELECT sealed FROM violations ORDER BY seq")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let new_kek = provider(dir.path(), "kek-2");
+    s.rewrap(&new_kek).unwrap();
+    drop(s);
+    assert_eq!(
+        Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err(),
+        StoreError::WrongKey
+    );
+    let s = open(dir.path(), &new_kek);
+    assert_eq!(s.verify().unwrap().records, 4);
+    let c = raw(dir.path());
+    let mut st = c
+        .prepare("SELECT sealed FROM violations ORDER BY seq")
+        .unwrap();
+    let after: Vec<Vec<u8>> = st
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(after, sealed_before);
+}
+
+#[test]
+fn state_survives_reopening_and_is_bound_to_its_name() {
+    let (dir, kek) = filled(0);
+    let mut s = open(dir.path(), &kek);
+    s.put_state("installed_bundle", b"v1").unwrap();
+    s.put_state("installed_bundle", b"v2").unwrap();
+    s.put_state("context", b"ctx").unwrap();
+    drop(s);
+    let s = open(dir.path(), &kek);
+    assert_eq!(
+        s.get_state("installed_bundle").unwrap().unwrap().as_slice(),
+        b"v2"
+    );
+    assert_eq!(s.get_state("missing").unwrap(), None);
+    drop(s);
+    // Moving one state value under another name is detected.
+    raw(dir.path())
+        .execute_batch("UPDATE state SET name = 'tmp' WHERE name = 'context'; UPDATE state SET name = 'context' WHERE name = 'installed_bundle'; UPDATE state SET name = 'installed_bundle' WHERE name = 'tmp';")
+        .unwrap();
+    let s = open(dir.path(), &kek);
+    assert!(matches!(
+        s.get_state("context"),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
