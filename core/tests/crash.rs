@@ -49,13 +49,13 @@ fn crash_child() {
     let mut i = s.head().seq;
     loop {
         i += 1;
-        let head = if i % 3 == 0 {
+        let head = if i.is_multiple_of(3) {
             let batch: Vec<_> = (0..7).map(|k| record(i + k)).collect();
             *s.append_batch(&batch).unwrap().last().unwrap()
         } else {
             s.append(&record(i)).unwrap()
         };
-        if i % 11 == 0 {
+        if i.is_multiple_of(11) {
             s.acknowledge(head.saturating_sub(20)).unwrap();
         }
         println!("committed {head}");
