@@ -20,6 +20,9 @@ pub enum FailClosedReason {
     PolicyExpired,
     /// No successful sync for longer than the policy's `max_offline_s`.
     SyncOverdue,
+    /// The violation store is over its size cap: evidence is kept, the device closes down
+    /// until sync drains it.
+    StoreFull,
 }
 
 impl FailClosedReason {
@@ -28,6 +31,7 @@ impl FailClosedReason {
         match self {
             Self::PolicyExpired => "policy expired",
             Self::SyncOverdue => "sync overdue",
+            Self::StoreFull => "violation store full",
         }
     }
 }
@@ -40,6 +44,7 @@ pub struct Engine {
     act: Activation,
     policy_expires_at: Option<Timestamp>,
     sync_due_by: Option<Timestamp>,
+    store_full: bool,
 }
 
 impl Engine {
@@ -58,6 +63,7 @@ impl Engine {
             act,
             policy_expires_at: None,
             sync_due_by: None,
+            store_full: false,
         }
     }
 
@@ -109,9 +115,17 @@ impl Engine {
         self.sync_due_by = at;
     }
 
+    /// Marks the violation store full (or drained) and re-derives the posture at `now`.
+    pub fn set_store_full(&mut self, full: bool, now: Timestamp) -> bool {
+        self.store_full = full;
+        self.recompute(now, false)
+    }
+
     /// Why the fail-closed posture applies at `now`, if it does.
     pub fn fail_closed_reason(&self, now: Timestamp) -> Option<FailClosedReason> {
-        if self.policy_expires_at.is_some_and(|e| now >= e) {
+        if self.store_full {
+            Some(FailClosedReason::StoreFull)
+        } else if self.policy_expires_at.is_some_and(|e| now >= e) {
             Some(FailClosedReason::PolicyExpired)
         } else if self.sync_due_by.is_some_and(|d| now >= d) {
             Some(FailClosedReason::SyncOverdue)

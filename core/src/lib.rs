@@ -17,6 +17,7 @@
 //! - [`bundle`]: signed policy bundles, trust roots and key rotation.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod bitset;
 pub mod bundle;
 pub mod compile;
