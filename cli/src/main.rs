@@ -38,6 +38,9 @@ enum Command {
     /// Sign and verify policy bundles.
     #[command(subcommand)]
     Bundle(command::bundle::BundleCmd),
+    /// Read and verify a device's encrypted violation log.
+    #[command(subcommand)]
+    Log(command::log::LogCmd),
     /// Replay an event stream through a policy and print one decision per event.
     Simulate(command::simulate::SimulateArgs),
     /// End-to-end demo: keys, trust root, signed baseline, the four published leak cases.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Keys(c) => command::keys::run(c),
         Command::Trust(c) => command::trust::run(c),
         Command::Bundle(c) => command::bundle::run(c),
+        Command::Log(c) => command::log::run(c),
         Command::Simulate(a) => command::simulate::run(&a),
         Command::Demo(a) => command::demo::run(&a),
     };

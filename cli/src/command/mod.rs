@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod demo;
 pub mod keys;
+pub mod log;
 pub mod policy;
 pub mod simulate;
 pub mod trust;

@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use baomi_core::agent::Agent;
 use baomi_core::bundle::{BundleHeader, Installed, verify_bundle};
+use baomi_core::store::StoreOptions;
 use baomi_core::compile::{CompiledPolicy, Platform};
 use baomi_core::engine::Engine;
 use baomi_core::event::Event;
@@ -39,6 +41,9 @@ pub struct SimulateArgs {
     /// Time for the bundle's expiry check (RFC 3339); default now.
     #[arg(long)]
     now: Option<String>,
+    /// Append the violations found to the encrypted store in this directory.
+    #[arg(long)]
+    store: Option<PathBuf>,
 }
 
 /// Reads a policy file: a plain policy, or a bundle verified against `trust`.
@@ -90,6 +95,19 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::refused(format!("{}: {e}", a.policy.display())))?,
     );
     let text = files::read_text(&a.events)?;
+    let mut agent = match &a.store {
+        Some(dir) => {
+            let keys = crate::command::log::StoreArgs { store: dir.clone(), key_file: None }.key_provider()?;
+            let now = baomi_core::time::Timestamp::now();
+            let mut agent = Agent::open(dir, &keys, StoreOptions::default(), a.platform, now)
+                .map_err(|e| CliError::refused(format!("{}: {e}", dir.display())))?;
+            agent
+                .run_unsigned_policy_for_simulation(compiled.source.as_ref().clone(), clearance, now)
+                .map_err(CliError::refused)?;
+            Some(agent)
+        }
+        None => None,
+    };
     let mut engine: Option<Engine> = None;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -104,7 +122,10 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
             e.set_policy_expiry(header.as_ref().map(|h| h.expires_at));
             e
         });
-        let d = engine.handle(&event);
+        let d = match &mut agent {
+            Some(agent) => agent.handle(&event).map_err(|e| CliError::refused(format!("store: {e}")))?,
+            None => engine.handle(&event),
+        };
         let json = serde_json::to_string(&d).map_err(|e| CliError::Io(e.to_string()))?;
         writeln!(out, "{json}").map_err(|e| CliError::Io(format!("stdout: {e}")))?;
     }
