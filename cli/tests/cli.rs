@@ -348,13 +348,27 @@ fn simulate_records_into_a_store_that_log_shows_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("device");
     let out = baomi(&[
-        "simulate", "--policy", "policies/baseline.json", "--clearance", "general", "--events",
-        "tests/scenarios/case1-urgent-relay.events.jsonl", "--store", p(&store),
+        "simulate",
+        "--policy",
+        "policies/baseline.json",
+        "--clearance",
+        "general",
+        "--events",
+        "tests/scenarios/case1-urgent-relay.events.jsonl",
+        "--store",
+        p(&store),
     ]);
     assert!(out.status.success(), "{:?}", text(&out));
     let out = baomi(&["log", "show", "--store", p(&store)]);
     let (stdout, _) = text(&out);
-    let seqs: Vec<u64> = stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
     assert!(stdout.contains("SHIWEI") || stdout.contains("com.tencent.mm"));
     let out = baomi(&["log", "verify", "--store", p(&store)]);
@@ -363,11 +377,16 @@ fn simulate_records_into_a_store_that_log_shows_and_verifies() {
 
     // Someone deletes the photo record: verify names the gap and exits 3.
     let db = rusqlite::Connection::open(store.join("baomi.db")).unwrap();
-    db.execute("DELETE FROM violations WHERE seq = 3", []).unwrap();
+    db.execute("DELETE FROM violations WHERE seq = 3", [])
+        .unwrap();
     drop(db);
     let out = baomi(&["log", "verify", "--store", p(&store)]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out).1.contains("records 3..=3 are missing"), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("records 3..=3 are missing"),
+        "{:?}",
+        text(&out)
+    );
 
     let out = baomi(&["log", "verify", "--store", p(&dir.path().join("nothing"))]);
     assert_eq!(out.status.code(), Some(2));

@@ -12,15 +12,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{verify_bundle, BundleError, BundleHeader, Installed, TrustRoot};
+use crate::bundle::{BundleError, BundleHeader, Installed, TrustRoot, verify_bundle};
 use crate::compile::{CompiledPolicy, Platform};
 use crate::context::{Context, ContextSnapshot};
 use crate::decision::{Decision, Verdict};
 use crate::engine::Engine;
 use crate::event::{Event, EventKind};
 use crate::level::Clearance;
-use crate::policy::model::Severity;
 use crate::policy::Policy;
+use crate::policy::model::Severity;
 use crate::posture::Posture;
 use crate::store::{KeyProvider, PolicyRef, Store, StoreError, StoreOptions, ViolationRecord};
 use crate::time::Timestamp;
@@ -76,7 +76,10 @@ pub struct Agent {
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent").field("store", &self.store).field("installed", &self.installed).finish_non_exhaustive()
+        f.debug_struct("Agent")
+            .field("store", &self.store)
+            .field("installed", &self.installed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,15 +97,27 @@ impl Agent {
             Some(b) => Some(TrustRoot::from_stored(&b)?),
             None => None,
         };
-        let mut agent = Agent { store, platform, trust, installed: None, engine: None, store_full_reported: false };
+        let mut agent = Agent {
+            store,
+            platform,
+            trust,
+            installed: None,
+            engine: None,
+            store_full_reported: false,
+        };
         if let Some(raw) = agent.store.get_state(STATE_POLICY)? {
-            let ip: InstalledPolicy = serde_json::from_slice(&raw)
-                .map_err(|e| AgentError::BadState { name: STATE_POLICY, reason: e.to_string() })?;
+            let ip: InstalledPolicy =
+                serde_json::from_slice(&raw).map_err(|e| AgentError::BadState {
+                    name: STATE_POLICY,
+                    reason: e.to_string(),
+                })?;
             let ctx = match agent.store.get_state(STATE_CONTEXT)? {
-                Some(c) => Some(
-                    serde_json::from_slice::<ContextSnapshot>(&c)
-                        .map_err(|e| AgentError::BadState { name: STATE_CONTEXT, reason: e.to_string() })?,
-                ),
+                Some(c) => Some(serde_json::from_slice::<ContextSnapshot>(&c).map_err(|e| {
+                    AgentError::BadState {
+                        name: STATE_CONTEXT,
+                        reason: e.to_string(),
+                    }
+                })?),
                 None => None,
             };
             agent.activate(ip, ctx, now)?;
@@ -110,15 +125,25 @@ impl Agent {
         Ok(agent)
     }
 
-    fn activate(&mut self, ip: InstalledPolicy, snapshot: Option<ContextSnapshot>, now: Timestamp) -> Result<(), AgentError> {
+    fn activate(
+        &mut self,
+        ip: InstalledPolicy,
+        snapshot: Option<ContextSnapshot>,
+        now: Timestamp,
+    ) -> Result<(), AgentError> {
         let clearance = self.clearance_from(&ip.policy);
-        let compiled = Arc::new(CompiledPolicy::compile(ip.policy, self.platform).map_err(BundleError::InvalidPolicy)?);
+        let compiled = Arc::new(
+            CompiledPolicy::compile(ip.policy, self.platform)
+                .map_err(BundleError::InvalidPolicy)?,
+        );
         let mut engine = match (self.engine.take(), snapshot) {
             (Some(mut e), _) => {
                 e.replace_policy(compiled, now);
                 e
             }
-            (None, Some(s)) => Engine::with_context(compiled.clone(), Context::restore(&compiled, s), now),
+            (None, Some(s)) => {
+                Engine::with_context(compiled.clone(), Context::restore(&compiled, s), now)
+            }
             (None, None) => Engine::new(compiled, clearance, now),
         };
         // The signed assignment always wins over whatever the context remembered.
@@ -130,7 +155,9 @@ impl Agent {
     }
 
     fn clearance_from(&self, policy: &Policy) -> Clearance {
-        policy.holder_for_device(self.store.device_id()).map_or(Clearance::None, |h| h.clearance)
+        policy
+            .holder_for_device(self.store.device_id())
+            .map_or(Clearance::None, |h| h.clearance)
     }
 
     /// Provisions the first trust root, or rotates to the next one.
@@ -146,16 +173,27 @@ impl Agent {
     }
 
     /// Verifies and installs a policy bundle (from managed configuration or sync).
-    pub fn install_bundle(&mut self, bytes: &[u8], now: Timestamp) -> Result<BundleHeader, AgentError> {
+    pub fn install_bundle(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<BundleHeader, AgentError> {
         let trust = self.trust.as_ref().ok_or(AgentError::NoTrustRoot)?;
         let installed = Installed {
             policy_id: self.installed.as_ref().map(|(h, _)| h.policy_id.clone()),
             version: self.installed.as_ref().map_or(0, |(h, _)| h.version),
         };
         let v = verify_bundle(bytes, trust, &installed, now)?;
-        let ip = InstalledPolicy { header: v.header.clone(), digest: v.digest, policy: v.policy };
+        let ip = InstalledPolicy {
+            header: v.header.clone(),
+            digest: v.digest,
+            policy: v.policy,
+        };
         // Persist before use: a crash after this point restarts under the new policy.
-        let json = serde_json::to_vec(&ip).map_err(|e| AgentError::BadState { name: STATE_POLICY, reason: e.to_string() })?;
+        let json = serde_json::to_vec(&ip).map_err(|e| AgentError::BadState {
+            name: STATE_POLICY,
+            reason: e.to_string(),
+        })?;
         self.store.put_state(STATE_POLICY, &json)?;
         self.activate(ip, None, now)?;
         self.persist_context()?;
@@ -164,9 +202,27 @@ impl Agent {
 
     /// Runs an unsigned authoring policy: for `baomi simulate` on a workstation only. The
     /// policy is not persisted and no holder assignment is needed (pass the clearance).
-    pub fn run_unsigned_policy_for_simulation(&mut self, policy: Policy, clearance: Clearance, now: Timestamp) -> Result<(), AgentError> {
-        let header = BundleHeader { policy_id: policy.policy_id.clone(), version: 0, issued_at: now, expires_at: now };
-        self.activate(InstalledPolicy { header, digest: String::new(), policy }, None, now)?;
+    pub fn run_unsigned_policy_for_simulation(
+        &mut self,
+        policy: Policy,
+        clearance: Clearance,
+        now: Timestamp,
+    ) -> Result<(), AgentError> {
+        let header = BundleHeader {
+            policy_id: policy.policy_id.clone(),
+            version: 0,
+            issued_at: now,
+            expires_at: now,
+        };
+        self.activate(
+            InstalledPolicy {
+                header,
+                digest: String::new(),
+                policy,
+            },
+            None,
+            now,
+        )?;
         self.override_clearance_for_simulation(clearance, now);
         Ok(())
     }
@@ -182,9 +238,13 @@ impl Agent {
     pub fn handle(&mut self, event: &Event) -> Result<Decision, AgentError> {
         let engine = self.engine.as_mut().ok_or(AgentError::NoPolicy)?;
         let decision = engine.handle(event);
-        let policy = self.installed.as_ref().map(|(h, _)| PolicyRef { id: h.policy_id.clone(), version: h.version });
+        let policy = self.installed.as_ref().map(|(h, _)| PolicyRef {
+            id: h.policy_id.clone(),
+            version: h.version,
+        });
         if decision.violation {
-            self.store.append(&ViolationRecord::new(event, &decision, policy.clone()))?;
+            self.store
+                .append(&ViolationRecord::new(event, &decision, policy.clone()))?;
             self.check_capacity(event.at, policy)?;
         }
         if durable_context_change(&event.kind) {
@@ -194,7 +254,11 @@ impl Agent {
     }
 
     /// Over the cap: keep every record, record `baomi.store_full` once, and close down.
-    fn check_capacity(&mut self, at: Timestamp, policy: Option<PolicyRef>) -> Result<(), AgentError> {
+    fn check_capacity(
+        &mut self,
+        at: Timestamp,
+        policy: Option<PolicyRef>,
+    ) -> Result<(), AgentError> {
         let full = self.store.over_cap()?;
         if let Some(e) = &mut self.engine {
             e.set_store_full(full, at);
@@ -220,8 +284,11 @@ impl Agent {
 
     fn persist_context(&mut self) -> Result<(), AgentError> {
         if let Some(e) = &self.engine {
-            let snap = serde_json::to_vec(&e.context().snapshot())
-                .map_err(|e| AgentError::BadState { name: STATE_CONTEXT, reason: e.to_string() })?;
+            let snap =
+                serde_json::to_vec(&e.context().snapshot()).map_err(|e| AgentError::BadState {
+                    name: STATE_CONTEXT,
+                    reason: e.to_string(),
+                })?;
             self.store.put_state(STATE_CONTEXT, &snap)?;
         }
         Ok(())
@@ -229,7 +296,9 @@ impl Agent {
 
     /// The desired posture (open when no policy is installed yet).
     pub fn posture(&self) -> Posture {
-        self.engine.as_ref().map_or_else(Posture::open, |e| (**e.posture()).clone())
+        self.engine
+            .as_ref()
+            .map_or_else(Posture::open, |e| (**e.posture()).clone())
     }
 
     /// The installed bundle's header and digest.

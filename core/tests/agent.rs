@@ -1,17 +1,22 @@
 //! The agent wires evaluation to the store and survives restarts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::Path;
 
 use baomi_core::agent::{Agent, AgentError, STORE_FULL_RULE};
 use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
-use baomi_core::bundle::{sign_bundle, BundleError, SigningKey, TrustRoot};
-use baomi_core::compile::{Platform, FAIL_CLOSED_RULE};
-use baomi_core::event::{parse_jsonl, Event};
-use baomi_core::policy::model::HolderAssignment;
-use baomi_core::policy::Policy;
+use baomi_core::bundle::{BundleError, SigningKey, TrustRoot, sign_bundle};
+use baomi_core::compile::{FAIL_CLOSED_RULE, Platform};
+use baomi_core::event::{Event, parse_jsonl};
 use baomi_core::level::Clearance;
+use baomi_core::policy::Policy;
+use baomi_core::policy::model::HolderAssignment;
 use baomi_core::store::{HostFileKeyProvider, StoreOptions};
 use baomi_core::time::Timestamp;
 
@@ -29,12 +34,30 @@ fn now() -> Timestamp {
 
 fn office() -> Office {
     let key = SigningKey::generate().unwrap();
-    let doc = TrustRootDoc { version: 1, issued_at: now(), keys: vec![KeyEntry::of(key.public())], threshold: 1, registry: None };
-    Office { root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(), key }
+    let doc = TrustRootDoc {
+        version: 1,
+        issued_at: now(),
+        keys: vec![KeyEntry::of(key.public())],
+        threshold: 1,
+        registry: None,
+    };
+    Office {
+        root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(),
+        key,
+    }
 }
 
 fn bundle(o: &Office, policy: &Policy, version: u64) -> Vec<u8> {
-    sign_bundle(policy, version, now(), now().plus_seconds(86_400 * 365), &[&o.key]).unwrap().to_json().into_bytes()
+    sign_bundle(
+        policy,
+        version,
+        now(),
+        now().plus_seconds(86_400 * 365),
+        &[&o.key],
+    )
+    .unwrap()
+    .to_json()
+    .into_bytes()
 }
 
 fn open(dir: &Path, opts: StoreOptions) -> Agent {
@@ -45,7 +68,11 @@ fn open(dir: &Path, opts: StoreOptions) -> Agent {
 /// The baseline with this device assigned to a holder of `clearance`.
 fn assigned(device: &str, clearance: Clearance) -> Policy {
     let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
-    p.holders = vec![HolderAssignment { holder: "hong".into(), clearance, devices: vec![device.into()] }];
+    p.holders = vec![HolderAssignment {
+        holder: "hong".into(),
+        clearance,
+        devices: vec![device.into()],
+    }];
     p
 }
 
@@ -56,10 +83,18 @@ fn violations_are_recorded_and_everything_survives_a_restart() {
     let mut a = open(dir.path(), StoreOptions::default());
     let device = a.store().device_id().to_owned();
     assert_eq!(a.install_trust_root(&o.root).unwrap(), 1);
-    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::General), 2), now()).unwrap();
+    a.install_bundle(
+        &bundle(&o, &assigned(&device, Clearance::General), 2),
+        now(),
+    )
+    .unwrap();
 
     let events = parse_jsonl(CASE1).unwrap();
-    let violations = events.iter().map(|e| a.handle(e).unwrap()).filter(|d| d.violation).count();
+    let violations = events
+        .iter()
+        .map(|e| a.handle(e).unwrap())
+        .filter(|d| d.violation)
+        .count();
     assert_eq!(violations, 5);
     let stored = a.store().records_after(0, 100).unwrap();
     assert_eq!(stored.len(), 5);
@@ -71,12 +106,24 @@ fn violations_are_recorded_and_everything_survives_a_restart() {
     // Restart: policy, custody (camera off) and the signed clearance come back.
     let mut a = open(dir.path(), StoreOptions::default());
     assert_eq!(a.installed().unwrap().0.version, 2);
-    assert!(a.posture().camera_disabled, "custody must survive a restart");
-    assert_eq!(a.engine().unwrap().context().clearance(), Clearance::General);
+    assert!(
+        a.posture().camera_disabled,
+        "custody must survive a restart"
+    );
+    assert_eq!(
+        a.engine().unwrap().context().clearance(),
+        Clearance::General
+    );
     assert_eq!(a.store().verify().unwrap().records, 5);
     // Anti-rollback survives the restart too.
     let old = bundle(&o, &assigned(&device, Clearance::General), 1);
-    assert_eq!(a.install_bundle(&old, now()).unwrap_err(), AgentError::Bundle(BundleError::Rollback { installed: 2, offered: 1 }));
+    assert_eq!(
+        a.install_bundle(&old, now()).unwrap_err(),
+        AgentError::Bundle(BundleError::Rollback {
+            installed: 2,
+            offered: 1
+        })
+    );
     let d = a.handle(&events[3]).unwrap();
     assert!(d.violation);
     assert_eq!(a.store().head().seq, 6);
@@ -89,11 +136,20 @@ fn clearance_comes_only_from_the_signed_assignment() {
     let mut a = open(dir.path(), StoreOptions::default());
     a.install_trust_root(&o.root).unwrap();
     // Assigned to some other device: this one is uncleared, WeChat is allowed.
-    a.install_bundle(&bundle(&o, &assigned("someone-else", Clearance::Core), 1), now()).unwrap();
-    let launch = Event::from_json_line(1, r#"{"at":"2016-10-20T20:01:00+08:00","type":"app_launched","package":"com.tencent.mm"}"#).unwrap();
+    a.install_bundle(
+        &bundle(&o, &assigned("someone-else", Clearance::Core), 1),
+        now(),
+    )
+    .unwrap();
+    let launch = Event::from_json_line(
+        1,
+        r#"{"at":"2016-10-20T20:01:00+08:00","type":"app_launched","package":"com.tencent.mm"}"#,
+    )
+    .unwrap();
     assert!(!a.handle(&launch).unwrap().violation);
     let device = a.store().device_id().to_owned();
-    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::Core), 2), now()).unwrap();
+    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::Core), 2), now())
+        .unwrap();
     assert!(a.handle(&launch).unwrap().violation);
 }
 
@@ -103,23 +159,41 @@ fn nothing_runs_before_it_is_provisioned() {
     let o = office();
     let mut a = open(dir.path(), StoreOptions::default());
     let policy = Policy::from_json(BASELINE.as_bytes()).unwrap();
-    assert_eq!(a.install_bundle(&bundle(&o, &policy, 1), now()).unwrap_err(), AgentError::NoTrustRoot);
-    let e = Event::from_json_line(1, r#"{"at":"2016-10-20T20:01:00+08:00","type":"tamper","kind":"x"}"#).unwrap();
+    assert_eq!(
+        a.install_bundle(&bundle(&o, &policy, 1), now())
+            .unwrap_err(),
+        AgentError::NoTrustRoot
+    );
+    let e = Event::from_json_line(
+        1,
+        r#"{"at":"2016-10-20T20:01:00+08:00","type":"tamper","kind":"x"}"#,
+    )
+    .unwrap();
     assert_eq!(a.handle(&e).unwrap_err(), AgentError::NoPolicy);
     // A forged "rotation" of the root is refused once a root is installed.
     a.install_trust_root(&o.root).unwrap();
     let other = office();
-    assert!(matches!(a.install_trust_root(&other.root), Err(AgentError::Bundle(BundleError::TrustRootVersion { .. }))));
+    assert!(matches!(
+        a.install_trust_root(&other.root),
+        Err(AgentError::Bundle(BundleError::TrustRootVersion { .. }))
+    ));
 }
 
 #[test]
 fn a_full_store_keeps_evidence_records_store_full_once_and_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
     let o = office();
-    let mut a = open(dir.path(), StoreOptions { max_bytes: 40 * 1024, ..StoreOptions::default() });
+    let mut a = open(
+        dir.path(),
+        StoreOptions {
+            max_bytes: 40 * 1024,
+            ..StoreOptions::default()
+        },
+    );
     a.install_trust_root(&o.root).unwrap();
     let device = a.store().device_id().to_owned();
-    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::None), 1), now()).unwrap();
+    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::None), 1), now())
+        .unwrap();
     assert!(!a.posture().camera_disabled);
     let tamper = |i: u32| {
         Event::from_json_line(1, &format!(r#"{{"at":"2016-10-20T20:{:02}:00+08:00","type":"tamper","kind":"agent_killed_{i}"}}"#, i % 60)).unwrap()
@@ -130,13 +204,29 @@ fn a_full_store_keeps_evidence_records_store_full_once_and_fails_closed() {
         i += 1;
         assert!(i < 5000, "never reached the cap");
     }
-    assert!(a.posture().camera_disabled, "over the cap the device fails closed");
+    assert!(
+        a.posture().camera_disabled,
+        "over the cap the device fails closed"
+    );
     for k in 0..5 {
         a.handle(&tamper(i + k)).unwrap();
     }
     let all = a.store().records_after(0, 100_000).unwrap();
-    assert_eq!(all.len() as u32, i + 5 + 1, "every violation kept, plus one store_full");
-    assert_eq!(all.iter().filter(|r| r.record.rules == [STORE_FULL_RULE]).count(), 1);
-    let launch = Event::from_json_line(1, r#"{"at":"2016-10-20T21:00:00+08:00","type":"app_launched","package":"com.tencent.mm"}"#).unwrap();
+    assert_eq!(
+        all.len() as u32,
+        i + 5 + 1,
+        "every violation kept, plus one store_full"
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|r| r.record.rules == [STORE_FULL_RULE])
+            .count(),
+        1
+    );
+    let launch = Event::from_json_line(
+        1,
+        r#"{"at":"2016-10-20T21:00:00+08:00","type":"app_launched","package":"com.tencent.mm"}"#,
+    )
+    .unwrap();
     assert_eq!(&*a.handle(&launch).unwrap().rules[0], FAIL_CLOSED_RULE);
 }

@@ -42,13 +42,19 @@ pub struct ShowArgs {
 
 impl StoreArgs {
     pub fn key_provider(&self) -> Result<HostFileKeyProvider, CliError> {
-        let path = self.key_file.clone().unwrap_or_else(|| default_key_file(&self.store));
+        let path = self
+            .key_file
+            .clone()
+            .unwrap_or_else(|| default_key_file(&self.store));
         HostFileKeyProvider::open_or_create(&path).map_err(|e| CliError::Io(e.to_string()))
     }
 
     fn open_existing(&self) -> Result<Store, CliError> {
         if !self.store.join(baomi_core::store::DB_FILE).exists() {
-            return Err(CliError::Usage(format!("{}: no store here", self.store.display())));
+            return Err(CliError::Usage(format!(
+                "{}: no store here",
+                self.store.display()
+            )));
         }
         Store::open(&self.store, &self.key_provider()?, StoreOptions::default())
             .map_err(|e| CliError::refused(format!("{}: {e}", self.store.display())))
@@ -76,7 +82,9 @@ pub fn run(cmd: LogCmd) -> Result<(), CliError> {
         }
         LogCmd::Verify(a) => {
             let store = a.open_existing()?;
-            let r = store.verify().map_err(|e| CliError::refused(format!("{}: {e}", a.store.display())))?;
+            let r = store
+                .verify()
+                .map_err(|e| CliError::refused(format!("{}: {e}", a.store.display())))?;
             println!(
                 "ok: {} records intact (seq {}..={}), {} acknowledged and deleted, head {}",
                 r.records,

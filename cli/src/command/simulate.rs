@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use baomi_core::agent::Agent;
 use baomi_core::bundle::{BundleHeader, Installed, verify_bundle};
-use baomi_core::store::StoreOptions;
 use baomi_core::compile::{CompiledPolicy, Platform};
 use baomi_core::engine::Engine;
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
 use baomi_core::policy::Policy;
+use baomi_core::store::StoreOptions;
 use clap::Args;
 
 use crate::command::bundle::parse_now;
@@ -97,12 +97,20 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
     let text = files::read_text(&a.events)?;
     let mut agent = match &a.store {
         Some(dir) => {
-            let keys = crate::command::log::StoreArgs { store: dir.clone(), key_file: None }.key_provider()?;
+            let keys = crate::command::log::StoreArgs {
+                store: dir.clone(),
+                key_file: None,
+            }
+            .key_provider()?;
             let now = baomi_core::time::Timestamp::now();
             let mut agent = Agent::open(dir, &keys, StoreOptions::default(), a.platform, now)
                 .map_err(|e| CliError::refused(format!("{}: {e}", dir.display())))?;
             agent
-                .run_unsigned_policy_for_simulation(compiled.source.as_ref().clone(), clearance, now)
+                .run_unsigned_policy_for_simulation(
+                    compiled.source.as_ref().clone(),
+                    clearance,
+                    now,
+                )
                 .map_err(CliError::refused)?;
             Some(agent)
         }
@@ -123,7 +131,9 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
             e
         });
         let d = match &mut agent {
-            Some(agent) => agent.handle(&event).map_err(|e| CliError::refused(format!("store: {e}")))?,
+            Some(agent) => agent
+                .handle(&event)
+                .map_err(|e| CliError::refused(format!("store: {e}")))?,
             None => engine.handle(&event),
         };
         let json = serde_json::to_string(&d).map_err(|e| CliError::Io(e.to_string()))?;

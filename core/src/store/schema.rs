@@ -81,7 +81,10 @@ pub(crate) fn init(conn: &mut Connection) -> Result<Init, InitError> {
 
 fn upgrade_from(_tx: &rusqlite::Transaction<'_>, version: i64) -> Result<(), InitError> {
     // One arm per version; next migration, add here: `1 => tx.execute_batch("...")?,`
-    #[expect(clippy::match_single_binding, reason = "the ladder has no rungs until schema v2")]
+    #[expect(
+        clippy::match_single_binding,
+        reason = "the ladder has no rungs until schema v2"
+    )]
     match version {
         _ => Err(InitError::Newer(version)),
     }
