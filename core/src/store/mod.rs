@@ -283,13 +283,18 @@ impl Store {
         Ok((keys, device_id))
     }
 
-    fn link_mac(&self, which: &str, l: &Link) -> hmac::Tag {
+    /// What the head and anchor MACs cover: which link, whose device, and the link itself.
+    fn link_message(&self, which: &str, l: &Link) -> Vec<u8> {
         let mut msg = Vec::with_capacity(48);
         msg.extend_from_slice(which.as_bytes());
         msg.extend_from_slice(self.device_id.as_bytes());
         msg.extend_from_slice(&l.seq.to_be_bytes());
         msg.extend_from_slice(&l.tag);
-        hmac::sign(&self.keys.mac, &msg)
+        msg
+    }
+
+    fn link_mac(&self, which: &str, l: &Link) -> hmac::Tag {
+        hmac::sign(&self.keys.mac, &self.link_message(which, l))
     }
 
     fn encode_link(&self, which: &str, l: &Link) -> Vec<u8> {
@@ -310,12 +315,7 @@ impl Store {
             seq: u64::from_be_bytes(seq.try_into().map_err(|_| bad.clone())?),
             tag: tag.try_into().map_err(|_| bad.clone())?,
         };
-        let mut msg = Vec::with_capacity(48);
-        msg.extend_from_slice(which.as_bytes());
-        msg.extend_from_slice(self.device_id.as_bytes());
-        msg.extend_from_slice(&l.seq.to_be_bytes());
-        msg.extend_from_slice(&l.tag);
-        hmac::verify(&self.keys.mac, &msg, mac).map_err(|_| bad)?;
+        hmac::verify(&self.keys.mac, &self.link_message(which, &l), mac).map_err(|_| bad)?;
         Ok(Some(l))
     }
 
