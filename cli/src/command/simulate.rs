@@ -125,16 +125,18 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
         }
         let event = Event::from_json_line(i + 1, line)
             .map_err(|e| CliError::refused(format!("{}: {e}", a.events.display())))?;
-        let engine = engine.get_or_insert_with(|| {
-            let mut e = Engine::new(compiled.clone(), clearance, event.at);
-            e.set_policy_expiry(header.as_ref().map(|h| h.expires_at));
-            e
-        });
+        // With --store the agent decides (and records); otherwise a bare engine.
         let d = match &mut agent {
             Some(agent) => agent
                 .handle(&event)
                 .map_err(|e| CliError::refused(format!("store: {e}")))?,
-            None => engine.handle(&event),
+            None => engine
+                .get_or_insert_with(|| {
+                    let mut e = Engine::new(compiled.clone(), clearance, event.at);
+                    e.set_policy_expiry(header.as_ref().map(|h| h.expires_at));
+                    e
+                })
+                .handle(&event),
         };
         let json = serde_json::to_string(&d).map_err(|e| CliError::Io(e.to_string()))?;
         writeln!(out, "{json}").map_err(|e| CliError::Io(format!("stdout: {e}")))?;
