@@ -41,6 +41,12 @@ enum Command {
     /// Read and verify a device's encrypted violation log.
     #[command(subcommand)]
     Log(command::log::LogCmd),
+    /// The device agent on this host: enrol, feed events, sync, status.
+    #[command(subcommand)]
+    Agent(command::agent::AgentCmd),
+    /// Sign document registry custody records (sign-out, return).
+    #[command(subcommand)]
+    Custody(command::custody::CustodyCmd),
     /// Replay an event stream through a policy and print one decision per event.
     Simulate(command::simulate::SimulateArgs),
     /// End-to-end demo: keys, trust root, signed baseline, the four published leak cases.
@@ -55,6 +61,8 @@ fn main() -> ExitCode {
         Command::Trust(c) => command::trust::run(c),
         Command::Bundle(c) => command::bundle::run(c),
         Command::Log(c) => command::log::run(c),
+        Command::Agent(c) => command::agent::run(c),
+        Command::Custody(c) => command::custody::run(c),
         Command::Simulate(a) => command::simulate::run(&a),
         Command::Demo(a) => command::demo::run(&a),
     };

@@ -12,22 +12,31 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bundle::keys::SigningKey;
 use crate::bundle::{BundleError, BundleHeader, Installed, TrustRoot, verify_bundle};
 use crate::compile::{CompiledPolicy, Platform};
 use crate::context::{Context, ContextSnapshot};
 use crate::decision::{Decision, Verdict};
-use crate::engine::Engine;
+use crate::engine::{Engine, FailClosedReason};
 use crate::event::{Event, EventKind};
 use crate::level::Clearance;
 use crate::policy::Policy;
 use crate::policy::model::Severity;
 use crate::posture::Posture;
 use crate::store::{KeyProvider, PolicyRef, Store, StoreError, StoreOptions, ViolationRecord};
+use crate::sync::custody::{CustodyAction, CustodyRecordDoc};
+use crate::sync::identity::DeviceIdentity;
+use crate::sync::schedule::SyncState;
 use crate::time::Timestamp;
 
 const STATE_TRUST: &str = "trust_root";
 const STATE_POLICY: &str = "installed_policy";
 const STATE_CONTEXT: &str = "context";
+const STATE_IDENTITY: &str = "identity";
+const STATE_SYNC: &str = "sync";
+
+/// Id of the violation raised when the device has not synced for longer than the policy allows.
+pub const SYNC_OVERDUE_RULE: &str = "baomi.sync_overdue";
 
 /// Id of the violation raised when the store passes its size cap.
 pub const STORE_FULL_RULE: &str = "baomi.store_full";
@@ -72,6 +81,7 @@ pub struct Agent {
     installed: Option<(BundleHeader, String)>,
     engine: Option<Engine>,
     store_full_reported: bool,
+    sync: SyncState,
 }
 
 impl std::fmt::Debug for Agent {
@@ -104,7 +114,14 @@ impl Agent {
             installed: None,
             engine: None,
             store_full_reported: false,
+            sync: SyncState::default(),
         };
+        if let Some(raw) = agent.store.get_state(STATE_SYNC)? {
+            agent.sync = serde_json::from_slice(&raw).map_err(|e| AgentError::BadState {
+                name: STATE_SYNC,
+                reason: e.to_string(),
+            })?;
+        }
         if let Some(raw) = agent.store.get_state(STATE_POLICY)? {
             let ip: InstalledPolicy =
                 serde_json::from_slice(&raw).map_err(|e| AgentError::BadState {
@@ -149,6 +166,7 @@ impl Agent {
         // The signed assignment always wins over whatever the context remembered.
         engine.set_clearance(clearance, now);
         engine.set_policy_expiry((ip.header.version > 0).then_some(ip.header.expires_at));
+        engine.set_sync_due_by(self.sync.due_by(&engine.policy().source));
         self.installed = Some((ip.header, ip.digest));
         self.engine = Some(engine);
         Ok(())
@@ -244,8 +262,8 @@ impl Agent {
         });
         if decision.violation {
             self.store
-                .append(&ViolationRecord::new(event, &decision, policy.clone()))?;
-            self.check_capacity(event.at, policy)?;
+                .append(&ViolationRecord::new(event, &decision, policy))?;
+            self.check_capacity(event.at)?;
         }
         if durable_context_change(&event.kind) {
             self.persist_context()?;
@@ -254,28 +272,19 @@ impl Agent {
     }
 
     /// Over the cap: keep every record, record `baomi.store_full` once, and close down.
-    fn check_capacity(
-        &mut self,
-        at: Timestamp,
-        policy: Option<PolicyRef>,
-    ) -> Result<(), AgentError> {
+    fn check_capacity(&mut self, at: Timestamp) -> Result<(), AgentError> {
         let full = self.store.over_cap()?;
         if let Some(e) = &mut self.engine {
             e.set_store_full(full, at);
         }
         if full && !self.store_full_reported {
             self.store_full_reported = true;
-            let posture = self.posture();
-            let record = ViolationRecord {
-                event: Event { at, kind: EventKind::Tamper { kind: "store_full".into() } },
-                verdict: Verdict::Deny,
-                rules: vec![STORE_FULL_RULE.into()],
-                severity: Some(Severity::High),
-                reason: "violation store over its size cap: nothing is deleted; the device fails closed until sync drains it".into(),
-                posture,
-                policy,
-            };
-            self.store.append(&record)?;
+            self.record_agent_violation(
+                at,
+                "store_full",
+                STORE_FULL_RULE,
+                "violation store over its size cap: nothing is deleted; the device fails closed until sync drains it".into(),
+            )?;
         } else if !full {
             self.store_full_reported = false;
         }
@@ -292,6 +301,147 @@ impl Agent {
             self.store.put_state(STATE_CONTEXT, &snap)?;
         }
         Ok(())
+    }
+
+    /// Re-derives the posture when time alone changed it (beacon timeout, expiry, sync
+    /// deadline) and records the sync-overdue violation once per lapse. Returns the new posture
+    /// if it changed.
+    pub fn tick(&mut self, now: Timestamp) -> Result<Option<Posture>, AgentError> {
+        let Some(engine) = self.engine.as_mut() else {
+            return Ok(None);
+        };
+        let changed = engine.tick(now).map(|p| (*p).clone());
+        let overdue = engine.fail_closed_reason(now) == Some(FailClosedReason::SyncOverdue);
+        if overdue && !self.sync.overdue_reported {
+            let last = self
+                .sync
+                .last_success
+                .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+            self.record_agent_violation(
+                now,
+                "sync_overdue",
+                SYNC_OVERDUE_RULE,
+                format!("no successful sync since {last}: the device fails closed until it syncs"),
+            )?;
+            self.sync.overdue_reported = true;
+            self.save_sync_state()?;
+        }
+        Ok(changed)
+    }
+
+    /// Records a violation the agent itself detected (sync overdue, clock tampering, a
+    /// refused bundle or custody record), with the posture in force.
+    pub fn record_agent_violation(
+        &mut self,
+        at: Timestamp,
+        kind: &str,
+        rule: &str,
+        reason: String,
+    ) -> Result<u64, AgentError> {
+        let policy = self.installed.as_ref().map(|(h, _)| PolicyRef {
+            id: h.policy_id.clone(),
+            version: h.version,
+        });
+        let record = ViolationRecord {
+            event: Event {
+                at,
+                kind: EventKind::Tamper { kind: kind.into() },
+            },
+            verdict: Verdict::Deny,
+            rules: vec![rule.into()],
+            severity: Some(Severity::High),
+            reason,
+            posture: self.posture(),
+            policy,
+        };
+        Ok(self.store.append(&record)?)
+    }
+
+    /// The device's sync identity, created (and stored sealed) on first use.
+    pub fn identity(&mut self) -> Result<DeviceIdentity, AgentError> {
+        let bad = |reason: String| AgentError::BadState {
+            name: STATE_IDENTITY,
+            reason,
+        };
+        let key = match self.store.get_state(STATE_IDENTITY)? {
+            Some(raw) => {
+                let text = std::str::from_utf8(&raw).map_err(|e| bad(e.to_string()))?;
+                SigningKey::from_file_json(text).map_err(|e| bad(e.to_string()))?
+            }
+            None => {
+                let key = SigningKey::generate().map_err(|e| bad(e.to_string()))?;
+                self.store
+                    .put_state(STATE_IDENTITY, key.to_file().as_bytes())?;
+                key
+            }
+        };
+        Ok(DeviceIdentity::new(self.store.device_id().to_owned(), key))
+    }
+
+    /// Sync bookkeeping.
+    pub fn sync_state(&self) -> &SyncState {
+        &self.sync
+    }
+
+    /// Replaces the sync bookkeeping, persists it and moves the sync deadline.
+    pub fn set_sync_state(&mut self, state: SyncState) -> Result<(), AgentError> {
+        self.sync = state;
+        self.save_sync_state()?;
+        let due = self.installed_policy().and_then(|p| self.sync.due_by(p));
+        if let Some(e) = &mut self.engine {
+            e.set_sync_due_by(due);
+        }
+        Ok(())
+    }
+
+    fn save_sync_state(&mut self) -> Result<(), AgentError> {
+        let json = serde_json::to_vec(&self.sync).map_err(|e| AgentError::BadState {
+            name: STATE_SYNC,
+            reason: e.to_string(),
+        })?;
+        self.store.put_state(STATE_SYNC, &json)?;
+        Ok(())
+    }
+
+    fn installed_policy(&self) -> Option<&Policy> {
+        self.engine.as_ref().map(|e| &*e.policy().source)
+    }
+
+    /// The trust root, once provisioned.
+    pub fn trust_root(&self) -> Option<&TrustRoot> {
+        self.trust.as_ref()
+    }
+
+    /// The holder this device is issued to, per the installed policy.
+    pub fn holder(&self) -> Option<String> {
+        self.installed_policy()
+            .and_then(|p| p.holder_for_device(self.store.device_id()))
+            .map(|h| h.holder.clone())
+    }
+
+    /// Applies a verified registry custody record (sign-out starts custody, only a signed
+    /// return ends it). Records for another holder are ignored. Returns whether it applied.
+    pub fn apply_registry_custody(
+        &mut self,
+        doc: &CustodyRecordDoc,
+        now: Timestamp,
+    ) -> Result<bool, AgentError> {
+        if self.holder().as_deref() != Some(doc.holder.as_str()) {
+            return Ok(false);
+        }
+        let engine = self.engine.as_mut().ok_or(AgentError::NoPolicy)?;
+        let ctx = engine.context_mut();
+        match doc.action {
+            CustodyAction::SignOut => {
+                ctx.registry_custody_started(&doc.document, doc.classification, doc.at);
+            }
+            CustodyAction::Return => {
+                ctx.registry_custody_ended(&doc.document);
+            }
+        }
+        engine.refresh(now);
+        self.persist_context()?;
+        Ok(true)
     }
 
     /// The desired posture (open when no policy is installed yet).

@@ -15,6 +15,8 @@
 //! - [`eval`]: pure functions: context -> active rules and posture; event -> decision.
 //! - [`engine`]: policy + context + cached activation, the stateful front.
 //! - [`bundle`]: signed policy bundles, trust roots and key rotation.
+//! - [`store`]: the encrypted, hash-chained violation log and sealed agent state.
+//! - [`sync`]: the compliance sync client (check-in, upload, download, finish).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -30,6 +32,7 @@ pub mod level;
 pub mod policy;
 pub mod posture;
 pub mod store;
+pub mod sync;
 pub mod time;
 
 pub use compile::{CompiledPolicy, Platform};

@@ -35,6 +35,7 @@ fn now() -> Timestamp {
 fn office() -> Office {
     let key = SigningKey::generate().unwrap();
     let doc = TrustRootDoc {
+        upload_key: None,
         version: 1,
         issued_at: now(),
         keys: vec![KeyEntry::of(key.public())],

@@ -53,6 +53,7 @@ pub fn run(a: &DemoArgs) -> Result<(), CliError> {
     let office = [new_key()?, new_key()?, new_key()?];
     let registry = new_key()?;
     let doc = TrustRootDoc {
+        upload_key: None,
         version: 1,
         issued_at: Timestamp::now(),
         keys: office.iter().map(|k| KeyEntry::of(k.public())).collect(),

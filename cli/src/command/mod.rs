@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod agent;
 pub mod bundle;
+pub mod custody;
 pub mod demo;
 pub mod keys;
 pub mod log;

@@ -44,6 +44,10 @@ pub struct NewArgs {
     /// How many registry keys must sign a custody record.
     #[arg(long, default_value_t = 1)]
     registry_threshold: u32,
+    /// The office's upload key (`baomi-server upload-key new` writes it as OUT.pub): devices
+    /// seal violation batches to it.
+    #[arg(long)]
+    upload_key: Option<PathBuf>,
     /// Output file.
     #[arg(long)]
     out: PathBuf,
@@ -94,6 +98,10 @@ fn new(a: &NewArgs) -> Result<(), CliError> {
         .map(|p| files::signing_key(p))
         .collect::<Result<Vec<_>, _>>()?;
     let doc = TrustRootDoc {
+        upload_key: match &a.upload_key {
+            Some(p) => Some(files::read_text(p)?.trim().to_owned()),
+            None => None,
+        },
         version: a.version,
         issued_at: Timestamp::now(),
         keys: keys.iter().map(KeyEntry::of).collect(),

@@ -31,6 +31,10 @@ pub struct TrustRootDoc {
     /// Document registry keys that sign custody records.
     #[serde(default)]
     pub registry: Option<RoleKeys>,
+    /// Base64 X25519 public key the office opens upload batches with (sync seals each batch
+    /// to it). Signed here so no relay can substitute its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_key: Option<String>,
 }
 
 /// A key listed in a root.
@@ -115,6 +119,13 @@ impl TrustRoot {
             return Err(BundleError::InvalidTrustRoot("version starts at 1".into()));
         }
         let office = key_set(&doc.keys, doc.threshold, "office")?;
+        if let Some(k) = &doc.upload_key
+            && decode_upload_key(k).is_none()
+        {
+            return Err(BundleError::InvalidTrustRoot(
+                "upload_key must be 32 bytes of base64 (an X25519 public key)".into(),
+            ));
+        }
         let registry = match &doc.registry {
             Some(r) => key_set(&r.keys, r.threshold, "registry")?,
             None => KeySet::default(),
@@ -204,6 +215,11 @@ impl TrustRoot {
         )
     }
 
+    /// The office's X25519 upload key, if the root names one.
+    pub fn upload_key(&self) -> Option<[u8; 32]> {
+        self.doc.upload_key.as_deref().and_then(decode_upload_key)
+    }
+
     /// The document.
     pub fn doc(&self) -> &TrustRootDoc {
         &self.doc
@@ -213,4 +229,13 @@ impl TrustRoot {
     pub fn envelope_bytes(&self) -> &[u8] {
         &self.envelope_bytes
     }
+}
+
+fn decode_upload_key(b64: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .ok()?
+        .try_into()
+        .ok()
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope::{Envelope, POLICY_BUNDLE_TYPE};
 use super::err::BundleError;
-use super::keys::{SigningKey, hex};
+use super::keys::{SigningKey, hex_digest};
 use super::trust::TrustRoot;
 use crate::policy::Policy;
 use crate::time::Timestamp;
@@ -97,7 +97,7 @@ pub fn verify_bundle(
     Ok(VerifiedBundle {
         header,
         policy: p.policy,
-        digest: hex(ring::digest::digest(&ring::digest::SHA256, &payload).as_ref()),
+        digest: hex_digest(&payload),
         envelope_bytes: bytes.to_vec(),
     })
 }

@@ -1,0 +1,51 @@
+//! The host's HTTP transport (feature `host-http`, for the CLI and tests; the phone library is
+//! built without it) for the sync (phones bring their own: OkHttp, URLSession).
+//! Blocking `ureq` with rustls; every status comes back to the core, which decides.
+
+use std::time::Duration;
+
+use super::protocol::MAX_REQUEST_BYTES;
+use super::{HttpRequest, HttpResponse, Transport, TransportError};
+
+/// `ureq` bound to one server's base URL.
+#[derive(Debug)]
+pub struct HttpTransport {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl HttpTransport {
+    /// For `base` (`https://host:port`, or `http://127.0.0.1:port` for loopback tests).
+    pub fn new(base: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let url = format!("{}{}", self.base, req.path);
+        let mut builder = self.agent.post(&url);
+        for (k, v) in &req.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let mut resp = builder
+            .send(&req.body[..])
+            .map_err(|e| TransportError(format!("{url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_REQUEST_BYTES as u64)
+            .read_to_vec()
+            .map_err(|e| TransportError(format!("{url}: reading the answer: {e}")))?;
+        Ok(HttpResponse { status, body })
+    }
+}

@@ -1,0 +1,216 @@
+//! Wire messages of the sync protocol, version 1 (docs/sync-protocol.md). Shared by the device
+//! client and the reference server so the two cannot drift.
+//!
+//! Every body is JSON. Every request but enrolment is signed ([`super::identity`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::posture::Posture;
+use crate::time::Timestamp;
+
+/// Protocol version spoken by this build.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Paths.
+pub mod path {
+    /// Enrolment (one-time token).
+    pub const ENROLL: &str = "/v1/enroll";
+    /// Stage 1.
+    pub const CHECK_IN: &str = "/v1/check-in";
+    /// Stage 2.
+    pub const UPLOAD: &str = "/v1/upload";
+    /// Stage 3.
+    pub const DOWNLOAD: &str = "/v1/download";
+    /// Stage 4.
+    pub const FINISH: &str = "/v1/finish";
+    /// The document registry posts signed custody records here.
+    pub const REGISTRY_CUSTODY: &str = "/v1/registry/custody";
+}
+
+/// Most records one upload batch carries.
+pub const MAX_BATCH_RECORDS: usize = 100;
+/// Largest request body the server reads.
+pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+
+/// `POST /v1/enroll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// Protocol version.
+    pub protocol: u32,
+    /// One-time token printed by `baomi-server token new`.
+    pub token: String,
+    /// The id the device's store binds its records to.
+    pub device_id: String,
+    /// Base64 raw Ed25519 public key of the device identity.
+    pub public_key: String,
+    /// Signature by that key over `enroll-v1\n{token}\n{device_id}`: proof of possession.
+    pub proof: String,
+    /// `android` or `ios`.
+    pub platform: String,
+    /// Agent build.
+    pub agent_version: String,
+}
+
+/// Answer to enrolment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// The enrolled id (echoed).
+    pub device_id: String,
+    /// Server time.
+    pub server_time: Timestamp,
+}
+
+/// Installed policy, as the device reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyState {
+    /// Policy id.
+    pub id: String,
+    /// Bundle version.
+    pub version: u64,
+    /// Hex SHA-256 of the installed bundle's payload: the server sees drift.
+    pub digest: String,
+}
+
+/// The device's view of its violation chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainState {
+    /// Newest seq the server acknowledged (as the device remembers it).
+    pub acked_through: u64,
+    /// Newest seq recorded.
+    pub head_seq: u64,
+    /// Hex tag of the newest record (the chain head).
+    pub head_tag: String,
+}
+
+/// Stage 1: `POST /v1/check-in`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckIn {
+    /// Protocol version.
+    pub protocol: u32,
+    /// Device id (must match the signing identity).
+    pub device_id: String,
+    /// Agent build.
+    pub agent_version: String,
+    /// Installed policy, if any.
+    pub policy: Option<PolicyState>,
+    /// Installed trust root version.
+    pub trust_root_version: u64,
+    /// Posture the core currently wants.
+    pub posture: Posture,
+    /// Why the device is failing closed, if it is.
+    pub fail_closed: Option<String>,
+    /// Violation chain.
+    pub chain: ChainState,
+    /// Device clock at the request.
+    pub device_time: Timestamp,
+    /// Custody feed position already applied.
+    pub custody_cursor: u64,
+}
+
+/// What the server has that the device does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInResponse {
+    /// Server clock.
+    pub server_time: Timestamp,
+    /// Newest seq the server has durably stored for this device.
+    pub acked_through: u64,
+    /// Newest published bundle for this fleet, if it differs from the device's.
+    pub bundle: Option<PolicyState>,
+    /// Newest trust root version the server has.
+    pub trust_root_version: u64,
+    /// Custody records are waiting after the device's cursor.
+    pub custody_pending: bool,
+}
+
+/// Stage 2: `POST /v1/upload`. `sealed` opens (for the office only) to a JSON array of
+/// [`UploadedRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upload {
+    /// Device id.
+    pub device_id: String,
+    /// First seq in the batch.
+    pub first_seq: u64,
+    /// Last seq in the batch.
+    pub last_seq: u64,
+    /// The records, sealed to the office's upload key ([`super::seal`]).
+    pub sealed: super::seal::SealedBox,
+}
+
+/// One record inside an upload batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadedRecord {
+    /// Seq.
+    pub seq: u64,
+    /// Record (as decrypted from the device store).
+    pub record: crate::store::ViolationRecord,
+}
+
+/// The server's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadResponse {
+    /// Highest contiguous seq durably stored.
+    pub acked_through: u64,
+}
+
+/// Stage 3: `POST /v1/download`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadRequest {
+    /// Device id.
+    pub device_id: String,
+    /// Trust root version installed.
+    pub trust_root_version: u64,
+    /// Bundle version installed (0 if none).
+    pub policy_version: u64,
+    /// Custody records after this position.
+    pub custody_after: u64,
+}
+
+/// Newer signed material. The device verifies all of it as if it came from anywhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadResponse {
+    /// Trust roots newer than the device's, oldest first (each rotation verifies against the
+    /// previous).
+    pub trust_roots: Vec<String>,
+    /// The newest bundle, if newer than the device's.
+    pub bundle: Option<String>,
+    /// Custody records, in feed order.
+    pub custody: Vec<CustodyFeedEntry>,
+}
+
+/// One signed custody record and its feed position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustodyFeedEntry {
+    /// Feed position (strictly increasing).
+    pub cursor: u64,
+    /// The registry's signed envelope.
+    pub envelope: String,
+}
+
+/// Stage 4: `POST /v1/finish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finish {
+    /// Device id.
+    pub device_id: String,
+    /// Posture after the sync (what the platform was asked to apply).
+    pub posture: Posture,
+    /// Installed policy.
+    pub policy: Option<PolicyState>,
+    /// Chain after the sync.
+    pub chain: ChainState,
+    /// Custody feed position after the sync.
+    pub custody_cursor: u64,
+}
+
+/// Every 4xx/5xx body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code (`unauthorized`, `replayed`, `stale`, `forbidden`, `bad_request`,
+    /// `too_large`, `not_found`, `conflict`, `internal`).
+    pub error: String,
+    /// For a human.
+    pub message: String,
+}

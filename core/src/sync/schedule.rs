@@ -1,0 +1,120 @@
+//! When to sync: the policy's interval after a success, exponential backoff with jitter after
+//! a failure, and the deadline after which the device fails closed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Policy;
+use crate::time::Timestamp;
+
+/// First retry delay after a failure.
+pub const BACKOFF_BASE_S: i64 = 30;
+
+/// Sync bookkeeping, kept sealed in the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// Base URL of the compliance server (set at enrolment).
+    #[serde(default)]
+    pub server: Option<String>,
+    /// When the device enrolled.
+    #[serde(default)]
+    pub enrolled_at: Option<Timestamp>,
+    /// Last sync that completed all four stages.
+    #[serde(default)]
+    pub last_success: Option<Timestamp>,
+    /// Failures since then.
+    #[serde(default)]
+    pub failures: u32,
+    /// When the platform should run the next sync.
+    #[serde(default)]
+    pub next_due: Option<Timestamp>,
+    /// Custody feed position applied.
+    #[serde(default)]
+    pub custody_cursor: u64,
+    /// Device clock at the last completed check-in (a later clock below it was set back).
+    #[serde(default)]
+    pub last_device_time: Option<Timestamp>,
+    /// Whether the current overdue lapse was recorded.
+    #[serde(default)]
+    pub overdue_reported: bool,
+    /// Whether the current clock skew was recorded.
+    #[serde(default)]
+    pub skew_reported: bool,
+}
+
+impl SyncState {
+    /// The time by which a sync must succeed under `policy` (none before enrolment: a device
+    /// that was never enrolled has nowhere to sync to, and the policy's expiry still applies).
+    pub fn due_by(&self, policy: &Policy) -> Option<Timestamp> {
+        let since = self.last_success.or(self.enrolled_at)?;
+        Some(since.plus_seconds(i64::from(policy.sync.max_offline_s)))
+    }
+
+    /// After a completed sync.
+    pub fn succeeded(&mut self, now: Timestamp, interval_s: u32) {
+        self.last_success = Some(now);
+        self.failures = 0;
+        self.overdue_reported = false;
+        self.next_due = Some(now.plus_seconds(i64::from(interval_s)));
+    }
+
+    /// After a failed sync; `jitter` in [0, 1) comes from the caller's random source.
+    pub fn failed(&mut self, now: Timestamp, interval_s: u32, jitter: f64) {
+        self.failures = self.failures.saturating_add(1);
+        let delay_ms = backoff_ms(self.failures, interval_s, jitter);
+        self.next_due = Some(now.plus_millis(delay_ms));
+    }
+}
+
+/// Delay before retry number `failures` (1-based): `min(interval, 30 s * 2^(failures-1))`,
+/// then "equal jitter" (half fixed, half random) so a fleet that lost its server together does
+/// not come back in lockstep.
+pub fn backoff_ms(failures: u32, interval_s: u32, jitter: f64) -> i64 {
+    let exp = failures.saturating_sub(1).min(20);
+    let cap_ms = i64::from(interval_s.max(1)) * 1000;
+    let raw_ms = (BACKOFF_BASE_S * 1000)
+        .saturating_mul(1i64 << exp)
+        .min(cap_ms);
+    let jitter = jitter.clamp(0.0, 1.0);
+    let half = raw_ms / 2;
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_precision_loss,
+        reason = "half is at most a day in ms, far inside f64's exact range"
+    )]
+    let random = (half as f64 * jitter) as i64;
+    half + random
+}
+
+/// A uniform jitter in [0, 1) from the system's random source (0.5 if it fails).
+pub fn random_jitter() -> f64 {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut b = [0u8; 4];
+    match SystemRandom::new().fill(&mut b) {
+        Ok(()) => f64::from(u32::from_be_bytes(b)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_interval_and_keeps_half_fixed() {
+        assert_eq!(backoff_ms(1, 900, 0.0), 15_000);
+        assert_eq!(backoff_ms(1, 900, 0.999_999), 29_999);
+        assert_eq!(backoff_ms(2, 900, 0.0), 30_000);
+        assert_eq!(backoff_ms(3, 900, 0.0), 60_000);
+        assert_eq!(backoff_ms(10, 900, 0.0), 450_000);
+        assert_eq!(backoff_ms(u32::MAX, 900, 1.0), 900_000);
+    }
+
+    #[test]
+    fn jitter_spreads_a_fleet() {
+        let delays: std::collections::BTreeSet<i64> = (0..50)
+            .map(|_| backoff_ms(4, 900, random_jitter()))
+            .collect();
+        assert!(delays.len() > 40, "{delays:?}");
+        assert!(delays.iter().all(|d| (120_000..240_000).contains(d)));
+    }
+}

@@ -1,0 +1,127 @@
+//! The security office's side: enrolment tokens, publishing, and what the officer reads.
+
+use serde::Serialize;
+
+use crate::api::{ApiError, Server, token_hash};
+use crate::db::Value;
+
+/// Issues a one-time enrolment token valid for `hours`; only its hash is stored.
+pub fn new_token(server: &Server, hours: i64) -> Result<String, ApiError> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut raw = [0u8; 20];
+    SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| ApiError::internal("random source failed"))?;
+    let token = format!("bme1-{}", baomi_core::bundle::keys::hex(&raw));
+    let now = server.now();
+    let hash = token_hash(&token);
+    server.db().tx(|c| {
+        c.execute(
+            "INSERT INTO tokens (token_hash, created_at, expires_at) VALUES ($1, $2, $3)",
+            &[
+                hash.clone().into(),
+                now.0.into(),
+                now.plus_seconds(hours.saturating_mul(3600)).0.into(),
+            ],
+        )?;
+        Ok(())
+    })?;
+    Ok(token)
+}
+
+/// `POST /v1/registry/custody` and `baomi-server custody post`.
+pub fn post_custody(server: &Server, body: &[u8]) -> Result<u64, ApiError> {
+    server.accept_custody(body)
+}
+
+/// One device as the officer sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRow {
+    /// Id.
+    pub device_id: String,
+    /// Platform.
+    pub platform: String,
+    /// Enrolled at (ms).
+    pub enrolled_at: i64,
+    /// Last check-in (ms).
+    pub last_check_in: Option<i64>,
+    /// Installed policy `id@version`.
+    pub policy: Option<String>,
+    /// Posture JSON as reported.
+    pub posture: Option<serde_json::Value>,
+    /// Why it fails closed, if it does.
+    pub fail_closed: Option<String>,
+    /// Records received.
+    pub acked_through: i64,
+    /// Newest record the device reported.
+    pub head_seq: i64,
+    /// Device clock minus server clock at the last check-in.
+    pub clock_skew_ms: Option<i64>,
+    /// Something the officer must look at.
+    pub alert: Option<String>,
+}
+
+/// The fleet.
+pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
+    let rows = server.db().tx(|c| {
+        Ok(c.query(
+            "SELECT device_id, platform, enrolled_at, last_check_in, policy_id, policy_version, posture, fail_closed, acked_through, head_seq, clock_skew_ms, alert FROM devices ORDER BY device_id",
+            &[],
+        )?)
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let t = |i: usize| r.get(i).and_then(Value::text).map(str::to_owned);
+            let n = |i: usize| r.get(i).and_then(Value::int);
+            DeviceRow {
+                device_id: t(0).unwrap_or_default(),
+                platform: t(1).unwrap_or_default(),
+                enrolled_at: n(2).unwrap_or(0),
+                last_check_in: n(3),
+                policy: t(4).map(|id| format!("{id}@{}", n(5).unwrap_or(0))),
+                posture: t(6).and_then(|p| serde_json::from_str(&p).ok()),
+                fail_closed: t(7),
+                acked_through: n(8).unwrap_or(0),
+                head_seq: n(9).unwrap_or(0),
+                clock_skew_ms: n(10),
+                alert: t(11),
+            }
+        })
+        .collect())
+}
+
+/// Received violations, oldest first, optionally for one device.
+pub fn violations(
+    server: &Server,
+    device: Option<&str>,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let rows = server.db().tx(|c| {
+        Ok(match device {
+            Some(d) => c.query(
+                "SELECT device_id, seq, received_at, record FROM violations WHERE device_id = $1 ORDER BY seq",
+                &[d.into()],
+            )?,
+            None => c.query(
+                "SELECT device_id, seq, received_at, record FROM violations ORDER BY device_id, seq",
+                &[],
+            )?,
+        })
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let record: serde_json::Value = r
+                .get(3)
+                .and_then(Value::text)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(serde_json::Value::Null);
+            serde_json::json!({
+                "device_id": r.first().and_then(Value::text),
+                "seq": r.get(1).and_then(Value::int),
+                "received_at": r.get(2).and_then(Value::int),
+                "record": record,
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,18 @@
+//! Baomi reference compliance server: enrolment, the four sync stages, the document
+//! registry's custody feed, and the officer's view of the fleet (docs/sync-protocol.md).
+//!
+//! - [`db`] — SQLite or PostgreSQL behind one dialect.
+//! - [`schema`] — the tables.
+//! - [`api`] — each endpoint as a function of (state, request) -> response; no HTTP in it.
+//! - [`http`] — the listener (tiny_http, rustls when a certificate is given).
+//! - [`admin`] — what the CLI does for the security office (tokens, publishing, listings).
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod api;
+pub mod db;
+pub mod http;
+pub mod schema;
+pub mod upload_key;
+
+pub use api::{ApiError, Server};

@@ -1,0 +1,256 @@
+//! `baomi-server`: the reference compliance server and the office's admin commands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use baomi_core::time::Timestamp;
+use baomi_server::db::Db;
+use baomi_server::http::{Listener, Tls};
+use baomi_server::upload_key::UploadKey;
+use baomi_server::{Server, admin};
+use clap::{Parser, Subcommand};
+
+/// Default database: an SQLite file in the working directory.
+const DEFAULT_DB: &str = "sqlite:baomi-server.db";
+
+#[derive(Parser)]
+#[command(
+    name = "baomi-server",
+    version,
+    about = "Baomi reference compliance server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the sync API.
+    Serve {
+        /// Address to listen on (plain HTTP only on loopback).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// `sqlite:PATH` (default) or `postgres://user@host/db`.
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+        /// The office's X25519 upload key (from `baomi-server upload-key new`).
+        #[arg(long)]
+        upload_key: Option<PathBuf>,
+        /// PEM certificate chain for TLS.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for TLS.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Worker threads.
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+    },
+    /// Enrolment tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Signed policy bundles.
+    #[command(subcommand)]
+    Bundle(PublishCmd),
+    /// Trust roots (first one, then rotations).
+    #[command(subcommand)]
+    Trust(PublishCmd),
+    /// Registry custody records.
+    #[command(subcommand)]
+    Custody(PostCmd),
+    /// The office's upload key.
+    #[command(subcommand, name = "upload-key")]
+    UploadKey(UploadKeyCmd),
+    /// List enrolled devices, their posture and last check-in (JSON lines).
+    Devices {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// List received violations (JSON lines).
+    Violations {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print a new one-time enrolment token.
+    New {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+        /// Hours until it expires.
+        #[arg(long, default_value_t = 24)]
+        valid_hours: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PublishCmd {
+    /// Verify and publish FILE.
+    Publish {
+        file: PathBuf,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PostCmd {
+    /// Verify and post a signed record FILE to the feed.
+    Post {
+        file: PathBuf,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UploadKeyCmd {
+    /// Create a key: writes OUT (secret, mode 0600) and OUT.pub (base64 public key).
+    New {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+struct StderrLog;
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{} {}", r.level(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+static LOGGER: StderrLog = StderrLog;
+
+fn main() -> ExitCode {
+    let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Info));
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baomi-server: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn open(db: &str, pool: usize, upload_key: Option<UploadKey>) -> Result<Server, String> {
+    let db = Db::open(db, pool).map_err(|e| e.to_string())?;
+    Server::new(db, upload_key, Timestamp::now).map_err(|e| e.message)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Serve {
+            listen,
+            db,
+            upload_key,
+            tls_cert,
+            tls_key,
+            threads,
+        } => {
+            let key = upload_key.as_deref().map(UploadKey::load).transpose()?;
+            if key.is_none() {
+                log::warn!("no --upload-key: uploads will be refused with 503");
+            }
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some(Tls {
+                    cert_pem: read(&c)?,
+                    key_pem: read(&k)?,
+                }),
+                _ => None,
+            };
+            let server = Arc::new(open(&db, threads, key)?);
+            let l = Listener::start(server, listen, tls, threads)?;
+            // The line tests and scripts wait for.
+            println!(
+                "listening on {}",
+                l.addr()
+                    .map_or_else(|| listen.to_string(), |a| a.to_string())
+            );
+            l.join();
+            Ok(())
+        }
+        Cmd::Token(TokenCmd::New { db, valid_hours }) => {
+            println!(
+                "{}",
+                admin::new_token(&open(&db, 1, None)?, valid_hours).map_err(|e| e.message)?
+            );
+            Ok(())
+        }
+        Cmd::Bundle(PublishCmd::Publish { file, db }) => {
+            let s = open(&db, 1, None)?
+                .publish_bundle(&read(&file)?)
+                .map_err(|e| e.message)?;
+            println!("published {}@{} ({})", s.id, s.version, s.digest);
+            Ok(())
+        }
+        Cmd::Trust(PublishCmd::Publish { file, db }) => {
+            let v = open(&db, 1, None)?
+                .publish_trust_root(&read(&file)?)
+                .map_err(|e| e.message)?;
+            println!("published trust root v{v}");
+            Ok(())
+        }
+        Cmd::Custody(PostCmd::Post { file, db }) => {
+            let c =
+                admin::post_custody(&open(&db, 1, None)?, &read(&file)?).map_err(|e| e.message)?;
+            println!("custody record at feed position {c}");
+            Ok(())
+        }
+        Cmd::UploadKey(UploadKeyCmd::New { out }) => {
+            if out.exists() {
+                return Err(format!("{} exists; not overwriting a key", out.display()));
+            }
+            let k = UploadKey::generate()?;
+            write_secret(&out, k.to_file().as_bytes())?;
+            let pub_path = out.with_extension("pub");
+            std::fs::write(&pub_path, format!("{}\n", k.public_base64()))
+                .map_err(|e| format!("{}: {e}", pub_path.display()))?;
+            println!("wrote {} and {}", out.display(), pub_path.display());
+            Ok(())
+        }
+        Cmd::Devices { db } => {
+            for d in admin::devices(&open(&db, 1, None)?).map_err(|e| e.message)? {
+                println!("{}", serde_json::to_string(&d).unwrap_or_default());
+            }
+            Ok(())
+        }
+        Cmd::Violations { db, device } => {
+            for v in
+                admin::violations(&open(&db, 1, None)?, device.as_deref()).map_err(|e| e.message)?
+            {
+                println!("{v}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    o.open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

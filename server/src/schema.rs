@@ -1,0 +1,87 @@
+//! Server tables (same text for both engines but the auto-increment column).
+
+use crate::db::{Conn, DbError, Kind};
+
+/// Schema version written into `server_meta`.
+pub const VERSION: i64 = 1;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS server_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_by TEXT
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    agent_version TEXT NOT NULL,
+    enrolled_at BIGINT NOT NULL,
+    last_check_in BIGINT,
+    acked_through BIGINT NOT NULL DEFAULT 0,
+    head_seq BIGINT NOT NULL DEFAULT 0,
+    head_tag TEXT NOT NULL DEFAULT '',
+    policy_id TEXT,
+    policy_version BIGINT,
+    policy_digest TEXT,
+    posture TEXT,
+    fail_closed TEXT,
+    clock_skew_ms BIGINT,
+    custody_cursor BIGINT NOT NULL DEFAULT 0,
+    alert TEXT
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    device_id TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    seen_at BIGINT NOT NULL,
+    PRIMARY KEY (device_id, nonce)
+);
+CREATE TABLE IF NOT EXISTS violations (
+    device_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    received_at BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    rules TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+CREATE TABLE IF NOT EXISTS trust_roots (
+    version BIGINT PRIMARY KEY,
+    envelope TEXT NOT NULL,
+    published_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bundles (
+    version BIGINT PRIMARY KEY,
+    policy_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    holders TEXT NOT NULL,
+    published_at BIGINT NOT NULL
+);
+";
+
+/// Creates the tables if missing.
+pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
+    c.batch(TABLES)?;
+    let serial = match kind {
+        Kind::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Kind::Postgres => "BIGSERIAL PRIMARY KEY",
+    };
+    c.batch(&format!(
+        "CREATE TABLE IF NOT EXISTS custody (
+            cursor {serial},
+            record_id TEXT NOT NULL UNIQUE,
+            holder TEXT NOT NULL,
+            envelope TEXT NOT NULL,
+            received_at BIGINT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS custody_holder ON custody (holder, cursor);"
+    ))?;
+    c.execute(
+        "INSERT INTO server_meta (name, value) VALUES ('schema_version', $1) ON CONFLICT (name) DO NOTHING",
+        &[VERSION.to_string().into()],
+    )?;
+    Ok(())
+}
