@@ -135,6 +135,24 @@ impl Conn for Sqlite {
 
 struct Postgres(postgres::Client);
 
+/// NULL for a parameter of any column type (`Option<String>::None` only binds to text).
+#[derive(Debug)]
+struct PgNull;
+
+impl postgres::types::ToSql for PgNull {
+    fn to_sql(
+        &self,
+        _: &postgres::types::Type,
+        _: &mut postgres::types::private::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(postgres::types::IsNull::Yes)
+    }
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+    postgres::types::to_sql_checked!();
+}
+
 fn pg_params(params: &[Value]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
     params
         .iter()
@@ -142,7 +160,7 @@ fn pg_params(params: &[Value]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
             match v {
                 Value::Int(i) => Box::new(*i),
                 Value::Text(t) => Box::new(t.clone()),
-                Value::Null => Box::new(Option::<String>::None),
+                Value::Null => Box::new(PgNull),
             }
         })
         .collect()

@@ -1,0 +1,671 @@
+//! End to end over loopback HTTP with the real reference server: enrolment, exactly-once
+//! upload, a server killed mid-upload, a week offline, replayed and forged requests, bundle
+//! updates and rollback, the registry's custody feed. Every test runs against SQLite, and
+//! against PostgreSQL too when `BAOMI_TEST_PG_URL` is set (`.ci/run` sets it).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use baomi_core::agent::{Agent, SYNC_OVERDUE_RULE};
+use baomi_core::bundle::trust::{KeyEntry, RoleKeys, TrustRootDoc};
+use baomi_core::bundle::{BundleError, SigningKey, TrustRoot, sign_bundle};
+use baomi_core::compile::Platform;
+use baomi_core::engine::FailClosedReason;
+use baomi_core::event::Event;
+use baomi_core::level::{Classification, Clearance};
+use baomi_core::policy::Policy;
+use baomi_core::policy::model::HolderAssignment;
+use baomi_core::store::{HostFileKeyProvider, StoreOptions};
+use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, sign_custody_record};
+use baomi_core::sync::http::HttpTransport;
+use baomi_core::sync::protocol::{CheckInResponse, DownloadResponse, PolicyState, path};
+use baomi_core::sync::{HttpRequest, HttpResponse, SyncError, Transport, TransportError, enroll, sync_now};
+use baomi_core::time::Timestamp;
+use baomi_server::db::Db;
+use baomi_server::http::Listener;
+use baomi_server::upload_key::UploadKey;
+use baomi_server::{Server, admin};
+
+const BASELINE: &str = include_str!("../../policies/baseline.json");
+const HOUR_MS: i64 = 3_600_000;
+
+// ---------------------------------------------------------------- backends
+
+struct Backend {
+    label: &'static str,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = vec![Backend {
+        label: "sqlite",
+        url: format!("sqlite:{}", dir.path().join("server.db").display()),
+        _dir: Some(dir),
+    }];
+    if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
+        v.push(Backend {
+            label: "postgres",
+            url: fresh_pg_database(&base),
+            _dir: None,
+        });
+    }
+    v
+}
+
+/// A new, empty database on the test cluster, so tests never see each other's rows.
+fn fresh_pg_database(base: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "baomi_t{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        Timestamp::now().0 % 1_000_000
+    );
+    let mut c = postgres::Client::connect(base, postgres::NoTls).expect("BAOMI_TEST_PG_URL");
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let cut = base.rfind('/').unwrap();
+    format!("{}/{name}", &base[..cut])
+}
+
+// ---------------------------------------------------------------- the office
+
+struct Office {
+    key: SigningKey,
+    registry: SigningKey,
+    upload_key_file: PathBuf,
+    root: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+fn office() -> Office {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate().unwrap();
+    let registry = SigningKey::generate().unwrap();
+    let upload = UploadKey::generate().unwrap();
+    let upload_key_file = dir.path().join("upload.key");
+    std::fs::write(&upload_key_file, upload.to_file().as_bytes()).unwrap();
+    let doc = TrustRootDoc {
+        version: 1,
+        issued_at: Timestamp::now(),
+        keys: vec![KeyEntry::of(key.public())],
+        threshold: 1,
+        registry: Some(RoleKeys {
+            keys: vec![KeyEntry::of(registry.public())],
+            threshold: 1,
+        }),
+        upload_key: Some(upload.public_base64()),
+    };
+    Office {
+        root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(),
+        key,
+        registry,
+        upload_key_file,
+        _dir: dir,
+    }
+}
+
+impl Office {
+    fn bundle(&self, devices: &[&str], version: u64) -> Vec<u8> {
+        let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
+        p.holders = vec![HolderAssignment {
+            holder: "zhang.wei".into(),
+            clearance: Clearance::Important,
+            devices: devices.iter().map(|d| (*d).to_owned()).collect(),
+        }];
+        let now = Timestamp::now();
+        sign_bundle(&p, version, now, now.plus_seconds(30 * 86_400), &[&self.key])
+            .unwrap()
+            .to_json()
+            .into_bytes()
+    }
+
+    fn custody(&self, id: &str, action: CustodyAction, signer: &SigningKey) -> Vec<u8> {
+        let doc = CustodyRecordDoc {
+            record_id: id.into(),
+            holder: "zhang.wei".into(),
+            document: "MIMI-2026-042".into(),
+            classification: Classification::Secret,
+            action,
+            at: Timestamp::now(),
+        };
+        sign_custody_record(&doc, &[signer]).unwrap().to_json().into_bytes()
+    }
+
+    /// The admin side on the same database: trust root published.
+    fn admin(&self, url: &str) -> Server {
+        let s = Server::new(Db::open(url, 1).unwrap(), None, Timestamp::now).unwrap();
+        if s.trust_root().unwrap().is_none() {
+            s.publish_trust_root(&self.root).unwrap();
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------- servers
+
+/// The real binary, so it can be killed with SIGKILL.
+struct ServerProcess {
+    child: Child,
+    base: String,
+}
+
+fn spawn_server(db: &str, upload_key: &Path) -> ServerProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--threads", "4", "--db", db, "--upload-key"])
+        .arg(upload_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    ServerProcess {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// In process (same code, real HTTP on loopback), for tests that move the server's clock.
+fn start_in_process(db: &str, o: &Office, clock: fn() -> Timestamp) -> (Listener, String) {
+    let server = Server::new(
+        Db::open(db, 2).unwrap(),
+        Some(UploadKey::load(&o.upload_key_file).unwrap()),
+        clock,
+    )
+    .unwrap();
+    let l = Listener::start(Arc::new(server), "127.0.0.1:0".parse().unwrap(), None, 2).unwrap();
+    let base = format!("http://{}", l.addr().unwrap());
+    (l, base)
+}
+
+// ---------------------------------------------------------------- devices
+
+struct Device {
+    agent: Agent,
+    _dir: tempfile::TempDir,
+}
+
+fn device(o: &Office, at: Timestamp) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = HostFileKeyProvider::open_or_create(&dir.path().join("kek")).unwrap();
+    let mut agent = Agent::open(
+        &dir.path().join("store"),
+        &kek,
+        StoreOptions::default(),
+        Platform::Android,
+        at,
+    )
+    .unwrap();
+    agent.install_trust_root(&o.root).unwrap();
+    Device { agent, _dir: dir }
+}
+
+impl Device {
+    fn id(&self) -> String {
+        self.agent.store().device_id().to_owned()
+    }
+
+    fn enroll(&mut self, admin: &Server, t: &dyn Transport, base: &str, at: Timestamp) {
+        let token = admin::new_token(admin, 1).unwrap();
+        enroll(&mut self.agent, t, base, &token, Platform::Android, at).unwrap();
+    }
+
+    /// One violation: a banned messenger launched.
+    fn violate(&mut self, at: Timestamp) {
+        let ev = Event::from_json_line(
+            1,
+            &format!(r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#, at.to_rfc3339()),
+        )
+        .unwrap();
+        self.agent.tick(at).unwrap();
+        assert!(self.agent.handle(&ev).unwrap().violation);
+    }
+
+    fn event(&mut self, line: &str) -> baomi_core::Decision {
+        let ev = Event::from_json_line(1, line).unwrap();
+        self.agent.handle(&ev).unwrap()
+    }
+}
+
+fn received(admin: &Server, dev: &str) -> Vec<i64> {
+    admin::violations(admin, Some(dev))
+        .unwrap()
+        .iter()
+        .map(|v| v["seq"].as_i64().unwrap())
+        .collect()
+}
+
+/// Enrolled, with the bundle naming it installed by a first sync.
+fn enrolled(o: &Office, admin: &Server, base: &str) -> (Device, HttpTransport) {
+    let t = HttpTransport::new(base);
+    let now = Timestamp::now();
+    let mut d = device(o, now);
+    d.enroll(admin, &t, base, now);
+    admin.publish_bundle(&o.bundle(&[&d.id()], 1)).unwrap();
+    let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+    assert_eq!(r.bundle_installed, Some(1));
+    (d, t)
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn violations_arrive_exactly_once() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let rec = Recording::new(HttpTransport::new(&srv.base));
+        let (mut d, _) = enrolled(&o, &admin, &srv.base);
+        let dev = d.id();
+        for i in 0..130 {
+            d.violate(Timestamp::now().plus_millis(i));
+        }
+        let r = sync_now(&mut d.agent, &rec, Timestamp::now()).unwrap();
+        assert_eq!((r.uploaded, r.acked_through), (130, 130), "{}", b.label);
+        assert_eq!(received(&admin, &dev), (1..=130).collect::<Vec<_>>(), "{}", b.label);
+        // The device deleted what the server acknowledged, and its chain still verifies.
+        assert_eq!(d.agent.store().records_after(0, 1000).unwrap().len(), 0);
+        d.agent.store().verify().unwrap();
+
+        // The same batch sent again (freshly signed, so it passes replay protection) adds
+        // nothing, and a sync with nothing new uploads nothing.
+        let upload = rec.last(path::UPLOAD);
+        let id = d.agent.identity().unwrap();
+        let resp = resend(&srv.base, &id, &upload.body, Timestamp::now());
+        assert_eq!(resp.status, 200, "{}", b.label);
+        let r = sync_now(&mut d.agent, &HttpTransport::new(&srv.base), Timestamp::now()).unwrap();
+        assert_eq!(r.uploaded, 0);
+        assert_eq!(received(&admin, &dev).len(), 130, "{}", b.label);
+        let fleet = admin::devices(&admin).unwrap();
+        assert_eq!(fleet[0].acked_through, 130);
+        assert_eq!(fleet[0].policy.as_deref(), Some("baseline@1"));
+    }
+}
+
+#[test]
+fn a_server_killed_mid_upload_loses_nothing_and_duplicates_nothing() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, _) = enrolled(&o, &admin, &srv.base);
+        let dev = d.id();
+        for i in 0..250 {
+            d.violate(Timestamp::now().plus_millis(i));
+        }
+        // The second batch reaches the server and is committed, then the server dies before
+        // the acknowledgement gets back.
+        let killer = KillAfterUpload {
+            inner: HttpTransport::new(&srv.base),
+            kill_on: 2,
+            uploads: AtomicUsize::new(0),
+            server: Mutex::new(Some(srv)),
+        };
+        let err = sync_now(&mut d.agent, &killer, Timestamp::now()).unwrap_err();
+        assert!(matches!(err, SyncError::Transport(_)), "{err}");
+        assert_eq!(d.agent.store().acked_through(), 100, "{}", b.label);
+        // While it is down, syncs fail and nothing is lost.
+        assert!(matches!(
+            sync_now(&mut d.agent, &killer.inner, Timestamp::now()),
+            Err(SyncError::Transport(_))
+        ));
+        assert!(d.agent.sync_state().failures >= 2);
+
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let r = sync_now(&mut d.agent, &HttpTransport::new(&srv.base), Timestamp::now()).unwrap();
+        assert_eq!(r.acked_through, 250, "{}", b.label);
+        assert_eq!(received(&admin, &dev), (1..=250).collect::<Vec<_>>(), "{}", b.label);
+        d.agent.store().verify().unwrap();
+        assert_eq!(d.agent.sync_state().failures, 0);
+    }
+}
+
+static WEEK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+fn shifted_clock() -> Timestamp {
+    Timestamp::now().plus_millis(WEEK_OFFSET_MS.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_week_offline_queues_fails_closed_then_drains() {
+    for b in backends() {
+        WEEK_OFFSET_MS.store(0, Ordering::SeqCst);
+        let o = office();
+        let admin = o.admin(&b.url);
+        let (listener, base) = start_in_process(&b.url, &o, shifted_clock);
+        let (mut d, _) = enrolled(&o, &admin, &base);
+        let dev = d.id();
+        let t0 = Timestamp::now();
+        listener.stop();
+        // A fresh client: a dead server process closes its sockets, but an in-process listener
+        // that stopped leaves tiny_http's keep-alive connection threads up, and a pooled
+        // connection would wait for its timeout instead of being refused.
+        let t = HttpTransport::new(&base);
+
+        // Every 6 hours for a week: a violation, and a sync attempt that cannot connect.
+        let mut last_delay = 0;
+        for k in 1..=28 {
+            let at = t0.plus_millis(k * 6 * HOUR_MS);
+            d.violate(at);
+            let err = sync_now(&mut d.agent, &t, at).unwrap_err();
+            assert!(matches!(err, SyncError::Transport(_)), "{err}");
+            let delay = d.agent.sync_state().next_due.unwrap().0 - at.0;
+            assert!(delay > 0 && delay <= 900_000, "backoff {delay} ms");
+            if k <= 3 {
+                assert!(delay >= last_delay / 2, "backoff grows (with jitter)");
+            }
+            last_delay = delay;
+        }
+        let at = t0.plus_millis(7 * 24 * HOUR_MS);
+        d.agent.tick(at).unwrap();
+        let engine = d.agent.engine().unwrap();
+        assert_eq!(engine.fail_closed_reason(at), Some(FailClosedReason::SyncOverdue));
+        assert!(d.agent.posture().camera_disabled);
+        assert_eq!(d.agent.sync_state().failures, 28);
+        let queued = d.agent.store().records_after(0, 1000).unwrap();
+        let overdue: Vec<_> = queued
+            .iter()
+            .filter(|r| r.record.rules.iter().any(|x| x == SYNC_OVERDUE_RULE))
+            .collect();
+        assert_eq!(overdue.len(), 1, "recorded once per lapse");
+        assert_eq!(queued.len(), 29);
+
+        // The server comes back (its clock is where the device's is now).
+        WEEK_OFFSET_MS.store(at.0 - Timestamp::now().0, Ordering::SeqCst);
+        let (listener, base) = start_in_process(&b.url, &o, shifted_clock);
+        let r = sync_now(&mut d.agent, &HttpTransport::new(&base), at).unwrap();
+        assert_eq!((r.uploaded, r.acked_through), (29, 29), "{}", b.label);
+        assert_eq!(received(&admin, &dev).len(), 29);
+        assert_eq!(d.agent.engine().unwrap().fail_closed_reason(at), None);
+        assert!(!d.agent.posture().camera_disabled, "recovered after the sync");
+        listener.stop();
+    }
+}
+
+#[test]
+fn replayed_forged_stale_and_foreign_requests_are_rejected() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let rec = Recording::new(HttpTransport::new(&srv.base));
+        let (mut a, _) = enrolled(&o, &admin, &srv.base);
+        let mut other = device(&o, Timestamp::now());
+        other.enroll(&admin, &HttpTransport::new(&srv.base), &srv.base, Timestamp::now());
+        a.violate(Timestamp::now());
+        sync_now(&mut a.agent, &rec, Timestamp::now()).unwrap();
+        let raw = HttpTransport::new(&srv.base);
+
+        // Replayed verbatim.
+        let check_in = rec.last(path::CHECK_IN);
+        let r = raw.send(&check_in).unwrap();
+        assert_eq!((r.status, code(&r)), (401, "replayed".into()), "{}", b.label);
+        // Body altered under a valid signature.
+        let mut forged = rec.last(path::FINISH);
+        forged.body = forged.body.replace_first(b"\"posture\"", b"\"posture\" ");
+        assert_eq!(raw.send(&forged).unwrap().status, 401);
+        // Unsigned.
+        let mut unsigned = rec.last(path::CHECK_IN);
+        unsigned.headers.retain(|(k, _)| !k.starts_with("baomi-"));
+        assert_eq!(raw.send(&unsigned).unwrap().status, 401);
+        // Stale: signed ten minutes ago.
+        let ida = a.agent.identity().unwrap();
+        let stale = resend(&srv.base, &ida, &check_in.body, Timestamp::now().plus_seconds(-600));
+        assert_eq!((stale.status, code(&stale)), (401, "stale".into()));
+        // Another device signs a request that acts for the first one: upload, read its feed.
+        let idb = other.agent.identity().unwrap();
+        let upload = rec.last(path::UPLOAD);
+        for req in [&upload, &rec.last(path::FINISH), &check_in] {
+            let r = signed(&srv.base, &idb, &req.path, &req.body, Timestamp::now());
+            assert_eq!((r.status, code(&r)), (403, "forbidden".into()), "{}", req.path);
+        }
+        // A device that never enrolled.
+        let stranger = device(&o, Timestamp::now());
+        let ids = stranger.agent_identity();
+        assert_eq!(signed(&srv.base, &ids, path::CHECK_IN, &check_in.body, Timestamp::now()).status, 401);
+        // A used token does not enrol a second time.
+        let token = admin::new_token(&admin, 1).unwrap();
+        let mut x = device(&o, Timestamp::now());
+        enroll(&mut x.agent, &raw, &srv.base, &token, Platform::Android, Timestamp::now()).unwrap();
+        let mut y = device(&o, Timestamp::now());
+        let e = enroll(&mut y.agent, &raw, &srv.base, &token, Platform::Android, Timestamp::now()).unwrap_err();
+        assert!(matches!(e, SyncError::Server { status: 401, .. }), "{e}");
+        // Malformed and oversized bodies get JSON errors, not a crash.
+        let bad = signed(&srv.base, &ida, path::CHECK_IN, b"{not json", Timestamp::now());
+        assert_eq!((bad.status, code(&bad)), (400, "bad_request".into()));
+        let huge = raw
+            .send(&HttpRequest {
+                method: "POST".into(),
+                path: path::ENROLL.into(),
+                headers: vec![],
+                body: vec![b' '; 3 * 1024 * 1024],
+            })
+            .unwrap();
+        assert_eq!((huge.status, code(&huge)), (413, "too_large".into()));
+        // Still one record received, and the server still serves.
+        assert_eq!(received(&admin, &a.id()).len(), 1);
+        sync_now(&mut a.agent, &raw, Timestamp::now()).unwrap();
+    }
+}
+
+#[test]
+fn a_newer_bundle_flows_to_the_device_and_a_rolled_back_one_is_refused() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        let v1 = o.bundle(&[&d.id()], 1);
+        admin.publish_bundle(&o.bundle(&[&d.id()], 2)).unwrap();
+        let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(r.bundle_installed, Some(2), "{}", b.label);
+        // The server itself refuses to publish an older version.
+        assert!(admin.publish_bundle(&v1).is_err());
+        // A lying server (or a relay) offers version 1 as "newer".
+        let liar = Lying {
+            inner: t,
+            bundle: String::from_utf8(v1).unwrap(),
+        };
+        let e = sync_now(&mut d.agent, &liar, Timestamp::now()).unwrap_err();
+        assert!(matches!(e, SyncError::Rejected(BundleError::Rollback { .. })), "{e}");
+        assert_eq!(d.agent.installed().unwrap().0.version, 2);
+        let log = d.agent.store().records_after(0, 10).unwrap();
+        assert!(log.iter().any(|r| r.record.rules == ["baomi.rejected_delivery"]));
+    }
+}
+
+#[test]
+fn registry_custody_closes_the_camera_until_a_signed_return() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        assert!(!d.agent.posture().camera_disabled);
+        // The registry posts a sign-out; the holder never scans the document.
+        let raw = HttpTransport::new(&srv.base);
+        let post = |body: Vec<u8>| {
+            raw.send(&HttpRequest {
+                method: "POST".into(),
+                path: path::REGISTRY_CUSTODY.into(),
+                headers: vec![],
+                body,
+            })
+            .unwrap()
+        };
+        assert_eq!(post(o.custody("r-1", CustodyAction::SignOut, &o.registry)).status, 200);
+        // A record signed by someone else is refused by the server.
+        let forged = post(o.custody("r-x", CustodyAction::Return, &o.key));
+        assert_eq!(forged.status, 401, "{}", b.label);
+        let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(r.custody_applied, 1, "{}", b.label);
+        assert!(d.agent.posture().camera_disabled);
+        // The holder claiming a return on the phone does not end registry custody.
+        let at = Timestamp::now().to_rfc3339();
+        d.event(&format!(r#"{{"at":"{at}","type":"custody_ended","document":"MIMI-2026-042"}}"#));
+        assert!(d.agent.posture().camera_disabled);
+        // The registry's signed return does.
+        assert_eq!(post(o.custody("r-2", CustodyAction::Return, &o.registry)).status, 200);
+        let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(r.custody_applied, 1);
+        assert!(!d.agent.posture().camera_disabled);
+        assert_eq!(d.agent.sync_state().custody_cursor, 2);
+    }
+}
+
+// ---------------------------------------------------------------- transports
+
+struct Recording {
+    inner: HttpTransport,
+    log: Mutex<Vec<HttpRequest>>,
+}
+
+impl Recording {
+    fn new(inner: HttpTransport) -> Self {
+        Self {
+            inner,
+            log: Mutex::new(Vec::new()),
+        }
+    }
+    fn last(&self, p: &str) -> HttpRequest {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| r.path == p)
+            .cloned()
+            .unwrap()
+    }
+}
+
+impl Transport for Recording {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.log.lock().unwrap().push(req.clone());
+        self.inner.send(req)
+    }
+}
+
+struct KillAfterUpload {
+    inner: HttpTransport,
+    kill_on: usize,
+    uploads: AtomicUsize,
+    server: Mutex<Option<ServerProcess>>,
+}
+
+impl Transport for KillAfterUpload {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let n = if req.path == path::UPLOAD {
+            self.uploads.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            0
+        };
+        let resp = self.inner.send(req);
+        if n == self.kill_on {
+            // SIGKILL: no shutdown path runs; the acknowledgement is lost.
+            drop(self.server.lock().unwrap().take());
+            return Err(TransportError("connection reset by peer".into()));
+        }
+        resp
+    }
+}
+
+struct Lying {
+    inner: HttpTransport,
+    bundle: String,
+}
+
+impl Transport for Lying {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let mut resp = self.inner.send(req)?;
+        if req.path == path::CHECK_IN {
+            let mut c: CheckInResponse = serde_json::from_slice(&resp.body).unwrap();
+            c.bundle = Some(PolicyState {
+                id: "baseline".into(),
+                version: 9,
+                digest: String::new(),
+            });
+            resp.body = serde_json::to_vec(&c).unwrap();
+        }
+        if req.path == path::DOWNLOAD {
+            let mut d: DownloadResponse = serde_json::from_slice(&resp.body).unwrap();
+            d.bundle = Some(self.bundle.clone());
+            resp.body = serde_json::to_vec(&d).unwrap();
+        }
+        Ok(resp)
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn signed(
+    base: &str,
+    id: &baomi_core::sync::identity::DeviceIdentity,
+    p: &str,
+    body: &[u8],
+    at: Timestamp,
+) -> HttpResponse {
+    let auth = id.sign("POST", p, body, at).unwrap();
+    HttpTransport::new(base)
+        .send(&HttpRequest {
+            method: "POST".into(),
+            path: p.into(),
+            headers: auth.headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            body: body.to_vec(),
+        })
+        .unwrap()
+}
+
+fn resend(base: &str, id: &baomi_core::sync::identity::DeviceIdentity, body: &[u8], at: Timestamp) -> HttpResponse {
+    let p = if body.windows(9).any(|w| w == b"\"sealed\":") {
+        path::UPLOAD
+    } else {
+        path::CHECK_IN
+    };
+    signed(base, id, p, body, at)
+}
+
+fn code(r: &HttpResponse) -> String {
+    serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+trait ReplaceFirst {
+    fn replace_first(&self, from: &[u8], to: &[u8]) -> Vec<u8>;
+}
+impl ReplaceFirst for Vec<u8> {
+    fn replace_first(&self, from: &[u8], to: &[u8]) -> Vec<u8> {
+        let i = self.windows(from.len()).position(|w| w == from).unwrap();
+        [&self[..i], to, &self[i + from.len()..]].concat()
+    }
+}
+
+impl Device {
+    fn agent_identity(mut self) -> baomi_core::sync::identity::DeviceIdentity {
+        self.agent.identity().unwrap()
+    }
+}
