@@ -29,7 +29,9 @@ use baomi_core::store::{HostFileKeyProvider, StoreOptions};
 use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, sign_custody_record};
 use baomi_core::sync::http::HttpTransport;
 use baomi_core::sync::protocol::{CheckInResponse, DownloadResponse, PolicyState, path};
-use baomi_core::sync::{HttpRequest, HttpResponse, SyncError, Transport, TransportError, enroll, sync_now};
+use baomi_core::sync::{
+    HttpRequest, HttpResponse, SyncError, Transport, TransportError, enroll, sync_now,
+};
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
 use baomi_server::http::Listener;
@@ -125,10 +127,16 @@ impl Office {
             devices: devices.iter().map(|d| (*d).to_owned()).collect(),
         }];
         let now = Timestamp::now();
-        sign_bundle(&p, version, now, now.plus_seconds(30 * 86_400), &[&self.key])
-            .unwrap()
-            .to_json()
-            .into_bytes()
+        sign_bundle(
+            &p,
+            version,
+            now,
+            now.plus_seconds(30 * 86_400),
+            &[&self.key],
+        )
+        .unwrap()
+        .to_json()
+        .into_bytes()
     }
 
     fn custody(&self, id: &str, action: CustodyAction, signer: &SigningKey) -> Vec<u8> {
@@ -140,7 +148,10 @@ impl Office {
             action,
             at: Timestamp::now(),
         };
-        sign_custody_record(&doc, &[signer]).unwrap().to_json().into_bytes()
+        sign_custody_record(&doc, &[signer])
+            .unwrap()
+            .to_json()
+            .into_bytes()
     }
 
     /// The admin side on the same database: trust root published.
@@ -163,7 +174,16 @@ struct ServerProcess {
 
 fn spawn_server(db: &str, upload_key: &Path) -> ServerProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--threads", "4", "--db", db, "--upload-key"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "4",
+            "--db",
+            db,
+            "--upload-key",
+        ])
         .arg(upload_key)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -173,7 +193,11 @@ fn spawn_server(db: &str, upload_key: &Path) -> ServerProcess {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
     ServerProcess {
         child,
         base: format!("http://{addr}"),
@@ -236,7 +260,10 @@ impl Device {
     fn violate(&mut self, at: Timestamp) {
         let ev = Event::from_json_line(
             1,
-            &format!(r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#, at.to_rfc3339()),
+            &format!(
+                r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#,
+                at.to_rfc3339()
+            ),
         )
         .unwrap();
         self.agent.tick(at).unwrap();
@@ -285,7 +312,12 @@ fn violations_arrive_exactly_once() {
         }
         let r = sync_now(&mut d.agent, &rec, Timestamp::now()).unwrap();
         assert_eq!((r.uploaded, r.acked_through), (130, 130), "{}", b.label);
-        assert_eq!(received(&admin, &dev), (1..=130).collect::<Vec<_>>(), "{}", b.label);
+        assert_eq!(
+            received(&admin, &dev),
+            (1..=130).collect::<Vec<_>>(),
+            "{}",
+            b.label
+        );
         // The device deleted what the server acknowledged, and its chain still verifies.
         assert_eq!(d.agent.store().records_after(0, 1000).unwrap().len(), 0);
         d.agent.store().verify().unwrap();
@@ -296,7 +328,12 @@ fn violations_arrive_exactly_once() {
         let id = d.agent.identity().unwrap();
         let resp = resend(&srv.base, &id, &upload.body, Timestamp::now());
         assert_eq!(resp.status, 200, "{}", b.label);
-        let r = sync_now(&mut d.agent, &HttpTransport::new(&srv.base), Timestamp::now()).unwrap();
+        let r = sync_now(
+            &mut d.agent,
+            &HttpTransport::new(&srv.base),
+            Timestamp::now(),
+        )
+        .unwrap();
         assert_eq!(r.uploaded, 0);
         assert_eq!(received(&admin, &dev).len(), 130, "{}", b.label);
         let fleet = admin::devices(&admin).unwrap();
@@ -335,9 +372,19 @@ fn a_server_killed_mid_upload_loses_nothing_and_duplicates_nothing() {
         assert!(d.agent.sync_state().failures >= 2);
 
         let srv = spawn_server(&b.url, &o.upload_key_file);
-        let r = sync_now(&mut d.agent, &HttpTransport::new(&srv.base), Timestamp::now()).unwrap();
+        let r = sync_now(
+            &mut d.agent,
+            &HttpTransport::new(&srv.base),
+            Timestamp::now(),
+        )
+        .unwrap();
         assert_eq!(r.acked_through, 250, "{}", b.label);
-        assert_eq!(received(&admin, &dev), (1..=250).collect::<Vec<_>>(), "{}", b.label);
+        assert_eq!(
+            received(&admin, &dev),
+            (1..=250).collect::<Vec<_>>(),
+            "{}",
+            b.label
+        );
         d.agent.store().verify().unwrap();
         assert_eq!(d.agent.sync_state().failures, 0);
     }
@@ -381,7 +428,10 @@ fn a_week_offline_queues_fails_closed_then_drains() {
         let at = t0.plus_millis(7 * 24 * HOUR_MS);
         d.agent.tick(at).unwrap();
         let engine = d.agent.engine().unwrap();
-        assert_eq!(engine.fail_closed_reason(at), Some(FailClosedReason::SyncOverdue));
+        assert_eq!(
+            engine.fail_closed_reason(at),
+            Some(FailClosedReason::SyncOverdue)
+        );
         assert!(d.agent.posture().camera_disabled);
         assert_eq!(d.agent.sync_state().failures, 28);
         let queued = d.agent.store().records_after(0, 1000).unwrap();
@@ -399,7 +449,10 @@ fn a_week_offline_queues_fails_closed_then_drains() {
         assert_eq!((r.uploaded, r.acked_through), (29, 29), "{}", b.label);
         assert_eq!(received(&admin, &dev).len(), 29);
         assert_eq!(d.agent.engine().unwrap().fail_closed_reason(at), None);
-        assert!(!d.agent.posture().camera_disabled, "recovered after the sync");
+        assert!(
+            !d.agent.posture().camera_disabled,
+            "recovered after the sync"
+        );
         listener.stop();
     }
 }
@@ -413,7 +466,12 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
         let rec = Recording::new(HttpTransport::new(&srv.base));
         let (mut a, _) = enrolled(&o, &admin, &srv.base);
         let mut other = device(&o, Timestamp::now());
-        other.enroll(&admin, &HttpTransport::new(&srv.base), &srv.base, Timestamp::now());
+        other.enroll(
+            &admin,
+            &HttpTransport::new(&srv.base),
+            &srv.base,
+            Timestamp::now(),
+        );
         a.violate(Timestamp::now());
         sync_now(&mut a.agent, &rec, Timestamp::now()).unwrap();
         let raw = HttpTransport::new(&srv.base);
@@ -421,7 +479,12 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
         // Replayed verbatim.
         let check_in = rec.last(path::CHECK_IN);
         let r = raw.send(&check_in).unwrap();
-        assert_eq!((r.status, code(&r)), (401, "replayed".into()), "{}", b.label);
+        assert_eq!(
+            (r.status, code(&r)),
+            (401, "replayed".into()),
+            "{}",
+            b.label
+        );
         // Body altered under a valid signature.
         let mut forged = rec.last(path::FINISH);
         forged.body = forged.body.replace_first(b"\"posture\"", b"\"posture\" ");
@@ -432,28 +495,70 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
         assert_eq!(raw.send(&unsigned).unwrap().status, 401);
         // Stale: signed ten minutes ago.
         let ida = a.agent.identity().unwrap();
-        let stale = resend(&srv.base, &ida, &check_in.body, Timestamp::now().plus_seconds(-600));
+        let stale = resend(
+            &srv.base,
+            &ida,
+            &check_in.body,
+            Timestamp::now().plus_seconds(-600),
+        );
         assert_eq!((stale.status, code(&stale)), (401, "stale".into()));
         // Another device signs a request that acts for the first one: upload, read its feed.
         let idb = other.agent.identity().unwrap();
         let upload = rec.last(path::UPLOAD);
         for req in [&upload, &rec.last(path::FINISH), &check_in] {
             let r = signed(&srv.base, &idb, &req.path, &req.body, Timestamp::now());
-            assert_eq!((r.status, code(&r)), (403, "forbidden".into()), "{}", req.path);
+            assert_eq!(
+                (r.status, code(&r)),
+                (403, "forbidden".into()),
+                "{}",
+                req.path
+            );
         }
         // A device that never enrolled.
         let stranger = device(&o, Timestamp::now());
         let ids = stranger.agent_identity();
-        assert_eq!(signed(&srv.base, &ids, path::CHECK_IN, &check_in.body, Timestamp::now()).status, 401);
+        assert_eq!(
+            signed(
+                &srv.base,
+                &ids,
+                path::CHECK_IN,
+                &check_in.body,
+                Timestamp::now()
+            )
+            .status,
+            401
+        );
         // A used token does not enrol a second time.
         let token = admin::new_token(&admin, 1).unwrap();
         let mut x = device(&o, Timestamp::now());
-        enroll(&mut x.agent, &raw, &srv.base, &token, Platform::Android, Timestamp::now()).unwrap();
+        enroll(
+            &mut x.agent,
+            &raw,
+            &srv.base,
+            &token,
+            Platform::Android,
+            Timestamp::now(),
+        )
+        .unwrap();
         let mut y = device(&o, Timestamp::now());
-        let e = enroll(&mut y.agent, &raw, &srv.base, &token, Platform::Android, Timestamp::now()).unwrap_err();
+        let e = enroll(
+            &mut y.agent,
+            &raw,
+            &srv.base,
+            &token,
+            Platform::Android,
+            Timestamp::now(),
+        )
+        .unwrap_err();
         assert!(matches!(e, SyncError::Server { status: 401, .. }), "{e}");
         // Malformed and oversized bodies get JSON errors, not a crash.
-        let bad = signed(&srv.base, &ida, path::CHECK_IN, b"{not json", Timestamp::now());
+        let bad = signed(
+            &srv.base,
+            &ida,
+            path::CHECK_IN,
+            b"{not json",
+            Timestamp::now(),
+        );
         assert_eq!((bad.status, code(&bad)), (400, "bad_request".into()));
         let huge = raw
             .send(&HttpRequest {
@@ -489,10 +594,16 @@ fn a_newer_bundle_flows_to_the_device_and_a_rolled_back_one_is_refused() {
             bundle: String::from_utf8(v1).unwrap(),
         };
         let e = sync_now(&mut d.agent, &liar, Timestamp::now()).unwrap_err();
-        assert!(matches!(e, SyncError::Rejected(BundleError::Rollback { .. })), "{e}");
+        assert!(
+            matches!(e, SyncError::Rejected(BundleError::Rollback { .. })),
+            "{e}"
+        );
         assert_eq!(d.agent.installed().unwrap().0.version, 2);
         let log = d.agent.store().records_after(0, 10).unwrap();
-        assert!(log.iter().any(|r| r.record.rules == ["baomi.rejected_delivery"]));
+        assert!(
+            log.iter()
+                .any(|r| r.record.rules == ["baomi.rejected_delivery"])
+        );
     }
 }
 
@@ -515,7 +626,10 @@ fn registry_custody_closes_the_camera_until_a_signed_return() {
             })
             .unwrap()
         };
-        assert_eq!(post(o.custody("r-1", CustodyAction::SignOut, &o.registry)).status, 200);
+        assert_eq!(
+            post(o.custody("r-1", CustodyAction::SignOut, &o.registry)).status,
+            200
+        );
         // A record signed by someone else is refused by the server.
         let forged = post(o.custody("r-x", CustodyAction::Return, &o.key));
         assert_eq!(forged.status, 401, "{}", b.label);
@@ -524,15 +638,54 @@ fn registry_custody_closes_the_camera_until_a_signed_return() {
         assert!(d.agent.posture().camera_disabled);
         // The holder claiming a return on the phone does not end registry custody.
         let at = Timestamp::now().to_rfc3339();
-        d.event(&format!(r#"{{"at":"{at}","type":"custody_ended","document":"MIMI-2026-042"}}"#));
+        d.event(&format!(
+            r#"{{"at":"{at}","type":"custody_ended","document":"MIMI-2026-042"}}"#
+        ));
         assert!(d.agent.posture().camera_disabled);
         // The registry's signed return does.
-        assert_eq!(post(o.custody("r-2", CustodyAction::Return, &o.registry)).status, 200);
+        assert_eq!(
+            post(o.custody("r-2", CustodyAction::Return, &o.registry)).status,
+            200
+        );
         let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
         assert_eq!(r.custody_applied, 1);
         assert!(!d.agent.posture().camera_disabled);
         assert_eq!(d.agent.sync_state().custody_cursor, 2);
     }
+}
+
+#[test]
+fn a_device_clock_far_off_or_set_back_is_recorded() {
+    let b = backends().remove(0);
+    let o = office();
+    let admin = o.admin(&b.url);
+    let srv = spawn_server(&b.url, &o.upload_key_file);
+    let (mut d, t) = enrolled(&o, &admin, &srv.base);
+    // Three minutes fast: inside the server's window, so the sync works and reports it.
+    let fast = Timestamp::now().plus_seconds(180);
+    let r = sync_now(&mut d.agent, &t, fast).unwrap();
+    assert!(r.clock_skew_ms > 170_000, "{}", r.clock_skew_ms);
+    // Set back ten minutes: the server refuses the time, the device records both facts.
+    let back = Timestamp::now().plus_seconds(-600);
+    let e = sync_now(&mut d.agent, &t, back).unwrap_err();
+    assert!(
+        matches!(&e, SyncError::Server { status: 401, code, .. } if code == "stale"),
+        "{e}"
+    );
+    // Back on time: the records go up with the next sync.
+    sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+    let kinds: Vec<String> = admin::violations(&admin, Some(&d.id()))
+        .unwrap()
+        .iter()
+        .filter(|v| v["record"]["rules"][0] == "baomi.clock")
+        .map(|v| {
+            v["record"]["event"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["clock_skew", "clock_set_back"]);
 }
 
 // ---------------------------------------------------------------- transports
@@ -632,13 +785,22 @@ fn signed(
         .send(&HttpRequest {
             method: "POST".into(),
             path: p.into(),
-            headers: auth.headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            headers: auth
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
             body: body.to_vec(),
         })
         .unwrap()
 }
 
-fn resend(base: &str, id: &baomi_core::sync::identity::DeviceIdentity, body: &[u8], at: Timestamp) -> HttpResponse {
+fn resend(
+    base: &str,
+    id: &baomi_core::sync::identity::DeviceIdentity,
+    body: &[u8],
+    at: Timestamp,
+) -> HttpResponse {
     let p = if body.windows(9).any(|w| w == b"\"sealed\":") {
         path::UPLOAD
     } else {

@@ -23,8 +23,10 @@ use crate::time::Timestamp;
 /// Agent build reported at check-in.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Device clock further than this from the server's is recorded as a violation.
-pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// Device clock further than this from the server's is recorded as a violation. Below the
+/// server's request window (5 minutes), so a drifting clock is reported while the device can
+/// still sync; beyond the window the server answers `stale`, which is recorded too.
+pub const MAX_CLOCK_SKEW_MS: i64 = 2 * 60 * 1000;
 
 /// Id of the violation raised for a device clock that is far off or was set back.
 pub const CLOCK_RULE: &str = "baomi.clock";
@@ -147,6 +149,28 @@ pub fn sync_now(
     let interval = agent
         .engine()
         .map_or(900, |e| e.policy().source.sync.interval_s);
+    if let Err(SyncError::Server {
+        status: 401,
+        code,
+        message,
+        ..
+    }) = &result
+        && code == "stale"
+        && !agent.sync_state().skew_reported
+    {
+        agent.record_agent_violation(
+            now,
+            "clock_skew",
+            CLOCK_RULE,
+            format!(
+                "the server refused the device clock ({}): {message}",
+                now.to_rfc3339()
+            ),
+        )?;
+        let mut s = agent.sync_state().clone();
+        s.skew_reported = true;
+        agent.set_sync_state(s)?;
+    }
     let mut state = agent.sync_state().clone();
     match &result {
         Ok(_) => state.succeeded(now, interval),
@@ -172,6 +196,7 @@ fn run_stages(
 ) -> Result<SyncReport, SyncError> {
     let identity = agent.identity()?;
     let id = Some(&identity);
+    check_set_back(agent, now)?;
 
     // 1. check-in
     let check_in = CheckIn {
@@ -406,9 +431,10 @@ fn refuse(agent: &mut Agent, now: Timestamp, what: &str, e: &BundleError) -> Res
     Ok(())
 }
 
-/// Records a device clock far from the server's, or set back since the last sync.
-fn check_clock(agent: &mut Agent, now: Timestamp, server: Timestamp) -> Result<i64, SyncError> {
-    let skew = now.0.saturating_sub(server.0);
+/// Records a device clock that reads earlier than at the last check-in: set back by hand
+/// (to escape a time window or a policy expiry) or reset. Local, so it is recorded even when
+/// the server refuses the time.
+fn check_set_back(agent: &mut Agent, now: Timestamp) -> Result<(), SyncError> {
     let mut state = agent.sync_state().clone();
     if let Some(last) = state.last_device_time
         && now.0 < last.0.saturating_sub(MAX_CLOCK_SKEW_MS)
@@ -423,7 +449,17 @@ fn check_clock(agent: &mut Agent, now: Timestamp, server: Timestamp) -> Result<i
                 last.to_rfc3339()
             ),
         )?;
+        // Report once; the next check compares against the new reading.
+        state.last_device_time = Some(now);
+        agent.set_sync_state(state)?;
     }
+    Ok(())
+}
+
+/// Records a device clock far from the server's.
+fn check_clock(agent: &mut Agent, now: Timestamp, server: Timestamp) -> Result<i64, SyncError> {
+    let skew = now.0.saturating_sub(server.0);
+    let mut state = agent.sync_state().clone();
     if skew.abs() > MAX_CLOCK_SKEW_MS {
         if !state.skew_reported {
             agent.record_agent_violation(
