@@ -52,8 +52,11 @@ pub fn run(a: &DemoArgs) -> Result<(), CliError> {
     let new_key = || SigningKey::generate().map_err(|e| CliError::Io(e.to_string()));
     let office = [new_key()?, new_key()?, new_key()?];
     let registry = new_key()?;
+    // The office's upload key: devices seal violation batches to it (step 5).
+    let upload = baomi_server::upload_key::UploadKey::generate().map_err(CliError::Io)?;
+    files::write_secret(&dir.join("upload.key"), upload.to_file().as_bytes())?;
     let doc = TrustRootDoc {
-        upload_key: None,
+        upload_key: Some(upload.public_base64()),
         version: 1,
         issued_at: Timestamp::now(),
         keys: office.iter().map(|k| KeyEntry::of(k.public())).collect(),
@@ -186,8 +189,17 @@ pub fn run(a: &DemoArgs) -> Result<(), CliError> {
         );
     }
     let total: usize = rows.iter().map(|r| r.violations).sum();
+    println!("\n{total} violations in the replays above");
+
+    // 5. The device agent with its encrypted store, syncing with the reference server.
+    crate::command::demo_sync::run(&crate::command::demo_sync::Office {
+        dir: &dir,
+        signers: [&office[0], &office[1]],
+        registry: &registry,
+        trust_root: root_env.as_bytes(),
+    })?;
     println!(
-        "\n{total} violations recorded; keys, trust root and bundle are in {}",
+        "\nkeys, trust root, bundles, device store and server database are in {}",
         dir.display()
     );
     Ok(())
@@ -235,6 +247,11 @@ fn event_text(e: &Event) -> String {
         EventKind::NfcTag { tag } => format!("nfc {tag}"),
         EventKind::Tamper { kind } => format!("tamper: {kind}"),
     }
+}
+
+/// "camera off, capture off, 5 apps blocked" or "open".
+pub fn posture_summary(p: &Posture) -> String {
+    posture_text(p)
 }
 
 fn posture_text(p: &Posture) -> String {

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod bundle;
 pub mod custody;
 pub mod demo;
+pub mod demo_sync;
 pub mod keys;
 pub mod log;
 pub mod policy;
