@@ -1,0 +1,193 @@
+//! Server ingest under load: 1,000 simulated devices each run a sync (check-in, one upload
+//! of 5 sealed records, finish) against an in-process `baomi-server` on loopback HTTP, from
+//! 16 client threads. Reports completed device syncs per second and sync latency
+//! percentiles, for SQLite and (with `BAOMI_BENCH_PG_URL`) PostgreSQL.
+//!
+//! `cargo bench -p baomi-server --bench sync_load`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "benchmark harness")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use baomi_core::bundle::SigningKey;
+use baomi_core::event::Event;
+use baomi_core::posture::Posture;
+use baomi_core::store::{PolicyRef, ViolationRecord};
+use baomi_core::sync::http::HttpTransport;
+use baomi_core::sync::identity::{DeviceIdentity, enroll_message};
+use baomi_core::sync::protocol::{
+    ChainState, CheckIn, EnrollRequest, Finish, PROTOCOL_VERSION, Upload, UploadedRecord, path,
+};
+use baomi_core::sync::seal::{batch_aad, seal};
+use baomi_core::sync::{HttpRequest, Transport};
+use baomi_core::time::Timestamp;
+use baomi_server::db::Db;
+use baomi_server::http::Listener;
+use baomi_server::upload_key::UploadKey;
+use baomi_server::{Server, admin};
+
+const DEVICES: usize = 1000;
+const CLIENT_THREADS: usize = 16;
+const SERVER_THREADS: usize = 8;
+const RECORDS_PER_SYNC: u64 = 5;
+
+fn record() -> ViolationRecord {
+    ViolationRecord {
+        event: Event::from_json_line(
+            1,
+            r#"{"at":"2026-11-27T10:00:00+08:00","type":"app_launched","package":"com.tencent.mm"}"#,
+        )
+        .unwrap(),
+        verdict: baomi_core::Verdict::Deny,
+        rules: vec!["no-messengers-for-classified-staff".into()],
+        severity: None,
+        reason: "launch of banned app `com.tencent.mm`".into(),
+        posture: Posture::open(),
+        policy: Some(PolicyRef { id: "baseline".into(), version: 1 }),
+    }
+}
+
+fn post(t: &HttpTransport, id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) {
+    let mut headers = vec![];
+    if let Some(id) = id {
+        let auth = id.sign("POST", p, &body, Timestamp::now()).unwrap();
+        headers = auth.headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    }
+    let r = t
+        .send(&HttpRequest { method: "POST".into(), path: p.into(), headers, body })
+        .unwrap();
+    assert_eq!(r.status, 200, "{p}: {}", String::from_utf8_lossy(&r.body));
+}
+
+fn run(label: &str, url: &str) {
+    let upload = UploadKey::generate().unwrap();
+    let upload_pub: [u8; 32] = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(upload.public_base64())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let pool = if url.starts_with("postgres") { SERVER_THREADS } else { 1 };
+    let server = Arc::new(Server::new(Db::open(url, pool).unwrap(), Some(upload), Timestamp::now).unwrap());
+    let l = Listener::start(server.clone(), "127.0.0.1:0".parse().unwrap(), None, SERVER_THREADS).unwrap();
+    let base = format!("http://{}", l.addr().unwrap());
+
+    // Enrol the fleet (not timed).
+    let devices: Vec<DeviceIdentity> = (0..DEVICES)
+        .map(|i| DeviceIdentity::new(format!("load-{i:04}"), SigningKey::generate().unwrap()))
+        .collect();
+    let t = HttpTransport::new(&base);
+    for d in &devices {
+        let token = admin::new_token(&server, 1).unwrap();
+        let req = EnrollRequest {
+            protocol: PROTOCOL_VERSION,
+            token: token.clone(),
+            device_id: d.device_id().into(),
+            public_key: d.public().to_base64(),
+            proof: {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .encode(d.key().sign(&enroll_message(&token, d.device_id())))
+            },
+            platform: "android".into(),
+            agent_version: "bench".into(),
+        };
+        post(&t, None, path::ENROLL, serde_json::to_vec(&req).unwrap());
+    }
+
+    let devices = Arc::new(devices);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..CLIENT_THREADS)
+        .map(|_| {
+            let (devices, next, base) = (devices.clone(), next.clone(), base.clone());
+            let start = start;
+            std::thread::spawn(move || {
+                let t = HttpTransport::new(&base);
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(d) = devices.get(i) else { break };
+                    let t0 = Instant::now();
+                    sync_one(&t, d, &upload_pub);
+                    lat.push(t0.elapsed());
+                    if t0.elapsed() > Duration::from_millis(500) && std::env::var("BAOMI_BENCH_DEBUG").is_ok() {
+                        eprintln!("slow sync {i} at +{:?}: {:?}", t0.duration_since(start), t0.elapsed());
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let elapsed = start.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "{label:<10} {DEVICES} devices in {:.2} s: {:.0} device syncs/s, {:.0} requests/s; sync latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        elapsed.as_secs_f64(),
+        DEVICES as f64 / elapsed.as_secs_f64(),
+        (DEVICES * 3) as f64 / elapsed.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lat.last().unwrap().as_secs_f64() * 1e3,
+    );
+    let received = admin::violations(&server, None).unwrap().len();
+    assert_eq!(received, DEVICES * RECORDS_PER_SYNC as usize);
+    l.stop();
+}
+
+/// Check-in, one sealed batch, finish: what a phone with five new violations sends.
+fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
+    let chain = ChainState { acked_through: 0, head_seq: RECORDS_PER_SYNC, head_tag: "00".repeat(16) };
+    let check_in = CheckIn {
+        protocol: PROTOCOL_VERSION,
+        device_id: d.device_id().into(),
+        agent_version: "bench".into(),
+        policy: None,
+        trust_root_version: 1,
+        posture: Posture::open(),
+        fail_closed: None,
+        chain: chain.clone(),
+        device_time: Timestamp::now(),
+        custody_cursor: 0,
+    };
+    post(t, Some(d), path::CHECK_IN, serde_json::to_vec(&check_in).unwrap());
+    let records: Vec<UploadedRecord> =
+        (1..=RECORDS_PER_SYNC).map(|seq| UploadedRecord { seq, record: record() }).collect();
+    let plain = serde_json::to_vec(&records).unwrap();
+    let up = Upload {
+        device_id: d.device_id().into(),
+        first_seq: 1,
+        last_seq: RECORDS_PER_SYNC,
+        sealed: seal(upload_pub, &batch_aad(d.device_id(), 1, RECORDS_PER_SYNC), &plain).unwrap(),
+    };
+    post(t, Some(d), path::UPLOAD, serde_json::to_vec(&up).unwrap());
+    let finish = Finish {
+        device_id: d.device_id().into(),
+        posture: Posture::open(),
+        policy: None,
+        chain,
+        custody_cursor: 0,
+    };
+    post(t, Some(d), path::FINISH, serde_json::to_vec(&finish).unwrap());
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported here.
+    let dir = tempfile::tempdir().unwrap();
+    run("sqlite", &format!("sqlite:{}", dir.path().join("load.db").display()));
+    if let Ok(base) = std::env::var("BAOMI_BENCH_PG_URL") {
+        let name = format!("baomi_load_{}", std::process::id());
+        let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let cut = base.rfind('/').unwrap();
+        run("postgres", &format!("{}/{name}", &base[..cut]));
+    } else {
+        println!("postgres   skipped: set BAOMI_BENCH_PG_URL (e.g. from .ci/postgres)");
+    }
+}
