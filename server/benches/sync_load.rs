@@ -5,7 +5,12 @@
 //!
 //! `cargo bench -p baomi-server --bench sync_load`
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "benchmark harness")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark harness"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,10 +58,19 @@ fn post(t: &HttpTransport, id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) 
     let mut headers = vec![];
     if let Some(id) = id {
         let auth = id.sign("POST", p, &body, Timestamp::now()).unwrap();
-        headers = auth.headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        headers = auth
+            .headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
     }
     let r = t
-        .send(&HttpRequest { method: "POST".into(), path: p.into(), headers, body })
+        .send(&HttpRequest {
+            method: "POST".into(),
+            path: p.into(),
+            headers,
+            body,
+        })
         .unwrap();
     assert_eq!(r.status, 200, "{p}: {}", String::from_utf8_lossy(&r.body));
 }
@@ -71,9 +85,20 @@ fn run(label: &str, url: &str) {
             .try_into()
             .unwrap()
     };
-    let pool = if url.starts_with("postgres") { SERVER_THREADS } else { 1 };
-    let server = Arc::new(Server::new(Db::open(url, pool).unwrap(), Some(upload), Timestamp::now).unwrap());
-    let l = Listener::start(server.clone(), "127.0.0.1:0".parse().unwrap(), None, SERVER_THREADS).unwrap();
+    let pool = if url.starts_with("postgres") {
+        SERVER_THREADS
+    } else {
+        1
+    };
+    let server =
+        Arc::new(Server::new(Db::open(url, pool).unwrap(), Some(upload), Timestamp::now).unwrap());
+    let l = Listener::start(
+        server.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        SERVER_THREADS,
+    )
+    .unwrap();
     let base = format!("http://{}", l.addr().unwrap());
 
     // Enrol the fleet (not timed).
@@ -115,15 +140,24 @@ fn run(label: &str, url: &str) {
                     let t0 = Instant::now();
                     sync_one(&t, d, &upload_pub);
                     lat.push(t0.elapsed());
-                    if t0.elapsed() > Duration::from_millis(500) && std::env::var("BAOMI_BENCH_DEBUG").is_ok() {
-                        eprintln!("slow sync {i} at +{:?}: {:?}", t0.duration_since(start), t0.elapsed());
+                    if t0.elapsed() > Duration::from_millis(500)
+                        && std::env::var("BAOMI_BENCH_DEBUG").is_ok()
+                    {
+                        eprintln!(
+                            "slow sync {i} at +{:?}: {:?}",
+                            t0.duration_since(start),
+                            t0.elapsed()
+                        );
                     }
                 }
                 lat
             })
         })
         .collect();
-    let mut lat: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let mut lat: Vec<Duration> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
     let elapsed = start.elapsed();
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
@@ -143,7 +177,11 @@ fn run(label: &str, url: &str) {
 
 /// Check-in, one sealed batch, finish: what a phone with five new violations sends.
 fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
-    let chain = ChainState { acked_through: 0, head_seq: RECORDS_PER_SYNC, head_tag: "00".repeat(16) };
+    let chain = ChainState {
+        acked_through: 0,
+        head_seq: RECORDS_PER_SYNC,
+        head_tag: "00".repeat(16),
+    };
     let check_in = CheckIn {
         protocol: PROTOCOL_VERSION,
         device_id: d.device_id().into(),
@@ -156,15 +194,29 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         device_time: Timestamp::now(),
         custody_cursor: 0,
     };
-    post(t, Some(d), path::CHECK_IN, serde_json::to_vec(&check_in).unwrap());
-    let records: Vec<UploadedRecord> =
-        (1..=RECORDS_PER_SYNC).map(|seq| UploadedRecord { seq, record: record() }).collect();
+    post(
+        t,
+        Some(d),
+        path::CHECK_IN,
+        serde_json::to_vec(&check_in).unwrap(),
+    );
+    let records: Vec<UploadedRecord> = (1..=RECORDS_PER_SYNC)
+        .map(|seq| UploadedRecord {
+            seq,
+            record: record(),
+        })
+        .collect();
     let plain = serde_json::to_vec(&records).unwrap();
     let up = Upload {
         device_id: d.device_id().into(),
         first_seq: 1,
         last_seq: RECORDS_PER_SYNC,
-        sealed: seal(upload_pub, &batch_aad(d.device_id(), 1, RECORDS_PER_SYNC), &plain).unwrap(),
+        sealed: seal(
+            upload_pub,
+            &batch_aad(d.device_id(), 1, RECORDS_PER_SYNC),
+            &plain,
+        )
+        .unwrap(),
     };
     post(t, Some(d), path::UPLOAD, serde_json::to_vec(&up).unwrap());
     let finish = Finish {
@@ -174,13 +226,21 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         chain,
         custody_cursor: 0,
     };
-    post(t, Some(d), path::FINISH, serde_json::to_vec(&finish).unwrap());
+    post(
+        t,
+        Some(d),
+        path::FINISH,
+        serde_json::to_vec(&finish).unwrap(),
+    );
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported here.
     let dir = tempfile::tempdir().unwrap();
-    run("sqlite", &format!("sqlite:{}", dir.path().join("load.db").display()));
+    run(
+        "sqlite",
+        &format!("sqlite:{}", dir.path().join("load.db").display()),
+    );
     if let Ok(base) = std::env::var("BAOMI_BENCH_PG_URL") {
         let name = format!("baomi_load_{}", std::process::id());
         let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
