@@ -130,7 +130,6 @@ fn run(label: &str, url: &str) {
     let workers: Vec<_> = (0..CLIENT_THREADS)
         .map(|_| {
             let (devices, next, base) = (devices.clone(), next.clone(), base.clone());
-            let start = start;
             std::thread::spawn(move || {
                 let t = HttpTransport::new(&base);
                 let mut lat = Vec::new();
