@@ -1,0 +1,94 @@
+package cn.baomi.agent
+
+import cn.baomi.core.BaomiAgent
+import cn.baomi.core.BaomiException
+import cn.baomi.core.Clock
+import cn.baomi.core.KeyStore
+import cn.baomi.core.PlatformKind
+import java.io.File
+import java.nio.file.Files
+import java.security.SecureRandom
+import javax.crypto.AEADBadTagException
+import javax.crypto.Cipher
+import javax.crypto.spec.GCMParameterSpec
+import javax.crypto.spec.SecretKeySpec
+
+/** Paths handed over by the Maven build (pom.xml, surefire systemPropertyVariables). */
+object Paths {
+    val repo = File(System.getProperty("baomi.repo"))
+    val cli = System.getProperty("baomi.cli")
+    val server = System.getProperty("baomi.server")
+    val ffiLib = System.getProperty("baomi.ffi.lib")
+}
+
+/** A key store in Kotlin, as the Android Keystore provider is: AES-256-GCM, iv || ct. */
+class JvmKeyStore(private val id: String = "jvm-test:kek-1") : KeyStore {
+    private val key = ByteArray(32).also { SecureRandom().nextBytes(it) }
+    var calls = 0
+
+    override fun keyId(): String = id
+
+    override fun wrap(dataKey: ByteArray): ByteArray {
+        calls++
+        val iv = ByteArray(12).also { SecureRandom().nextBytes(it) }
+        val c = Cipher.getInstance("AES/GCM/NoPadding")
+        c.init(Cipher.ENCRYPT_MODE, SecretKeySpec(key, "AES"), GCMParameterSpec(128, iv))
+        return iv + c.doFinal(dataKey)
+    }
+
+    override fun unwrap(wrapped: ByteArray): ByteArray {
+        calls++
+        val c = Cipher.getInstance("AES/GCM/NoPadding")
+        c.init(Cipher.DECRYPT_MODE, SecretKeySpec(key, "AES"), GCMParameterSpec(128, wrapped.copyOfRange(0, 12)))
+        return try {
+            c.doFinal(wrapped, 12, wrapped.size - 12)
+        } catch (e: AEADBadTagException) {
+            throw BaomiException.Refused("wrapped key does not open under $id")
+        }
+    }
+}
+
+/** A clock the test moves. */
+class TestClock(var nowMs: Long = System.currentTimeMillis()) : Clock {
+    override fun nowMs(): Long = nowMs
+}
+
+/** The security office, by the `baomi` CLI: keys, trust root, signed bundles. */
+class Office(val dir: File = Files.createTempDirectory("baomi-office").toFile()) {
+    val trustRoot: File = File(dir, "trust.json")
+
+    init {
+        run(Paths.cli, "keys", "new", "--out", File(dir, "office").path)
+        run(Paths.cli, "keys", "new", "--out", File(dir, "registry").path)
+        run(
+            Paths.cli, "trust", "new", "--key", File(dir, "office.pub").path, "--threshold", "1",
+            "--sign-key", File(dir, "office.key").path, "--registry-key", File(dir, "registry.pub").path,
+            "--out", trustRoot.path,
+        )
+    }
+
+    /** The baseline policy with `device` assigned to a holder of `clearance`, signed. */
+    fun bundle(device: String, clearance: String, version: Int): ByteArray {
+        val baseline = File(Paths.repo, "policies/baseline.json").readText().trimEnd()
+        val policy = baseline.removeSuffix("}").trimEnd() +
+            ",\n  \"holders\": [{\"holder\": \"test-holder\", \"clearance\": \"$clearance\", \"devices\": [${Events.str(device)}]}]\n}\n"
+        val p = File(dir, "policy-$version.json").apply { writeText(policy) }
+        val out = File(dir, "bundle-$version.json")
+        run(Paths.cli, "bundle", "sign", "--policy", p.path, "--key", File(dir, "office.key").path, "--version", "$version", "--out", out.path)
+        return out.readBytes()
+    }
+
+    companion object {
+        fun run(vararg cmd: String): String {
+            val p = ProcessBuilder(*cmd).redirectErrorStream(true).start()
+            val out = p.inputStream.bufferedReader().readText()
+            check(p.waitFor() == 0) { "${cmd.joinToString(" ")} failed: $out" }
+            return out
+        }
+    }
+}
+
+fun openAgent(dir: File, keys: KeyStore, clock: Clock = TestClock(), platform: PlatformKind = PlatformKind.ANDROID): BaomiAgent =
+    BaomiAgent.open(dir.path, keys, platform, clock)
+
+fun tempDir(prefix: String): File = Files.createTempDirectory(prefix).toFile()

@@ -1,0 +1,89 @@
+package cn.baomi.agent
+
+import cn.baomi.agent.posture.AdminRole
+import cn.baomi.agent.posture.DevicePolicyGateway
+import cn.baomi.agent.posture.EnforcementException
+import cn.baomi.agent.posture.PostureApplier
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+
+/** A gateway that records calls and can be told to fail, in front of the real core. */
+class RecordingGateway(var role: AdminRole = AdminRole.DEVICE_OWNER) : DevicePolicyGateway {
+    val calls = mutableListOf<String>()
+    var camera = false
+    var capture = false
+    val suspended = sortedSetOf<String>()
+    var installed = setOf("com.tencent.mm", "com.tencent.mobileqq", "com.tencent.wework", "com.alibaba.android.rimet", "com.sina.weibo")
+    var cameraFails = false
+
+    override fun role() = role
+    override fun setCameraDisabled(disabled: Boolean) {
+        calls += "camera=$disabled"
+        if (cameraFails) throw EnforcementException("camera", "not allowed: not device owner")
+        camera = disabled
+    }
+    override fun setScreenCaptureDisabled(disabled: Boolean) {
+        calls += "capture=$disabled"
+        capture = disabled
+    }
+    override fun setPackagesSuspended(packages: List<String>, suspended: Boolean): List<String> {
+        calls += "suspend=$suspended:${packages.joinToString(",")}"
+        val (ok, missing) = packages.partition { it in installed }
+        if (suspended) this.suspended += ok else this.suspended -= ok.toSet()
+        return missing
+    }
+    override fun protectAgent(agentPackage: String) {
+        calls += "protect=$agentPackage"
+    }
+}
+
+class PostureApplierTest {
+    private val office = Office()
+
+    private fun agent() = openAgent(tempDir("baomi-applier"), JvmKeyStore()).apply {
+        installTrustRoot(office.trustRoot.readBytes())
+        installBundle(office.bundle(status().deviceId, "general", 1))
+    }
+
+    @Test
+    fun `applies only the diff, and restores the camera when custody ends`() {
+        val agent = agent()
+        val gw = RecordingGateway()
+        val applier = PostureApplier(agent, gw, "cn.baomi.agent.test")
+        assertEquals(AdminRole.DEVICE_OWNER, applier.start())
+        applier.apply(agent.posture())
+        assertEquals(gw.installed.sorted(), gw.suspended.toList())
+        assertFalse(gw.camera)
+        gw.calls.clear()
+        val d = agent.handleEventJson("""{"at":"2026-11-27T10:00:00Z","type":"custody_started","document":"D-1","classification":"secret"}""")
+        assertTrue(d.postureChanged)
+        applier.apply(d.posture)
+        assertEquals(listOf("camera=true", "capture=true"), gw.calls, "only the change is applied")
+        gw.calls.clear()
+        val back = agent.handleEventJson("""{"at":"2026-11-27T11:00:00Z","type":"custody_ended","document":"D-1"}""")
+        applier.apply(back.posture)
+        assertEquals(listOf("camera=false", "capture=false"), gw.calls)
+        assertFalse(gw.camera)
+        assertEquals(0, agent.violations(0uL, 10u).size)
+    }
+
+    @Test
+    fun `a failed call is reported to the core and not counted as applied`() {
+        val agent = agent()
+        val gw = RecordingGateway(role = AdminRole.DEVICE_ADMIN_ONLY).apply { cameraFails = true }
+        val applier = PostureApplier(agent, gw, "cn.baomi.agent.test")
+        applier.start()
+        agent.handleEventJson("""{"at":"2026-11-27T10:00:00Z","type":"custody_started","document":"D-1","classification":"secret"}""")
+        val applied = applier.apply(agent.posture())
+        assertFalse(applied.cameraDisabled, "the camera is reported as still on")
+        assertTrue(applied.screenCaptureDisabled)
+        val log = agent.violations(0uL, 10u).map { it.json }
+        assertTrue(log.any { "enforcement_failed:role" in it }, "$log")
+        assertTrue(log.any { "enforcement_failed:camera" in it }, "$log")
+        // The next apply retries what did not take.
+        gw.cameraFails = false
+        assertTrue(applier.apply(agent.posture()).cameraDisabled)
+    }
+}

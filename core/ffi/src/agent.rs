@@ -1,0 +1,250 @@
+//! `BaomiAgent`: the uniffi object over `baomi_core::agent::Agent`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use baomi_core::agent::Agent;
+use baomi_core::event::{Event, EventKind};
+use baomi_core::posture::Posture;
+use baomi_core::store::StoreOptions;
+use baomi_core::sync::{enroll, sync_now};
+use baomi_core::time::Timestamp;
+
+use crate::platform::{Clock, HttpClient, HttpTransportAdapter, KeyStore, KeyStoreProvider};
+use crate::types::{
+    AgentStatus, BaomiError, BundleInfo, ChainReport, DecisionInfo, PlatformKind, PostureChange,
+    PostureState, SyncOutcome, ViolationEntry,
+};
+
+/// The device agent: one per store directory.
+#[derive(uniffi::Object)]
+pub struct BaomiAgent {
+    inner: Mutex<Agent>,
+    clock: Arc<dyn Clock>,
+    platform: PlatformKind,
+}
+
+impl std::fmt::Debug for BaomiAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaomiAgent").finish_non_exhaustive()
+    }
+}
+
+impl BaomiAgent {
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Agent>, BaomiError> {
+        self.inner.lock().map_err(|_| BaomiError::Store {
+            reason: "agent lock poisoned by an earlier failure; reopen the agent".into(),
+        })
+    }
+
+    fn now(&self) -> Result<Timestamp, BaomiError> {
+        self.clock.now_ms().map(Timestamp)
+    }
+
+    /// Decides a parsed event (shared by the uniffi and JNI paths).
+    pub(crate) fn decide(&self, event: &Event) -> Result<baomi_core::Decision, BaomiError> {
+        let mut agent = self.lock()?;
+        agent.tick(event.at)?;
+        Ok(agent.handle(event)?)
+    }
+}
+
+#[uniffi::export]
+impl BaomiAgent {
+    /// Opens (or creates) the agent's encrypted store in `dir`; the data key is wrapped by
+    /// `key_store`.
+    #[uniffi::constructor]
+    pub fn open(
+        dir: String,
+        key_store: Arc<dyn KeyStore>,
+        platform: PlatformKind,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, BaomiError> {
+        let now = Timestamp(clock.now_ms()?);
+        let agent = Agent::open(
+            Path::new(&dir),
+            &KeyStoreProvider(key_store),
+            StoreOptions::default(),
+            platform.into(),
+            now,
+        )?;
+        Ok(Arc::new(Self {
+            inner: Mutex::new(agent),
+            clock,
+            platform,
+        }))
+    }
+
+    /// Provisions the trust root (managed configuration) or rotates to the next one; returns
+    /// its version.
+    pub fn install_trust_root(&self, envelope: Vec<u8>) -> Result<u64, BaomiError> {
+        Ok(self.lock()?.install_trust_root(&envelope)?)
+    }
+
+    /// Verifies and installs a signed policy bundle (managed configuration or sync).
+    pub fn install_bundle(&self, envelope: Vec<u8>) -> Result<BundleInfo, BaomiError> {
+        let now = self.now()?;
+        let h = self.lock()?.install_bundle(&envelope, now)?;
+        Ok(BundleInfo {
+            policy_id: h.policy_id,
+            version: h.version,
+            expires_at_ms: h.expires_at.0,
+        })
+    }
+
+    /// Decides one event given as a JSON object (`{"at": ..., "type": ..., ...}`).
+    pub fn handle_event_json(&self, json: String) -> Result<DecisionInfo, BaomiError> {
+        let event = Event::from_json_line(1, &json).map_err(|e| BaomiError::BadEvent {
+            reason: e.to_string(),
+        })?;
+        Ok((&self.decide(&event)?).into())
+    }
+
+    /// Reports that applying the posture failed (not device owner, package missing, API
+    /// refused): recorded as a tamper violation so the officer sees an unenforced phone.
+    pub fn report_enforcement_failure(
+        &self,
+        action: String,
+        detail: String,
+    ) -> Result<DecisionInfo, BaomiError> {
+        let kind: String = format!("enforcement_failed:{action}: {detail}")
+            .chars()
+            .take(200)
+            .collect();
+        let event = Event {
+            at: self.now()?,
+            kind: EventKind::Tamper { kind },
+        };
+        Ok((&self.decide(&event)?).into())
+    }
+
+    /// The desired posture now.
+    pub fn posture(&self) -> Result<PostureState, BaomiError> {
+        Ok((&self.lock()?.posture()).into())
+    }
+
+    /// Re-derives the posture when time alone changed it; returns it if it changed.
+    pub fn tick(&self) -> Result<Option<PostureState>, BaomiError> {
+        let now = self.now()?;
+        Ok(self.lock()?.tick(now)?.as_ref().map(PostureState::from))
+    }
+
+    /// Enrols with the compliance server using a one-time token; returns the device id.
+    pub fn enroll(
+        &self,
+        server: String,
+        token: String,
+        http: Arc<dyn HttpClient>,
+    ) -> Result<String, BaomiError> {
+        let now = self.now()?;
+        let mut agent = self.lock()?;
+        let r = enroll(
+            &mut agent,
+            &HttpTransportAdapter(http),
+            &server,
+            &token,
+            self.platform.into(),
+            now,
+        )?;
+        Ok(r.device_id)
+    }
+
+    /// Runs check-in, upload, download and finish.
+    pub fn sync_now(&self, http: Arc<dyn HttpClient>) -> Result<SyncOutcome, BaomiError> {
+        let now = self.now()?;
+        let mut agent = self.lock()?;
+        let r = sync_now(&mut agent, &HttpTransportAdapter(http), now)?;
+        Ok(SyncOutcome {
+            uploaded: r.uploaded,
+            acked_through: r.acked_through,
+            bundle_installed: r.bundle_installed,
+            custody_applied: u32::try_from(r.custody_applied).unwrap_or(u32::MAX),
+            clock_skew_ms: r.clock_skew_ms,
+            posture: (&r.posture).into(),
+            next_due_ms: r.next_due.map(|t| t.0),
+        })
+    }
+
+    /// The agent at a glance (for the device-owner app's status screen and logs).
+    pub fn status(&self) -> Result<AgentStatus, BaomiError> {
+        let now = self.now()?;
+        let agent = self.lock()?;
+        Ok(AgentStatus {
+            device_id: agent.store().device_id().to_owned(),
+            policy_id: agent.installed().map(|(h, _)| h.policy_id.clone()),
+            policy_version: agent.installed().map(|(h, _)| h.version),
+            trust_root_version: agent.trust_root().map(|t| t.version()),
+            fail_closed: agent
+                .engine()
+                .and_then(|e| e.fail_closed_reason(now))
+                .map(|r| r.as_str().to_owned()),
+            next_deadline_ms: agent.engine().and_then(|e| e.next_deadline()).map(|t| t.0),
+            next_sync_due_ms: agent.sync_state().next_due.map(|t| t.0),
+            acked_through: agent.store().acked_through(),
+            head_seq: agent.store().head().seq,
+        })
+    }
+
+    /// Decrypted violations after `after_seq` (not yet acknowledged by the server).
+    pub fn violations(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<ViolationEntry>, BaomiError> {
+        let agent = self.lock()?;
+        let records = agent
+            .store()
+            .records_after(after_seq, limit as usize)
+            .map_err(baomi_core::agent::AgentError::from)?;
+        Ok(records
+            .into_iter()
+            .map(|r| ViolationEntry {
+                seq: r.seq,
+                json: serde_json::to_string(&r.record).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Walks the hash chain; `Integrity` names the first broken link.
+    pub fn verify_log(&self) -> Result<ChainReport, BaomiError> {
+        let agent = self.lock()?;
+        let r = agent
+            .store()
+            .verify()
+            .map_err(baomi_core::agent::AgentError::from)?;
+        Ok(ChainReport {
+            records: r.records,
+            acked_through: r.acked_through,
+            head: r.head,
+        })
+    }
+
+    /// Unacknowledged violations as JSON lines (for a support export; stays on the device
+    /// unless the user shares it through an allowed channel).
+    pub fn export_violations_jsonl(&self) -> Result<String, BaomiError> {
+        let mut out = String::new();
+        for v in self.violations(0, u32::MAX)? {
+            out.push_str(&format!("{{\"seq\":{},\"record\":{}}}\n", v.seq, v.json));
+        }
+        Ok(out)
+    }
+
+    /// A handle for the JNI fast path (`cn.baomi.agent.FastPath`), valid until
+    /// `release_fast_path` or process end.
+    pub fn fast_path_handle(self: Arc<Self>) -> u64 {
+        crate::jni_fast_path::register(self)
+    }
+
+    /// Forgets a fast path handle.
+    pub fn release_fast_path(&self, handle: u64) {
+        crate::jni_fast_path::release(handle);
+    }
+}
+
+/// The changes the platform must make to go from `applied` to `desired`.
+#[uniffi::export]
+pub fn posture_change(applied: PostureState, desired: PostureState) -> PostureChange {
+    Posture::from(&applied)
+        .diff_to(&Posture::from(&desired))
+        .into()
+}

@@ -1,0 +1,326 @@
+//! Records, enums and errors that cross the FFI boundary.
+
+use baomi_core::agent::AgentError;
+use baomi_core::decision::{Decision, Verdict};
+use baomi_core::posture::{Posture, PostureDiff};
+use baomi_core::sync::SyncError;
+
+/// Every failure, with a message a support engineer can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum BaomiError {
+    /// The encrypted store could not be opened or written (wrong key, corrupt, full disk).
+    #[error("violation store: {reason}")]
+    Store {
+        /// What failed.
+        reason: String,
+    },
+    /// The hash chain is broken: records were edited, deleted or reordered.
+    #[error("violation log integrity: {reason}")]
+    Integrity {
+        /// The first broken link.
+        reason: String,
+    },
+    /// A bundle or trust root was refused (signature, threshold, rollback, expiry, policy).
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// No trust root yet: provision it from managed configuration first.
+    #[error("no trust root is installed: provision one from managed configuration")]
+    NoTrustRoot,
+    /// No policy yet.
+    #[error("no policy is installed yet: install a bundle or sync")]
+    NoPolicy,
+    /// An event that does not parse.
+    #[error("bad event: {reason}")]
+    BadEvent {
+        /// Parser message with the field.
+        reason: String,
+    },
+    /// The network failed; the sync is retried with backoff and nothing was lost.
+    #[error("offline: {reason}")]
+    Offline {
+        /// Transport message.
+        reason: String,
+    },
+    /// The server refused or answered nonsense; nothing was deleted.
+    #[error("sync: {reason}")]
+    Sync {
+        /// Stage and reason.
+        reason: String,
+    },
+    /// A platform callback (key store, HTTP client, clock) failed or threw.
+    #[error("platform: {reason}")]
+    Platform {
+        /// What the platform said.
+        reason: String,
+    },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for BaomiError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        BaomiError::Platform { reason: e.reason }
+    }
+}
+
+impl From<AgentError> for BaomiError {
+    fn from(e: AgentError) -> Self {
+        use baomi_core::store::StoreError;
+        match e {
+            AgentError::Store(StoreError::Integrity(c)) => BaomiError::Integrity {
+                reason: c.to_string(),
+            },
+            AgentError::Store(s) => BaomiError::Store {
+                reason: s.to_string(),
+            },
+            AgentError::Bundle(b) => BaomiError::Refused {
+                reason: b.to_string(),
+            },
+            AgentError::NoTrustRoot => BaomiError::NoTrustRoot,
+            AgentError::NoPolicy => BaomiError::NoPolicy,
+            other @ AgentError::BadState { .. } => BaomiError::Store {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<SyncError> for BaomiError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Transport(t) => BaomiError::Offline { reason: t.0 },
+            SyncError::Agent(a) => a.into(),
+            SyncError::Rejected(b) => BaomiError::Refused {
+                reason: b.to_string(),
+            },
+            other => BaomiError::Sync {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Which app ids the policy is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PlatformKind {
+    /// Package names.
+    Android,
+    /// Bundle ids.
+    Ios,
+}
+
+impl From<PlatformKind> for baomi_core::Platform {
+    fn from(p: PlatformKind) -> Self {
+        match p {
+            PlatformKind::Android => baomi_core::Platform::Android,
+            PlatformKind::Ios => baomi_core::Platform::Ios,
+        }
+    }
+}
+
+/// The desired device posture.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PostureState {
+    /// Camera off.
+    pub camera_disabled: bool,
+    /// Screen capture off.
+    pub screen_capture_disabled: bool,
+    /// Packages to suspend, sorted.
+    pub blocked_packages: Vec<String>,
+}
+
+impl From<&Posture> for PostureState {
+    fn from(p: &Posture) -> Self {
+        Self {
+            camera_disabled: p.camera_disabled,
+            screen_capture_disabled: p.screen_capture_disabled,
+            blocked_packages: p.blocked_packages.clone(),
+        }
+    }
+}
+
+impl From<&PostureState> for Posture {
+    fn from(p: &PostureState) -> Self {
+        Posture {
+            camera_disabled: p.camera_disabled,
+            screen_capture_disabled: p.screen_capture_disabled,
+            blocked_packages: p.blocked_packages.clone(),
+        }
+    }
+}
+
+/// What the platform must change to go from the applied posture to the desired one.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PostureChange {
+    /// New camera state, if it changes.
+    pub camera_disabled: Option<bool>,
+    /// New screen capture state, if it changes.
+    pub screen_capture_disabled: Option<bool>,
+    /// Packages to suspend now.
+    pub block: Vec<String>,
+    /// Packages to release now.
+    pub unblock: Vec<String>,
+}
+
+impl From<PostureDiff> for PostureChange {
+    fn from(d: PostureDiff) -> Self {
+        Self {
+            camera_disabled: d.camera_disabled,
+            screen_capture_disabled: d.screen_capture_disabled,
+            block: d.block,
+            unblock: d.unblock,
+        }
+    }
+}
+
+/// Allow, deny, warn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum VerdictKind {
+    /// Nothing forbids it.
+    Allow,
+    /// Forbidden; the platform blocks it where it can.
+    Deny,
+    /// Allowed but recorded (monitor rules).
+    Warn,
+}
+
+impl From<Verdict> for VerdictKind {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Allow => VerdictKind::Allow,
+            Verdict::Deny => VerdictKind::Deny,
+            Verdict::Warn => VerdictKind::Warn,
+        }
+    }
+}
+
+/// A decision.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DecisionInfo {
+    /// Event time (ms since the epoch).
+    pub at_ms: i64,
+    /// Event type.
+    pub event_type: String,
+    /// Verdict.
+    pub verdict: VerdictKind,
+    /// Recorded in the violation log.
+    pub violation: bool,
+    /// Matched rule ids.
+    pub rules: Vec<String>,
+    /// Highest severity (`low`..`critical`).
+    pub severity: Option<String>,
+    /// Why, for the user and the officer.
+    pub reason: String,
+    /// Desired posture after the event.
+    pub posture: PostureState,
+    /// Whether it changed with this event.
+    pub posture_changed: bool,
+}
+
+impl From<&Decision> for DecisionInfo {
+    fn from(d: &Decision) -> Self {
+        Self {
+            at_ms: d.at.0,
+            event_type: d.event_type.to_owned(),
+            verdict: d.verdict.into(),
+            violation: d.violation,
+            rules: d.rules.iter().map(|r| r.to_string()).collect(),
+            severity: d.severity.map(|s| s.as_str().to_owned()),
+            reason: d.reason.to_string(),
+            posture: (&*d.posture).into(),
+            posture_changed: d.posture_changed,
+        }
+    }
+}
+
+/// An installed bundle.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct BundleInfo {
+    /// Policy id.
+    pub policy_id: String,
+    /// Version.
+    pub version: u64,
+    /// Expiry (ms).
+    pub expires_at_ms: i64,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncOutcome {
+    /// Records acknowledged in this sync.
+    pub uploaded: u64,
+    /// Newest acknowledged seq.
+    pub acked_through: u64,
+    /// Bundle version installed, if any.
+    pub bundle_installed: Option<u64>,
+    /// Custody records applied.
+    pub custody_applied: u32,
+    /// Device minus server clock.
+    pub clock_skew_ms: i64,
+    /// Posture after the sync.
+    pub posture: PostureState,
+    /// When to sync next (ms).
+    pub next_due_ms: Option<i64>,
+}
+
+/// The agent at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AgentStatus {
+    /// Device id records are bound to.
+    pub device_id: String,
+    /// Installed policy id.
+    pub policy_id: Option<String>,
+    /// Installed bundle version.
+    pub policy_version: Option<u64>,
+    /// Trust root version.
+    pub trust_root_version: Option<u64>,
+    /// Why the device fails closed, if it does.
+    pub fail_closed: Option<String>,
+    /// When to call `tick` without an event (ms).
+    pub next_deadline_ms: Option<i64>,
+    /// When to sync next (ms).
+    pub next_sync_due_ms: Option<i64>,
+    /// Newest acknowledged seq.
+    pub acked_through: u64,
+    /// Newest seq.
+    pub head_seq: u64,
+}
+
+/// One decrypted violation.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ViolationEntry {
+    /// Seq.
+    pub seq: u64,
+    /// The record as JSON (event, verdict, rules, reason, posture, policy).
+    pub json: String,
+}
+
+/// What `verify_log` walked.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ChainReport {
+    /// Records present and authentic.
+    pub records: u64,
+    /// Acknowledged and deleted through.
+    pub acked_through: u64,
+    /// Newest seq.
+    pub head: u64,
+}
+
+/// An HTTP header.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct HttpHeader {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: String,
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct HttpReply {
+    /// Status.
+    pub status: u16,
+    /// Body.
+    pub body: Vec<u8>,
+}
