@@ -6,6 +6,8 @@
 //! The files are embedded, so the `baomi demo` binary carries them and needs no checkout.
 #![forbid(unsafe_code)]
 
+pub mod generated;
+
 use std::str::FromStr;
 
 use baomi_core::compile::Platform;
