@@ -179,7 +179,7 @@ impl<'p> Matches<'p> {
         mut self,
         event: &Event,
         act: &Activation,
-        reason: impl FnOnce() -> String,
+        reason: impl FnOnce(&mut String),
     ) -> Decision {
         self.rules.sort_unstable();
         let compiled = |r: &u32| self.policy.rules.get(*r as usize);
@@ -217,7 +217,11 @@ impl<'p> Matches<'p> {
             reason: if verdict == Verdict::Allow {
                 Cow::Borrowed("allowed")
             } else {
-                Cow::Owned(reason())
+                // One allocation: the caller writes what happened, then the rule ids follow.
+                let mut text = String::with_capacity(160);
+                reason(&mut text);
+                self.write_rule_list(&mut text);
+                Cow::Owned(text)
             },
             posture: act.posture.clone(),
             posture_changed: false,
@@ -225,17 +229,28 @@ impl<'p> Matches<'p> {
     }
 }
 
-fn rule_list(policy: &CompiledPolicy, rules: &[u32]) -> String {
-    let mut rules = rules.to_vec();
-    rules.sort_unstable();
-    let label = if rules.len() == 1 { "rule" } else { "rules" };
-    let ids = rules
-        .iter()
-        .filter_map(|r| policy.rules.get(*r as usize))
-        .map(|r| format!("`{}`", r.id))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("{label} {ids}")
+impl Matches<'_> {
+    /// ` (rule `a`)` or ` (rules `a`, `b`)`, in rule order (`rules` is sorted by `finish`).
+    fn write_rule_list(&self, out: &mut String) {
+        out.push_str(if self.rules.len() == 1 {
+            " (rule "
+        } else {
+            " (rules "
+        });
+        let ids = self
+            .rules
+            .iter()
+            .filter_map(|r| self.policy.rules.get(*r as usize));
+        for (i, r) in ids.enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push('`');
+            out.push_str(&r.id);
+            out.push('`');
+        }
+        out.push(')');
+    }
 }
 
 /// Decides one event against an activation computed for the context after the event.
@@ -255,12 +270,11 @@ pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &
             } else {
                 "launch of"
             };
-            let rules = m.rules.clone();
-            m.finish(event, act, || {
-                format!(
-                    "{verb} banned app `{package}` ({})",
-                    rule_list(policy, &rules)
-                )
+            m.finish(event, act, |out| {
+                out.push_str(verb);
+                out.push_str(" banned app `");
+                out.push_str(package);
+                out.push('`');
             })
         }
         EventKind::AppInventory { .. } => {
@@ -273,13 +287,9 @@ pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &
                 }
             }
             offending.sort_unstable();
-            let rules = m.rules.clone();
-            m.finish(event, act, || {
-                format!(
-                    "banned apps installed: {} ({})",
-                    offending.join(", "),
-                    rule_list(policy, &rules)
-                )
+            m.finish(event, act, |out| {
+                out.push_str("banned apps installed: ");
+                out.push_str(&offending.join(", "));
             })
         }
         EventKind::CameraOpened { package } | EventKind::PhotoCaptured { package } => {
@@ -289,22 +299,19 @@ pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &
             } else {
                 "camera opened"
             };
-            let rules = m.rules.clone();
-            m.finish(event, act, || {
-                format!(
-                    "{what} by `{package}` while the camera must be off ({})",
-                    rule_list(policy, &rules)
-                )
+            m.finish(event, act, |out| {
+                out.push_str(what);
+                out.push_str(" by `");
+                out.push_str(package);
+                out.push_str("` while the camera must be off");
             })
         }
         EventKind::ScreenCaptured { package } => {
             m.add_active(act, &policy.screen_rules);
-            let rules = m.rules.clone();
-            m.finish(event, act, || {
-                format!(
-                    "screen captured by `{package}` while capture must be off ({})",
-                    rule_list(policy, &rules)
-                )
+            m.finish(event, act, |out| {
+                out.push_str("screen captured by `");
+                out.push_str(package);
+                out.push_str("` while capture must be off");
             })
         }
         EventKind::Share {
@@ -328,12 +335,14 @@ pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &
                 // Sharing into a banned app is using a banned app.
                 m.add_active(act, block_rules(to_package));
             }
-            let rules = m.rules.clone();
-            m.finish(event, act, || {
-                format!(
-                    "share of {mime} from `{from_package}` into `{to_package}` is denied ({})",
-                    rule_list(policy, &rules)
-                )
+            m.finish(event, act, |out| {
+                out.push_str("share of ");
+                out.push_str(mime);
+                out.push_str(" from `");
+                out.push_str(from_package);
+                out.push_str("` into `");
+                out.push_str(to_package);
+                out.push_str("` is denied");
             })
         }
         EventKind::Tamper { kind } => Decision {
@@ -354,6 +363,6 @@ pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &
         | EventKind::Location { .. }
         | EventKind::WifiConnected { .. }
         | EventKind::WifiDisconnected {}
-        | EventKind::NfcTag { .. } => m.finish(event, act, String::new),
+        | EventKind::NfcTag { .. } => m.finish(event, act, |_| {}),
     }
 }

@@ -688,6 +688,145 @@ fn a_device_clock_far_off_or_set_back_is_recorded() {
     assert_eq!(kinds, ["clock_skew", "clock_set_back"]);
 }
 
+#[test]
+fn the_server_speaks_tls_and_refuses_plain_http_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    // An office CA and a server certificate it signed (webpki refuses a self-signed leaf).
+    let p = |name: &str| dir.path().join(name);
+    let (cert, key) = (p("cert.pem"), p("key.pem"));
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let steps: [Vec<std::ffi::OsString>; 3] = [
+        [
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Baomi test office CA",
+        ]
+        .iter()
+        .chain(&ec)
+        .map(Into::into)
+        .chain([
+            "-keyout".into(),
+            p("ca.key").into(),
+            "-out".into(),
+            p("ca.pem").into(),
+        ])
+        .collect(),
+        ["req", "-subj", "/CN=127.0.0.1"]
+            .iter()
+            .chain(&ec)
+            .map(Into::into)
+            .chain([
+                "-keyout".into(),
+                key.clone().into(),
+                "-out".into(),
+                p("server.csr").into(),
+            ])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-CAcreateserial"]
+            .iter()
+            .map(Into::into)
+            .chain([
+                "-in".into(),
+                p("server.csr").into(),
+                "-CA".into(),
+                p("ca.pem").into(),
+                "-CAkey".into(),
+                p("ca.key").into(),
+                "-extfile".into(),
+                p("ext.cnf").into(),
+                "-out".into(),
+                cert.clone().into(),
+            ])
+            .collect(),
+    ];
+    for args in &steps {
+        let ok = Command::new("openssl")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !ok.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: the openssl command is not available to make test certificates");
+            return;
+        }
+    }
+    let o = office();
+    let db = format!("sqlite:{}", dir.path().join("tls.db").display());
+    let admin = o.admin(&db);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--tls-cert",
+        ])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--upload-key")
+        .arg(&o.upload_key_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let srv = ServerProcess {
+        child,
+        base: format!("https://{addr}"),
+    };
+    let t = HttpTransport::with_ca_pem(&srv.base, &std::fs::read(p("ca.pem")).unwrap()).unwrap();
+    let now = Timestamp::now();
+    let mut d = device(&o, now);
+    d.enroll(&admin, &t, &srv.base, now);
+    admin.publish_bundle(&o.bundle(&[&d.id()], 1)).unwrap();
+    let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+    assert_eq!(r.bundle_installed, Some(1));
+    d.violate(Timestamp::now());
+    assert_eq!(
+        sync_now(&mut d.agent, &t, Timestamp::now())
+            .unwrap()
+            .uploaded,
+        1
+    );
+    // A client that does not trust the office CA gets no answer.
+    let untrusted = HttpTransport::new(&srv.base);
+    assert!(matches!(
+        sync_now(&mut d.agent, &untrusted, Timestamp::now()),
+        Err(SyncError::Transport(_))
+    ));
+    // Plain HTTP is refused on anything but loopback.
+    let out = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--db", &db])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing plain HTTP"));
+}
+
 // ---------------------------------------------------------------- transports
 
 struct Recording {

@@ -4,11 +4,17 @@
 //! `cargo bench -p baomi-scenarios --bench decision` (docs/BENCHMARKS.md; `docs/plot.py`
 //! draws decision latency vs policy size from criterion's output).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "benchmark setup")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark setup"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;
 
+use baomi_core::Engine;
 use baomi_core::agent::Agent;
 use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
 use baomi_core::bundle::{Installed, SigningKey, TrustRoot, sign_bundle, verify_bundle};
@@ -19,7 +25,6 @@ use baomi_core::policy::Policy;
 use baomi_core::policy::model::HolderAssignment;
 use baomi_core::store::{HostFileKeyProvider, StoreOptions};
 use baomi_core::time::Timestamp;
-use baomi_core::Engine;
 use baomi_scenarios::generated::{
     CEDAR_BASELINE, GENERATED_BEACON_UUID, cedar_baseline_entities, cedar_entities, cedar_policies,
     package, policy_json, shape,
@@ -34,14 +39,24 @@ fn ev(json: &str) -> Event {
 }
 
 fn t(s: u32) -> String {
-    Timestamp::parse(AT).unwrap().plus_seconds(i64::from(s)).to_rfc3339()
+    Timestamp::parse(AT)
+        .unwrap()
+        .plus_seconds(i64::from(s))
+        .to_rfc3339()
 }
 
 /// An engine inside `zone` (NFC check-in) holding a secret document.
 fn engine(policy: Policy, check_in: &str) -> Engine {
     let compiled = Arc::new(CompiledPolicy::compile(policy, Platform::Android).unwrap());
-    let mut e = Engine::new(compiled, Clearance::Important, Timestamp::parse(AT).unwrap());
-    e.handle(&ev(&format!(r#"{{"at":"{}","type":"nfc_tag","tag":"{check_in}"}}"#, t(0))));
+    let mut e = Engine::new(
+        compiled,
+        Clearance::Important,
+        Timestamp::parse(AT).unwrap(),
+    );
+    e.handle(&ev(&format!(
+        r#"{{"at":"{}","type":"nfc_tag","tag":"{check_in}"}}"#,
+        t(0)
+    )));
     e.handle(&ev(&format!(
         r#"{{"at":"{}","type":"custody_started","document":"D-1","classification":"secret"}}"#,
         t(1)
@@ -69,13 +84,20 @@ impl Cedar {
             uid(r#"User::"holder""#.into()),
             uid(format!(r#"Action::"{action}""#)),
             uid(format!(r#"App::"{app}""#)),
-            Context::from_json_value(serde_json::json!({"zones": zones, "custody": custody}), None).unwrap(),
+            Context::from_json_value(
+                serde_json::json!({"zones": zones, "custody": custody}),
+                None,
+            )
+            .unwrap(),
             None,
         )
         .unwrap()
     }
     fn deny(&self, r: &Request) -> bool {
-        self.authorizer.is_authorized(r, &self.policies, &self.entities).decision() == cedar_policy::Decision::Deny
+        self.authorizer
+            .is_authorized(r, &self.policies, &self.entities)
+            .decision()
+            == cedar_policy::Decision::Deny
     }
 }
 
@@ -88,21 +110,95 @@ fn decision(c: &mut Criterion) {
     let mut g = c.benchmark_group("decision/baseline");
     let mut e = engine(baseline_policy(), "baomi:secrets-office:in");
     let events: Vec<(&str, Event)> = vec![
-        ("app_launched/banned", ev(&format!(r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#, t(10)))),
-        ("app_launched/allowed", ev(&format!(r#"{{"at":"{}","type":"app_launched","package":"com.android.calculator2"}}"#, t(10)))),
-        ("camera_opened", ev(&format!(r#"{{"at":"{}","type":"camera_opened","package":"com.android.camera"}}"#, t(10)))),
-        ("photo_captured", ev(&format!(r#"{{"at":"{}","type":"photo_captured","package":"com.android.camera"}}"#, t(10)))),
-        ("screen_captured", ev(&format!(r#"{{"at":"{}","type":"screen_captured","package":"com.android.systemui"}}"#, t(10)))),
-        ("share", ev(&format!(r#"{{"at":"{}","type":"share","from_package":"com.android.gallery3d","to_package":"com.tencent.mm","mime":"image/jpeg"}}"#, t(10)))),
-        ("app_installed", ev(&format!(r#"{{"at":"{}","type":"app_installed","package":"com.example.notes"}}"#, t(10)))),
-        ("beacon_seen/same_zone", ev(&format!(r#"{{"at":"{}","type":"beacon_seen","uuid":"f7826da6-4fa2-4e98-8024-bc5b71e0893e","major":100,"minor":1,"rssi":-60}}"#, t(10)))),
-        ("location/outside", ev(&format!(r#"{{"at":"{}","type":"location","lat":31.2,"lon":121.5,"accuracy_m":10}}"#, t(10)))),
-        ("wifi_connected/other", ev(&format!(r#"{{"at":"{}","type":"wifi_connected","bssid":"02:aa:bb:cc:dd:ee"}}"#, t(10)))),
-        ("custody_started/same", ev(&format!(r#"{{"at":"{}","type":"custody_started","document":"D-1","classification":"secret"}}"#, t(10)))),
-        ("tamper", ev(&format!(r#"{{"at":"{}","type":"tamper","kind":"root_detected"}}"#, t(10)))),
+        (
+            "app_launched/banned",
+            ev(&format!(
+                r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "app_launched/allowed",
+            ev(&format!(
+                r#"{{"at":"{}","type":"app_launched","package":"com.android.calculator2"}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "camera_opened",
+            ev(&format!(
+                r#"{{"at":"{}","type":"camera_opened","package":"com.android.camera"}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "photo_captured",
+            ev(&format!(
+                r#"{{"at":"{}","type":"photo_captured","package":"com.android.camera"}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "screen_captured",
+            ev(&format!(
+                r#"{{"at":"{}","type":"screen_captured","package":"com.android.systemui"}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "share",
+            ev(&format!(
+                r#"{{"at":"{}","type":"share","from_package":"com.android.gallery3d","to_package":"com.tencent.mm","mime":"image/jpeg"}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "app_installed",
+            ev(&format!(
+                r#"{{"at":"{}","type":"app_installed","package":"com.example.notes"}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "beacon_seen/same_zone",
+            ev(&format!(
+                r#"{{"at":"{}","type":"beacon_seen","uuid":"f7826da6-4fa2-4e98-8024-bc5b71e0893e","major":100,"minor":1,"rssi":-60}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "location/outside",
+            ev(&format!(
+                r#"{{"at":"{}","type":"location","lat":31.2,"lon":121.5,"accuracy_m":10}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "wifi_connected/other",
+            ev(&format!(
+                r#"{{"at":"{}","type":"wifi_connected","bssid":"02:aa:bb:cc:dd:ee"}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "custody_started/same",
+            ev(&format!(
+                r#"{{"at":"{}","type":"custody_started","document":"D-1","classification":"secret"}}"#,
+                t(10)
+            )),
+        ),
+        (
+            "tamper",
+            ev(&format!(
+                r#"{{"at":"{}","type":"tamper","kind":"root_detected"}}"#,
+                t(10)
+            )),
+        ),
     ];
     for (name, event) in &events {
-        g.bench_function(BenchmarkId::new("baomi", name), |b| b.iter(|| black_box(e.handle(black_box(event)))));
+        g.bench_function(BenchmarkId::new("baomi", name), |b| {
+            b.iter(|| black_box(e.handle(black_box(event))))
+        });
     }
     let cedar = Cedar::new(CEDAR_BASELINE, &cedar_baseline_entities(2));
     let zones = vec!["secrets-office".to_owned()];
@@ -113,7 +209,9 @@ fn decision(c: &mut Criterion) {
         ("share", "share", "com.tencent.mm"),
     ] {
         let req = Cedar::request(action, app, &zones, 2);
-        g.bench_function(BenchmarkId::new("cedar", name), |b| b.iter(|| black_box(cedar.deny(black_box(&req)))));
+        g.bench_function(BenchmarkId::new("cedar", name), |b| {
+            b.iter(|| black_box(cedar.deny(black_box(&req))))
+        });
     }
     g.finish();
 
@@ -125,13 +223,23 @@ fn decision(c: &mut Criterion) {
         let pkg = package(4 % sets, 0);
         let policy = Policy::from_json(policy_json(n).as_bytes()).unwrap();
         let mut e = engine(policy, &format!("gen:zone-{zone}:in"));
-        let launch = ev(&format!(r#"{{"at":"{}","type":"app_launched","package":"{pkg}"}}"#, t(10)));
-        assert!(e.handle(&launch).violation, "n={n}: the launch must be denied");
-        g.bench_function(BenchmarkId::new("baomi", n), |b| b.iter(|| black_box(e.handle(black_box(&launch)))));
+        let launch = ev(&format!(
+            r#"{{"at":"{}","type":"app_launched","package":"{pkg}"}}"#,
+            t(10)
+        ));
+        assert!(
+            e.handle(&launch).violation,
+            "n={n}: the launch must be denied"
+        );
+        g.bench_function(BenchmarkId::new("baomi", n), |b| {
+            b.iter(|| black_box(e.handle(black_box(&launch))))
+        });
         let cedar = Cedar::new(&cedar_policies(n), &cedar_entities(n, 2));
         let req = Cedar::request("launch", &pkg, &[format!("zone-{zone}")], 2);
         assert!(cedar.deny(&req), "n={n}: Cedar must deny too");
-        g.bench_function(BenchmarkId::new("cedar", n), |b| b.iter(|| black_box(cedar.deny(black_box(&req)))));
+        g.bench_function(BenchmarkId::new("cedar", n), |b| {
+            b.iter(|| black_box(cedar.deny(black_box(&req))))
+        });
     }
     g.finish();
 
@@ -139,8 +247,14 @@ fn decision(c: &mut Criterion) {
     let mut g = c.benchmark_group("posture_recompute/1000_rules");
     let policy = Policy::from_json(policy_json(1000).as_bytes()).unwrap();
     let mut e = engine(policy, "gen:zone-4:in");
-    let out = ev(&format!(r#"{{"at":"{}","type":"nfc_tag","tag":"gen:zone-4:out"}}"#, t(20)));
-    let back = ev(&format!(r#"{{"at":"{}","type":"nfc_tag","tag":"gen:zone-4:in"}}"#, t(21)));
+    let out = ev(&format!(
+        r#"{{"at":"{}","type":"nfc_tag","tag":"gen:zone-4:out"}}"#,
+        t(20)
+    ));
+    let back = ev(&format!(
+        r#"{{"at":"{}","type":"nfc_tag","tag":"gen:zone-4:in"}}"#,
+        t(21)
+    ));
     assert!(e.handle(&out).posture_changed);
     assert!(e.handle(&back).posture_changed);
     g.bench_function("zone_left_then_entered", |b| {
@@ -149,8 +263,14 @@ fn decision(c: &mut Criterion) {
             black_box(e.handle(&back))
         })
     });
-    let end = ev(&format!(r#"{{"at":"{}","type":"custody_ended","document":"D-1"}}"#, t(22)));
-    let start = ev(&format!(r#"{{"at":"{}","type":"custody_started","document":"D-1","classification":"secret"}}"#, t(23)));
+    let end = ev(&format!(
+        r#"{{"at":"{}","type":"custody_ended","document":"D-1"}}"#,
+        t(22)
+    ));
+    let start = ev(&format!(
+        r#"{{"at":"{}","type":"custody_started","document":"D-1","classification":"secret"}}"#,
+        t(23)
+    ));
     g.bench_function("custody_ended_then_started", |b| {
         b.iter(|| {
             black_box(e.handle(&end));
@@ -161,7 +281,9 @@ fn decision(c: &mut Criterion) {
         r#"{{"at":"{}","type":"beacon_seen","uuid":"{GENERATED_BEACON_UUID}","major":1007,"minor":1,"rssi":-60}}"#,
         t(24)
     ));
-    g.bench_function("beacon_seen_same_zone", |b| b.iter(|| black_box(e.handle(&beacon))));
+    g.bench_function("beacon_seen_same_zone", |b| {
+        b.iter(|| black_box(e.handle(&beacon)))
+    });
     g.finish();
 }
 
@@ -185,16 +307,29 @@ fn bundle_and_start(c: &mut Criterion) {
     let mut g = c.benchmark_group("bundle_verify_compile/1000_rules");
     for sigs in [1usize, 3] {
         let (ks, root) = office(sigs);
-        let bytes = sign_bundle(&policy, 1, now, now.plus_seconds(86_400), &ks.iter().collect::<Vec<_>>())
-            .unwrap()
-            .to_json()
-            .into_bytes();
-        g.bench_function(BenchmarkId::new(format!("{sigs}_signatures"), format!("{}_KB", bytes.len() / 1024)), |b| {
-            b.iter(|| {
-                let v = verify_bundle(black_box(&bytes), &root, &Installed::default(), now).unwrap();
-                black_box(CompiledPolicy::compile(v.policy, Platform::Android).unwrap())
-            })
-        });
+        let bytes = sign_bundle(
+            &policy,
+            1,
+            now,
+            now.plus_seconds(86_400),
+            &ks.iter().collect::<Vec<_>>(),
+        )
+        .unwrap()
+        .to_json()
+        .into_bytes();
+        g.bench_function(
+            BenchmarkId::new(
+                format!("{sigs}_signatures"),
+                format!("{}_KB", bytes.len() / 1024),
+            ),
+            |b| {
+                b.iter(|| {
+                    let v = verify_bundle(black_box(&bytes), &root, &Installed::default(), now)
+                        .unwrap();
+                    black_box(CompiledPolicy::compile(v.policy, Platform::Android).unwrap())
+                })
+            },
+        );
     }
     g.finish();
 
@@ -206,7 +341,14 @@ fn bundle_and_start(c: &mut Criterion) {
     let store = dir.path().join("store");
     let (ks, _) = office(1);
     {
-        let mut agent = Agent::open(&store, &kek, StoreOptions::default(), Platform::Android, now).unwrap();
+        let mut agent = Agent::open(
+            &store,
+            &kek,
+            StoreOptions::default(),
+            Platform::Android,
+            now,
+        )
+        .unwrap();
         let doc = TrustRootDoc {
             version: 1,
             issued_at: now,
@@ -215,19 +357,30 @@ fn bundle_and_start(c: &mut Criterion) {
             registry: None,
             upload_key: None,
         };
-        agent.install_trust_root(TrustRoot::sign(&doc, &[&ks[0]]).to_json().as_bytes()).unwrap();
+        agent
+            .install_trust_root(TrustRoot::sign(&doc, &[&ks[0]]).to_json().as_bytes())
+            .unwrap();
         let mut p = policy.clone();
         p.holders = vec![HolderAssignment {
             holder: "h".into(),
             clearance: Clearance::Important,
             devices: vec![agent.store().device_id().to_owned()],
         }];
-        let b = sign_bundle(&p, 1, now, now.plus_seconds(86_400), &[&ks[0]]).unwrap().to_json();
+        let b = sign_bundle(&p, 1, now, now.plus_seconds(86_400), &[&ks[0]])
+            .unwrap()
+            .to_json();
         agent.install_bundle(b.as_bytes(), now).unwrap();
     }
     g.bench_function("open_store_and_load_bundle", |b| {
         b.iter(|| {
-            let a = Agent::open(&store, &kek, StoreOptions::default(), Platform::Android, now).unwrap();
+            let a = Agent::open(
+                &store,
+                &kek,
+                StoreOptions::default(),
+                Platform::Android,
+                now,
+            )
+            .unwrap();
             assert!(a.engine().is_some());
             black_box(a)
         })

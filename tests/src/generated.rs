@@ -122,12 +122,16 @@ pub fn cedar_policies(rules: usize) -> String {
 /// Entities for [`cedar_policies`]: the holder and every app with its set.
 pub fn cedar_entities(rules: usize, clearance: i64) -> String {
     let (sets, _) = shape(rules);
-    let mut v = vec![json!({"uid": {"type": "User", "id": "holder"}, "attrs": {"clearance": clearance}, "parents": []})];
+    let mut v = vec![
+        json!({"uid": {"type": "User", "id": "holder"}, "attrs": {"clearance": clearance}, "parents": []}),
+    ];
     for i in 0..sets {
         v.push(json!({"uid": {"type": "AppSet", "id": format!("set-{i}")}, "attrs": {}, "parents": []}));
         for j in 0..5 {
-            v.push(json!({"uid": {"type": "App", "id": package(i, j)}, "attrs": {},
-                          "parents": [{"type": "AppSet", "id": format!("set-{i}")}]}));
+            v.push(
+                json!({"uid": {"type": "App", "id": package(i, j)}, "attrs": {},
+                          "parents": [{"type": "AppSet", "id": format!("set-{i}")}]}),
+            );
         }
     }
     Value::Array(v).to_string()
@@ -148,8 +152,19 @@ pub fn cedar_baseline_entities(clearance: i64) -> String {
         json!({"uid": {"type": "User", "id": "holder"}, "attrs": {"clearance": clearance}, "parents": []}),
         json!({"uid": {"type": "AppSet", "id": "messengers"}, "attrs": {}, "parents": []}),
     ];
-    for p in ["com.tencent.mm", "com.tencent.wework", "com.tencent.mobileqq", "com.alibaba.android.rimet", "com.sina.weibo", "com.android.calculator2"] {
-        let parents = if p == "com.android.calculator2" { json!([]) } else { json!([{"type": "AppSet", "id": "messengers"}]) };
+    for p in [
+        "com.tencent.mm",
+        "com.tencent.wework",
+        "com.tencent.mobileqq",
+        "com.alibaba.android.rimet",
+        "com.sina.weibo",
+        "com.android.calculator2",
+    ] {
+        let parents = if p == "com.android.calculator2" {
+            json!([])
+        } else {
+            json!([{"type": "AppSet", "id": "messengers"}])
+        };
         v.push(json!({"uid": {"type": "App", "id": p}, "attrs": {}, "parents": parents}));
     }
     Value::Array(v).to_string()

@@ -37,6 +37,10 @@ pub struct CommonArgs {
     /// The time the agent runs at (RFC 3339); default now. For replaying a week offline.
     #[arg(long)]
     now: Option<String>,
+    /// Trust only this CA (PEM) for the server's TLS certificate (an office's private CA);
+    /// default: the Mozilla root set.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -73,6 +77,14 @@ pub struct EventsArgs {
 }
 
 impl CommonArgs {
+    fn transport(&self, server: &str) -> Result<HttpTransport, CliError> {
+        match &self.ca_cert {
+            Some(p) => HttpTransport::with_ca_pem(server, &files::read(p)?)
+                .map_err(|e| CliError::refused(format!("{}: {e}", p.display()))),
+            None => Ok(HttpTransport::new(server)),
+        }
+    }
+
     fn open(&self) -> Result<(Agent, baomi_core::time::Timestamp), CliError> {
         let now = parse_now(self.now.as_deref())?;
         let agent = Agent::open(
@@ -105,7 +117,7 @@ pub fn run(cmd: AgentCmd) -> Result<(), CliError> {
                     .install_trust_root(&files::read(&a.trust)?)
                     .map_err(|e| CliError::refused(format!("{}: {e}", a.trust.display())))?;
             }
-            let t = HttpTransport::new(&a.server);
+            let t = a.common.transport(&a.server)?;
             let r = enroll(&mut agent, &t, &a.server, &a.token, a.common.platform, now)
                 .map_err(sync_error)?;
             println!("enrolled {} with {}", r.device_id, a.server);
@@ -119,7 +131,7 @@ pub fn run(cmd: AgentCmd) -> Result<(), CliError> {
                 .ok_or_else(|| {
                     CliError::Usage("not enrolled: run `baomi agent enroll` first".into())
                 })?;
-            let t = HttpTransport::new(&server);
+            let t = a.common.transport(&server)?;
             let report = sync_now(&mut agent, &t, now);
             let next = agent.sync_state().next_due.map(|t| t.to_rfc3339());
             match report {

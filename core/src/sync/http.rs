@@ -15,16 +15,42 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// For `base` (`https://host:port`, or `http://127.0.0.1:port` for loopback tests).
+    /// For `base` (`https://host:port`, or `http://127.0.0.1:port` for loopback tests),
+    /// trusting the Mozilla root set.
     pub fn new(base: &str) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        Self::build(base, None)
+    }
+
+    /// Trusting only the CA certificate(s) in `ca_pem` (an office's private CA).
+    pub fn with_ca_pem(base: &str, ca_pem: &[u8]) -> Result<Self, TransportError> {
+        let certs = ureq::tls::parse_pem(ca_pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TransportError(format!("CA certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(TransportError("CA file holds no certificate".into()));
+        }
+        Ok(Self::build(base, Some(certs)))
+    }
+
+    fn build(base: &str, roots: Option<Vec<ureq::tls::Certificate<'static>>>) -> Self {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(30)));
+        if let Some(roots) = roots {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+                    .build(),
+            );
+        }
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            agent,
+            agent: config.build().into(),
         }
     }
 }
