@@ -29,7 +29,7 @@ fn record() -> ViolationRecord {
             camera_disabled: true,
             screen_capture_disabled: true,
             blocked_packages: ["com.alibaba.android.rimet", "com.sina.weibo", "com.tencent.mm", "com.tencent.mobileqq", "com.tencent.wework"]
-                .map(String::from)
+                .map(std::sync::Arc::from)
                 .to_vec(),
         },
         policy: Some(PolicyRef { id: "baseline".into(), version: 1 }),

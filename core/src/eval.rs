@@ -131,7 +131,7 @@ pub fn activate(
             screen_capture_disabled: screen,
             blocked_packages: blocked
                 .iter()
-                .map(|i| policy.package_name(i).to_string())
+                .map(|i| policy.package_name(i).clone())
                 .collect(),
         }),
     };

@@ -29,6 +29,7 @@ pub mod engine;
 pub mod eval;
 pub mod event;
 pub mod level;
+pub mod logging;
 pub mod policy;
 pub mod posture;
 pub mod store;

@@ -1,6 +1,8 @@
 //! The device state the core wants. The platform compares it with what it applied last and
 //! applies only the difference ([`PostureDiff`]); the core never assumes it was applied.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Full desired device state.
@@ -11,8 +13,9 @@ pub struct Posture {
     pub camera_disabled: bool,
     /// Screenshots and screen recording off.
     pub screen_capture_disabled: bool,
-    /// Apps to suspend / hide, sorted.
-    pub blocked_packages: Vec<String>,
+    /// Apps to suspend / hide, sorted. Shared with the compiled policy's package table, so a
+    /// posture change does not allocate a string per blocked app.
+    pub blocked_packages: Vec<Arc<str>>,
 }
 
 /// What to change to get from one posture to another.
@@ -49,9 +52,11 @@ impl Posture {
                     old.next();
                     new.next();
                 }
-                (Some(o), Some(n)) if o < n => unblock.extend(old.next().cloned()),
-                (Some(_), Some(_)) | (None, Some(_)) => block.extend(new.next().cloned()),
-                (Some(_), None) => unblock.extend(old.next().cloned()),
+                (Some(o), Some(n)) if o < n => unblock.extend(old.next().map(|s| s.to_string())),
+                (Some(_), Some(_)) | (None, Some(_)) => {
+                    block.extend(new.next().map(|s| s.to_string()));
+                }
+                (Some(_), None) => unblock.extend(old.next().map(|s| s.to_string())),
                 (None, None) => break,
             }
         }
@@ -85,7 +90,7 @@ mod tests {
         Posture {
             camera_disabled: cam,
             screen_capture_disabled: false,
-            blocked_packages: pkgs.iter().map(|s| s.to_string()).collect(),
+            blocked_packages: pkgs.iter().map(|s| Arc::from(*s)).collect(),
         }
     }
 

@@ -121,7 +121,7 @@ fn an_expired_policy_or_overdue_sync_falls_back_to_the_fail_closed_posture() {
         .tick(start.plus_seconds(3600))
         .expect("posture changes at the deadline");
     assert!(p.camera_disabled && p.screen_capture_disabled);
-    assert!(p.blocked_packages.contains(&"com.tencent.mm".to_owned()));
+    assert!(p.blocked_packages.iter().any(|b| &**b == "com.tencent.mm"));
     assert_eq!(
         e.fail_closed_reason(start.plus_seconds(3600)),
         Some(FailClosedReason::SyncOverdue)

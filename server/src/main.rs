@@ -119,22 +119,8 @@ enum UploadKeyCmd {
     },
 }
 
-struct StderrLog;
-impl log::Log for StderrLog {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Info
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("{} {}", r.level(), r.args());
-        }
-    }
-    fn flush(&self) {}
-}
-static LOGGER: StderrLog = StderrLog;
-
 fn main() -> ExitCode {
-    let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Info));
+    baomi_core::logging::log_to_stderr();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -173,6 +173,16 @@ struct ServerProcess {
 }
 
 fn spawn_server(db: &str, upload_key: &Path) -> ServerProcess {
+    spawn_server_with(db, upload_key, &[], "http")
+}
+
+/// `baomi-server serve` on an ephemeral loopback port, with `extra` arguments.
+fn spawn_server_with(
+    db: &str,
+    upload_key: &Path,
+    extra: &[&std::ffi::OsStr],
+    scheme: &str,
+) -> ServerProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
         .args([
             "serve",
@@ -182,9 +192,10 @@ fn spawn_server(db: &str, upload_key: &Path) -> ServerProcess {
             "4",
             "--db",
             db,
-            "--upload-key",
         ])
+        .arg("--upload-key")
         .arg(upload_key)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -200,7 +211,7 @@ fn spawn_server(db: &str, upload_key: &Path) -> ServerProcess {
         .to_owned();
     ServerProcess {
         child,
-        base: format!("http://{addr}"),
+        base: format!("{scheme}://{addr}"),
     }
 }
 
@@ -767,37 +778,17 @@ fn the_server_speaks_tls_and_refuses_plain_http_off_loopback() {
     let o = office();
     let db = format!("sqlite:{}", dir.path().join("tls.db").display());
     let admin = o.admin(&db);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db,
-            "--tls-cert",
-        ])
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .arg("--upload-key")
-        .arg(&o.upload_key_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    let srv = ServerProcess {
-        child,
-        base: format!("https://{addr}"),
-    };
+    let srv = spawn_server_with(
+        &db,
+        &o.upload_key_file,
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+        "https",
+    );
     let t = HttpTransport::with_ca_pem(&srv.base, &std::fs::read(p("ca.pem")).unwrap()).unwrap();
     let now = Timestamp::now();
     let mut d = device(&o, now);

@@ -185,7 +185,7 @@ pub fn check(s: &Scenario, policy: &Policy, observed: &[Observed]) -> Result<(),
             posture: Posture {
                 camera_disabled: e.camera_disabled,
                 screen_capture_disabled: e.screen_capture_disabled,
-                blocked_packages: blocked,
+                blocked_packages: blocked.into_iter().map(Into::into).collect(),
             },
         };
         if *o != want {

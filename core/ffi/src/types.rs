@@ -135,7 +135,7 @@ impl From<&Posture> for PostureState {
         Self {
             camera_disabled: p.camera_disabled,
             screen_capture_disabled: p.screen_capture_disabled,
-            blocked_packages: p.blocked_packages.clone(),
+            blocked_packages: p.blocked_packages.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
@@ -145,7 +145,11 @@ impl From<&PostureState> for Posture {
         Posture {
             camera_disabled: p.camera_disabled,
             screen_capture_disabled: p.screen_capture_disabled,
-            blocked_packages: p.blocked_packages.clone(),
+            blocked_packages: p
+                .blocked_packages
+                .iter()
+                .map(|s| s.as_str().into())
+                .collect(),
         }
     }
 }
