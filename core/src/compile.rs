@@ -56,6 +56,9 @@ pub struct CompiledPolicy {
     nfc_index: HashMap<String, Vec<(u32, bool)>>,
     pub(crate) geofences: Vec<GeofenceSpec>,
     pub(crate) rules: Vec<CompiledRule>,
+    /// Per rule index: the rule's condition as a flat gate when it has a common shape (so
+    /// activation reads one dense array instead of walking 1,000 condition trees).
+    pub(crate) gates: Vec<Option<Gate>>,
     /// Per package index: rules that block it (ban or suspended share target).
     pub(crate) block_rules: Vec<Vec<u32>>,
     /// Per package index: (rule, share spec index) restricting shares into it.
@@ -107,6 +110,69 @@ pub(crate) struct CompiledRule {
 pub(crate) struct ShareSpec {
     /// Empty: any content.
     pub mime: Vec<String>,
+}
+
+/// A condition of the common shape `clearance >= a AND custody >= b AND in one of <= 2 zones
+/// AND (not) in any zone`, each part optional: evaluated with a few compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gate {
+    pub clearance: Option<Clearance>,
+    pub custody: Option<Classification>,
+    /// Zone indexes, any of which must be present (`nzones` of them are used).
+    pub zones: [u32; 2],
+    pub nzones: u8,
+    pub any_zone: Option<bool>,
+}
+
+impl Gate {
+    const OPEN: Gate = Gate {
+        clearance: None,
+        custody: None,
+        zones: [0; 2],
+        nzones: 0,
+        any_zone: None,
+    };
+
+    /// The gate for `c`, if `c` has the gate's shape.
+    fn of(c: &Cond) -> Option<Gate> {
+        let mut g = Gate::OPEN;
+        let atoms = match c {
+            Cond::All(cs) => cs.as_slice(),
+            other => std::slice::from_ref(other),
+        };
+        for a in atoms {
+            match a {
+                Cond::True => {}
+                Cond::ClearanceAtLeast(l) => g.clearance = g.clearance.max(Some(*l)),
+                Cond::CustodyAtLeast(l) => g.custody = g.custody.max(Some(*l)),
+                Cond::InAnyZone(b) if g.any_zone.is_none_or(|x| x == *b) => {
+                    g.any_zone = Some(*b);
+                }
+                Cond::InZones(zs) if g.nzones == 0 => g.set_zones(zs.iter().copied())?,
+                Cond::Any(alts) if g.nzones == 0 => {
+                    let mut ids = Vec::new();
+                    for alt in alts {
+                        match alt {
+                            Cond::InZones(zs) => ids.extend_from_slice(zs),
+                            _ => return None,
+                        }
+                    }
+                    g.set_zones(ids.into_iter())?;
+                }
+                _ => return None,
+            }
+        }
+        Some(g)
+    }
+
+    fn set_zones(&mut self, zs: impl Iterator<Item = u32>) -> Option<()> {
+        for z in zs {
+            let slot = self.zones.get_mut(usize::from(self.nzones))?;
+            *slot = z;
+            self.nzones += 1;
+        }
+        (self.nzones > 0).then_some(())
+    }
 }
 
 /// A condition with names resolved.
@@ -399,6 +465,7 @@ impl Compiler {
                 nfc_index.entry(t.clone()).or_default().push((zone, false));
             }
         }
+        let gates = rules.iter().map(|r| Gate::of(&r.cond)).collect();
         let rule_index = rules
             .iter()
             .enumerate()
@@ -416,6 +483,7 @@ impl Compiler {
             nfc_index,
             geofences,
             rules,
+            gates,
             block_rules,
             share_rules,
             camera_rules,

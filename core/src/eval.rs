@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::bitset::BitSet;
-use crate::compile::{CompiledPolicy, Cond, TAMPER_RULE};
+use crate::compile::{CompiledPolicy, Cond, Gate, TAMPER_RULE};
 use crate::context::Context;
 use crate::decision::{Decision, Verdict};
 use crate::event::{Event, EventKind};
@@ -87,6 +87,22 @@ fn holds(c: &Cond, f: &Facts<'_>) -> bool {
     }
 }
 
+impl Gate {
+    fn holds(&self, f: &Facts<'_>) -> bool {
+        self.clearance.is_none_or(|l| f.clearance >= l)
+            && self
+                .custody
+                .is_none_or(|l| f.custody_max.is_some_and(|m| m >= l))
+            && self
+                .any_zone
+                .is_none_or(|inside| f.zones.is_empty() != inside)
+            && (self.nzones == 0
+                || self.zones[..usize::from(self.nzones).min(2)]
+                    .iter()
+                    .any(|z| f.zones.contains(*z as usize)))
+    }
+}
+
 /// Derives which rules apply. `previous` lets an unchanged posture keep its allocation, so
 /// callers can compare postures by pointer.
 pub fn activate(
@@ -112,7 +128,11 @@ pub fn activate(
     let (mut camera, mut screen) = (false, false);
     let mut blocked = BitSet::with_len(policy.packages.len());
     for (i, r) in policy.rules.iter().enumerate() {
-        if holds(&r.cond, &facts) {
+        let on = match policy.gates.get(i) {
+            Some(Some(g)) => g.holds(&facts),
+            _ => holds(&r.cond, &facts),
+        };
+        if on {
             active.insert(i);
             // Monitor rules record; they never change the device.
             if r.mode == Mode::Enforce {
@@ -364,5 +384,99 @@ pub fn decide(policy: &CompiledPolicy, ctx: &Context, act: &Activation, event: &
         | EventKind::WifiConnected { .. }
         | EventKind::WifiDisconnected {}
         | EventKind::NfcTag { .. } => m.finish(event, act, |_| {}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::Platform;
+    use crate::policy::Policy;
+
+    /// Every shape of condition: the flat gates must agree with the condition trees in every
+    /// context, and the shapes a gate cannot express must fall back to the tree.
+    #[test]
+    fn gates_agree_with_condition_trees() {
+        let zone = |n: &str| format!(r#""{n}": {{"nfc_check_in": ["{n}:in"]}}"#);
+        let rules = [
+            r#"{"clearance_at_least": "general"}"#,
+            r#"{"custody_at_least": "secret"}"#,
+            r#"{"in_any_zone": true}"#,
+            r#"{"in_any_zone": false}"#,
+            r#"{"in_zone": ["a", "b"]}"#,
+            r#"{"in_zone": ["a", "b", "c"]}"#,
+            r#"{"all": [{"clearance_at_least": "important"}, {"in_zone": ["c"]}, {"custody_at_least": "work_secret"}]}"#,
+            r#"{"all": [{"clearance_at_least": "general"}, {"any": [{"in_zone": ["a"]}, {"in_zone": ["b"]}]}]}"#,
+            r#"{"all": [{"in_zone": ["a"]}, {"in_zone": ["b"]}]}"#,
+            r#"{"any": [{"in_zone": ["a"]}, {"custody_at_least": "secret"}]}"#,
+            r#"{"not": {"in_any_zone": true}}"#,
+            r#"{"all": [{"in_any_zone": true}, {"not": {"custody_at_least": "secret"}}]}"#,
+        ];
+        let rule_json: Vec<String> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                format!(r#"{{"id": "r{i}", "when": {w}, "effects": ["disable_camera"]}}"#)
+            })
+            .collect();
+        let doc = format!(
+            r#"{{"format": 1, "policy_id": "shapes", "app_sets": {{}}, "zones": {{{}, {}, {}}},
+               "rules": [{}],
+               "sync": {{"interval_s": 900, "max_offline_s": 86400,
+                         "fail_closed": {{"camera_disabled": true, "screen_capture_disabled": true}}}}}}"#,
+            zone("a"),
+            zone("b"),
+            zone("c"),
+            rule_json.join(",")
+        );
+        let policy = CompiledPolicy::compile(
+            Policy::from_json(doc.as_bytes()).unwrap(),
+            Platform::Android,
+        )
+        .unwrap();
+        let gated: Vec<usize> = (0..policy.gates.len())
+            .filter(|i| policy.gates[*i].is_some())
+            .collect();
+        assert_eq!(gated, [0, 1, 2, 3, 4, 6, 7], "which shapes are gates");
+        let levels = [
+            Clearance::None,
+            Clearance::General,
+            Clearance::Important,
+            Clearance::Core,
+        ];
+        let custody = [
+            None,
+            Some(Classification::WorkSecret),
+            Some(Classification::Secret),
+            Some(Classification::TopSecret),
+        ];
+        for zone_mask in 0..8u32 {
+            let mut zones = BitSet::with_len(policy.zones.len());
+            for z in 0..3 {
+                if zone_mask & (1 << z) != 0 {
+                    zones.insert(z);
+                }
+            }
+            for clearance in levels {
+                for custody_max in custody {
+                    let f = Facts {
+                        clearance,
+                        custody_max,
+                        zones: &zones,
+                        now: Timestamp(0),
+                        fail_closed: false,
+                    };
+                    for (i, r) in policy.rules.iter().enumerate() {
+                        if let Some(Some(g)) = policy.gates.get(i) {
+                            assert_eq!(
+                                g.holds(&f),
+                                holds(&r.cond, &f),
+                                "rule {i} zones {zone_mask:03b} {clearance:?} {custody_max:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
