@@ -38,6 +38,11 @@ fn ev(json: &str) -> Event {
     Event::from_json_line(1, json).unwrap()
 }
 
+/// An event at `AT + s` seconds; `rest` is the JSON after `"at"`.
+fn evt(s: u32, rest: &str) -> Event {
+    ev(&format!(r#"{{"at":"{}",{rest}}}"#, t(s)))
+}
+
 fn t(s: u32) -> String {
     Timestamp::parse(AT)
         .unwrap()
@@ -53,14 +58,11 @@ fn engine(policy: Policy, check_in: &str) -> Engine {
         Clearance::Important,
         Timestamp::parse(AT).unwrap(),
     );
-    e.handle(&ev(&format!(
-        r#"{{"at":"{}","type":"nfc_tag","tag":"{check_in}"}}"#,
-        t(0)
-    )));
-    e.handle(&ev(&format!(
-        r#"{{"at":"{}","type":"custody_started","document":"D-1","classification":"secret"}}"#,
-        t(1)
-    )));
+    e.handle(&evt(0, &format!(r#""type":"nfc_tag","tag":"{check_in}""#)));
+    e.handle(&evt(
+        1,
+        r#""type":"custody_started","document":"D-1","classification":"secret""#,
+    ));
     e
 }
 
@@ -112,87 +114,78 @@ fn decision(c: &mut Criterion) {
     let events: Vec<(&str, Event)> = vec![
         (
             "app_launched/banned",
-            ev(&format!(
-                r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#,
-                t(10)
-            )),
+            evt(10, r#""type":"app_launched","package":"com.tencent.mm""#),
         ),
         (
             "app_launched/allowed",
-            ev(&format!(
-                r#"{{"at":"{}","type":"app_launched","package":"com.android.calculator2"}}"#,
-                t(10)
-            )),
+            evt(
+                10,
+                r#""type":"app_launched","package":"com.android.calculator2""#,
+            ),
         ),
         (
             "camera_opened",
-            ev(&format!(
-                r#"{{"at":"{}","type":"camera_opened","package":"com.android.camera"}}"#,
-                t(10)
-            )),
+            evt(
+                10,
+                r#""type":"camera_opened","package":"com.android.camera""#,
+            ),
         ),
         (
             "photo_captured",
-            ev(&format!(
-                r#"{{"at":"{}","type":"photo_captured","package":"com.android.camera"}}"#,
-                t(10)
-            )),
+            evt(
+                10,
+                r#""type":"photo_captured","package":"com.android.camera""#,
+            ),
         ),
         (
             "screen_captured",
-            ev(&format!(
-                r#"{{"at":"{}","type":"screen_captured","package":"com.android.systemui"}}"#,
-                t(10)
-            )),
+            evt(
+                10,
+                r#""type":"screen_captured","package":"com.android.systemui""#,
+            ),
         ),
         (
             "share",
-            ev(&format!(
-                r#"{{"at":"{}","type":"share","from_package":"com.android.gallery3d","to_package":"com.tencent.mm","mime":"image/jpeg"}}"#,
-                t(10)
-            )),
+            evt(
+                10,
+                r#""type":"share","from_package":"com.android.gallery3d","to_package":"com.tencent.mm","mime":"image/jpeg""#,
+            ),
         ),
         (
             "app_installed",
-            ev(&format!(
-                r#"{{"at":"{}","type":"app_installed","package":"com.example.notes"}}"#,
-                t(10)
-            )),
+            evt(
+                10,
+                r#""type":"app_installed","package":"com.example.notes""#,
+            ),
         ),
         (
             "beacon_seen/same_zone",
-            ev(&format!(
-                r#"{{"at":"{}","type":"beacon_seen","uuid":"f7826da6-4fa2-4e98-8024-bc5b71e0893e","major":100,"minor":1,"rssi":-60}}"#,
-                t(10)
-            )),
+            evt(
+                10,
+                r#""type":"beacon_seen","uuid":"f7826da6-4fa2-4e98-8024-bc5b71e0893e","major":100,"minor":1,"rssi":-60"#,
+            ),
         ),
         (
             "location/outside",
-            ev(&format!(
-                r#"{{"at":"{}","type":"location","lat":31.2,"lon":121.5,"accuracy_m":10}}"#,
-                t(10)
-            )),
+            evt(
+                10,
+                r#""type":"location","lat":31.2,"lon":121.5,"accuracy_m":10"#,
+            ),
         ),
         (
             "wifi_connected/other",
-            ev(&format!(
-                r#"{{"at":"{}","type":"wifi_connected","bssid":"02:aa:bb:cc:dd:ee"}}"#,
-                t(10)
-            )),
+            evt(10, r#""type":"wifi_connected","bssid":"02:aa:bb:cc:dd:ee""#),
         ),
         (
             "custody_started/same",
-            ev(&format!(
-                r#"{{"at":"{}","type":"custody_started","document":"D-1","classification":"secret"}}"#,
-                t(10)
-            )),
+            evt(
+                10,
+                r#""type":"custody_started","document":"D-1","classification":"secret""#,
+            ),
         ),
         (
             "tamper",
-            ev(&format!(
-                r#"{{"at":"{}","type":"tamper","kind":"root_detected"}}"#,
-                t(10)
-            )),
+            evt(10, r#""type":"tamper","kind":"root_detected""#),
         ),
     ];
     for (name, event) in &events {
@@ -223,10 +216,7 @@ fn decision(c: &mut Criterion) {
         let pkg = package(4 % sets, 0);
         let policy = Policy::from_json(policy_json(n).as_bytes()).unwrap();
         let mut e = engine(policy, &format!("gen:zone-{zone}:in"));
-        let launch = ev(&format!(
-            r#"{{"at":"{}","type":"app_launched","package":"{pkg}"}}"#,
-            t(10)
-        ));
+        let launch = evt(10, &format!(r#""type":"app_launched","package":"{pkg}""#));
         assert!(
             e.handle(&launch).violation,
             "n={n}: the launch must be denied"
@@ -247,14 +237,8 @@ fn decision(c: &mut Criterion) {
     let mut g = c.benchmark_group("posture_recompute/1000_rules");
     let policy = Policy::from_json(policy_json(1000).as_bytes()).unwrap();
     let mut e = engine(policy, "gen:zone-4:in");
-    let out = ev(&format!(
-        r#"{{"at":"{}","type":"nfc_tag","tag":"gen:zone-4:out"}}"#,
-        t(20)
-    ));
-    let back = ev(&format!(
-        r#"{{"at":"{}","type":"nfc_tag","tag":"gen:zone-4:in"}}"#,
-        t(21)
-    ));
+    let out = evt(20, r#""type":"nfc_tag","tag":"gen:zone-4:out""#);
+    let back = evt(21, r#""type":"nfc_tag","tag":"gen:zone-4:in""#);
     assert!(e.handle(&out).posture_changed);
     assert!(e.handle(&back).posture_changed);
     g.bench_function("zone_left_then_entered", |b| {
@@ -263,24 +247,23 @@ fn decision(c: &mut Criterion) {
             black_box(e.handle(&back))
         })
     });
-    let end = ev(&format!(
-        r#"{{"at":"{}","type":"custody_ended","document":"D-1"}}"#,
-        t(22)
-    ));
-    let start = ev(&format!(
-        r#"{{"at":"{}","type":"custody_started","document":"D-1","classification":"secret"}}"#,
-        t(23)
-    ));
+    let end = evt(22, r#""type":"custody_ended","document":"D-1""#);
+    let start = evt(
+        23,
+        r#""type":"custody_started","document":"D-1","classification":"secret""#,
+    );
     g.bench_function("custody_ended_then_started", |b| {
         b.iter(|| {
             black_box(e.handle(&end));
             black_box(e.handle(&start))
         })
     });
-    let beacon = ev(&format!(
-        r#"{{"at":"{}","type":"beacon_seen","uuid":"{GENERATED_BEACON_UUID}","major":1007,"minor":1,"rssi":-60}}"#,
-        t(24)
-    ));
+    let beacon = evt(
+        24,
+        &format!(
+            r#""type":"beacon_seen","uuid":"{GENERATED_BEACON_UUID}","major":1007,"minor":1,"rssi":-60"#
+        ),
+    );
     g.bench_function("beacon_seen_same_zone", |b| {
         b.iter(|| black_box(e.handle(&beacon)))
     });
