@@ -588,6 +588,18 @@ impl Server {
                     now.0.into(),
                 ],
             )?;
+            // The device -> holder index the check-ins read, replaced with the bundle in the
+            // same transaction. The first assignment naming a device wins, as on the device
+            // (`Policy::holder_for_device`).
+            c.execute("DELETE FROM device_holders", &[])?;
+            for h in &v.policy.holders {
+                for d in &h.devices {
+                    c.execute(
+                        "INSERT INTO device_holders (device_id, holder) VALUES ($1, $2) ON CONFLICT (device_id) DO NOTHING",
+                        &[d.clone().into(), h.holder.clone().into()],
+                    )?;
+                }
+            }
             Ok(())
         })?;
         Ok(state)
@@ -654,24 +666,15 @@ fn latest_bundle(c: &mut dyn Conn) -> Result<Option<PolicyState>, ApiError> {
     }))
 }
 
-/// The holder a device is issued to, per the newest published bundle.
+/// The holder a device is issued to, per the newest published bundle (indexed at publish
+/// time, so a check-in never parses the fleet's assignment list).
 fn holder_of(c: &mut dyn Conn, dev: &str) -> Result<Option<String>, ApiError> {
-    let Some(holders) = c
-        .query(
-            "SELECT holders FROM bundles ORDER BY version DESC LIMIT 1",
-            &[],
-        )?
-        .first()
-        .and_then(|r| text(r, 0))
-    else {
-        return Ok(None);
-    };
-    let list: Vec<baomi_core::policy::model::HolderAssignment> =
-        serde_json::from_str(&holders).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(list
-        .into_iter()
-        .find(|h| h.devices.iter().any(|d| d == dev))
-        .map(|h| h.holder))
+    Ok(c.query(
+        "SELECT holder FROM device_holders WHERE device_id = $1",
+        &[dev.into()],
+    )?
+    .first()
+    .and_then(|r| text(r, 0)))
 }
 
 /// Tokens are stored hashed: a leaked database enrols nobody.

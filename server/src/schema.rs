@@ -60,6 +60,10 @@ CREATE TABLE IF NOT EXISTS bundles (
     holders TEXT NOT NULL,
     published_at BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS device_holders (
+    device_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL
+);
 ";
 
 /// Creates the tables if missing.
