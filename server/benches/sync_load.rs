@@ -58,11 +58,7 @@ fn post(t: &HttpTransport, id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) 
     let mut headers = vec![];
     if let Some(id) = id {
         let auth = id.sign("POST", p, &body, Timestamp::now()).unwrap();
-        headers = auth
-            .headers()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        headers = auth.headers();
     }
     let r = t
         .send(&HttpRequest {

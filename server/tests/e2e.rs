@@ -337,7 +337,7 @@ fn violations_arrive_exactly_once() {
         // nothing, and a sync with nothing new uploads nothing.
         let upload = rec.last(path::UPLOAD);
         let id = d.agent.identity().unwrap();
-        let resp = resend(&srv.base, &id, &upload.body, Timestamp::now());
+        let resp = signed(&srv.base, &id, path::UPLOAD, &upload.body, Timestamp::now());
         assert_eq!(resp.status, 200, "{}", b.label);
         let r = sync_now(
             &mut d.agent,
@@ -506,9 +506,10 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
         assert_eq!(raw.send(&unsigned).unwrap().status, 401);
         // Stale: signed ten minutes ago.
         let ida = a.agent.identity().unwrap();
-        let stale = resend(
+        let stale = signed(
             &srv.base,
             &ida,
+            path::CHECK_IN,
             &check_in.body,
             Timestamp::now().plus_seconds(-600),
         );
@@ -915,28 +916,10 @@ fn signed(
         .send(&HttpRequest {
             method: "POST".into(),
             path: p.into(),
-            headers: auth
-                .headers()
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
+            headers: auth.headers(),
             body: body.to_vec(),
         })
         .unwrap()
-}
-
-fn resend(
-    base: &str,
-    id: &baomi_core::sync::identity::DeviceIdentity,
-    body: &[u8],
-    at: Timestamp,
-) -> HttpResponse {
-    let p = if body.windows(9).any(|w| w == b"\"sealed\":") {
-        path::UPLOAD
-    } else {
-        path::CHECK_IN
-    };
-    signed(base, id, p, body, at)
 }
 
 fn code(r: &HttpResponse) -> String {

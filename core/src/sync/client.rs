@@ -524,7 +524,7 @@ fn exchange<Req: Serialize, Resp: DeserializeOwned>(
         let auth = id
             .sign("POST", path, &body, now)
             .ok_or_else(|| proto("random source failed".into()))?;
-        headers.extend(auth.headers().into_iter().map(|(k, v)| (k.to_owned(), v)));
+        headers.extend(auth.headers());
     }
     let resp = transport.send(&HttpRequest {
         method: "POST".into(),

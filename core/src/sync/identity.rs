@@ -40,13 +40,13 @@ pub struct RequestAuth {
 }
 
 impl RequestAuth {
-    /// As HTTP headers.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
+    /// As HTTP headers (name, value), ready for an [`super::HttpRequest`].
+    pub fn headers(&self) -> Vec<(String, String)> {
         vec![
-            (HEADER_DEVICE, self.device_id.clone()),
-            (HEADER_TIMESTAMP, self.timestamp.0.to_string()),
-            (HEADER_NONCE, self.nonce.clone()),
-            (HEADER_SIGNATURE, self.signature.clone()),
+            (HEADER_DEVICE.into(), self.device_id.clone()),
+            (HEADER_TIMESTAMP.into(), self.timestamp.0.to_string()),
+            (HEADER_NONCE.into(), self.nonce.clone()),
+            (HEADER_SIGNATURE.into(), self.signature.clone()),
         ]
     }
 }
