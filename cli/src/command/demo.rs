@@ -250,11 +250,7 @@ fn event_text(e: &Event) -> String {
 }
 
 /// "camera off, capture off, 5 apps blocked" or "open".
-pub fn posture_summary(p: &Posture) -> String {
-    posture_text(p)
-}
-
-fn posture_text(p: &Posture) -> String {
+pub fn posture_text(p: &Posture) -> String {
     let mut parts = Vec::new();
     if p.camera_disabled {
         parts.push("camera off".to_owned());

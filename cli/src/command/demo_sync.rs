@@ -98,7 +98,7 @@ pub fn run(o: &Office<'_>) -> Result<(), CliError> {
     println!(
         "   sync 1: installed bundle v{}, posture {}",
         r.bundle_installed.unwrap_or(0),
-        super::demo::posture_summary(&r.posture)
+        super::demo::posture_text(&r.posture)
     );
 
     // The first published case happens on this phone.
@@ -141,7 +141,7 @@ pub fn run(o: &Office<'_>) -> Result<(), CliError> {
         r.uploaded,
         r.acked_through,
         r.custody_applied,
-        super::demo::posture_summary(&r.posture)
+        super::demo::posture_text(&r.posture)
     );
 
     println!("   the officer's view (baomi-server devices / violations):");
