@@ -29,11 +29,6 @@ pub fn new_token(server: &Server, hours: i64) -> Result<String, ApiError> {
     Ok(token)
 }
 
-/// `POST /v1/registry/custody` and `baomi-server custody post`.
-pub fn post_custody(server: &Server, body: &[u8]) -> Result<u64, ApiError> {
-    server.accept_custody(body)
-}
-
 /// One device as the officer sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceRow {

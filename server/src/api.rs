@@ -191,7 +191,7 @@ impl Server {
                 self.finish(&dev, parse(body)?)
             }
             path::REGISTRY_CUSTODY => {
-                let n = crate::admin::post_custody(self, body)?;
+                let n = self.accept_custody(body)?;
                 json(&serde_json::json!({ "cursor": n }))
             }
             _ => Err(ApiError::new(404, "not_found", format!("no endpoint {p}"))),
@@ -629,7 +629,8 @@ impl Server {
         Ok(next.version())
     }
 
-    /// Verifies a registry custody record and appends it to the feed; returns its cursor.
+    /// Verifies a registry custody record and appends it to the feed (`POST
+    /// /v1/registry/custody`, `baomi-server custody post`); returns its cursor.
     /// Posting the same record twice is idempotent.
     pub fn accept_custody(&self, bytes: &[u8]) -> Result<u64, ApiError> {
         let trust = self

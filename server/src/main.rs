@@ -193,8 +193,9 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Custody(PostCmd::Post { file, db }) => {
-            let c =
-                admin::post_custody(&open(&db, 1, None)?, &read(&file)?).map_err(|e| e.message)?;
+            let c = open(&db, 1, None)?
+                .accept_custody(&read(&file)?)
+                .map_err(|e| e.message)?;
             println!("custody record at feed position {c}");
             Ok(())
         }
