@@ -252,8 +252,15 @@ impl Agent {
         }
     }
 
-    /// Decides an event; records it if it is a violation.
+    /// Decides an event; records it if it is a violation. Time-only changes up to the event
+    /// (see [`Agent::tick`]) are settled first.
     pub fn handle(&mut self, event: &Event) -> Result<Decision, AgentError> {
+        if self.engine.is_none() {
+            return Err(AgentError::NoPolicy);
+        }
+        // Whatever time alone changed (a sync deadline passed) is settled, and recorded,
+        // before the event: every caller gets it without ticking first.
+        self.tick(event.at)?;
         let engine = self.engine.as_mut().ok_or(AgentError::NoPolicy)?;
         let decision = engine.handle(event);
         let policy = self.installed.as_ref().map(|(h, _)| PolicyRef {

@@ -277,7 +277,6 @@ impl Device {
             ),
         )
         .unwrap();
-        self.agent.tick(at).unwrap();
         assert!(self.agent.handle(&ev).unwrap().violation);
     }
 

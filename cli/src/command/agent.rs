@@ -153,7 +153,6 @@ pub fn run(cmd: AgentCmd) -> Result<(), CliError> {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             for ev in &events {
-                agent.tick(ev.at).map_err(CliError::refused)?;
                 let d = agent.handle(ev).map_err(CliError::refused)?;
                 let line = serde_json::to_string(&d).map_err(|e| CliError::Io(e.to_string()))?;
                 writeln!(out, "{line}").map_err(|e| CliError::Io(format!("stdout: {e}")))?;

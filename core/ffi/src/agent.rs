@@ -43,9 +43,7 @@ impl BaomiAgent {
 
     /// Decides a parsed event (shared by the uniffi and JNI paths).
     pub(crate) fn decide(&self, event: &Event) -> Result<baomi_core::Decision, BaomiError> {
-        let mut agent = self.lock()?;
-        agent.tick(event.at)?;
-        Ok(agent.handle(event)?)
+        Ok(self.lock()?.handle(event)?)
     }
 }
 
