@@ -230,6 +230,161 @@ fn altered_bookkeeping_is_reported_and_recording_goes_on() {
     let mut s = open(dir.path(), &kek);
     assert!(s.bookkeeping_altered());
     assert_eq!(s.append(&record(4)).unwrap(), 4);
+    // Sealed state is not handed out under a head that does not authenticate.
+    assert!(matches!(
+        s.get_state("context"),
+        Err(StoreError::Integrity(ChainError::Bookkeeping {
+            which: "head"
+        }))
+    ));
+}
+
+// Attack 2 (docs/SECURITY.md): delete every unacknowledged record and the head row.
+#[test]
+fn a_log_truncated_with_its_head_row_fails_verify() {
+    let (dir, kek) = filled(3);
+    raw(dir.path())
+        .execute_batch("DELETE FROM violations; DELETE FROM meta WHERE name = 'head';")
+        .unwrap();
+    let s = open(dir.path(), &kek);
+    assert!(s.bookkeeping_altered());
+    assert_eq!(
+        chain_error(dir.path(), &kek),
+        ChainError::Bookkeeping { which: "head" }
+    );
+    // The same on a store that never recorded anything: the head exists from creation.
+    let (dir, kek) = filled(0);
+    raw(dir.path())
+        .execute("DELETE FROM meta WHERE name = 'head'", [])
+        .unwrap();
+    assert_eq!(
+        chain_error(dir.path(), &kek),
+        ChainError::Bookkeeping { which: "head" }
+    );
+    let (dir, kek) = filled(2);
+    raw(dir.path())
+        .execute("DELETE FROM meta WHERE name = 'anchor'", [])
+        .unwrap();
+    assert_eq!(
+        chain_error(dir.path(), &kek),
+        ChainError::Bookkeeping { which: "anchor" }
+    );
+}
+
+// Attack 3: restoring an older copy of the file must not make the store reuse a nonce.
+#[test]
+fn nonces_never_repeat_across_a_restored_older_copy() {
+    let (dir, kek) = filled(1);
+    let db = dir.path().join("store").join(DB_FILE);
+    let older = std::fs::read(&db).unwrap();
+    let nonces = |dir: &Path| -> Vec<Vec<u8>> {
+        let c = raw(dir);
+        let mut st = c
+            .prepare("SELECT nonce FROM violations UNION ALL SELECT nonce FROM state")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let before: std::collections::BTreeSet<Vec<u8>> = nonces(dir.path()).into_iter().collect();
+    let session = || -> Vec<Vec<u8>> {
+        let mut s = open(dir.path(), &kek);
+        for i in 2..=5 {
+            s.append(&record(i)).unwrap();
+        }
+        s.put_state("sync", b"after").unwrap();
+        drop(s);
+        nonces(dir.path())
+            .into_iter()
+            .filter(|n| !before.contains(n))
+            .collect()
+    };
+    let mut sealed = session();
+    assert_eq!(sealed.len(), 5);
+    // The holder restores the older file (and with it any nonce bookkeeping) and records go on.
+    std::fs::write(&db, &older).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("store").join(format!("{DB_FILE}-wal")));
+    sealed.extend(session());
+    let unique: std::collections::BTreeSet<_> = sealed.iter().collect();
+    assert_eq!(unique.len(), 10, "a nonce was sealed twice");
+}
+
+// Attack 4: an older state row copied back is refused, never served.
+#[test]
+fn a_state_row_copied_back_from_an_older_copy_is_refused() {
+    let (dir, kek) = filled(0);
+    let mut s = open(dir.path(), &kek);
+    s.put_states(&[("installed_policy", b"v1"), ("trust_root", b"root-1")])
+        .unwrap();
+    let g1 = s.generation();
+    drop(s);
+    let old: (Vec<u8>, Vec<u8>) = raw(dir.path())
+        .query_row(
+            "SELECT nonce, sealed FROM state WHERE name = 'installed_policy'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let mut s = open(dir.path(), &kek);
+    s.put_state("installed_policy", b"v2").unwrap();
+    assert!(s.generation() > g1);
+    drop(s);
+    raw(dir.path())
+        .execute(
+            "UPDATE state SET nonce = ?1, sealed = ?2 WHERE name = 'installed_policy'",
+            rusqlite::params![old.0, old.1],
+        )
+        .unwrap();
+    let mut s = open(dir.path(), &kek);
+    assert_eq!(s.state_fault(), Some(&ChainError::StateRolledBack));
+    for name in ["installed_policy", "trust_root"] {
+        assert_eq!(
+            s.get_state(name),
+            Err(StoreError::Integrity(ChainError::StateRolledBack))
+        );
+    }
+    // Nothing is written over it either (that would bless the rolled-back row).
+    assert_eq!(
+        s.put_state("context", b"x"),
+        Err(StoreError::Integrity(ChainError::StateRolledBack))
+    );
+    // Evidence still goes in.
+    assert_eq!(s.append(&record(1)).unwrap(), 1);
+    drop(s);
+    assert_eq!(chain_error(dir.path(), &kek), ChainError::StateRolledBack);
+    // A deleted state row is the same.
+    let (dir, kek) = filled(0);
+    let mut s = open(dir.path(), &kek);
+    s.put_state("trust_root", b"root-2").unwrap();
+    drop(s);
+    raw(dir.path()).execute("DELETE FROM state", []).unwrap();
+    let s = open(dir.path(), &kek);
+    assert_eq!(s.state_fault(), Some(&ChainError::StateRolledBack));
+}
+
+// A store written by the schema-1 agent is refused with a clear error, untouched.
+#[test]
+fn a_schema_1_store_is_refused_untouched() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    for f in [DB_FILE, "host-kek.bin"] {
+        std::fs::copy(fixture.join(f), store.join(f)).unwrap();
+    }
+    let before = std::fs::read(store.join(DB_FILE)).unwrap();
+    let kek = HostFileKeyProvider::open_or_create(&store.join("host-kek.bin")).unwrap();
+    let err = Store::open(&store, &kek, StoreOptions::default()).unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::UnsupportedSchema {
+            found: 1,
+            supported: 2
+        }
+    );
+    assert!(err.to_string().contains("earlier agent"), "{err}");
+    assert_eq!(std::fs::read(store.join(DB_FILE)).unwrap(), before);
 }
 
 #[test]
@@ -452,6 +607,6 @@ fn state_survives_reopening_and_is_bound_to_its_name() {
     let s = open(dir.path(), &kek);
     assert!(matches!(
         s.get_state("context"),
-        Err(StoreError::Corrupt { .. })
+        Err(StoreError::Integrity(ChainError::StateRolledBack))
     ));
 }

@@ -33,6 +33,17 @@ pub enum StoreError {
         /// Newest this agent knows.
         supported: i64,
     },
+    /// Written by an earlier agent whose format this one does not migrate (see
+    /// `store::schema`): the file is left untouched for the earlier agent to drain.
+    #[error(
+        "store schema version {found} is from an earlier agent and is not migrated to {supported}: sync it empty with that agent (or export it with `baomi log show`), then remove it"
+    )]
+    UnsupportedSchema {
+        /// Version in the file.
+        found: i64,
+        /// Version this agent writes.
+        supported: i64,
+    },
     /// The key provider returned a key that does not open this store.
     #[error("the data key does not match this store (wrong key provider or key)")]
     WrongKey,
@@ -61,6 +72,15 @@ pub enum StoreError {
         /// Parser message.
         reason: String,
     },
+    /// The system's random source failed (nothing was written).
+    #[error("the system random source failed; nothing was written")]
+    Random,
+    /// A cryptographic operation failed (nothing was written).
+    #[error("{0} failed; nothing was written")]
+    Crypto(&'static str),
+    /// A record or state value could not be encoded (a bug, never input).
+    #[error("encoding: {0}")]
+    Encode(String),
     /// Any other SQLite failure.
     #[error("sqlite: {0}")]
     Sqlite(String),
@@ -92,12 +112,17 @@ pub enum ChainError {
         /// Newest record the store had committed.
         head: u64,
     },
-    /// The stored head or anchor does not authenticate, or does not match the last record.
-    #[error("the chain {which} was altered")]
+    /// The stored head or anchor is missing, does not authenticate, or does not match the
+    /// last record.
+    #[error("the chain {which} was altered or removed")]
     Bookkeeping {
         /// `head` or `anchor`.
         which: &'static str,
     },
+    /// Sealed agent state does not match the head's state root: rows were copied back from
+    /// an older copy of the store, deleted, or moved.
+    #[error("sealed agent state does not match the chain head (rolled back, deleted or moved)")]
+    StateRolledBack,
 }
 
 impl StoreError {

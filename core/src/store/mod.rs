@@ -7,8 +7,18 @@
 //! deleted without [`Store::verify`] naming the first broken link. The chain head and the
 //! acknowledgement anchor are HMAC'd with a second HKDF-derived key.
 //!
-//! Nonces are `epoch (4 bytes) || counter (8 bytes)`; the epoch is bumped and committed before
-//! a session's first seal, so a crash can never reuse a nonce, even for a rolled-back write.
+//! Nonces are 96 random bits from the system's CSPRNG for every seal, so nothing in the file
+//! (a deleted counter row, a restored older copy) can make the store reuse a (key, nonce)
+//! pair. A phone seals far fewer than the 2^32 messages per key for which random GCM nonces
+//! are safe (NIST SP 800-38D, 8.3).
+//!
+//! The head row is MAC'd and written in the same transaction as every record and every piece
+//! of sealed state. Besides the chain's newest link it carries a **generation** (bumped on
+//! every commit, reported to the server, which alerts when it goes back) and the **state
+//! root**, a digest of every sealed state row's tag: a state row copied back from an older copy
+//! of the file, deleted, or moved no longer matches the root, and the store refuses to hand
+//! out any state ([`ChainError::StateRolledBack`]) so the agent never runs an older policy.
+//! Head and anchor are provisioned at creation: a missing one is [`ChainError::Bookkeeping`].
 //!
 //! Records are deleted only when the server acknowledges them ([`Store::acknowledge`]); over
 //! the size cap the store keeps writing and reports [`Store::over_cap`] so the agent can raise
@@ -21,7 +31,10 @@ pub mod schema;
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use zeroize::Zeroizing;
 
@@ -68,6 +81,14 @@ impl Default for StoreOptions {
     }
 }
 
+/// The MAC'd head row: the chain's newest link, the commit generation and the state root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadMark {
+    link: Link,
+    generation: u64,
+    state_root: [u8; 32],
+}
+
 /// A position in the chain: the newest record's seq and tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Link {
@@ -108,8 +129,15 @@ pub struct Store {
     device_id: String,
     head: Link,
     anchor: Link,
-    epoch: Option<u32>,
-    counter: u64,
+    generation: u64,
+    /// Tag of every sealed state row, by name: what the head's state root digests.
+    state_tags: BTreeMap<String, [u8; TAG_LEN]>,
+    /// The state root the head carries. Appends copy it forward as it is, so evidence can be
+    /// recorded over rolled-back state without blessing it.
+    state_root: [u8; 32],
+    /// Why sealed state cannot be trusted, if it cannot (checked at open).
+    state_fault: Option<ChainError>,
+    rng: SystemRandom,
     max_bytes: u64,
     bookkeeping_ok: bool,
 }
@@ -127,7 +155,6 @@ const META_DEVICE: &str = "device_id";
 const META_PROVIDER: &str = "key_provider";
 const META_WRAPPED: &str = "wrapped_key";
 const META_KEY_CHECK: &str = "key_check";
-const META_EPOCH: &str = "nonce_epoch";
 const META_HEAD: &str = "head";
 const META_ANCHOR: &str = "anchor";
 
@@ -158,6 +185,12 @@ impl Store {
             .map_err(sql)?;
         if version > schema::VERSION {
             return Err(StoreError::NewerSchema {
+                found: version,
+                supported: schema::VERSION,
+            });
+        }
+        if (1..schema::VERSION).contains(&version) {
+            return Err(StoreError::UnsupportedSchema {
                 found: version,
                 supported: schema::VERSION,
             });
@@ -196,8 +229,15 @@ impl Store {
                     reason: "a database of another application".into(),
                 });
             }
+            Err(schema::InitError::Unsupported(found)) => {
+                return Err(StoreError::UnsupportedSchema {
+                    found,
+                    supported: schema::VERSION,
+                });
+            }
             Err(schema::InitError::Sql(e)) => return Err(sql(e)),
         }
+        let fresh = unlocked.is_none();
         let (keys, device_id) = match unlocked {
             Some(k) => k,
             None => Self::provision(&mut conn, &path, provider, opts.device_id)?,
@@ -209,11 +249,18 @@ impl Store {
             device_id,
             head: Link::GENESIS,
             anchor: Link::GENESIS,
-            epoch: None,
-            counter: 0,
+            generation: 0,
+            state_tags: BTreeMap::new(),
+            state_root: state_root(&BTreeMap::new()),
+            state_fault: None,
+            rng: SystemRandom::new(),
             max_bytes: opts.max_bytes,
             bookkeeping_ok: true,
         };
+        if fresh {
+            // Head and anchor exist from the first moment, so deleting them is detectable.
+            store.write_genesis()?;
+        }
         store.load_links()?;
         Ok(store)
     }
@@ -224,8 +271,7 @@ impl Store {
         provider: &dyn KeyProvider,
         device_id: Option<String>,
     ) -> Result<(StoreKeys, String), StoreError> {
-        let keys = StoreKeys::generate()
-            .ok_or_else(|| StoreError::KeyProvider("random source failed".into()))?;
+        let keys = StoreKeys::generate().ok_or(StoreError::Random)?;
         let wrapped = provider
             .wrap(keys.data_key.as_slice())
             .map_err(|e| StoreError::KeyProvider(e.to_string()))?;
@@ -242,7 +288,6 @@ impl Store {
             (META_PROVIDER, provider.key_id().into_bytes()),
             (META_WRAPPED, wrapped),
             (META_KEY_CHECK, check.as_ref().to_vec()),
-            (META_EPOCH, 0u32.to_be_bytes().to_vec()),
         ] {
             put_meta(&tx, name, &value).map_err(|e| StoreError::sqlite(path, e))?;
         }
@@ -304,6 +349,58 @@ impl Store {
         v
     }
 
+    fn head_message(&self, h: &HeadMark) -> Vec<u8> {
+        let mut msg = self.link_message(META_HEAD, &h.link);
+        msg.extend_from_slice(&h.generation.to_be_bytes());
+        msg.extend_from_slice(&h.state_root);
+        msg
+    }
+
+    fn encode_head(&self, h: &HeadMark) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + TAG_LEN + 8 + 32 + 32);
+        v.extend_from_slice(&h.link.seq.to_be_bytes());
+        v.extend_from_slice(&h.link.tag);
+        v.extend_from_slice(&h.generation.to_be_bytes());
+        v.extend_from_slice(&h.state_root);
+        v.extend_from_slice(hmac::sign(&self.keys.mac, &self.head_message(h)).as_ref());
+        v
+    }
+
+    /// Reads the MAC'd head row; `None` if absent, `Err` if altered.
+    fn read_head(&self) -> Result<Option<HeadMark>, ChainError> {
+        let raw = get_meta(&self.conn, META_HEAD).ok().flatten();
+        let Some(raw) = raw else { return Ok(None) };
+        let bad = ChainError::Bookkeeping { which: META_HEAD };
+        let (seq, rest) = raw.split_at_checked(8).ok_or(bad.clone())?;
+        let (tag, rest) = rest.split_at_checked(TAG_LEN).ok_or(bad.clone())?;
+        let (generation, rest) = rest.split_at_checked(8).ok_or(bad.clone())?;
+        let (root, mac) = rest.split_at_checked(32).ok_or(bad.clone())?;
+        let h = HeadMark {
+            link: Link {
+                seq: u64::from_be_bytes(seq.try_into().map_err(|_| bad.clone())?),
+                tag: tag.try_into().map_err(|_| bad.clone())?,
+            },
+            generation: u64::from_be_bytes(generation.try_into().map_err(|_| bad.clone())?),
+            state_root: root.try_into().map_err(|_| bad.clone())?,
+        };
+        hmac::verify(&self.keys.mac, &self.head_message(&h), mac).map_err(|_| bad)?;
+        Ok(Some(h))
+    }
+
+    fn write_genesis(&mut self) -> Result<(), StoreError> {
+        let head = self.encode_head(&HeadMark {
+            link: Link::GENESIS,
+            generation: 0,
+            state_root: self.state_root,
+        });
+        let anchor = self.encode_link(META_ANCHOR, &Link::GENESIS);
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        put_meta(&tx, META_HEAD, &head).map_err(sql)?;
+        put_meta(&tx, META_ANCHOR, &anchor).map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
     /// Reads a MAC'd link; `None` if absent, `Err` if altered.
     fn read_link(&self, which: &'static str) -> Result<Option<Link>, ChainError> {
         let raw = get_meta(&self.conn, which).ok().flatten();
@@ -319,12 +416,14 @@ impl Store {
         Ok(Some(l))
     }
 
-    /// Loads head and anchor. Altered bookkeeping does not stop the agent from recording: it
-    /// continues from the newest authentic-looking row and [`Store::verify`] reports the damage.
+    /// Loads head, anchor and the state tags. Altered chain bookkeeping does not stop the store
+    /// from recording evidence: it continues from the newest authentic-looking row and
+    /// [`Store::verify`] reports the damage. Sealed state is another matter: unless the head
+    /// authenticates and its state root matches the rows, no state is handed out.
     fn load_links(&mut self) -> Result<(), StoreError> {
         let anchor = self.read_link(META_ANCHOR);
-        let head = self.read_link(META_HEAD);
-        self.bookkeeping_ok = anchor.is_ok() && head.is_ok();
+        let head = self.read_head();
+        self.bookkeeping_ok = matches!(anchor, Ok(Some(_))) && matches!(head, Ok(Some(_)));
         self.anchor = anchor.ok().flatten().unwrap_or(Link::GENESIS);
         let last: Option<(u64, Vec<u8>)> = self
             .conn
@@ -336,13 +435,54 @@ impl Store {
             .optional()
             .map_err(|e| StoreError::sqlite(&self.path, e))?;
         let from_rows = last.and_then(|(seq, sealed)| tag_of(&sealed).map(|tag| Link { seq, tag }));
-        self.head = match (head.ok().flatten(), from_rows) {
+        self.state_tags = self.read_state_tags()?;
+        let head = match head {
+            Ok(Some(h)) => {
+                if state_root(&self.state_tags) != h.state_root {
+                    self.state_fault = Some(ChainError::StateRolledBack);
+                }
+                self.state_root = h.state_root;
+                Some(h)
+            }
+            Ok(None) => {
+                self.state_fault = Some(ChainError::Bookkeeping { which: META_HEAD });
+                self.state_root = [0; 32];
+                None
+            }
+            Err(e) => {
+                self.state_fault = Some(e);
+                self.state_root = [0; 32];
+                None
+            }
+        };
+        self.generation = head.map_or(0, |h| h.generation);
+        self.head = match (head.map(|h| h.link), from_rows) {
             (Some(h), Some(r)) if r.seq > h.seq => r,
             (Some(h), _) => h,
             (None, Some(r)) => r,
             (None, None) => self.anchor,
         };
         Ok(())
+    }
+
+    fn read_state_tags(&self) -> Result<BTreeMap<String, [u8; TAG_LEN]>, StoreError> {
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, sealed FROM state")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(sql)?;
+        let mut tags = BTreeMap::new();
+        for row in rows {
+            let (name, sealed) = row.map_err(sql)?;
+            // A row too short to carry a tag digests as zeros: it cannot match the root.
+            tags.insert(name, tag_of(&sealed).unwrap_or([0; TAG_LEN]));
+        }
+        Ok(tags)
     }
 
     /// The device id records are bound to.
@@ -365,33 +505,26 @@ impl Store {
         self.head.seq.saturating_sub(self.anchor.seq)
     }
 
-    /// Whether the head or anchor failed authentication at open.
+    /// Whether the head or anchor failed authentication (or was missing) at open.
     pub fn bookkeeping_altered(&self) -> bool {
         !self.bookkeeping_ok
     }
 
-    fn next_nonce(&mut self) -> Result<[u8; NONCE_LEN], StoreError> {
-        let epoch = match self.epoch {
-            Some(e) => e,
-            None => {
-                // Bump and commit before the first seal of this session (see module docs).
-                let current = get_meta(&self.conn, META_EPOCH)
-                    .map_err(|e| StoreError::sqlite(&self.path, e))?
-                    .and_then(|v| v.try_into().ok().map(u32::from_be_bytes))
-                    .unwrap_or(0);
-                let next = current
-                    .checked_add(1)
-                    .ok_or_else(|| StoreError::Sqlite("nonce epochs exhausted".into()))?;
-                put_meta(&self.conn, META_EPOCH, &next.to_be_bytes())
-                    .map_err(|e| StoreError::sqlite(&self.path, e))?;
-                self.epoch = Some(next);
-                next
-            }
-        };
-        self.counter += 1;
+    /// The commit generation: bumped by every append and every state write, reported at
+    /// check-in so the server sees a store restored from an older copy.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Why sealed state is not trusted, if it is not (rows rolled back, head altered).
+    pub fn state_fault(&self) -> Option<&ChainError> {
+        self.state_fault.as_ref()
+    }
+
+    /// A fresh random nonce: nothing in the file decides it.
+    fn next_nonce(&self) -> Result<[u8; NONCE_LEN], StoreError> {
         let mut n = [0u8; NONCE_LEN];
-        n[..4].copy_from_slice(&epoch.to_be_bytes());
-        n[4..].copy_from_slice(&self.counter.to_be_bytes());
+        self.rng.fill(&mut n).map_err(|_| StoreError::Random)?;
         Ok(n)
     }
 
@@ -410,7 +543,7 @@ impl Store {
         let seqs = self.append_batch(std::slice::from_ref(rec))?;
         seqs.last()
             .copied()
-            .ok_or_else(|| StoreError::Sqlite("empty batch".into()))
+            .ok_or(StoreError::Encode("empty batch".into()))
     }
 
     /// Appends records in one transaction: all or none are committed.
@@ -426,17 +559,21 @@ impl Store {
         let mut rows = Vec::with_capacity(recs.len());
         for (rec, nonce) in recs.iter().zip(nonces) {
             let seq = head.seq + 1;
-            let mut buf = serde_json::to_vec(rec).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+            let mut buf = serde_json::to_vec(rec).map_err(|e| StoreError::Encode(e.to_string()))?;
             let aad = self.record_aad(seq, &head.tag);
-            keys::seal(&self.keys.seal, nonce, &aad, &mut buf)
-                .ok_or_else(|| StoreError::Sqlite("seal failed".into()))?;
+            keys::seal(&self.keys.seal, nonce, &aad, &mut buf).ok_or(StoreError::Crypto("seal"))?;
             head = Link {
                 seq,
-                tag: tag_of(&buf).ok_or_else(|| StoreError::Sqlite("seal failed".into()))?,
+                tag: tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
             };
             rows.push((seq, nonce, buf));
         }
-        let head_bytes = self.encode_link(META_HEAD, &head);
+        let generation = self.generation + 1;
+        let head_bytes = self.encode_head(&HeadMark {
+            link: head,
+            generation,
+            state_root: self.state_root,
+        });
         let tx = self.conn.transaction().map_err(sql)?;
         {
             let mut ins = tx
@@ -450,6 +587,7 @@ impl Store {
         put_meta(&tx, META_HEAD, &head_bytes).map_err(sql)?;
         tx.commit().map_err(sql)?;
         self.head = head;
+        self.generation = generation;
         Ok(rows.into_iter().map(|(s, _, _)| s).collect())
     }
 
@@ -536,8 +674,13 @@ impl Store {
     /// Walks the whole chain from the anchor and reports the first broken link.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         let sql = |e| StoreError::sqlite(&self.path, e);
-        let anchor = self.read_link(META_ANCHOR)?.unwrap_or(Link::GENESIS);
-        let head = self.read_link(META_HEAD)?.unwrap_or(anchor);
+        let anchor = self
+            .read_link(META_ANCHOR)?
+            .ok_or(ChainError::Bookkeeping { which: META_ANCHOR })?;
+        let head = self
+            .read_head()?
+            .ok_or(ChainError::Bookkeeping { which: META_HEAD })?
+            .link;
         let mut stmt = self
             .conn
             .prepare("SELECT seq, nonce, sealed FROM violations ORDER BY seq")
@@ -589,6 +732,11 @@ impl Store {
         if head != at {
             return Err(ChainError::Bookkeeping { which: META_HEAD }.into());
         }
+        if state_root(&self.read_state_tags()?)
+            != self.read_head()?.map_or([0; 32], |h| h.state_root)
+        {
+            return Err(ChainError::StateRolledBack.into());
+        }
         Ok(VerifyReport {
             records: count,
             acked_through: anchor.seq,
@@ -638,22 +786,65 @@ impl Store {
 
     /// Stores a named piece of agent state, sealed.
     pub fn put_state(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        let nonce = self.next_nonce()?;
-        let mut buf = value.to_vec();
-        keys::seal(&self.keys.seal, nonce, &self.state_aad(name), &mut buf)
-            .ok_or_else(|| StoreError::Sqlite("seal failed".into()))?;
-        self.conn
-            .execute(
-                "INSERT INTO state (name, nonce, sealed) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(name) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed",
-                params![name, &nonce[..], buf],
-            )
-            .map_err(|e| StoreError::sqlite(&self.path, e))?;
+        self.put_states(&[(name, value)])
+    }
+
+    /// Stores several pieces of agent state in one transaction (one fsync), with the head's
+    /// generation and state root moved in the same commit.
+    pub fn put_states(&mut self, items: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        if let Some(fault) = &self.state_fault {
+            // Writing now would bless rows an attacker put back.
+            return Err(StoreError::Integrity(fault.clone()));
+        }
+        let mut tags = self.state_tags.clone();
+        let mut rows = Vec::with_capacity(items.len());
+        for (name, value) in items {
+            let nonce = self.next_nonce()?;
+            let mut buf = value.to_vec();
+            keys::seal(&self.keys.seal, nonce, &self.state_aad(name), &mut buf)
+                .ok_or(StoreError::Crypto("seal"))?;
+            tags.insert(
+                (*name).to_owned(),
+                tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
+            );
+            rows.push((*name, nonce, buf));
+        }
+        let generation = self.generation + 1;
+        let root = state_root(&tags);
+        let head_bytes = self.encode_head(&HeadMark {
+            link: self.head,
+            generation,
+            state_root: root,
+        });
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO state (name, nonce, sealed) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(name) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed",
+                )
+                .map_err(sql)?;
+            for (name, nonce, buf) in &rows {
+                upsert
+                    .execute(params![name, &nonce[..], buf])
+                    .map_err(sql)?;
+            }
+        }
+        put_meta(&tx, META_HEAD, &head_bytes).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.state_tags = tags;
+        self.state_root = root;
+        self.generation = generation;
         Ok(())
     }
 
-    /// Reads a named piece of agent state.
+    /// Reads a named piece of agent state. Refused when the state rows do not match the head
+    /// (see the module docs): an older policy or trust root is never handed out.
     pub fn get_state(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        if let Some(fault) = &self.state_fault {
+            return Err(StoreError::Integrity(fault.clone()));
+        }
         let row: Option<(Vec<u8>, Vec<u8>)> = self
             .conn
             .query_row(
@@ -677,7 +868,7 @@ impl Store {
     }
 
     fn state_aad(&self, name: &str) -> Vec<u8> {
-        let mut aad = b"baomi-state-v1".to_vec();
+        let mut aad = b"baomi-state-v2".to_vec();
         aad.extend_from_slice(&(self.device_id.len() as u32).to_be_bytes());
         aad.extend_from_slice(self.device_id.as_bytes());
         aad.extend_from_slice(name.as_bytes());
@@ -736,6 +927,20 @@ fn from_sql(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// What the head's state root commits to: every state row's name and tag, in name order.
+fn state_root(tags: &BTreeMap<String, [u8; TAG_LEN]>) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"baomi-state-root-v2");
+    for (name, tag) in tags {
+        ctx.update(&(name.len() as u64).to_be_bytes());
+        ctx.update(name.as_bytes());
+        ctx.update(tag);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 /// The last 16 bytes of a sealed blob: its GCM tag, the chain link.
 fn tag_of(sealed: &[u8]) -> Option<[u8; TAG_LEN]> {
     let start = sealed.len().checked_sub(TAG_LEN)?;
@@ -764,7 +969,7 @@ fn random_id() -> Result<String, StoreError> {
     let mut b = [0u8; 16];
     ring::rand::SystemRandom::new()
         .fill(&mut b)
-        .map_err(|_| StoreError::KeyProvider("random source failed".into()))?;
+        .map_err(|_| StoreError::Random)?;
     Ok(format!("dev-{}", crate::bundle::keys::hex(&b)))
 }
 

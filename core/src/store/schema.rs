@@ -2,14 +2,20 @@
 //!
 //! Tables:
 //! - `meta(name, value)`: what must be readable before the key is: device id, wrapped data
-//!   key, key check, nonce epoch, chain head and anchor (both MAC'd).
+//!   key, key check, chain head (with generation and state root) and anchor (both MAC'd).
 //! - `violations(seq, nonce, sealed)`: one sealed record per violation. Only the sequence
 //!   number is in clear: what the sync needs to page and acknowledge.
 //! - `state(name, nonce, sealed)`: sealed agent state (installed bundle, trust root, context,
 //!   sync cursors), so no package name, document id or zone is readable from the file.
 //!
 //! Versions:
-//! - 1: the tables above.
+//! - 1: the tables above; counter nonces (`nonce_epoch`), head of seq and tag only, created
+//!   lazily. **Not migrated**: its nonces could repeat and its state could be rolled back
+//!   without trace, so anything read from it would be blessed unchecked; no fleet ever ran it
+//!   (no release shipped). A v1 file is refused untouched with `UnsupportedSchema`
+//!   (`core/tests/fixtures/store-v1/` is a frozen v1 store the tests open).
+//! - 2: same tables; random nonces; head carries generation and state root, written with
+//!   every commit; head and anchor provisioned at creation.
 //!
 //! To migrate: bump [`VERSION`], add an arm to `upgrade_from`, add the old schema as a frozen
 //! fixture in the tests below.
@@ -17,9 +23,9 @@
 use rusqlite::Connection;
 
 /// Newest schema this agent writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
-pub(crate) const SCHEMA_V1: &str = "
+pub(crate) const SCHEMA_V2: &str = "
 CREATE TABLE meta (name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE violations (seq INTEGER PRIMARY KEY NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL);
 CREATE TABLE state (name TEXT PRIMARY KEY NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL) WITHOUT ROWID;
@@ -38,6 +44,7 @@ pub(crate) enum Init {
 #[derive(Debug)]
 pub(crate) enum InitError {
     Newer(i64),
+    Unsupported(i64),
     Foreign,
     Sql(rusqlite::Error),
 }
@@ -60,7 +67,7 @@ pub(crate) fn init(conn: &mut Connection) -> Result<Init, InitError> {
             return Err(InitError::Foreign);
         }
         let tx = conn.transaction()?;
-        tx.execute_batch(SCHEMA_V1)?;
+        tx.execute_batch(SCHEMA_V2)?;
         tx.pragma_update(None, "user_version", VERSION)?;
         tx.commit()?;
         return Ok(Init::Created);
@@ -80,14 +87,9 @@ pub(crate) fn init(conn: &mut Connection) -> Result<Init, InitError> {
 }
 
 fn upgrade_from(_tx: &rusqlite::Transaction<'_>, version: i64) -> Result<(), InitError> {
-    // One arm per version; next migration, add here: `1 => tx.execute_batch("...")?,`
-    #[expect(
-        clippy::match_single_binding,
-        reason = "the ladder has no rungs until schema v2"
-    )]
-    match version {
-        _ => Err(InitError::Newer(version)),
-    }
+    // One arm per version; next migration, add here: `2 => tx.execute_batch("...")?,`
+    // Version 1 is refused, not migrated (see the module docs).
+    Err(InitError::Unsupported(version))
 }
 
 #[cfg(test)]
@@ -95,15 +97,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_v1_database_opens_at_the_current_version() {
+    fn a_v1_database_is_refused_and_left_at_v1() {
         let mut c = Connection::open_in_memory().unwrap();
-        c.execute_batch(SCHEMA_V1).unwrap();
+        c.execute_batch(SCHEMA_V2).unwrap();
         c.pragma_update(None, "user_version", 1).unwrap();
-        assert_eq!(init(&mut c).unwrap(), Init::Existing);
+        assert!(matches!(init(&mut c), Err(InitError::Unsupported(1))));
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, VERSION);
+        assert_eq!(v, 1);
+    }
+
+    #[test]
+    fn a_current_database_opens_as_existing() {
+        let mut c = Connection::open_in_memory().unwrap();
+        assert_eq!(init(&mut c).unwrap(), Init::Created);
+        assert_eq!(init(&mut c).unwrap(), Init::Existing);
     }
 
     #[test]
