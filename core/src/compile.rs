@@ -37,9 +37,9 @@ impl std::str::FromStr for Platform {
 }
 
 /// Id of the agent's own rule that holds the fail-closed posture.
-pub const FAIL_CLOSED_RULE: &str = "baomi.fail_closed";
+pub const FAIL_CLOSED_RULE: &str = crate::rules::FAIL_CLOSED;
 /// Id under which tamper events are reported.
-pub const TAMPER_RULE: &str = "baomi.tamper";
+pub const TAMPER_RULE: &str = crate::rules::TAMPER;
 
 /// A policy ready to evaluate.
 #[derive(Debug)]

@@ -23,6 +23,12 @@ pub enum FailClosedReason {
     /// The violation store is over its size cap: evidence is kept, the device closes down
     /// until sync drains it.
     StoreFull,
+    /// The signed policy assigns this device to no holder: it runs closed until the office
+    /// assigns it (a phone nobody is accountable for runs nothing open).
+    Unassigned,
+    /// A trust-root rotation left the installed bundle's signers untrusted: it runs closed
+    /// until a bundle signed under the new root arrives.
+    PolicyUntrusted,
 }
 
 impl FailClosedReason {
@@ -32,6 +38,8 @@ impl FailClosedReason {
             Self::PolicyExpired => "policy expired",
             Self::SyncOverdue => "sync overdue",
             Self::StoreFull => "violation store full",
+            Self::Unassigned => "device assigned to no holder",
+            Self::PolicyUntrusted => "installed policy no longer signed by the trust root",
         }
     }
 }
@@ -45,6 +53,8 @@ pub struct Engine {
     policy_expires_at: Option<Timestamp>,
     sync_due_by: Option<Timestamp>,
     store_full: bool,
+    unassigned: bool,
+    untrusted: bool,
 }
 
 impl Engine {
@@ -64,6 +74,8 @@ impl Engine {
             policy_expires_at: None,
             sync_due_by: None,
             store_full: false,
+            unassigned: false,
+            untrusted: false,
         }
     }
 
@@ -121,9 +133,25 @@ impl Engine {
         self.recompute(now, false)
     }
 
+    /// Marks the device as assigned to no holder in the signed policy (or assigned again).
+    pub fn set_unassigned(&mut self, unassigned: bool, now: Timestamp) -> bool {
+        self.unassigned = unassigned;
+        self.recompute(now, false)
+    }
+
+    /// Marks the policy as no longer signed by the trust root (or trusted again).
+    pub fn set_untrusted(&mut self, untrusted: bool, now: Timestamp) -> bool {
+        self.untrusted = untrusted;
+        self.recompute(now, false)
+    }
+
     /// Why the fail-closed posture applies at `now`, if it does.
     pub fn fail_closed_reason(&self, now: Timestamp) -> Option<FailClosedReason> {
-        if self.store_full {
+        if self.untrusted {
+            Some(FailClosedReason::PolicyUntrusted)
+        } else if self.unassigned {
+            Some(FailClosedReason::Unassigned)
+        } else if self.store_full {
             Some(FailClosedReason::StoreFull)
         } else if self.policy_expires_at.is_some_and(|e| now >= e) {
             Some(FailClosedReason::PolicyExpired)

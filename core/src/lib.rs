@@ -16,7 +16,11 @@
 //! - [`engine`]: policy + context + cached activation, the stateful front.
 //! - [`bundle`]: signed policy bundles, trust roots and key rotation.
 //! - [`store`]: the encrypted, hash-chained violation log and sealed agent state.
-//! - [`sync`]: the compliance sync client (check-in, upload, download, finish).
+//! - [`sync`]: the compliance sync's wire types, signatures, sealing and proofs (shared with
+//!   the server).
+//! - [`rules`]: the agent's own rule ids, in one table.
+//! - [`agent`]: the device-side facade (engine + store + the sync stages in
+//!   [`agent::sync`]): what the FFI exposes and the CLI drives.
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -32,6 +36,7 @@ pub mod level;
 pub mod logging;
 pub mod policy;
 pub mod posture;
+pub mod rules;
 pub mod store;
 pub mod sync;
 pub mod time;

@@ -13,6 +13,7 @@ use baomi_core::agent::{Agent, AgentError, STORE_FULL_RULE};
 use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
 use baomi_core::bundle::{BundleError, SigningKey, TrustRoot, sign_bundle};
 use baomi_core::compile::{FAIL_CLOSED_RULE, Platform};
+use baomi_core::engine::FailClosedReason;
 use baomi_core::event::{Event, parse_jsonl};
 use baomi_core::level::Clearance;
 use baomi_core::policy::Policy;
@@ -36,6 +37,7 @@ fn office() -> Office {
     let key = SigningKey::generate().unwrap();
     let doc = TrustRootDoc {
         upload_key: None,
+        expires_at: None,
         version: 1,
         issued_at: now(),
         keys: vec![KeyEntry::of(key.public())],
@@ -53,7 +55,7 @@ fn bundle(o: &Office, policy: &Policy, version: u64) -> Vec<u8> {
         policy,
         version,
         now(),
-        now().plus_seconds(86_400 * 365),
+        now().plus_seconds(86_400 * 90),
         &[&o.key],
     )
     .unwrap()
@@ -83,7 +85,7 @@ fn violations_are_recorded_and_everything_survives_a_restart() {
     let o = office();
     let mut a = open(dir.path(), StoreOptions::default());
     let device = a.store().device_id().to_owned();
-    assert_eq!(a.install_trust_root(&o.root).unwrap(), 1);
+    assert_eq!(a.provision_trust_root(&o.root, now()).unwrap(), 1);
     a.install_bundle(
         &bundle(&o, &assigned(&device, Clearance::General), 2),
         now(),
@@ -106,7 +108,7 @@ fn violations_are_recorded_and_everything_survives_a_restart() {
 
     // Restart: policy, custody (camera off) and the signed clearance come back.
     let mut a = open(dir.path(), StoreOptions::default());
-    assert_eq!(a.installed().unwrap().0.version, 2);
+    assert_eq!(a.installed().unwrap().header.version, 2);
     assert!(
         a.posture().camera_disabled,
         "custody must survive a restart"
@@ -130,13 +132,14 @@ fn violations_are_recorded_and_everything_survives_a_restart() {
     assert_eq!(a.store().head().seq, 6);
 }
 
+// Attack 9 (docs/SECURITY.md): a phone enrolled but in no signed assignment runs closed.
 #[test]
 fn clearance_comes_only_from_the_signed_assignment() {
     let dir = tempfile::tempdir().unwrap();
     let o = office();
     let mut a = open(dir.path(), StoreOptions::default());
-    a.install_trust_root(&o.root).unwrap();
-    // Assigned to some other device: this one is uncleared, WeChat is allowed.
+    a.provision_trust_root(&o.root, now()).unwrap();
+    // Assigned to nobody (the policy names some other device): fail-closed, not open.
     a.install_bundle(
         &bundle(&o, &assigned("someone-else", Clearance::Core), 1),
         now(),
@@ -147,9 +150,21 @@ fn clearance_comes_only_from_the_signed_assignment() {
         r#"{"at":"2016-10-20T20:01:00+08:00","type":"app_launched","package":"com.tencent.mm"}"#,
     )
     .unwrap();
-    assert!(!a.handle(&launch).unwrap().violation);
+    let d = a.handle(&launch).unwrap();
+    assert!(d.violation);
+    assert_eq!(&*d.rules[0], FAIL_CLOSED_RULE);
+    assert!(a.posture().camera_disabled);
+    assert_eq!(
+        a.engine().unwrap().fail_closed_reason(now()),
+        Some(FailClosedReason::Unassigned)
+    );
+    // Assigned to an uncleared holder: the office decided, WeChat is allowed.
     let device = a.store().device_id().to_owned();
-    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::Core), 2), now())
+    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::None), 2), now())
+        .unwrap();
+    assert!(!a.handle(&launch).unwrap().violation);
+    assert!(!a.posture().camera_disabled);
+    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::Core), 3), now())
         .unwrap();
     assert!(a.handle(&launch).unwrap().violation);
 }
@@ -172,10 +187,10 @@ fn nothing_runs_before_it_is_provisioned() {
     .unwrap();
     assert_eq!(a.handle(&e).unwrap_err(), AgentError::NoPolicy);
     // A forged "rotation" of the root is refused once a root is installed.
-    a.install_trust_root(&o.root).unwrap();
+    a.provision_trust_root(&o.root, now()).unwrap();
     let other = office();
     assert!(matches!(
-        a.install_trust_root(&other.root),
+        a.provision_trust_root(&other.root, now()),
         Err(AgentError::Bundle(BundleError::TrustRootVersion { .. }))
     ));
 }
@@ -191,13 +206,18 @@ fn a_full_store_keeps_evidence_records_store_full_once_and_fails_closed() {
             ..StoreOptions::default()
         },
     );
-    a.install_trust_root(&o.root).unwrap();
+    a.provision_trust_root(&o.root, now()).unwrap();
     let device = a.store().device_id().to_owned();
     a.install_bundle(&bundle(&o, &assigned(&device, Clearance::None), 1), now())
         .unwrap();
     assert!(!a.posture().camera_disabled);
     let tamper = |i: u32| {
-        Event::from_json_line(1, &format!(r#"{{"at":"2016-10-20T20:{:02}:00+08:00","type":"tamper","kind":"agent_killed_{i}"}}"#, i % 60)).unwrap()
+        let at = now().plus_seconds(i64::from(i)).to_rfc3339();
+        Event::from_json_line(
+            1,
+            &format!(r#"{{"at":"{at}","type":"tamper","kind":"agent_killed_{i}"}}"#),
+        )
+        .unwrap()
     };
     let mut i = 0;
     while !a.store().over_cap().unwrap() {
@@ -226,7 +246,7 @@ fn a_full_store_keeps_evidence_records_store_full_once_and_fails_closed() {
     );
     let launch = Event::from_json_line(
         1,
-        r#"{"at":"2016-10-20T21:00:00+08:00","type":"app_launched","package":"com.tencent.mm"}"#,
+        r#"{"at":"2016-10-20T23:00:00+08:00","type":"app_launched","package":"com.tencent.mm"}"#,
     )
     .unwrap();
     assert_eq!(&*a.handle(&launch).unwrap().rules[0], FAIL_CLOSED_RULE);

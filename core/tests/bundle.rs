@@ -32,6 +32,7 @@ fn now() -> Timestamp {
 fn root_doc(keys: &[&SigningKey], threshold: u32, version: u64) -> TrustRootDoc {
     TrustRootDoc {
         upload_key: None,
+        expires_at: None,
         version,
         issued_at: now(),
         keys: keys.iter().map(|k| KeyEntry::of(k.public())).collect(),

@@ -22,8 +22,10 @@ use baomi_core::posture::Posture;
 use baomi_core::store::{PolicyRef, ViolationRecord};
 use baomi_core::sync::http::HttpTransport;
 use baomi_core::sync::identity::{DeviceIdentity, enroll_message};
+use baomi_core::sync::proof::{ProofKey, session_aad};
 use baomi_core::sync::protocol::{
-    ChainState, CheckIn, EnrollRequest, Finish, PROTOCOL_VERSION, Upload, UploadedRecord, path,
+    ChainState, CheckIn, EnrollRequest, Finish, PROTOCOL_VERSION, Upload, UploadBatch,
+    UploadedRecord, path,
 };
 use baomi_core::sync::seal::{batch_aad, seal};
 use baomi_core::sync::{HttpRequest, Transport};
@@ -176,7 +178,9 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         acked_through: 0,
         head_seq: RECORDS_PER_SYNC,
         head_tag: "00".repeat(16),
+        generation: 1,
     };
+    let session = ProofKey::generate().unwrap();
     let check_in = CheckIn {
         protocol: PROTOCOL_VERSION,
         device_id: d.device_id().into(),
@@ -188,6 +192,7 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         chain: chain.clone(),
         device_time: Timestamp::now(),
         custody_cursor: 0,
+        session: seal(upload_pub, &session_aad(d.device_id()), session.as_bytes()).unwrap(),
     };
     post(
         t,
@@ -195,13 +200,18 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         path::CHECK_IN,
         serde_json::to_vec(&check_in).unwrap(),
     );
-    let records: Vec<UploadedRecord> = (1..=RECORDS_PER_SYNC)
-        .map(|seq| UploadedRecord {
-            seq,
-            record: record(),
-        })
-        .collect();
-    let plain = serde_json::to_vec(&records).unwrap();
+    let receipt_key = ProofKey::generate().unwrap();
+    let batch = UploadBatch {
+        receipt_key: receipt_key.to_base64().to_string(),
+        records: (1..=RECORDS_PER_SYNC)
+            .map(|seq| UploadedRecord {
+                seq,
+                tag: format!("{seq:032x}"),
+                record: record(),
+            })
+            .collect(),
+    };
+    let plain = serde_json::to_vec(&batch).unwrap();
     let up = Upload {
         device_id: d.device_id().into(),
         first_seq: 1,

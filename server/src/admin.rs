@@ -7,6 +7,17 @@ use crate::db::Value;
 
 /// Issues a one-time enrolment token valid for `hours`; only its hash is stored.
 pub fn new_token(server: &Server, hours: i64) -> Result<String, ApiError> {
+    new_token_for(server, hours, None)
+}
+
+/// Like [`new_token`], bound to the holder the phone is issued to: the fleet listing shows the
+/// enrolled device under that holder until a signed bundle assigns it (the device itself runs
+/// closed until then).
+pub fn new_token_for(
+    server: &Server,
+    hours: i64,
+    holder: Option<&str>,
+) -> Result<String, ApiError> {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut raw = [0u8; 20];
     SystemRandom::new()
@@ -17,11 +28,12 @@ pub fn new_token(server: &Server, hours: i64) -> Result<String, ApiError> {
     let hash = token_hash(&token);
     server.db().tx(|c| {
         c.execute(
-            "INSERT INTO tokens (token_hash, created_at, expires_at) VALUES ($1, $2, $3)",
+            "INSERT INTO tokens (token_hash, created_at, expires_at, holder) VALUES ($1, $2, $3, $4)",
             &[
                 hash.clone().into(),
                 now.0.into(),
                 now.plus_seconds(hours.saturating_mul(3600)).0.into(),
+                holder.map(str::to_owned).into(),
             ],
         )?;
         Ok(())
@@ -52,15 +64,23 @@ pub struct DeviceRow {
     pub head_seq: i64,
     /// Device clock minus server clock at the last check-in.
     pub clock_skew_ms: Option<i64>,
-    /// Something the officer must look at.
+    /// Something the officer must look at (chain head or store generation went back).
     pub alert: Option<String>,
+    /// The store's commit generation at the last check-in.
+    pub generation: i64,
+    /// Holder per the newest published bundle.
+    pub holder: Option<String>,
+    /// Holder the enrolment token was issued for.
+    pub enrolled_for: Option<String>,
+    /// Enrolled but in no published bundle's `holders`: the phone runs closed.
+    pub unassigned: bool,
 }
 
 /// The fleet.
 pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
     let rows = server.db().tx(|c| {
         Ok(c.query(
-            "SELECT device_id, platform, enrolled_at, last_check_in, policy_id, policy_version, posture, fail_closed, acked_through, head_seq, clock_skew_ms, alert FROM devices ORDER BY device_id",
+            "SELECT d.device_id, d.platform, d.enrolled_at, d.last_check_in, d.policy_id, d.policy_version, d.posture, d.fail_closed, d.acked_through, d.head_seq, d.clock_skew_ms, d.alert, d.generation, h.holder, d.enrolled_for FROM devices d LEFT JOIN device_holders h ON h.device_id = d.device_id ORDER BY d.device_id",
             &[],
         )?)
     })?;
@@ -81,6 +101,10 @@ pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
                 head_seq: n(9).unwrap_or(0),
                 clock_skew_ms: n(10),
                 alert: t(11),
+                generation: n(12).unwrap_or(0),
+                unassigned: t(13).is_none(),
+                holder: t(13),
+                enrolled_for: t(14),
             }
         })
         .collect())

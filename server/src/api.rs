@@ -7,10 +7,11 @@ use baomi_core::sync::identity::{
     AuthError, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, REQUEST_WINDOW_MS,
     RequestAuth, enroll_message, verify_request,
 };
+use baomi_core::sync::proof::{Answer, ProofKey, session_aad};
 use baomi_core::sync::protocol::{
     CheckIn, CheckInResponse, CustodyFeedEntry, DownloadRequest, DownloadResponse, EnrollRequest,
-    EnrollResponse, ErrorBody, Finish, MAX_BATCH_RECORDS, PROTOCOL_VERSION, PolicyState, Upload,
-    UploadResponse, UploadedRecord, path,
+    EnrollResponse, ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION,
+    PolicyState, Upload, UploadBatch, UploadResponse, path,
 };
 use baomi_core::sync::seal::batch_aad;
 use baomi_core::time::Timestamp;
@@ -176,7 +177,7 @@ impl Server {
             path::ENROLL => self.enroll(body),
             path::CHECK_IN => {
                 let dev = self.authenticate(p, headers, body)?;
-                self.check_in(&dev, parse(body)?)
+                self.check_in(&dev, parse(body)?, body)
             }
             path::UPLOAD => {
                 let dev = self.authenticate(p, headers, body)?;
@@ -188,7 +189,7 @@ impl Server {
             }
             path::FINISH => {
                 let dev = self.authenticate(p, headers, body)?;
-                self.finish(&dev, parse(body)?)
+                self.finish(&dev, parse(body)?, body)
             }
             path::REGISTRY_CUSTODY => {
                 let n = self.accept_custody(body)?;
@@ -219,7 +220,7 @@ impl Server {
         let token_hash = token_hash(&req.token);
         self.db.tx(|c| {
             let rows = c.query(
-                "SELECT expires_at, used_by FROM tokens WHERE token_hash = $1",
+                "SELECT expires_at, used_by, holder FROM tokens WHERE token_hash = $1",
                 &[token_hash.clone().into()],
             )?;
             let row = rows
@@ -242,13 +243,14 @@ impl Server {
                 )));
             }
             c.execute(
-                "INSERT INTO devices (device_id, public_key, platform, agent_version, enrolled_at) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO devices (device_id, public_key, platform, agent_version, enrolled_at, enrolled_for) VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     req.device_id.clone().into(),
                     req.public_key.clone().into(),
                     req.platform.clone().into(),
                     req.agent_version.clone().into(),
                     now.0.into(),
+                    text(row, 2).into(),
                 ],
             )?;
             c.execute(
@@ -330,26 +332,50 @@ impl Server {
         }
     }
 
-    fn check_in(&self, dev: &str, req: CheckIn) -> Reply {
+    fn upload_key(&self) -> Result<&UploadKey, ApiError> {
+        self.upload_key.as_ref().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "no_upload_key",
+                "this server was started without --upload-key: it cannot prove its answers",
+            )
+        })
+    }
+
+    fn check_in(&self, dev: &str, req: CheckIn, body: &[u8]) -> Reply {
         Self::same_device(dev, &req.device_id)?;
+        if req.protocol != PROTOCOL_VERSION {
+            return Err(ApiError::bad_request(format!(
+                "protocol {} not supported (server speaks {PROTOCOL_VERSION})",
+                req.protocol
+            )));
+        }
+        let session_raw = zeroize::Zeroizing::new(
+            self.upload_key()?
+                .open(&session_aad(dev), &req.session)
+                .map_err(|e| ApiError::bad_request(format!("session key: {e}")))?,
+        );
+        let session = ProofKey::from_bytes(&session_raw)
+            .ok_or_else(|| ApiError::bad_request("session key must be 32 bytes"))?;
+        let session_b64 = zeroize::Zeroizing::new({
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(session_raw.as_slice())
+        });
         let now = self.now();
         let posture = serde_json::to_string(&req.posture).unwrap_or_default();
-        let resp = self.db.tx(|c| {
+        let mut resp = self.db.tx(|c| {
             let row = c.query(
-                "SELECT acked_through, head_seq FROM devices WHERE device_id = $1",
+                "SELECT acked_through, acked_tag, head_seq, head_tag, generation FROM devices WHERE device_id = $1",
                 &[dev.into()],
             )?;
-            let acked = row.first().map_or(0, |r| int(r, 0));
-            // A head below what the server already holds: the device's store was rolled back
-            // or truncated. Keep the alert for the officer.
-            let alert = (seq_i64(req.chain.head_seq)? < acked).then(|| {
-                format!(
-                    "chain head {} is below the {acked} records already received: store rolled back or replaced",
-                    req.chain.head_seq
-                )
-            });
+            let row = row.first().cloned().unwrap_or_default();
+            let acked = int(&row, 0);
+            let alert = chain_alert(&req, acked, int(&row, 2), &text(&row, 3).unwrap_or_default(), int(&row, 4))?;
+            if let Some(a) = &alert {
+                log::warn!("device {dev}: {a}");
+            }
             c.execute(
-                "UPDATE devices SET last_check_in = $1, agent_version = $2, head_seq = $3, head_tag = $4, policy_id = $5, policy_version = $6, policy_digest = $7, posture = $8, fail_closed = $9, clock_skew_ms = $10, alert = COALESCE($11, alert) WHERE device_id = $12",
+                "UPDATE devices SET last_check_in = $1, agent_version = $2, head_seq = $3, head_tag = $4, policy_id = $5, policy_version = $6, policy_digest = $7, posture = $8, fail_closed = $9, clock_skew_ms = $10, alert = COALESCE($11, alert), generation = $12, session_key = $13 WHERE device_id = $14",
                 &[
                     now.0.into(),
                     req.agent_version.clone().into(),
@@ -362,6 +388,8 @@ impl Server {
                     req.fail_closed.clone().into(),
                     (req.device_time.0 - now.0).into(),
                     alert.into(),
+                    seq_i64(req.chain.generation)?.into(),
+                    session_b64.to_string().into(),
                     dev.into(),
                 ],
             )?;
@@ -386,23 +414,20 @@ impl Server {
             Ok(CheckInResponse {
                 server_time: now,
                 acked_through: u(acked),
+                acked_tag: text(&row, 1).unwrap_or_default(),
                 bundle,
                 trust_root_version,
                 custody_pending: pending,
+                proof: String::new(),
             })
         })?;
+        resp.proof = session.prove(Answer::CheckIn, dev, body, &resp.proof_bytes());
         json(&resp)
     }
 
     fn upload(&self, dev: &str, req: Upload) -> Reply {
         Self::same_device(dev, &req.device_id)?;
-        let key = self.upload_key.as_ref().ok_or_else(|| {
-            ApiError::new(
-                503,
-                "no_upload_key",
-                "this server was started without --upload-key",
-            )
-        })?;
+        let key = self.upload_key()?;
         if req.first_seq == 0
             || req.last_seq < req.first_seq
             || req.last_seq - req.first_seq >= MAX_BATCH_RECORDS as u64
@@ -416,7 +441,10 @@ impl Server {
             key.open(&batch_aad(dev, req.first_seq, req.last_seq), &req.sealed)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?,
         );
-        let records: Vec<UploadedRecord> = parse(&plain)?;
+        let batch: UploadBatch = parse(&plain)?;
+        let receipt_key = ProofKey::from_base64(&batch.receipt_key)
+            .ok_or_else(|| ApiError::bad_request("receipt key must be 32 bytes of base64"))?;
+        let records = batch.records;
         let contiguous = records.iter().zip(req.first_seq..).all(|(r, s)| r.seq == s)
             && records.len() as u64 == req.last_seq - req.first_seq + 1;
         if !contiguous {
@@ -430,7 +458,7 @@ impl Server {
                 let rec = serde_json::to_string(&r.record).map_err(|e| ApiError::internal(e.to_string()))?;
                 // Re-sent batches hit the primary key and change nothing: exactly once.
                 c.execute(
-                    "INSERT INTO violations (device_id, seq, received_at, at, rules, record) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING",
+                    "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, seq) DO NOTHING",
                     &[
                         dev.into(),
                         seq_i64(r.seq)?.into(),
@@ -438,6 +466,7 @@ impl Server {
                         r.record.event.at.0.into(),
                         r.record.rules.join(",").into(),
                         rec.into(),
+                        r.tag.clone().into(),
                     ],
                 )?;
             }
@@ -462,14 +491,25 @@ impl Server {
                     break;
                 }
             }
+            let acked_tag = c
+                .query(
+                    "SELECT tag FROM violations WHERE device_id = $1 AND seq = $2",
+                    &[dev.into(), acked.into()],
+                )?
+                .first()
+                .and_then(|r| text(r, 0))
+                .unwrap_or_default();
             c.execute(
-                "UPDATE devices SET acked_through = $1 WHERE device_id = $2",
-                &[acked.into(), dev.into()],
+                "UPDATE devices SET acked_through = $1, acked_tag = $2 WHERE device_id = $3",
+                &[acked.into(), acked_tag.into(), dev.into()],
             )?;
             Ok(acked)
         })?;
+        // Committed: only now does the receipt exist, so a device deletes only stored records.
+        let last_tag = records.last().map(|r| r.tag.as_str()).unwrap_or_default();
         json(&UploadResponse {
             acked_through: u(acked),
+            receipt: receipt_key.receipt(dev, req.first_seq, req.last_seq, last_tag),
         })
     }
 
@@ -514,12 +554,20 @@ impl Server {
         json(&resp)
     }
 
-    fn finish(&self, dev: &str, req: Finish) -> Reply {
+    fn finish(&self, dev: &str, req: Finish, body: &[u8]) -> Reply {
         Self::same_device(dev, &req.device_id)?;
         let posture = serde_json::to_string(&req.posture).unwrap_or_default();
-        self.db.tx(|c| {
+        let session = self.db.tx(|c| {
+            let session = c
+                .query(
+                    "SELECT session_key FROM devices WHERE device_id = $1",
+                    &[dev.into()],
+                )?
+                .first()
+                .and_then(|r| text(r, 0))
+                .map(zeroize::Zeroizing::new);
             c.execute(
-                "UPDATE devices SET posture = $1, policy_id = $2, policy_version = $3, policy_digest = $4, head_seq = $5, head_tag = $6, custody_cursor = $7 WHERE device_id = $8",
+                "UPDATE devices SET posture = $1, policy_id = $2, policy_version = $3, policy_digest = $4, head_seq = $5, head_tag = $6, custody_cursor = $7, generation = $8, session_key = NULL WHERE device_id = $9",
                 &[
                     posture.clone().into(),
                     req.policy.as_ref().map(|p| p.id.clone()).into(),
@@ -528,12 +576,19 @@ impl Server {
                     seq_i64(req.chain.head_seq)?.into(),
                     req.chain.head_tag.clone().into(),
                     seq_i64(req.custody_cursor)?.into(),
+                    seq_i64(req.chain.generation)?.into(),
                     dev.into(),
                 ],
             )?;
-            Ok(())
+            Ok(session)
         })?;
-        json(&serde_json::json!({}))
+        let stored =
+            session.ok_or_else(|| ApiError::conflict("finish without a check-in in this sync"))?;
+        let key = ProofKey::from_base64(&stored)
+            .ok_or_else(|| ApiError::internal("stored session key is damaged"))?;
+        json(&FinishResponse {
+            proof: key.prove(Answer::Finish, dev, body, b""),
+        })
     }
 
     /// The newest trust root, verified (the server checks what it serves).
@@ -676,6 +731,39 @@ fn holder_of(c: &mut dyn Conn, dev: &str) -> Result<Option<String>, ApiError> {
     )?
     .first()
     .and_then(|r| text(r, 0)))
+}
+
+/// Compares what a device reports of its store with what it reported before: a head below the
+/// records already received or than reported, the same head seq with another tag, or a
+/// generation that went back means the store was restored from an older copy or replaced.
+fn chain_alert(
+    req: &CheckIn,
+    acked: i64,
+    head_seq: i64,
+    head_tag: &str,
+    generation: i64,
+) -> Result<Option<String>, ApiError> {
+    let seq = seq_i64(req.chain.head_seq)?;
+    let gen_now = seq_i64(req.chain.generation)?;
+    Ok(if seq < acked {
+        Some(format!(
+            "chain head {seq} is below the {acked} records already received: store rolled back or replaced"
+        ))
+    } else if seq < head_seq {
+        Some(format!(
+            "chain head {seq} is below the {head_seq} reported before: store rolled back"
+        ))
+    } else if seq == head_seq && seq > 0 && !head_tag.is_empty() && head_tag != req.chain.head_tag {
+        Some(format!(
+            "chain head {seq} has another tag than reported before: store rolled back and rewritten"
+        ))
+    } else if gen_now < generation {
+        Some(format!(
+            "store generation {gen_now} is below the {generation} reported before: store restored from an older copy"
+        ))
+    } else {
+        None
+    })
 }
 
 /// Tokens are stored hashed: a leaked database enrols nobody.

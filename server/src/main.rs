@@ -87,6 +87,10 @@ enum TokenCmd {
         /// Hours until it expires.
         #[arg(long, default_value_t = 24)]
         valid_hours: i64,
+        /// The holder (personnel id) the phone is issued to: shown with the device until a
+        /// signed bundle assigns it.
+        #[arg(long)]
+        holder: Option<String>,
     },
 }
 
@@ -171,10 +175,15 @@ fn run(cli: Cli) -> Result<(), String> {
             l.join();
             Ok(())
         }
-        Cmd::Token(TokenCmd::New { db, valid_hours }) => {
+        Cmd::Token(TokenCmd::New {
+            db,
+            valid_hours,
+            holder,
+        }) => {
             println!(
                 "{}",
-                admin::new_token(&open(&db, 1, None)?, valid_hours).map_err(|e| e.message)?
+                admin::new_token_for(&open(&db, 1, None)?, valid_hours, holder.as_deref())
+                    .map_err(|e| e.message)?
             );
             Ok(())
         }

@@ -2,8 +2,22 @@
 
 use crate::db::{Conn, DbError, Kind};
 
-/// Schema version written into `server_meta`.
-pub const VERSION: i64 = 1;
+/// Schema version written into `server_meta`. Version 2 (protocol 2): chain tags of received
+/// records, the acknowledged record's tag, the device's store generation, the sync's session
+/// key, holder-bound enrolment tokens.
+pub const VERSION: i64 = 2;
+
+/// Columns added by each version, applied in order to a database at an older version (and to
+/// a fresh one, which starts at version 1's tables).
+const LADDER: &[(i64, &str)] = &[(
+    2,
+    "ALTER TABLE devices ADD COLUMN acked_tag TEXT NOT NULL DEFAULT '';
+     ALTER TABLE devices ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN session_key TEXT;
+     ALTER TABLE devices ADD COLUMN enrolled_for TEXT;
+     ALTER TABLE violations ADD COLUMN tag TEXT NOT NULL DEFAULT '';
+     ALTER TABLE tokens ADD COLUMN holder TEXT;",
+)];
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS server_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,7 +98,31 @@ pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
         CREATE INDEX IF NOT EXISTS custody_holder ON custody (holder, cursor);"
     ))?;
     c.execute(
-        "INSERT INTO server_meta (name, value) VALUES ('schema_version', $1) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO server_meta (name, value) VALUES ('schema_version', '1') ON CONFLICT (name) DO NOTHING",
+        &[],
+    )?;
+    let found: i64 = c
+        .query(
+            "SELECT value FROM server_meta WHERE name = 'schema_version'",
+            &[],
+        )?
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.text())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    if found > VERSION {
+        return Err(DbError(format!(
+            "database schema {found} is newer than this server's {VERSION}: update the server"
+        )));
+    }
+    for (version, sql) in LADDER {
+        if *version > found {
+            c.batch(sql)?;
+        }
+    }
+    c.execute(
+        "UPDATE server_meta SET value = $1 WHERE name = 'schema_version'",
         &[VERSION.to_string().into()],
     )?;
     Ok(())

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use baomi_core::agent::{Agent, SYNC_OVERDUE_RULE};
+use baomi_core::agent::{SyncError, enroll, sync_now};
 use baomi_core::bundle::trust::{KeyEntry, RoleKeys, TrustRootDoc};
 use baomi_core::bundle::{BundleError, SigningKey, TrustRoot, sign_bundle};
 use baomi_core::compile::Platform;
@@ -28,10 +29,8 @@ use baomi_core::policy::model::HolderAssignment;
 use baomi_core::store::{HostFileKeyProvider, StoreOptions};
 use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, sign_custody_record};
 use baomi_core::sync::http::HttpTransport;
-use baomi_core::sync::protocol::{CheckInResponse, DownloadResponse, PolicyState, path};
-use baomi_core::sync::{
-    HttpRequest, HttpResponse, SyncError, Transport, TransportError, enroll, sync_now,
-};
+use baomi_core::sync::protocol::{DownloadResponse, path};
+use baomi_core::sync::{HttpRequest, HttpResponse, Transport, TransportError};
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
 use baomi_server::http::Listener;
@@ -108,6 +107,7 @@ fn office() -> Office {
             threshold: 1,
         }),
         upload_key: Some(upload.public_base64()),
+        expires_at: None,
     };
     Office {
         root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(),
@@ -253,7 +253,7 @@ fn device(o: &Office, at: Timestamp) -> Device {
         at,
     )
     .unwrap();
-    agent.install_trust_root(&o.root).unwrap();
+    agent.provision_trust_root(&o.root, at).unwrap();
     Device { agent, _dir: dir }
 }
 
@@ -599,7 +599,11 @@ fn a_newer_bundle_flows_to_the_device_and_a_rolled_back_one_is_refused() {
         assert_eq!(r.bundle_installed, Some(2), "{}", b.label);
         // The server itself refuses to publish an older version.
         assert!(admin.publish_bundle(&v1).is_err());
-        // A lying server (or a relay) offers version 1 as "newer".
+        // A relay slips version 1 into a download (one the check-in asked for: custody is
+        // waiting). Downloads are signed material, verified on the device.
+        admin
+            .accept_custody(&o.custody("r-1", CustodyAction::SignOut, &o.registry))
+            .unwrap();
         let liar = Lying {
             inner: t,
             bundle: String::from_utf8(v1).unwrap(),
@@ -609,7 +613,7 @@ fn a_newer_bundle_flows_to_the_device_and_a_rolled_back_one_is_refused() {
             matches!(e, SyncError::Rejected(BundleError::Rollback { .. })),
             "{e}"
         );
-        assert_eq!(d.agent.installed().unwrap().0.version, 2);
+        assert_eq!(d.agent.installed().unwrap().header.version, 2);
         let log = d.agent.store().records_after(0, 10).unwrap();
         assert!(
             log.iter()
@@ -883,15 +887,6 @@ struct Lying {
 impl Transport for Lying {
     fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let mut resp = self.inner.send(req)?;
-        if req.path == path::CHECK_IN {
-            let mut c: CheckInResponse = serde_json::from_slice(&resp.body).unwrap();
-            c.bundle = Some(PolicyState {
-                id: "baseline".into(),
-                version: 9,
-                digest: String::new(),
-            });
-            resp.body = serde_json::to_vec(&c).unwrap();
-        }
         if req.path == path::DOWNLOAD {
             let mut d: DownloadResponse = serde_json::from_slice(&resp.body).unwrap();
             d.bundle = Some(self.bundle.clone());

@@ -279,6 +279,7 @@ fn office(keys: usize) -> (Vec<SigningKey>, TrustRoot) {
         threshold: keys as u32,
         registry: None,
         upload_key: None,
+        expires_at: None,
     };
     let env = TrustRoot::sign(&doc, &ks.iter().collect::<Vec<_>>()).to_json();
     (ks, TrustRoot::from_self_signed(env.as_bytes()).unwrap())
@@ -339,9 +340,10 @@ fn bundle_and_start(c: &mut Criterion) {
             threshold: 1,
             registry: None,
             upload_key: None,
+            expires_at: None,
         };
         agent
-            .install_trust_root(TrustRoot::sign(&doc, &[&ks[0]]).to_json().as_bytes())
+            .provision_trust_root(TrustRoot::sign(&doc, &[&ks[0]]).to_json().as_bytes(), now)
             .unwrap();
         let mut p = policy.clone();
         p.holders = vec![HolderAssignment {

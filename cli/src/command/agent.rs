@@ -4,10 +4,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use baomi_core::agent::{Agent, AgentError};
+use baomi_core::agent::{Agent, AgentError, SyncError, enroll, sync_now};
 use baomi_core::compile::Platform;
 use baomi_core::store::StoreOptions;
-use baomi_core::sync::{SyncError, enroll, sync_now};
 use clap::{Args, Subcommand};
 
 use crate::command::bundle::parse_now;
@@ -112,11 +111,11 @@ pub fn run(cmd: AgentCmd) -> Result<(), CliError> {
     match cmd {
         AgentCmd::Enroll(a) => {
             let (mut agent, now) = a.common.open()?;
-            if agent.trust_root().is_none() {
-                agent
-                    .install_trust_root(&files::read(&a.trust)?)
-                    .map_err(|e| CliError::refused(format!("{}: {e}", a.trust.display())))?;
-            }
+            // Out of band, as managed configuration would: the first root, a rotation, or
+            // the root already installed (a no-op).
+            agent
+                .provision_trust_root(&files::read(&a.trust)?, now)
+                .map_err(|e| CliError::refused(format!("{}: {e}", a.trust.display())))?;
             let t = a.common.transport(&a.server)?;
             let r = enroll(&mut agent, &t, &a.server, &a.token, a.common.platform, now)
                 .map_err(sync_error)?;
@@ -163,12 +162,7 @@ pub fn run(cmd: AgentCmd) -> Result<(), CliError> {
             let (mut agent, now) = a.open()?;
             agent.tick(now).map_err(CliError::refused)?;
             let status = serde_json::json!({
-                "device_id": agent.store().device_id(),
-                "policy": agent.installed().map(|(h, d)| serde_json::json!({"id": h.policy_id, "version": h.version, "digest": d})),
-                "trust_root_version": agent.trust_root().map(|t| t.version()),
-                "posture": agent.posture(),
-                "fail_closed": agent.engine().and_then(|e| e.fail_closed_reason(now)).map(|r| r.as_str()),
-                "chain": {"acked_through": agent.store().acked_through(), "head": agent.store().head().seq},
+                "agent": agent.status(now),
                 "sync": agent.sync_state(),
             });
             println!("{status}");

@@ -57,6 +57,7 @@ pub fn run(a: &DemoArgs) -> Result<(), CliError> {
     files::write_secret(&dir.join("upload.key"), upload.to_file().as_bytes())?;
     let doc = TrustRootDoc {
         upload_key: Some(upload.public_base64()),
+        expires_at: None,
         version: 1,
         issued_at: Timestamp::now(),
         keys: office.iter().map(|k| KeyEntry::of(k.public())).collect(),

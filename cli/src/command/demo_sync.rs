@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use baomi_core::agent::Agent;
+use baomi_core::agent::{enroll, sync_now};
 use baomi_core::bundle::{SigningKey, sign_bundle};
 use baomi_core::compile::Platform;
 use baomi_core::level::{Classification, Clearance};
@@ -14,7 +15,6 @@ use baomi_core::policy::model::HolderAssignment;
 use baomi_core::store::{HostFileKeyProvider, StoreOptions};
 use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, sign_custody_record};
 use baomi_core::sync::http::HttpTransport;
-use baomi_core::sync::{enroll, sync_now};
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
 use baomi_server::http::Listener;
@@ -70,7 +70,9 @@ pub fn run(o: &Office<'_>) -> Result<(), CliError> {
         now,
     )
     .map_err(refused)?;
-    agent.install_trust_root(o.trust_root).map_err(refused)?;
+    agent
+        .provision_trust_root(o.trust_root, now)
+        .map_err(refused)?;
     let t = HttpTransport::new(&base);
     let token = admin::new_token(&server, 1).map_err(|e| refused(e.message))?;
     enroll(&mut agent, &t, &base, &token, Platform::Android, now).map_err(refused)?;

@@ -4,14 +4,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use baomi_core::agent::Agent;
+use baomi_core::Decision;
 use baomi_core::bundle::{BundleHeader, Installed, verify_bundle};
 use baomi_core::compile::{CompiledPolicy, Platform};
 use baomi_core::engine::Engine;
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
 use baomi_core::policy::Policy;
-use baomi_core::store::StoreOptions;
+use baomi_core::store::{PolicyRef, Store, StoreOptions, ViolationRecord};
 use clap::Args;
 
 use crate::command::bundle::parse_now;
@@ -76,6 +76,41 @@ pub fn load_policy(
     }
 }
 
+/// The workstation's simulator: the engine decides and (with `--store`) the encrypted store
+/// records, as on a phone, but under a policy and clearance the phone's agent would never
+/// accept unsigned. It lives here, not in the agent, so the phone library has no such door.
+struct Simulator {
+    policy: Arc<CompiledPolicy>,
+    clearance: Clearance,
+    expires_at: Option<baomi_core::time::Timestamp>,
+    policy_ref: PolicyRef,
+    engine: Option<Engine>,
+    store: Option<Store>,
+}
+
+impl Simulator {
+    fn decide(&mut self, event: &Event) -> Result<Decision, CliError> {
+        let engine = self.engine.get_or_insert_with(|| {
+            let mut e = Engine::new(self.policy.clone(), self.clearance, event.at);
+            e.set_policy_expiry(self.expires_at);
+            e
+        });
+        let d = engine.handle(event);
+        if d.violation
+            && let Some(store) = &mut self.store
+        {
+            store
+                .append(&ViolationRecord::new(
+                    event,
+                    &d,
+                    Some(self.policy_ref.clone()),
+                ))
+                .map_err(|e| CliError::refused(format!("store: {e}")))?;
+        }
+        Ok(d)
+    }
+}
+
 pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
     let (policy, header) = load_policy(&a.policy, a.trust.as_deref(), a.now.as_deref())?;
     let clearance = match (a.clearance, &a.device) {
@@ -95,28 +130,31 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::refused(format!("{}: {e}", a.policy.display())))?,
     );
     let text = files::read_text(&a.events)?;
-    let mut agent = match &a.store {
+    let store = match &a.store {
         Some(dir) => {
             let keys = crate::command::log::StoreArgs {
                 store: dir.clone(),
                 key_file: None,
             }
             .key_provider()?;
-            let now = baomi_core::time::Timestamp::now();
-            let mut agent = Agent::open(dir, &keys, StoreOptions::default(), a.platform, now)
-                .map_err(|e| CliError::refused(format!("{}: {e}", dir.display())))?;
-            agent
-                .run_unsigned_policy_for_simulation(
-                    compiled.source.as_ref().clone(),
-                    clearance,
-                    now,
-                )
-                .map_err(CliError::refused)?;
-            Some(agent)
+            Some(
+                Store::open(dir, &keys, StoreOptions::default())
+                    .map_err(|e| CliError::refused(format!("{}: {e}", dir.display())))?,
+            )
         }
         None => None,
     };
-    let mut engine: Option<Engine> = None;
+    let mut sim = Simulator {
+        policy_ref: PolicyRef {
+            id: compiled.source.policy_id.clone(),
+            version: header.as_ref().map_or(0, |h| h.version),
+        },
+        policy: compiled,
+        clearance,
+        expires_at: header.as_ref().map(|h| h.expires_at),
+        engine: None,
+        store,
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (i, line) in text.lines().enumerate() {
@@ -125,19 +163,7 @@ pub fn run(a: &SimulateArgs) -> Result<(), CliError> {
         }
         let event = Event::from_json_line(i + 1, line)
             .map_err(|e| CliError::refused(format!("{}: {e}", a.events.display())))?;
-        // With --store the agent decides (and records); otherwise a bare engine.
-        let d = match &mut agent {
-            Some(agent) => agent
-                .handle(&event)
-                .map_err(|e| CliError::refused(format!("store: {e}")))?,
-            None => engine
-                .get_or_insert_with(|| {
-                    let mut e = Engine::new(compiled.clone(), clearance, event.at);
-                    e.set_policy_expiry(header.as_ref().map(|h| h.expires_at));
-                    e
-                })
-                .handle(&event),
-        };
+        let d = sim.decide(&event)?;
         let json = serde_json::to_string(&d).map_err(|e| CliError::Io(e.to_string()))?;
         writeln!(out, "{json}").map_err(|e| CliError::Io(format!("stdout: {e}")))?;
     }

@@ -48,6 +48,10 @@ pub struct NewArgs {
     /// seal violation batches to it.
     #[arg(long)]
     upload_key: Option<PathBuf>,
+    /// Days until the root expires: the devices then freeze (fail closed) until a rotation
+    /// reaches them, so a root nobody renews cannot vouch forever.
+    #[arg(long, default_value_t = 365)]
+    expires_in_days: i64,
     /// Output file.
     #[arg(long)]
     out: PathBuf,
@@ -97,13 +101,15 @@ fn new(a: &NewArgs) -> Result<(), CliError> {
         .iter()
         .map(|p| files::signing_key(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let now = Timestamp::now();
     let doc = TrustRootDoc {
+        expires_at: Some(now.plus_seconds(a.expires_in_days.saturating_mul(86_400))),
         upload_key: match &a.upload_key {
             Some(p) => Some(files::read_text(p)?.trim().to_owned()),
             None => None,
         },
         version: a.version,
-        issued_at: Timestamp::now(),
+        issued_at: now,
         keys: keys.iter().map(KeyEntry::of).collect(),
         threshold: a.threshold,
         registry: (!registry.is_empty()).then(|| RoleKeys {

@@ -4,10 +4,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use baomi_core::agent::Agent;
+use baomi_core::agent::{enroll, sync_now};
 use baomi_core::event::{Event, EventKind};
 use baomi_core::posture::Posture;
 use baomi_core::store::StoreOptions;
-use baomi_core::sync::{enroll, sync_now};
 use baomi_core::time::Timestamp;
 
 use crate::platform::{Clock, HttpClient, HttpTransportAdapter, KeyStore, KeyStoreProvider};
@@ -73,10 +73,11 @@ impl BaomiAgent {
         }))
     }
 
-    /// Provisions the trust root (managed configuration) or rotates to the next one; returns
-    /// its version.
+    /// Provisions the trust root out of band (managed configuration, provisioning extras) or
+    /// rotates to the next one; the root already installed is a no-op. Returns its version.
     pub fn install_trust_root(&self, envelope: Vec<u8>) -> Result<u64, BaomiError> {
-        Ok(self.lock()?.install_trust_root(&envelope)?)
+        let now = self.now()?;
+        Ok(self.lock()?.provision_trust_root(&envelope, now)?)
     }
 
     /// Verifies and installs a signed policy bundle (managed configuration or sync).
@@ -166,20 +167,17 @@ impl BaomiAgent {
     /// The agent at a glance (for the device-owner app's status screen and logs).
     pub fn status(&self) -> Result<AgentStatus, BaomiError> {
         let now = self.now()?;
-        let agent = self.lock()?;
+        let s = self.lock()?.status(now);
         Ok(AgentStatus {
-            device_id: agent.store().device_id().to_owned(),
-            policy_id: agent.installed().map(|(h, _)| h.policy_id.clone()),
-            policy_version: agent.installed().map(|(h, _)| h.version),
-            trust_root_version: agent.trust_root().map(|t| t.version()),
-            fail_closed: agent
-                .engine()
-                .and_then(|e| e.fail_closed_reason(now))
-                .map(|r| r.as_str().to_owned()),
-            next_deadline_ms: agent.engine().and_then(|e| e.next_deadline()).map(|t| t.0),
-            next_sync_due_ms: agent.sync_state().next_due.map(|t| t.0),
-            acked_through: agent.store().acked_through(),
-            head_seq: agent.store().head().seq,
+            device_id: s.device_id,
+            policy_id: s.policy_id,
+            policy_version: s.policy_version,
+            trust_root_version: s.trust_root_version,
+            fail_closed: s.fail_closed,
+            next_deadline_ms: s.next_deadline.map(|t| t.0),
+            next_sync_due_ms: s.next_sync_due.map(|t| t.0),
+            acked_through: s.acked_through,
+            head_seq: s.head_seq,
         })
     }
 

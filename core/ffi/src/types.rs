@@ -1,9 +1,9 @@
 //! Records, enums and errors that cross the FFI boundary.
 
 use baomi_core::agent::AgentError;
+use baomi_core::agent::SyncError;
 use baomi_core::decision::{Decision, Verdict};
 use baomi_core::posture::{Posture, PostureDiff};
-use baomi_core::sync::SyncError;
 
 /// Every failure, with a message a support engineer can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]

@@ -81,6 +81,14 @@ pub enum BundleError {
         /// Time of the check.
         now: Timestamp,
     },
+    /// Claims a validity longer than the agent accepts (a stolen key must not sign for years).
+    #[error("valid for {days} days, more than the {max_days} days a bundle may be")]
+    ValidityTooLong {
+        /// Claimed validity.
+        days: i64,
+        /// Most accepted.
+        max_days: i64,
+    },
     /// For a different policy than the one this device runs.
     #[error("bundle is for policy `{found}`, this device runs `{expected}`")]
     WrongPolicyId {

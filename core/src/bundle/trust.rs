@@ -35,6 +35,10 @@ pub struct TrustRootDoc {
     /// to it). Signed here so no relay can substitute its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_key: Option<String>,
+    /// After this the root no longer vouches for anything new: the device refuses to provision
+    /// or rotate to it and freezes (fail-closed) until a rotation arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A key listed in a root.
@@ -150,6 +154,19 @@ impl TrustRoot {
             "trust root's own keys",
         )?;
         Ok(root)
+    }
+
+    /// Refuses a root past its `expires_at` (at provisioning and rotation).
+    pub fn check_current(&self, now: Timestamp) -> Result<(), BundleError> {
+        match self.doc.expires_at {
+            Some(expires_at) if now >= expires_at => Err(BundleError::Expired { expires_at, now }),
+            _ => Ok(()),
+        }
+    }
+
+    /// When the root expires, if it does.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.doc.expires_at
     }
 
     /// Reloads a root the agent verified and stored itself.

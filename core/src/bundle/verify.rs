@@ -13,6 +13,10 @@ use crate::time::Timestamp;
 /// Largest bundle the agent reads (a 1,000-rule policy is about 200 KB).
 pub const MAX_BUNDLE_BYTES: usize = 1024 * 1024;
 
+/// Longest validity (`expires_at - issued_at`) a bundle may claim: a bundle signed with stolen
+/// keys cannot outlive this, and a device offline that long freezes.
+pub const MAX_BUNDLE_VALIDITY_DAYS: i64 = 90;
+
 const WHAT: &str = "policy bundle";
 
 /// The bundle's metadata.
@@ -67,6 +71,20 @@ pub fn verify_bundle(
     installed: &Installed,
     now: Timestamp,
 ) -> Result<VerifiedBundle, BundleError> {
+    let v = verify_signed(bytes, trust)?;
+    // Step 7b: identity against what runs (wrong-target attack).
+    check_installed_id(&v.header, installed)?;
+    // Step 8: rollback.
+    check_rollback(&v.header, installed)?;
+    // Step 9: freeze.
+    check_expiry(&v.header, now)?;
+    Ok(v)
+}
+
+/// Re-verifies an installed bundle's signatures under `trust` (at every start, and after a
+/// trust-root rotation): steps 1-7 and 10, without the rollback and freeze checks, which
+/// concern installing, not running (an expired policy still runs, fail-closed).
+pub fn verify_signed(bytes: &[u8], trust: &TrustRoot) -> Result<VerifiedBundle, BundleError> {
     // Steps 1-4: size cap, envelope, payload type, payload bytes.
     let (env, payload) = Envelope::open(bytes, WHAT, POLICY_BUNDLE_TYPE, MAX_BUNDLE_BYTES)?;
     // Step 5: signatures by a threshold of the office's keys, before reading the payload.
@@ -77,6 +95,18 @@ pub fn verify_bundle(
         trust.threshold(),
         "trust root",
     )?;
+    read_payload(bytes, payload)
+}
+
+/// The bundle the agent itself stored, read without its signatures: only for running an
+/// installed policy fail-closed after a rotation made its signers untrusted.
+pub fn read_unverified(bytes: &[u8]) -> Result<VerifiedBundle, BundleError> {
+    let (_, payload) = Envelope::open(bytes, WHAT, POLICY_BUNDLE_TYPE, MAX_BUNDLE_BYTES)?;
+    read_payload(bytes, payload)
+}
+
+/// Steps 6, 7a and 10: the payload's shape, its self-consistency, the policy itself.
+fn read_payload(bytes: &[u8], payload: Vec<u8>) -> Result<VerifiedBundle, BundleError> {
     // Step 6: the payload's shape (the policy inside is validated in step 10).
     let p: Payload<Policy> =
         serde_json::from_slice(&payload).map_err(|e| malformed_payload(&payload, e))?;
@@ -86,12 +116,16 @@ pub fn verify_bundle(
         issued_at: p.issued_at,
         expires_at: p.expires_at,
     };
-    // Step 7: identity (wrong-target attack).
-    check_policy_id(&header, &p.policy, installed)?;
-    // Step 8: rollback.
-    check_rollback(&header, installed)?;
-    // Step 9: freeze.
-    check_expiry(&header, now)?;
+    // Step 7a: the header names the policy it carries.
+    if header.policy_id != p.policy.policy_id {
+        return Err(BundleError::Malformed {
+            what: WHAT,
+            reason: format!(
+                "header policy_id `{}` differs from the policy's `{}`",
+                header.policy_id, p.policy.policy_id
+            ),
+        });
+    }
     // Step 10: the policy itself.
     p.policy.validate().map_err(BundleError::InvalidPolicy)?;
     Ok(VerifiedBundle {
@@ -117,20 +151,7 @@ fn malformed_payload(payload: &[u8], e: serde_json::Error) -> BundleError {
     }
 }
 
-fn check_policy_id(
-    h: &BundleHeader,
-    policy: &Policy,
-    installed: &Installed,
-) -> Result<(), BundleError> {
-    if h.policy_id != policy.policy_id {
-        return Err(BundleError::Malformed {
-            what: WHAT,
-            reason: format!(
-                "header policy_id `{}` differs from the policy's `{}`",
-                h.policy_id, policy.policy_id
-            ),
-        });
-    }
+fn check_installed_id(h: &BundleHeader, installed: &Installed) -> Result<(), BundleError> {
     match &installed.policy_id {
         Some(expected) if *expected != h.policy_id => Err(BundleError::WrongPolicyId {
             expected: expected.clone(),
@@ -157,6 +178,13 @@ fn check_expiry(h: &BundleHeader, now: Timestamp) -> Result<(), BundleError> {
             reason: "expires_at is not after issued_at".into(),
         });
     }
+    let validity_ms = h.expires_at.0.saturating_sub(h.issued_at.0);
+    if validity_ms > MAX_BUNDLE_VALIDITY_DAYS * 86_400_000 {
+        return Err(BundleError::ValidityTooLong {
+            days: validity_ms / 86_400_000,
+            max_days: MAX_BUNDLE_VALIDITY_DAYS,
+        });
+    }
     if now >= h.expires_at {
         return Err(BundleError::Expired {
             expires_at: h.expires_at,
@@ -176,6 +204,13 @@ pub fn sign_bundle(
     keys: &[&SigningKey],
 ) -> Result<Envelope, BundleError> {
     policy.validate().map_err(BundleError::InvalidPolicy)?;
+    let validity_ms = expires_at.0.saturating_sub(issued_at.0);
+    if validity_ms > MAX_BUNDLE_VALIDITY_DAYS * 86_400_000 {
+        return Err(BundleError::ValidityTooLong {
+            days: validity_ms / 86_400_000,
+            max_days: MAX_BUNDLE_VALIDITY_DAYS,
+        });
+    }
     let payload = Payload {
         policy_id: policy.policy_id.clone(),
         version,

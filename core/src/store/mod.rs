@@ -665,10 +665,28 @@ impl Store {
                     reason: e.to_string(),
                 })?;
             prev = tag_of(&sealed).ok_or(ChainError::Unauthentic { seq })?;
-            out.push(StoredViolation { seq, record });
+            out.push(StoredViolation {
+                seq,
+                tag: prev,
+                record,
+            });
             expected = seq + 1;
         }
         Ok(out)
+    }
+
+    /// The chain tag of the record at `seq`, if it is present.
+    pub fn tag_at(&self, seq: u64) -> Result<Option<[u8; TAG_LEN]>, StoreError> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT sealed FROM violations WHERE seq = ?1",
+                [to_sql(seq)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| StoreError::sqlite(&self.path, e))?;
+        Ok(sealed.as_deref().and_then(tag_of))
     }
 
     /// Walks the whole chain from the anchor and reports the first broken link.

@@ -55,6 +55,9 @@ impl ViolationRecord {
 pub struct StoredViolation {
     /// Sequence number (1-based, contiguous, never reused).
     pub seq: u64,
+    /// The record's chain tag (its link; uploaded so the server's acknowledgement names it).
+    #[serde(skip)]
+    pub tag: [u8; 16],
     /// The record.
     #[serde(flatten)]
     pub record: ViolationRecord,

@@ -14,6 +14,8 @@ pub struct HttpTransport {
     agent: ureq::Agent,
 }
 
+// Plain http:// off loopback is refused when sending (see `super::check_server_url`).
+
 impl HttpTransport {
     /// For `base` (`https://host:port`, or `http://127.0.0.1:port` for loopback tests),
     /// trusting the Mozilla root set.
@@ -57,6 +59,7 @@ impl HttpTransport {
 
 impl Transport for HttpTransport {
     fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        super::check_server_url(&self.base)?;
         let url = format!("{}{}", self.base, req.path);
         let mut builder = self.agent.post(&url);
         for (k, v) in &req.headers {

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::posture::Posture;
 use crate::time::Timestamp;
 
-/// Protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Protocol version spoken by this build (2: answers carry the office's proofs, see
+/// [`super::proof`]).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Paths.
 pub mod path {
@@ -81,6 +82,10 @@ pub struct ChainState {
     pub head_seq: u64,
     /// Hex tag of the newest record (the chain head).
     pub head_tag: String,
+    /// The store's commit generation: it only grows, so a store restored from an older copy
+    /// reports less than the server saw before.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// Stage 1: `POST /v1/check-in`.
@@ -106,6 +111,9 @@ pub struct CheckIn {
     pub device_time: Timestamp,
     /// Custody feed position already applied.
     pub custody_cursor: u64,
+    /// A fresh session key sealed to the office's upload key: the server proves its check-in
+    /// and finish answers with it ([`super::proof`]).
+    pub session: super::seal::SealedBox,
 }
 
 /// What the server has that the device does not.
@@ -115,16 +123,31 @@ pub struct CheckInResponse {
     pub server_time: Timestamp,
     /// Newest seq the server has durably stored for this device.
     pub acked_through: u64,
+    /// Hex chain tag of that record as the device uploaded it ("" for none): the device
+    /// deletes only the records it actually sent.
+    #[serde(default)]
+    pub acked_tag: String,
     /// Newest published bundle for this fleet, if it differs from the device's.
     pub bundle: Option<PolicyState>,
     /// Newest trust root version the server has.
     pub trust_root_version: u64,
     /// Custody records are waiting after the device's cursor.
     pub custody_pending: bool,
+    /// HMAC under the session key over this answer with `proof` empty ([`super::proof`]).
+    #[serde(default)]
+    pub proof: String,
 }
 
-/// Stage 2: `POST /v1/upload`. `sealed` opens (for the office only) to a JSON array of
-/// [`UploadedRecord`].
+impl CheckInResponse {
+    /// The canonical bytes the proof covers: this answer with `proof` empty.
+    pub fn proof_bytes(&self) -> Vec<u8> {
+        let mut c = self.clone();
+        c.proof.clear();
+        serde_json::to_vec(&c).unwrap_or_default()
+    }
+}
+
+/// Stage 2: `POST /v1/upload`. `sealed` opens (for the office only) to an [`UploadBatch`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upload {
@@ -138,11 +161,23 @@ pub struct Upload {
     pub sealed: super::seal::SealedBox,
 }
 
+/// What a sealed upload opens to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadBatch {
+    /// Base64 of a random key for this batch's receipt ([`super::proof`]).
+    pub receipt_key: String,
+    /// The records, in seq order.
+    pub records: Vec<UploadedRecord>,
+}
+
 /// One record inside an upload batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UploadedRecord {
     /// Seq.
     pub seq: u64,
+    /// Hex chain tag of the record in the device's store.
+    pub tag: String,
     /// Record (as decrypted from the device store).
     pub record: crate::store::ViolationRecord,
 }
@@ -152,6 +187,10 @@ pub struct UploadedRecord {
 pub struct UploadResponse {
     /// Highest contiguous seq durably stored.
     pub acked_through: u64,
+    /// HMAC under the batch's receipt key over device, seq range and last tag: proof that the
+    /// office stored this batch. The device deletes the batch on it, and on nothing else.
+    #[serde(default)]
+    pub receipt: String,
 }
 
 /// Stage 3: `POST /v1/download`.
@@ -203,6 +242,14 @@ pub struct Finish {
     pub chain: ChainState,
     /// Custody feed position after the sync.
     pub custody_cursor: u64,
+}
+
+/// Answer to stage 4.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishResponse {
+    /// HMAC under the session key over the finish request: the office saw the sync through.
+    #[serde(default)]
+    pub proof: String,
 }
 
 /// Every 4xx/5xx body.

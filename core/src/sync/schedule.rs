@@ -1,9 +1,12 @@
 //! When to sync: the policy's interval after a success, exponential backoff with jitter after
 //! a failure, and the deadline after which the device fails closed.
 
+use std::collections::{BTreeMap, VecDeque};
+
 use serde::{Deserialize, Serialize};
 
 use crate::policy::Policy;
+use crate::sync::custody::CustodyAction;
 use crate::time::Timestamp;
 
 /// First retry delay after a failure.
@@ -30,16 +33,24 @@ pub struct SyncState {
     /// Custody feed position applied.
     #[serde(default)]
     pub custody_cursor: u64,
-    /// Device clock at the last completed check-in (a later clock below it was set back).
-    #[serde(default)]
-    pub last_device_time: Option<Timestamp>,
     /// Whether the current overdue lapse was recorded.
     #[serde(default)]
     pub overdue_reported: bool,
     /// Whether the current clock skew was recorded.
     #[serde(default)]
     pub skew_reported: bool,
+    /// Registry record ids applied lately (newest last, at most [`CUSTODY_MEMORY`]): a
+    /// re-posted record changes nothing.
+    #[serde(default)]
+    pub custody_seen: VecDeque<String>,
+    /// Latest signed return per document (at most [`CUSTODY_MEMORY`]): an older sign-out
+    /// replayed after it does not start custody again.
+    #[serde(default)]
+    pub custody_returned: BTreeMap<String, Timestamp>,
 }
+
+/// How many custody record ids and returned documents the device remembers.
+pub const CUSTODY_MEMORY: usize = 1024;
 
 impl SyncState {
     /// The time by which a sync must succeed under `policy` (none before enrolment: a device
@@ -47,6 +58,50 @@ impl SyncState {
     pub fn due_by(&self, policy: &Policy) -> Option<Timestamp> {
         let since = self.last_success.or(self.enrolled_at)?;
         Some(since.plus_seconds(i64::from(policy.sync.max_offline_s)))
+    }
+
+    /// Whether the registry record `record_id` was applied before.
+    pub fn custody_seen(&self, record_id: &str) -> bool {
+        self.custody_seen.iter().any(|r| r == record_id)
+    }
+
+    /// Whether `document` was returned at or after `at`.
+    pub fn returned_after(&self, document: &str, at: Timestamp) -> bool {
+        self.custody_returned
+            .get(document)
+            .is_some_and(|r| *r >= at)
+    }
+
+    /// Remembers a registry record that was dealt with.
+    pub fn remember_custody(
+        &mut self,
+        record_id: String,
+        document: &str,
+        action: CustodyAction,
+        at: Timestamp,
+    ) {
+        self.custody_seen.push_back(record_id);
+        while self.custody_seen.len() > CUSTODY_MEMORY {
+            self.custody_seen.pop_front();
+        }
+        if action == CustodyAction::Return {
+            let e = self
+                .custody_returned
+                .entry(document.to_owned())
+                .or_insert(at);
+            *e = (*e).max(at);
+            while self.custody_returned.len() > CUSTODY_MEMORY {
+                let oldest = self
+                    .custody_returned
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(d, _)| d.clone());
+                match oldest {
+                    Some(d) => self.custody_returned.remove(&d),
+                    None => break,
+                };
+            }
+        }
     }
 
     /// After a completed sync.

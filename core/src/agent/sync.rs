@@ -1,23 +1,35 @@
-//! The device side of the four stages. Every function takes the time it runs at; nothing here
-//! reads the clock or touches the network except through the [`Transport`].
+//! The device side of the four sync stages (docs/sync-protocol.md), driven by the agent.
+//! Every function takes the time it runs at; nothing here reads the clock or touches the
+//! network except through the [`Transport`].
+//!
+//! Nothing from the network is taken on its word. Evidence is deleted only on a receipt that
+//! only the office's upload key can produce, the sync counts as successful only on a finish
+//! answer proven with this sync's session key, the server's time raises the agent's clock only
+//! from a proven answer, and everything downloaded is signed and verified on the device
+//! ([`crate::sync::proof`]).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use zeroize::{Zeroize, Zeroizing};
 
-use super::custody::verify_custody_record;
-use super::identity::DeviceIdentity;
-use super::protocol::{
-    ChainState, CheckIn, CheckInResponse, DownloadRequest, DownloadResponse, EnrollRequest,
-    EnrollResponse, ErrorBody, Finish, MAX_BATCH_RECORDS, PROTOCOL_VERSION, PolicyState, Upload,
-    UploadResponse, UploadedRecord, path,
-};
-use super::schedule::random_jitter;
-use super::seal::{batch_aad, seal};
-use super::transport::{HttpRequest, Transport, TransportError};
-use crate::agent::{Agent, AgentError};
+use super::{Agent, AgentError, CustodyOutcome};
 use crate::bundle::BundleError;
+use crate::bundle::keys::hex;
 use crate::compile::Platform;
 use crate::posture::Posture;
+use crate::rules;
+use crate::store::StoreError;
+use crate::sync::custody::verify_custody_record;
+use crate::sync::identity::DeviceIdentity;
+use crate::sync::proof::{Answer, ProofKey, session_aad};
+use crate::sync::protocol::{
+    CheckIn, CheckInResponse, DownloadRequest, DownloadResponse, EnrollRequest, EnrollResponse,
+    ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION, Upload, UploadBatch,
+    UploadResponse, UploadedRecord, path,
+};
+use crate::sync::schedule::random_jitter;
+use crate::sync::seal::{batch_aad, seal};
+use crate::sync::{HttpRequest, Transport, TransportError, check_server_url};
 use crate::time::Timestamp;
 
 /// Agent build reported at check-in.
@@ -29,14 +41,15 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const MAX_CLOCK_SKEW_MS: i64 = 2 * 60 * 1000;
 
 /// Id of the violation raised for a device clock that is far off or was set back.
-pub const CLOCK_RULE: &str = "baomi.clock";
+pub const CLOCK_RULE: &str = rules::CLOCK;
 /// Id of the violation raised when the server delivers something that does not verify.
-pub const REJECTED_DELIVERY_RULE: &str = "baomi.rejected_delivery";
+pub const REJECTED_DELIVERY_RULE: &str = rules::REJECTED_DELIVERY;
 
 /// Why a sync (or enrolment) failed. Nothing unacknowledged is ever deleted on any of them.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SyncError {
-    /// The network failed (offline, refused, TLS): retried with backoff.
+    /// The network failed (offline, refused, TLS), or the URL is plain HTTP off loopback:
+    /// retried with backoff.
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// The server answered with an error.
@@ -60,6 +73,15 @@ pub enum SyncError {
         /// What was wrong.
         reason: String,
     },
+    /// The answer does not carry a valid proof from the office's upload key: a relay or an
+    /// impostor answered. Nothing is deleted and the sync does not count as successful.
+    #[error(
+        "the answer to {path} is not proven by the office's key (a relay or an impostor answered): nothing was deleted"
+    )]
+    Unproven {
+        /// Path.
+        path: &'static str,
+    },
     /// Signed material from the server did not verify (rollback, bad signature, ...); it was
     /// not installed and the refusal is recorded as a violation.
     #[error("refused delivery: {0}")]
@@ -67,10 +89,11 @@ pub enum SyncError {
     /// The device has not enrolled.
     #[error("this device is not enrolled: run enrolment with a token first")]
     NotEnrolled,
-    /// The trust root names no upload key, so violations cannot be sealed for the office.
+    /// The trust root names no upload key: violations cannot be sealed for the office and the
+    /// office's answers cannot be proven.
     #[error("the trust root names no upload key: violations stay on the device")]
     NoUploadKey,
-    /// The agent (store, bundle) failed.
+    /// The agent (store, bundle) failed, or no trust root was provisioned.
     #[error(transparent)]
     Agent(#[from] AgentError),
 }
@@ -97,7 +120,8 @@ pub struct SyncReport {
 }
 
 /// Enrols the device with a one-time token. The identity key is created on the device and
-/// never leaves it; the server learns only its public half.
+/// never leaves it; the server learns only its public half. Refused without a trust root
+/// provisioned out of band: enrolment never trusts the network for the first root.
 pub fn enroll(
     agent: &mut Agent,
     transport: &dyn Transport,
@@ -106,6 +130,9 @@ pub fn enroll(
     platform: Platform,
     now: Timestamp,
 ) -> Result<EnrollResponse, SyncError> {
+    check_server_url(server)?;
+    agent.trust_root().ok_or(AgentError::NoTrustRoot)?;
+    let now = agent.observe_time(now)?;
     let identity = agent.identity()?;
     let req = EnrollRequest {
         protocol: PROTOCOL_VERSION,
@@ -116,7 +143,7 @@ pub fn enroll(
         platform: platform_name(platform).into(),
         agent_version: AGENT_VERSION.into(),
     };
-    let resp: EnrollResponse = exchange(transport, None, path::ENROLL, &req, now)?;
+    let (resp, _): (EnrollResponse, _) = exchange(transport, None, path::ENROLL, &req, now)?;
     if resp.device_id != identity.device_id() {
         return Err(SyncError::Protocol {
             path: path::ENROLL,
@@ -127,11 +154,11 @@ pub fn enroll(
             ),
         });
     }
-    let mut state = agent.sync_state().clone();
-    state.server = Some(server.to_owned());
-    state.enrolled_at = Some(now);
-    state.next_due = Some(now);
-    agent.set_sync_state(state)?;
+    agent.update_sync(|s| {
+        s.server = Some(server.to_owned());
+        s.enrolled_at = Some(now);
+        s.next_due = Some(now);
+    })?;
     Ok(resp)
 }
 
@@ -145,7 +172,12 @@ pub fn sync_now(
     if agent.sync_state().enrolled_at.is_none() {
         return Err(SyncError::NotEnrolled);
     }
-    let result = run_stages(agent, transport, now);
+    // Requests carry the device's own reading, so the office sees (and refuses) a clock set
+    // back; the agent acts at its high-water time.
+    let reading = now;
+    agent.observe_time(reading)?;
+    let result = run_stages(agent, transport, reading);
+    let now = agent.acting_time(reading);
     let interval = agent
         .engine()
         .map_or(900, |e| e.policy().source.sync.interval_s);
@@ -167,19 +199,16 @@ pub fn sync_now(
                 now.to_rfc3339()
             ),
         )?;
-        let mut s = agent.sync_state().clone();
-        s.skew_reported = true;
-        agent.set_sync_state(s)?;
+        agent.update_sync(|s| s.skew_reported = true)?;
     }
-    let mut state = agent.sync_state().clone();
-    match &result {
-        Ok(_) => state.succeeded(now, interval),
+    let jitter = random_jitter();
+    agent.update_sync(|s| match &result {
+        Ok(_) => s.succeeded(now, interval),
         Err(e) => {
             log::warn!("sync failed: {e}");
-            state.failed(now, interval, random_jitter());
+            s.failed(now, interval, jitter);
         }
-    }
-    agent.set_sync_state(state)?;
+    })?;
     // The deadline moved: the posture may reopen (or close) right now.
     agent.tick(now)?;
     result.map(|mut r| {
@@ -192,53 +221,69 @@ pub fn sync_now(
 fn run_stages(
     agent: &mut Agent,
     transport: &dyn Transport,
-    now: Timestamp,
+    reading: Timestamp,
 ) -> Result<SyncReport, SyncError> {
+    let now = agent.acting_time(reading);
+    let upload_key = agent
+        .trust_root()
+        .ok_or(AgentError::NoTrustRoot)?
+        .upload_key()
+        .ok_or(SyncError::NoUploadKey)?;
     let identity = agent.identity()?;
+    let device = identity.device_id().to_owned();
     let id = Some(&identity);
-    check_set_back(agent, now)?;
 
-    // 1. check-in
+    // 1. check-in, with a fresh session key only the office can open.
+    let session = ProofKey::generate().ok_or_else(|| random_failed(path::CHECK_IN))?;
+    let sealed_session = seal(&upload_key, &session_aad(&device), session.as_bytes())
+        .map_err(|e| protocol(path::CHECK_IN, e.to_string()))?;
     let check_in = CheckIn {
         protocol: PROTOCOL_VERSION,
-        device_id: identity.device_id().to_owned(),
+        device_id: device.clone(),
         agent_version: AGENT_VERSION.into(),
-        policy: policy_state(agent),
+        policy: agent.policy_state(),
         trust_root_version: agent.trust_root().map_or(0, |t| t.version()),
         posture: agent.posture(),
         fail_closed: agent
             .engine()
             .and_then(|e| e.fail_closed_reason(now))
             .map(|r| r.as_str().to_owned()),
-        chain: chain_state(agent),
-        device_time: now,
+        chain: agent.chain_state(),
+        device_time: reading,
         custody_cursor: agent.sync_state().custody_cursor,
+        session: sealed_session,
     };
-    let answer: CheckInResponse = exchange(transport, id, path::CHECK_IN, &check_in, now)?;
-    let skew = check_clock(agent, now, answer.server_time)?;
-
-    // The server may hold records whose acknowledgement never reached us (it was killed after
-    // committing): accept its word up to our own head, never beyond.
-    let head = agent.store().head().seq;
-    if answer.acked_through > head {
-        return Err(SyncError::Protocol {
+    let (answer, request): (CheckInResponse, _) =
+        exchange(transport, id, path::CHECK_IN, &check_in, reading)?;
+    if !session.verify(
+        Answer::CheckIn,
+        &device,
+        &request,
+        &answer.proof_bytes(),
+        &answer.proof,
+    ) {
+        return Err(SyncError::Unproven {
             path: path::CHECK_IN,
-            reason: format!(
-                "acknowledges seq {} but the newest record is {head}",
-                answer.acked_through
-            ),
         });
     }
+    let skew = check_clock(agent, reading, answer.server_time)?;
+    // From here the agent acts at the office-settled time; requests still carry the reading.
+    let now = agent.settle_time(answer.server_time, reading);
+
+    // The office may hold records whose acknowledgement never reached us (it was killed after
+    // committing). Its proven word counts, for records this device actually has.
     let acked_before = agent.store().acked_through();
     if answer.acked_through > acked_before {
-        agent
-            .store_mut()
-            .acknowledge(answer.acked_through)
-            .map_err(AgentError::from)?;
+        acknowledge(
+            agent,
+            path::CHECK_IN,
+            answer.acked_through,
+            &answer.acked_tag,
+        )?;
     }
 
     // 2. upload
-    upload(agent, transport, &identity, now)?;
+    upload(agent, transport, &identity, &upload_key, reading)?;
     let uploaded = agent.store().acked_through().saturating_sub(acked_before);
 
     // 3. download
@@ -252,32 +297,64 @@ fn run_stages(
         posture: agent.posture(),
         next_due: None,
     };
-    let installed = policy_state(agent);
+    let installed = agent.policy_state();
     let wants_bundle = answer.bundle.as_ref().is_some_and(|b| {
         installed
             .as_ref()
             .is_none_or(|i| i.version < b.version || i.id != b.id)
     });
     let trust_version = agent.trust_root().map_or(0, |t| t.version());
-    let rejected =
-        if wants_bundle || answer.trust_root_version > trust_version || answer.custody_pending {
-            download(agent, transport, &identity, now, &mut report)?
-        } else {
-            None
-        };
+    let mut rejected = None;
+    if wants_bundle || answer.trust_root_version > trust_version || answer.custody_pending {
+        rejected = download(agent, transport, &identity, reading, now, &mut report)?;
+        // A rotation that untrusted the installed bundle resets the floor: fetch the office's
+        // newest bundle now rather than run closed until the next sync.
+        let untrusted = agent.installed().is_some_and(|i| !i.trusted);
+        if untrusted && report.bundle_installed.is_none() && rejected.is_none() {
+            rejected = download(agent, transport, &identity, reading, now, &mut report)?;
+        }
+    }
 
-    // 4. finish
+    // 4. finish: the sync counts only if the office proves it saw it through.
     let finish = Finish {
-        device_id: identity.device_id().to_owned(),
+        device_id: device.clone(),
         posture: agent.posture(),
-        policy: policy_state(agent),
-        chain: chain_state(agent),
+        policy: agent.policy_state(),
+        chain: agent.chain_state(),
         custody_cursor: agent.sync_state().custody_cursor,
     };
-    let _: serde_json::Value = exchange(transport, id, path::FINISH, &finish, now)?;
+    let (done, request): (FinishResponse, _) =
+        exchange(transport, id, path::FINISH, &finish, reading)?;
+    if !session.verify(Answer::Finish, &device, &request, b"", &done.proof) {
+        return Err(SyncError::Unproven { path: path::FINISH });
+    }
     match rejected {
         Some(e) => Err(SyncError::Rejected(e)),
         None => Ok(report),
+    }
+}
+
+/// Deletes through `through` if it names a record this device has, with the tag it has.
+fn acknowledge(
+    agent: &mut Agent,
+    path: &'static str,
+    through: u64,
+    tag_hex: &str,
+) -> Result<(), SyncError> {
+    let head = agent.store().head().seq;
+    if through > head {
+        return Err(protocol(
+            path,
+            format!("acknowledges seq {through} but the newest record is {head}"),
+        ));
+    }
+    match agent.acknowledge(through, tag_hex) {
+        Ok(_) => Ok(()),
+        Err(AgentError::Store(StoreError::Integrity(_))) => Err(protocol(
+            path,
+            format!("acknowledges seq {through} with a tag this device's record does not have"),
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -285,65 +362,47 @@ fn upload(
     agent: &mut Agent,
     transport: &dyn Transport,
     identity: &DeviceIdentity,
+    upload_key: &[u8; 32],
     now: Timestamp,
 ) -> Result<(), SyncError> {
+    let device = identity.device_id();
     loop {
-        let after = agent.store().acked_through();
-        let batch = agent
-            .store()
-            .records_after(after, MAX_BATCH_RECORDS)
-            .map_err(AgentError::from)?;
+        let batch = agent.unacknowledged(MAX_BATCH_RECORDS)?;
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
             return Ok(());
         };
-        let (first_seq, last_seq) = (first.seq, last.seq);
-        let recipient = agent
-            .trust_root()
-            .and_then(|t| t.upload_key())
-            .ok_or(SyncError::NoUploadKey)?;
-        let records: Vec<UploadedRecord> = batch
-            .into_iter()
-            .map(|v| UploadedRecord {
-                seq: v.seq,
-                record: v.record,
-            })
-            .collect();
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(&records).map_err(|e| {
-            SyncError::Protocol {
-                path: path::UPLOAD,
-                reason: e.to_string(),
-            }
-        })?);
-        drop(records);
-        let sealed = seal(
-            &recipient,
-            &batch_aad(identity.device_id(), first_seq, last_seq),
-            &plain,
-        )
-        .map_err(|e| SyncError::Protocol {
-            path: path::UPLOAD,
-            reason: e.to_string(),
-        })?;
+        let (first_seq, last_seq, last_tag) = (first.seq, last.seq, hex(&last.tag));
+        let receipt_key = ProofKey::generate().ok_or_else(|| random_failed(path::UPLOAD))?;
+        let mut contents = UploadBatch {
+            receipt_key: receipt_key.to_base64().to_string(),
+            records: batch
+                .into_iter()
+                .map(|v| UploadedRecord {
+                    seq: v.seq,
+                    tag: hex(&v.tag),
+                    record: v.record,
+                })
+                .collect(),
+        };
+        let plain = Zeroizing::new(
+            serde_json::to_vec(&contents).map_err(|e| protocol(path::UPLOAD, e.to_string()))?,
+        );
+        contents.receipt_key.zeroize();
+        drop(contents);
+        let sealed = seal(upload_key, &batch_aad(device, first_seq, last_seq), &plain)
+            .map_err(|e| protocol(path::UPLOAD, e.to_string()))?;
         let req = Upload {
-            device_id: identity.device_id().to_owned(),
+            device_id: device.to_owned(),
             first_seq,
             last_seq,
             sealed,
         };
-        let resp: UploadResponse = exchange(transport, Some(identity), path::UPLOAD, &req, now)?;
-        if resp.acked_through > last_seq || resp.acked_through <= after {
-            return Err(SyncError::Protocol {
-                path: path::UPLOAD,
-                reason: format!(
-                    "acknowledged seq {} for a batch of {first_seq}..={last_seq} (already acknowledged: {after})",
-                    resp.acked_through
-                ),
-            });
+        let (resp, _): (UploadResponse, _) =
+            exchange(transport, Some(identity), path::UPLOAD, &req, now)?;
+        if !receipt_key.verify_receipt(device, first_seq, last_seq, &last_tag, &resp.receipt) {
+            return Err(SyncError::Unproven { path: path::UPLOAD });
         }
-        agent
-            .store_mut()
-            .acknowledge(resp.acked_through)
-            .map_err(AgentError::from)?;
+        acknowledge(agent, path::UPLOAD, last_seq, &last_tag)?;
     }
 }
 
@@ -353,19 +412,22 @@ fn download(
     agent: &mut Agent,
     transport: &dyn Transport,
     identity: &DeviceIdentity,
+    reading: Timestamp,
     now: Timestamp,
     report: &mut SyncReport,
 ) -> Result<Option<BundleError>, SyncError> {
     let req = DownloadRequest {
         device_id: identity.device_id().to_owned(),
         trust_root_version: agent.trust_root().map_or(0, |t| t.version()),
-        policy_version: policy_state(agent).map_or(0, |p| p.version),
+        policy_version: agent.policy_state().map_or(0, |p| p.version),
         custody_after: agent.sync_state().custody_cursor,
     };
-    let resp: DownloadResponse = exchange(transport, Some(identity), path::DOWNLOAD, &req, now)?;
+    let (resp, _): (DownloadResponse, _) =
+        exchange(transport, Some(identity), path::DOWNLOAD, &req, reading)?;
     let mut first_rejection = None;
     for root in &resp.trust_roots {
-        match agent.install_trust_root(root.as_bytes()) {
+        // Only rotations: the first root never comes from the network.
+        match agent.rotate_trust_root(root.as_bytes(), now) {
             Ok(v) => report.trust_root_installed = Some(v),
             Err(AgentError::Bundle(e)) => {
                 refuse(agent, now, "trust root", &e)?;
@@ -385,27 +447,30 @@ fn download(
             Err(e) => return Err(e.into()),
         }
     }
-    let mut cursor = agent.sync_state().custody_cursor;
+    let start = agent.sync_state().custody_cursor;
+    let mut cursor = start;
     for entry in &resp.custody {
         if entry.cursor <= cursor {
-            return Err(SyncError::Protocol {
-                path: path::DOWNLOAD,
-                reason: format!(
+            return Err(protocol(
+                path::DOWNLOAD,
+                format!(
                     "custody feed went backwards ({} after {cursor})",
                     entry.cursor
                 ),
-            });
+            ));
         }
         let verified = agent
             .trust_root()
             .ok_or(SyncError::Agent(AgentError::NoTrustRoot))
             .map(|t| verify_custody_record(entry.envelope.as_bytes(), t))?;
         match verified {
-            Ok(doc) => {
-                if agent.apply_registry_custody(&doc, now)? {
-                    report.custody_applied += 1;
-                }
-            }
+            Ok(doc) => match agent.apply_registry_custody(&doc, now)? {
+                CustodyOutcome::Applied => report.custody_applied += 1,
+                CustodyOutcome::Duplicate | CustodyOutcome::Superseded => {}
+                // Not for this device's holder as it knows it (its bundle is behind): keep
+                // the cursor here so the record is applied once the assignment arrives.
+                CustodyOutcome::NotApplicable => break,
+            },
             // A forged record is evidence, not a reason to stall the feed forever.
             Err(e) => {
                 refuse(agent, now, "custody record", &e)?;
@@ -414,9 +479,9 @@ fn download(
         }
         cursor = entry.cursor;
     }
-    let mut state = agent.sync_state().clone();
-    state.custody_cursor = cursor;
-    agent.set_sync_state(state)?;
+    if cursor != start {
+        agent.update_sync(|s| s.custody_cursor = cursor)?;
+    }
     Ok(first_rejection)
 }
 
@@ -431,75 +496,24 @@ fn refuse(agent: &mut Agent, now: Timestamp, what: &str, e: &BundleError) -> Res
     Ok(())
 }
 
-/// Records a device clock that reads earlier than at the last check-in: set back by hand
-/// (to escape a time window or a policy expiry) or reset. Local, so it is recorded even when
-/// the server refuses the time.
-fn check_set_back(agent: &mut Agent, now: Timestamp) -> Result<(), SyncError> {
-    let mut state = agent.sync_state().clone();
-    if let Some(last) = state.last_device_time
-        && now.0 < last.0.saturating_sub(MAX_CLOCK_SKEW_MS)
-    {
-        agent.record_agent_violation(
-            now,
-            "clock_set_back",
-            CLOCK_RULE,
-            format!(
-                "device clock reads {} but an earlier sync saw {}",
-                now.to_rfc3339(),
-                last.to_rfc3339()
-            ),
-        )?;
-        // Report once; the next check compares against the new reading.
-        state.last_device_time = Some(now);
-        agent.set_sync_state(state)?;
-    }
-    Ok(())
-}
-
-/// Records a device clock far from the server's.
+/// Records a device clock far from the (proven) server's.
 fn check_clock(agent: &mut Agent, now: Timestamp, server: Timestamp) -> Result<i64, SyncError> {
     let skew = now.0.saturating_sub(server.0);
-    let mut state = agent.sync_state().clone();
-    if skew.abs() > MAX_CLOCK_SKEW_MS {
-        if !state.skew_reported {
-            agent.record_agent_violation(
-                now,
-                "clock_skew",
-                CLOCK_RULE,
-                format!(
-                    "device clock is {} s off the server's ({})",
-                    skew / 1000,
-                    server.to_rfc3339()
-                ),
-            )?;
-            state.skew_reported = true;
-        }
-    } else {
-        state.skew_reported = false;
+    let off = skew.abs() > MAX_CLOCK_SKEW_MS;
+    if off && !agent.sync_state().skew_reported {
+        agent.record_agent_violation(
+            now,
+            "clock_skew",
+            CLOCK_RULE,
+            format!(
+                "device clock is {} s off the server's ({})",
+                skew / 1000,
+                server.to_rfc3339()
+            ),
+        )?;
     }
-    state.last_device_time = Some(now);
-    agent.set_sync_state(state)?;
+    agent.update_sync(|s| s.skew_reported = off)?;
     Ok(skew)
-}
-
-fn policy_state(agent: &Agent) -> Option<PolicyState> {
-    agent
-        .installed()
-        .filter(|(h, _)| h.version > 0)
-        .map(|(h, digest)| PolicyState {
-            id: h.policy_id.clone(),
-            version: h.version,
-            digest: digest.clone(),
-        })
-}
-
-fn chain_state(agent: &Agent) -> ChainState {
-    let head = agent.store().head();
-    ChainState {
-        acked_through: agent.store().acked_through(),
-        head_seq: head.seq,
-        head_tag: head.tag_hex(),
-    }
 }
 
 fn platform_name(p: Platform) -> &'static str {
@@ -509,29 +523,38 @@ fn platform_name(p: Platform) -> &'static str {
     }
 }
 
-/// One signed JSON exchange: serialize, sign, send, map errors, parse.
+fn protocol(path: &'static str, reason: String) -> SyncError {
+    SyncError::Protocol { path, reason }
+}
+
+fn random_failed(path: &'static str) -> SyncError {
+    protocol(path, "the system random source failed".into())
+}
+
+/// One signed JSON exchange: serialize, sign, send, map errors, parse. Returns the answer and
+/// the exact request body (answer proofs are bound to it).
 fn exchange<Req: Serialize, Resp: DeserializeOwned>(
     transport: &dyn Transport,
     identity: Option<&DeviceIdentity>,
     path: &'static str,
     body: &Req,
     now: Timestamp,
-) -> Result<Resp, SyncError> {
-    let proto = |reason: String| SyncError::Protocol { path, reason };
-    let body = serde_json::to_vec(body).map_err(|e| proto(e.to_string()))?;
+) -> Result<(Resp, Vec<u8>), SyncError> {
+    let body = serde_json::to_vec(body).map_err(|e| protocol(path, e.to_string()))?;
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     if let Some(id) = identity {
         let auth = id
             .sign("POST", path, &body, now)
-            .ok_or_else(|| proto("random source failed".into()))?;
+            .ok_or_else(|| random_failed(path))?;
         headers.extend(auth.headers());
     }
-    let resp = transport.send(&HttpRequest {
+    let req = HttpRequest {
         method: "POST".into(),
         path: path.into(),
         headers,
         body,
-    })?;
+    };
+    let resp = transport.send(&req)?;
     if !(200..300).contains(&resp.status) {
         let err: Option<ErrorBody> = serde_json::from_slice(&resp.body).ok();
         return Err(SyncError::Server {
@@ -551,5 +574,7 @@ fn exchange<Req: Serialize, Resp: DeserializeOwned>(
             ),
         });
     }
-    serde_json::from_slice(&resp.body).map_err(|e| proto(format!("malformed JSON: {e}")))
+    let answer = serde_json::from_slice(&resp.body)
+        .map_err(|e| protocol(path, format!("malformed JSON: {e}")))?;
+    Ok((answer, req.body))
 }

@@ -1,0 +1,786 @@
+//! The device-side facade: engine + store, and the sync stages ([`sync`]) that drive it.
+//! What the FFI exposes and the CLI drives.
+//!
+//! - The trust root and the installed bundle are kept as their signed envelopes (sealed) and
+//!   re-verified at every start: the store's AEAD proves the agent wrote them, the signatures
+//!   prove the office signed them under the root in force. After a trust-root rotation the
+//!   installed bundle is re-verified under the new root; if its signers are no longer trusted
+//!   it runs fail-closed and the rollback floor resets (TUF 5.3.11), so neither a bundle signed
+//!   with stolen keys nor its fast-forwarded version survives the rotation.
+//! - Every decision with `violation: true` is appended to the store before it is returned.
+//! - Time never runs backwards for the agent ([`clock`]): a reading more than a tolerance below
+//!   the highest time seen is recorded (`baomi.clock`) and evaluated as the high-water time.
+//! - The context is persisted whenever something durable changed (custody, zones checked in,
+//!   inventory), not on every beacon sighting.
+
+pub mod clock;
+pub mod sync;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::bundle::keys::{SigningKey, hex};
+use crate::bundle::{
+    BundleError, BundleHeader, Installed, TrustRoot, VerifiedBundle, read_unverified,
+    verify_bundle, verify_signed,
+};
+use crate::compile::{CompiledPolicy, Platform};
+use crate::context::{Context, ContextSnapshot, CustodySource};
+use crate::decision::{Decision, Verdict};
+use crate::engine::{Engine, FailClosedReason};
+use crate::event::{Event, EventKind};
+use crate::level::Clearance;
+use crate::policy::Policy;
+use crate::policy::model::Severity;
+use crate::posture::Posture;
+use crate::rules;
+use crate::store::{
+    ChainError, KeyProvider, PolicyRef, Store, StoreError, StoreOptions, StoredViolation,
+    ViolationRecord,
+};
+use crate::sync::custody::{CustodyAction, CustodyRecordDoc};
+use crate::sync::identity::DeviceIdentity;
+use crate::sync::protocol::{ChainState, PolicyState};
+use crate::sync::schedule::SyncState;
+use crate::time::Timestamp;
+
+pub use clock::{CLOCK_TOLERANCE_MS, TimeGuard};
+pub use sync::{SyncError, SyncReport, enroll, sync_now};
+
+const STATE_TRUST: &str = "trust_root";
+const STATE_POLICY: &str = "installed_bundle";
+const STATE_CONTEXT: &str = "context";
+const STATE_IDENTITY: &str = "identity";
+const STATE_SYNC: &str = "sync";
+const STATE_CLOCK: &str = "clock";
+
+/// Id of the violation raised when the device has not synced for longer than the policy allows.
+pub const SYNC_OVERDUE_RULE: &str = rules::SYNC_OVERDUE;
+
+/// Id of the violation raised when the store passes its size cap.
+pub const STORE_FULL_RULE: &str = rules::STORE_FULL;
+
+/// Errors of the agent.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AgentError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bundle or trust root was refused.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// A bundle arrived, or enrolment or sync was asked for, before any trust root was
+    /// provisioned out of band (managed configuration, provisioning extras, the CLI's
+    /// `--trust`). The network never provides the first root.
+    #[error(
+        "no trust root is installed: provision one out of band (managed configuration or --trust) first"
+    )]
+    NoTrustRoot,
+    /// An event arrived before any policy was installed.
+    #[error("no policy is installed")]
+    NoPolicy,
+    /// Stored state that does not parse (written by this agent, so a bug or a downgrade).
+    #[error("stored `{name}` does not parse: {reason}")]
+    BadState {
+        /// State name.
+        name: &'static str,
+        /// Parser message.
+        reason: String,
+    },
+}
+
+/// What is installed: the bundle's header and digest, and whether the trust root in force
+/// still vouches for its signers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledBundle {
+    /// Header.
+    pub header: BundleHeader,
+    /// Hex SHA-256 of the signed payload.
+    pub digest: String,
+    /// Signed by a threshold of the current trust root's office keys.
+    pub trusted: bool,
+}
+
+/// What became of a registry custody record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustodyOutcome {
+    /// Applied to the context.
+    Applied,
+    /// Seen before (same `record_id`): a replay changes nothing.
+    Duplicate,
+    /// Older than what the device already knows of that document (a return for a sign-out it
+    /// does not follow, a sign-out before a later return): ignored.
+    Superseded,
+    /// For another holder, or this device has no holder yet: not applied, and the feed's
+    /// cursor must not move past it.
+    NotApplicable,
+}
+
+/// The agent at a glance (status screens, `baomi agent status`, the FFI).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentStatus {
+    /// Device id.
+    pub device_id: String,
+    /// Holder the signed policy assigns this device to.
+    pub holder: Option<String>,
+    /// Installed policy id.
+    pub policy_id: Option<String>,
+    /// Installed bundle version.
+    pub policy_version: Option<u64>,
+    /// Whether the installed bundle is signed under the trust root in force.
+    pub policy_trusted: Option<bool>,
+    /// Trust root version.
+    pub trust_root_version: Option<u64>,
+    /// Why the device fails closed now, if it does.
+    pub fail_closed: Option<String>,
+    /// Desired posture.
+    pub posture: Posture,
+    /// When the posture may change without an event.
+    pub next_deadline: Option<Timestamp>,
+    /// When the next sync is due.
+    pub next_sync_due: Option<Timestamp>,
+    /// Last successful sync.
+    pub last_sync: Option<Timestamp>,
+    /// Newest acknowledged seq.
+    pub acked_through: u64,
+    /// Newest seq.
+    pub head_seq: u64,
+    /// Records not yet acknowledged.
+    pub unacknowledged: u64,
+    /// The store's commit generation.
+    pub generation: u64,
+    /// Highest time the agent has seen.
+    pub high_water: Option<Timestamp>,
+}
+
+/// The agent.
+pub struct Agent {
+    store: Store,
+    platform: Platform,
+    trust: Option<TrustRoot>,
+    installed: Option<InstalledBundle>,
+    engine: Option<Engine>,
+    store_full_reported: bool,
+    sync: SyncState,
+    clock: TimeGuard,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("store", &self.store)
+            .field("installed", &self.installed)
+            .finish_non_exhaustive()
+    }
+}
+
+fn bad_state(name: &'static str) -> impl Fn(serde_json::Error) -> AgentError {
+    move |e| AgentError::BadState {
+        name,
+        reason: e.to_string(),
+    }
+}
+
+impl Agent {
+    /// Opens the agent's store in `dir`, re-verifies what was installed, and reloads it.
+    ///
+    /// Refused with [`AgentError::Store`] when sealed state does not match the store's head
+    /// (rows rolled back, deleted or moved): the agent never runs state it cannot vouch for.
+    pub fn open(
+        dir: &Path,
+        keys: &dyn KeyProvider,
+        opts: StoreOptions,
+        platform: Platform,
+        now: Timestamp,
+    ) -> Result<Agent, AgentError> {
+        let store = Store::open(dir, keys, opts)?;
+        let trust = match store.get_state(STATE_TRUST)? {
+            Some(b) => Some(TrustRoot::from_stored(&b)?),
+            None => None,
+        };
+        let sync = match store.get_state(STATE_SYNC)? {
+            Some(raw) => serde_json::from_slice(&raw).map_err(bad_state(STATE_SYNC))?,
+            None => SyncState::default(),
+        };
+        let clock = match store.get_state(STATE_CLOCK)? {
+            Some(raw) => TimeGuard::restore(&raw).map_err(bad_state(STATE_CLOCK))?,
+            None => TimeGuard::default(),
+        };
+        let mut agent = Agent {
+            store,
+            platform,
+            trust,
+            installed: None,
+            engine: None,
+            store_full_reported: false,
+            sync,
+            clock,
+        };
+        let now = agent.clock.effective(now);
+        if let Some(envelope) = agent.store.get_state(STATE_POLICY)? {
+            let trust = agent.trust.as_ref().ok_or(AgentError::NoTrustRoot)?;
+            let (v, trusted) = match verify_signed(&envelope, trust) {
+                Ok(v) => (v, true),
+                // Signed by keys a later rotation dropped: run it closed until replaced.
+                Err(_) => (read_unverified(&envelope)?, false),
+            };
+            let ctx = match agent.store.get_state(STATE_CONTEXT)? {
+                Some(c) => Some(
+                    serde_json::from_slice::<ContextSnapshot>(&c)
+                        .map_err(bad_state(STATE_CONTEXT))?,
+                ),
+                None => None,
+            };
+            agent.activate(v, trusted, ctx, now)?;
+        }
+        Ok(agent)
+    }
+
+    fn activate(
+        &mut self,
+        v: VerifiedBundle,
+        trusted: bool,
+        snapshot: Option<ContextSnapshot>,
+        now: Timestamp,
+    ) -> Result<(), AgentError> {
+        let assigned = clearance_of(&v.policy, self.store.device_id());
+        let clearance = assigned.unwrap_or(Clearance::None);
+        let compiled = Arc::new(
+            CompiledPolicy::compile(v.policy, self.platform).map_err(BundleError::InvalidPolicy)?,
+        );
+        let mut engine = match (self.engine.take(), snapshot) {
+            (Some(mut e), _) => {
+                e.replace_policy(compiled, now);
+                e
+            }
+            (None, Some(s)) => {
+                Engine::with_context(compiled.clone(), Context::restore(&compiled, s), now)
+            }
+            (None, None) => Engine::new(compiled, clearance, now),
+        };
+        // The signed assignment always wins over whatever the context remembered.
+        engine.set_clearance(clearance, now);
+        engine.set_unassigned(assigned.is_none(), now);
+        engine.set_untrusted(!trusted, now);
+        self.clock.raise(v.header.issued_at);
+        self.installed = Some(InstalledBundle {
+            header: v.header,
+            digest: v.digest,
+            trusted,
+        });
+        self.engine = Some(engine);
+        self.refresh_deadlines(now);
+        Ok(())
+    }
+
+    /// Expiry (bundle or trust root, whichever is first) and the sync deadline into the engine.
+    fn refresh_deadlines(&mut self, now: Timestamp) {
+        let bundle_expiry = self.installed.as_ref().map(|i| i.header.expires_at);
+        let root_expiry = self.trust.as_ref().and_then(TrustRoot::expires_at);
+        let expiry = [bundle_expiry, root_expiry].into_iter().flatten().min();
+        let due = self.installed_policy().and_then(|p| self.sync.due_by(p));
+        if let Some(e) = &mut self.engine {
+            e.set_policy_expiry(expiry);
+            e.set_sync_due_by(due);
+            e.tick(now);
+        }
+    }
+
+    /// Provisions the trust root out of band (managed configuration, provisioning extras,
+    /// the CLI's `--trust`): the first one, or a rotation. Offering the root already installed
+    /// again is a no-op (managed configuration re-delivers it on every change).
+    pub fn provision_trust_root(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<u64, AgentError> {
+        match &self.trust {
+            Some(current) if current.envelope_bytes() == bytes => Ok(current.version()),
+            Some(_) => self.rotate_trust_root(bytes, now),
+            None => {
+                let root = TrustRoot::from_self_signed(bytes)?;
+                root.check_current(now)?;
+                self.store.put_state(STATE_TRUST, root.envelope_bytes())?;
+                let v = root.version();
+                self.trust = Some(root);
+                self.refresh_deadlines(now);
+                Ok(v)
+            }
+        }
+    }
+
+    /// Rotates to the next trust root (from sync or managed configuration): it must follow the
+    /// installed one (version + 1, both thresholds). The installed bundle is then re-verified
+    /// under the new root; if its signers are gone it runs closed and the rollback floor
+    /// resets.
+    pub fn rotate_trust_root(&mut self, bytes: &[u8], now: Timestamp) -> Result<u64, AgentError> {
+        let current = self.trust.as_ref().ok_or(AgentError::NoTrustRoot)?;
+        let next = current.rotate(bytes)?;
+        next.check_current(now)?;
+        self.store.put_state(STATE_TRUST, next.envelope_bytes())?;
+        let v = next.version();
+        self.trust = Some(next);
+        self.reverify_installed(now)?;
+        self.refresh_deadlines(now);
+        Ok(v)
+    }
+
+    fn reverify_installed(&mut self, now: Timestamp) -> Result<(), AgentError> {
+        let (Some(trust), Some(installed)) = (&self.trust, &mut self.installed) else {
+            return Ok(());
+        };
+        let Some(envelope) = self.store.get_state(STATE_POLICY)? else {
+            return Ok(());
+        };
+        installed.trusted = verify_signed(&envelope, trust).is_ok();
+        if !installed.trusted {
+            log::warn!(
+                "installed bundle {}@{} is not signed under trust root {}: running fail-closed",
+                installed.header.policy_id,
+                installed.header.version,
+                trust.version()
+            );
+        }
+        let untrusted = !installed.trusted;
+        if let Some(e) = &mut self.engine {
+            e.set_untrusted(untrusted, now);
+        }
+        Ok(())
+    }
+
+    /// The rollback floor: what a new bundle must be newer than. Reset when the installed
+    /// bundle's signers are no longer trusted.
+    fn floor(&self) -> Installed {
+        match &self.installed {
+            Some(i) if i.trusted => Installed {
+                policy_id: Some(i.header.policy_id.clone()),
+                version: i.header.version,
+            },
+            _ => Installed::default(),
+        }
+    }
+
+    /// Verifies and installs a policy bundle (from managed configuration or sync).
+    pub fn install_bundle(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<BundleHeader, AgentError> {
+        let trust = self.trust.as_ref().ok_or(AgentError::NoTrustRoot)?;
+        let now = self.clock.effective(now);
+        let v = verify_bundle(bytes, trust, &self.floor(), now)?;
+        let header = v.header.clone();
+        // Persist before use: a crash after this point restarts under the new policy.
+        self.store.put_state(STATE_POLICY, &v.envelope_bytes)?;
+        self.activate(v, true, None, now)?;
+        self.persist(&[STATE_CONTEXT])?;
+        Ok(header)
+    }
+
+    /// Decides an event; records it if it is a violation. Time-only changes up to the event
+    /// (see [`Agent::tick`]) are settled first. A clock reading far below the highest time
+    /// seen is recorded and the event is decided at that time instead.
+    pub fn handle(&mut self, event: &Event) -> Result<Decision, AgentError> {
+        if self.engine.is_none() {
+            return Err(AgentError::NoPolicy);
+        }
+        let at = self.observe_time(event.at)?;
+        let shifted;
+        let event = if at == event.at {
+            event
+        } else {
+            shifted = Event {
+                at,
+                kind: event.kind.clone(),
+            };
+            &shifted
+        };
+        // Whatever time alone changed (a sync deadline passed) is settled, and recorded,
+        // before the event: every caller gets it without ticking first.
+        self.tick(at)?;
+        let engine = self.engine.as_mut().ok_or(AgentError::NoPolicy)?;
+        let decision = engine.handle(event);
+        if decision.violation {
+            let record = ViolationRecord::new(event, &decision, self.policy_ref());
+            self.store.append(&record)?;
+            self.check_capacity(at)?;
+        }
+        if durable_context_change(&event.kind) {
+            self.persist(&[STATE_CONTEXT])?;
+        } else if self.clock.needs_persist() {
+            self.persist(&[])?;
+        }
+        Ok(decision)
+    }
+
+    /// Runs a platform clock reading through the high-water guard: returns the time to act
+    /// at, and records `baomi.clock` once per set-back.
+    pub fn observe_time(&mut self, reading: Timestamp) -> Result<Timestamp, AgentError> {
+        let seen = self.clock.observe(reading);
+        if let Some(high_water) = seen.first_set_back {
+            self.record_agent_violation(
+                seen.effective,
+                "clock_set_back",
+                rules::CLOCK,
+                format!(
+                    "device clock reads {} but {} was already seen: acting as at the later time",
+                    reading.to_rfc3339(),
+                    high_water.to_rfc3339()
+                ),
+            )?;
+        }
+        Ok(seen.effective)
+    }
+
+    fn policy_ref(&self) -> Option<PolicyRef> {
+        self.installed.as_ref().map(|i| PolicyRef {
+            id: i.header.policy_id.clone(),
+            version: i.header.version,
+        })
+    }
+
+    /// Over the cap: keep every record, record `baomi.store_full` once, and close down.
+    fn check_capacity(&mut self, at: Timestamp) -> Result<(), AgentError> {
+        let full = self.store.over_cap()?;
+        if let Some(e) = &mut self.engine {
+            e.set_store_full(full, at);
+        }
+        if full && !self.store_full_reported {
+            self.store_full_reported = true;
+            self.record_agent_violation(
+                at,
+                "store_full",
+                rules::STORE_FULL,
+                "violation store over its size cap: nothing is deleted; the device fails closed until sync drains it".into(),
+            )?;
+        } else if !full {
+            self.store_full_reported = false;
+        }
+        Ok(())
+    }
+
+    /// Writes the named pieces of state (and the clock's high-water, if it moved) in one
+    /// sealed commit.
+    fn persist(&mut self, names: &[&'static str]) -> Result<(), AgentError> {
+        let mut items: Vec<(&str, Vec<u8>)> = Vec::with_capacity(names.len() + 1);
+        for name in names {
+            let value = match *name {
+                STATE_CONTEXT => match &self.engine {
+                    Some(e) => serde_json::to_vec(&e.context().snapshot())
+                        .map_err(bad_state(STATE_CONTEXT))?,
+                    None => continue,
+                },
+                STATE_SYNC => serde_json::to_vec(&self.sync).map_err(bad_state(STATE_SYNC))?,
+                _ => continue,
+            };
+            items.push((name, value));
+        }
+        if self.clock.needs_persist() {
+            items.push((STATE_CLOCK, self.clock.to_bytes()));
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<(&str, &[u8])> = items.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        self.store.put_states(&refs)?;
+        if items.iter().any(|(n, _)| *n == STATE_CLOCK) {
+            self.clock.persisted();
+        }
+        Ok(())
+    }
+
+    /// Re-derives the posture when time alone changed it (beacon timeout, expiry, sync
+    /// deadline) and records the sync-overdue violation once per lapse. Returns the new posture
+    /// if it changed.
+    pub fn tick(&mut self, now: Timestamp) -> Result<Option<Posture>, AgentError> {
+        let now = self.clock.effective(now);
+        let Some(engine) = self.engine.as_mut() else {
+            return Ok(None);
+        };
+        let changed = engine.tick(now).map(|p| (*p).clone());
+        let overdue = engine.fail_closed_reason(now) == Some(FailClosedReason::SyncOverdue);
+        if overdue && !self.sync.overdue_reported {
+            let last = self
+                .sync
+                .last_success
+                .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+            self.record_agent_violation(
+                now,
+                "sync_overdue",
+                rules::SYNC_OVERDUE,
+                format!("no successful sync since {last}: the device fails closed until it syncs"),
+            )?;
+            self.update_sync(|s| s.overdue_reported = true)?;
+        }
+        Ok(changed)
+    }
+
+    /// Records a violation the agent itself detected (sync overdue, clock tampering, a
+    /// refused bundle or custody record), with the posture in force.
+    pub fn record_agent_violation(
+        &mut self,
+        at: Timestamp,
+        kind: &str,
+        rule: &str,
+        reason: String,
+    ) -> Result<u64, AgentError> {
+        let record = ViolationRecord {
+            event: Event {
+                at,
+                kind: EventKind::Tamper { kind: kind.into() },
+            },
+            verdict: Verdict::Deny,
+            rules: vec![rule.into()],
+            severity: Some(Severity::High),
+            reason,
+            posture: self.posture(),
+            policy: self.policy_ref(),
+        };
+        Ok(self.store.append(&record)?)
+    }
+
+    /// The device's sync identity, created (and stored sealed) on first use.
+    pub fn identity(&mut self) -> Result<DeviceIdentity, AgentError> {
+        let bad = |reason: String| AgentError::BadState {
+            name: STATE_IDENTITY,
+            reason,
+        };
+        let key = match self.store.get_state(STATE_IDENTITY)? {
+            Some(raw) => {
+                let text = std::str::from_utf8(&raw).map_err(|e| bad(e.to_string()))?;
+                SigningKey::from_file_json(text).map_err(|e| bad(e.to_string()))?
+            }
+            None => {
+                let key = SigningKey::generate().map_err(|e| bad(e.to_string()))?;
+                self.store
+                    .put_state(STATE_IDENTITY, key.to_file().as_bytes())?;
+                key
+            }
+        };
+        Ok(DeviceIdentity::new(self.store.device_id().to_owned(), key))
+    }
+
+    /// Sync bookkeeping.
+    pub fn sync_state(&self) -> &SyncState {
+        &self.sync
+    }
+
+    /// Changes the sync bookkeeping in one sealed write and moves the sync deadline.
+    pub fn update_sync(&mut self, f: impl FnOnce(&mut SyncState)) -> Result<(), AgentError> {
+        let before = self.sync.clone();
+        f(&mut self.sync);
+        if self.sync == before {
+            return Ok(());
+        }
+        self.persist(&[STATE_SYNC])?;
+        let due = self.installed_policy().and_then(|p| self.sync.due_by(p));
+        if let Some(e) = &mut self.engine {
+            e.set_sync_due_by(due);
+        }
+        Ok(())
+    }
+
+    /// The time the agent acts at for a platform reading: the reading, or the high-water mark
+    /// if that is later.
+    pub fn acting_time(&self, reading: Timestamp) -> Timestamp {
+        self.clock.effective(reading)
+    }
+
+    /// The office's proven time (from a check-in answer whose proof verified): raises the
+    /// high-water mark, or brings back a mark that ran ahead of it. Returns the time to act at.
+    pub fn settle_time(&mut self, server: Timestamp, reading: Timestamp) -> Timestamp {
+        if let Some(old) = self.clock.settle(server) {
+            log::warn!(
+                "clock high-water {} was ahead of the office's {}: settled to the office's time",
+                old.to_rfc3339(),
+                server.to_rfc3339()
+            );
+        }
+        self.clock.effective(reading)
+    }
+
+    /// Deletes records through `through` on the office's word. `tag_hex` must be the chain
+    /// tag of this device's record at `through`: the device deletes only records it actually
+    /// sent. Returns whether anything was deleted.
+    pub fn acknowledge(&mut self, through: u64, tag_hex: &str) -> Result<bool, AgentError> {
+        if through <= self.store.acked_through() {
+            return Ok(false);
+        }
+        let tag = self.store.tag_at(through)?;
+        if tag.map(|t| hex(&t)).as_deref() != Some(tag_hex) {
+            return Err(StoreError::Integrity(ChainError::Unauthentic { seq: through }).into());
+        }
+        self.store.acknowledge(through)?;
+        Ok(true)
+    }
+
+    /// Unacknowledged records after the anchor, oldest first, at most `limit`.
+    pub fn unacknowledged(&self, limit: usize) -> Result<Vec<StoredViolation>, AgentError> {
+        Ok(self
+            .store
+            .records_after(self.store.acked_through(), limit)?)
+    }
+
+    /// The chain as check-in and finish report it.
+    pub fn chain_state(&self) -> ChainState {
+        let head = self.store.head();
+        ChainState {
+            acked_through: self.store.acked_through(),
+            head_seq: head.seq,
+            head_tag: head.tag_hex(),
+            generation: self.store.generation(),
+        }
+    }
+
+    /// The installed bundle as the server sees it (none while untrusted: the server then
+    /// offers its newest).
+    pub fn policy_state(&self) -> Option<PolicyState> {
+        self.installed
+            .as_ref()
+            .filter(|i| i.trusted)
+            .map(|i| PolicyState {
+                id: i.header.policy_id.clone(),
+                version: i.header.version,
+                digest: i.digest.clone(),
+            })
+    }
+
+    fn installed_policy(&self) -> Option<&Policy> {
+        self.engine.as_ref().map(|e| &*e.policy().source)
+    }
+
+    /// The trust root, once provisioned.
+    pub fn trust_root(&self) -> Option<&TrustRoot> {
+        self.trust.as_ref()
+    }
+
+    /// The holder this device is issued to, per the installed policy.
+    pub fn holder(&self) -> Option<String> {
+        self.installed_policy()
+            .and_then(|p| p.holder_for_device(self.store.device_id()))
+            .map(|h| h.holder.clone())
+    }
+
+    /// Applies a verified registry custody record: a sign-out starts custody, only a signed
+    /// return that follows it ends it; a record seen before changes nothing; a record for
+    /// another holder (or while this device has none) is not applied.
+    pub fn apply_registry_custody(
+        &mut self,
+        doc: &CustodyRecordDoc,
+        now: Timestamp,
+    ) -> Result<CustodyOutcome, AgentError> {
+        if self.holder().as_deref() != Some(doc.holder.as_str()) {
+            return Ok(CustodyOutcome::NotApplicable);
+        }
+        if self.sync.custody_seen(&doc.record_id) {
+            return Ok(CustodyOutcome::Duplicate);
+        }
+        let now = self.clock.effective(now);
+        let engine = self.engine.as_mut().ok_or(AgentError::NoPolicy)?;
+        let ctx = engine.context_mut();
+        let outcome = match doc.action {
+            CustodyAction::SignOut => {
+                if self.sync.returned_after(&doc.document, doc.at) {
+                    CustodyOutcome::Superseded
+                } else {
+                    ctx.registry_custody_started(&doc.document, doc.classification, doc.at);
+                    CustodyOutcome::Applied
+                }
+            }
+            CustodyAction::Return => match ctx.custody().get(&doc.document) {
+                Some(r) if r.since <= doc.at => {
+                    let registry = r.source == CustodySource::Registry;
+                    ctx.registry_custody_ended(&doc.document);
+                    if !registry {
+                        log::info!("registry return ended custody scanned on the device");
+                    }
+                    CustodyOutcome::Applied
+                }
+                _ => CustodyOutcome::Superseded,
+            },
+        };
+        engine.refresh(now);
+        let (record_id, document, action, at) = (
+            doc.record_id.clone(),
+            doc.document.clone(),
+            doc.action,
+            doc.at,
+        );
+        self.sync.remember_custody(record_id, &document, action, at);
+        self.persist(&[STATE_CONTEXT, STATE_SYNC])?;
+        Ok(outcome)
+    }
+
+    /// The desired posture (open when no policy is installed yet).
+    pub fn posture(&self) -> Posture {
+        self.engine
+            .as_ref()
+            .map_or_else(Posture::open, |e| (**e.posture()).clone())
+    }
+
+    /// The installed bundle.
+    pub fn installed(&self) -> Option<&InstalledBundle> {
+        self.installed.as_ref()
+    }
+
+    /// The engine, once a policy is installed.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
+    /// The store (read-only: records, verification).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The agent at a glance.
+    pub fn status(&self, now: Timestamp) -> AgentStatus {
+        let now = self.clock.effective(now);
+        AgentStatus {
+            device_id: self.store.device_id().to_owned(),
+            holder: self.holder(),
+            policy_id: self.installed.as_ref().map(|i| i.header.policy_id.clone()),
+            policy_version: self.installed.as_ref().map(|i| i.header.version),
+            policy_trusted: self.installed.as_ref().map(|i| i.trusted),
+            trust_root_version: self.trust.as_ref().map(TrustRoot::version),
+            fail_closed: self
+                .engine
+                .as_ref()
+                .and_then(|e| e.fail_closed_reason(now))
+                .map(|r| r.as_str().to_owned()),
+            posture: self.posture(),
+            next_deadline: self.engine.as_ref().and_then(Engine::next_deadline),
+            next_sync_due: self.sync.next_due,
+            last_sync: self.sync.last_success,
+            acked_through: self.store.acked_through(),
+            head_seq: self.store.head().seq,
+            unacknowledged: self.store.unacked_count(),
+            generation: self.store.generation(),
+            high_water: self.clock.high_water(),
+        }
+    }
+}
+
+/// The holder's clearance per the signed assignment; `None` when the device is assigned to
+/// nobody.
+fn clearance_of(policy: &Policy, device_id: &str) -> Option<Clearance> {
+    policy.holder_for_device(device_id).map(|h| h.clearance)
+}
+
+/// Events whose effect on the context must survive a restart.
+fn durable_context_change(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::AppInventory { .. }
+            | EventKind::AppInstalled { .. }
+            | EventKind::AppRemoved { .. }
+            | EventKind::CustodyStarted { .. }
+            | EventKind::CustodyEnded { .. }
+            | EventKind::NfcTag { .. }
+            | EventKind::WifiConnected { .. }
+            | EventKind::WifiDisconnected {}
+            | EventKind::Location { .. }
+    )
+}

@@ -1,0 +1,200 @@
+//! Proof that an answer came from the office's server, not from a relay.
+//!
+//! A relay between the phone and the office (an MDM proxy, a TLS-terminating gateway, a
+//! user-installed CA) can answer anything. The device therefore deletes evidence, and counts a
+//! sync as successful, only on answers that only the holder of the office's upload private key
+//! (named in the signed trust root) can compute:
+//!
+//! - **Session key.** At check-in the device seals a fresh random 32-byte key to the upload key
+//!   ([`super::seal`]). The server opens it and MACs its check-in and finish answers with it
+//!   (HMAC-SHA256 over a label, the device id, the SHA-256 of the exact request body and of
+//!   the answer's canonical JSON without its proof), so an answer is bound to one request.
+//! - **Receipt.** Every upload batch carries its own random key inside the sealed batch; the
+//!   server's receipt is HMAC-SHA256 under it over the device id, the seq range and the last
+//!   record's chain tag. Only a server that opened the batch can compute it.
+//!
+//! Proofs are compared in constant time (ring's `hmac::verify`).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroizing;
+
+/// Length of session and receipt keys.
+pub const KEY_LEN: usize = 32;
+
+/// A one-sync (or one-batch) MAC key. Zeroized on drop; never logged.
+pub struct ProofKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl std::fmt::Debug for ProofKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProofKey(..)")
+    }
+}
+
+/// What a proof key is for: the label in every MAC'd message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The check-in answer (acknowledgements, server time, what is waiting).
+    CheckIn,
+    /// The finish answer: the sync completed at the office.
+    Finish,
+}
+
+impl Answer {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::CheckIn => b"check-in",
+            Self::Finish => b"finish",
+        }
+    }
+}
+
+impl ProofKey {
+    /// A fresh random key; `None` if the system's random source fails.
+    pub fn generate() -> Option<Self> {
+        let mut k = Zeroizing::new([0u8; KEY_LEN]);
+        SystemRandom::new().fill(k.as_mut_slice()).ok()?;
+        Some(Self(k))
+    }
+
+    /// From raw bytes (the server, after opening the sealed key).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let arr: [u8; KEY_LEN] = bytes.try_into().ok()?;
+        Some(Self(Zeroizing::new(arr)))
+    }
+
+    /// From base64 (inside a sealed upload batch).
+    pub fn from_base64(s: &str) -> Option<Self> {
+        let raw = Zeroizing::new(B64.decode(s.as_bytes()).ok()?);
+        Self::from_bytes(&raw)
+    }
+
+    /// The raw key, for sealing it to the office.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+
+    /// Base64 of the raw key, for the inside of a sealed batch only.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(B64.encode(self.0.as_slice()))
+    }
+
+    fn key(&self) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, self.0.as_slice())
+    }
+
+    /// The proof for an answer to `request_body`, whose proof-less canonical form is `answer`.
+    pub fn prove(
+        &self,
+        what: Answer,
+        device_id: &str,
+        request_body: &[u8],
+        answer: &[u8],
+    ) -> String {
+        B64.encode(hmac::sign(
+            &self.key(),
+            &answer_message(what, device_id, request_body, answer),
+        ))
+    }
+
+    /// Constant-time check of [`ProofKey::prove`].
+    pub fn verify(
+        &self,
+        what: Answer,
+        device_id: &str,
+        request_body: &[u8],
+        answer: &[u8],
+        proof: &str,
+    ) -> bool {
+        let Ok(tag) = B64.decode(proof.as_bytes()) else {
+            return false;
+        };
+        hmac::verify(
+            &self.key(),
+            &answer_message(what, device_id, request_body, answer),
+            &tag,
+        )
+        .is_ok()
+    }
+
+    /// The receipt for a stored batch.
+    pub fn receipt(
+        &self,
+        device_id: &str,
+        first_seq: u64,
+        last_seq: u64,
+        last_tag: &str,
+    ) -> String {
+        B64.encode(hmac::sign(
+            &self.key(),
+            &receipt_message(device_id, first_seq, last_seq, last_tag),
+        ))
+    }
+
+    /// Constant-time check of [`ProofKey::receipt`].
+    pub fn verify_receipt(
+        &self,
+        device_id: &str,
+        first_seq: u64,
+        last_seq: u64,
+        last_tag: &str,
+        receipt: &str,
+    ) -> bool {
+        let Ok(tag) = B64.decode(receipt.as_bytes()) else {
+            return false;
+        };
+        hmac::verify(
+            &self.key(),
+            &receipt_message(device_id, first_seq, last_seq, last_tag),
+            &tag,
+        )
+        .is_ok()
+    }
+}
+
+/// Associated data of the sealed session key.
+pub fn session_aad(device_id: &str) -> Vec<u8> {
+    format!("baomi-session-v2\n{device_id}").into_bytes()
+}
+
+fn answer_message(what: Answer, device_id: &str, request_body: &[u8], answer: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(128);
+    m.extend_from_slice(b"baomi-answer-v2\n");
+    m.extend_from_slice(what.label());
+    m.push(b'\n');
+    m.extend_from_slice(&(device_id.len() as u64).to_be_bytes());
+    m.extend_from_slice(device_id.as_bytes());
+    m.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, request_body).as_ref());
+    m.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, answer).as_ref());
+    m
+}
+
+fn receipt_message(device_id: &str, first_seq: u64, last_seq: u64, last_tag: &str) -> Vec<u8> {
+    format!("baomi-receipt-v2\n{device_id}\n{first_seq}\n{last_seq}\n{last_tag}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proof_binds_key_request_answer_and_kind() {
+        let k = ProofKey::generate().unwrap();
+        let other = ProofKey::generate().unwrap();
+        let p = k.prove(Answer::CheckIn, "dev-1", b"req", b"ans");
+        assert!(k.verify(Answer::CheckIn, "dev-1", b"req", b"ans", &p));
+        assert!(!other.verify(Answer::CheckIn, "dev-1", b"req", b"ans", &p));
+        assert!(!k.verify(Answer::Finish, "dev-1", b"req", b"ans", &p));
+        assert!(!k.verify(Answer::CheckIn, "dev-2", b"req", b"ans", &p));
+        assert!(!k.verify(Answer::CheckIn, "dev-1", b"req2", b"ans", &p));
+        assert!(!k.verify(Answer::CheckIn, "dev-1", b"req", b"ans2", &p));
+        assert!(!k.verify(Answer::CheckIn, "dev-1", b"req", b"ans", "not base64!"));
+        let r = k.receipt("dev-1", 1, 100, "ab");
+        assert!(k.verify_receipt("dev-1", 1, 100, "ab", &r));
+        assert!(!k.verify_receipt("dev-1", 1, 101, "ab", &r));
+        assert!(!k.verify_receipt("dev-1", 1, 100, "ac", &r));
+        assert!(!other.verify_receipt("dev-1", 1, 100, "ab", &r));
+    }
+}
