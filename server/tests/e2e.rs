@@ -29,7 +29,9 @@ use baomi_core::policy::model::HolderAssignment;
 use baomi_core::store::{HostFileKeyProvider, StoreOptions};
 use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, sign_custody_record};
 use baomi_core::sync::http::HttpTransport;
-use baomi_core::sync::protocol::{DownloadResponse, path};
+use baomi_core::sync::protocol::{
+    CheckIn, CheckInResponse, CustodyFeedEntry, DownloadResponse, Upload, UploadResponse, path,
+};
 use baomi_core::sync::{HttpRequest, HttpResponse, Transport, TransportError};
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
@@ -822,7 +824,301 @@ fn the_server_speaks_tls_and_refuses_plain_http_off_loopback() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing plain HTTP"));
 }
 
+// ---------------------------------------------------------------- attacks (docs/SECURITY.md)
+
+// Attack 1: a relay between the phone and the office (an MDM proxy, a TLS-terminating gateway)
+// rewrites the real server's answers to make the phone delete evidence and count a sync.
+#[test]
+fn a_relay_forging_acknowledgements_deletes_nothing() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        for i in 0..5 {
+            d.violate(Timestamp::now().plus_millis(i));
+        }
+        let synced = d.agent.sync_state().last_success;
+        // 1. The check-in answer says "everything received" (a lost ack), naming the real
+        //    head tag it read from the request.
+        let forge_check_in = Relay::new(&srv.base, |req, inner| {
+            let mut resp = inner.send(req)?;
+            if req.path == path::CHECK_IN {
+                let asked: CheckIn = serde_json::from_slice(&req.body).unwrap();
+                let mut a: CheckInResponse = serde_json::from_slice(&resp.body).unwrap();
+                a.acked_through = asked.chain.head_seq;
+                a.acked_tag = asked.chain.head_tag;
+                resp.body = serde_json::to_vec(&a).unwrap();
+            }
+            Ok(resp)
+        });
+        let e = sync_now(&mut d.agent, &forge_check_in, Timestamp::now()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SyncError::Unproven {
+                    path: "/v1/check-in"
+                }
+            ),
+            "{}: {e}",
+            b.label
+        );
+        assert_eq!(d.agent.store().unacked_count(), 5, "{}", b.label);
+        // 2. Uploads swallowed and acknowledged by the relay itself.
+        let swallow = Relay::new(&srv.base, |req, inner| {
+            if req.path == path::UPLOAD {
+                let up: Upload = serde_json::from_slice(&req.body).unwrap();
+                let forged = UploadResponse {
+                    acked_through: up.last_seq,
+                    receipt: "A".repeat(44),
+                };
+                return Ok(HttpResponse {
+                    status: 200,
+                    body: serde_json::to_vec(&forged).unwrap(),
+                });
+            }
+            inner.send(req)
+        });
+        let e = sync_now(&mut d.agent, &swallow, Timestamp::now()).unwrap_err();
+        assert!(
+            matches!(e, SyncError::Unproven { path: "/v1/upload" }),
+            "{e}"
+        );
+        assert_eq!(d.agent.store().unacked_count(), 5);
+        assert!(received(&admin, &d.id()).is_empty());
+        // 3. The finish answered by the relay: the office never saw the sync through, so it
+        //    does not count (an overdue device stays overdue).
+        let fake_finish = Relay::new(&srv.base, |req, inner| {
+            if req.path == path::FINISH {
+                return Ok(HttpResponse {
+                    status: 200,
+                    body: br#"{"proof":""}"#.to_vec(),
+                });
+            }
+            inner.send(req)
+        });
+        let e = sync_now(&mut d.agent, &fake_finish, Timestamp::now()).unwrap_err();
+        assert!(
+            matches!(e, SyncError::Unproven { path: "/v1/finish" }),
+            "{e}"
+        );
+        assert_eq!(d.agent.sync_state().last_success, synced);
+        // Records the real office received (with a real receipt) are the only ones deleted.
+        assert_eq!(d.agent.store().unacked_count(), 0);
+        assert_eq!(received(&admin, &d.id()), [1, 2, 3, 4, 5]);
+        // The real server, directly: the sync counts.
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert!(d.agent.sync_state().last_success > synced);
+        d.agent.store().verify().unwrap();
+    }
+}
+
+/// An agent in its own directory, reopened at will (a restore needs it closed).
+struct Phone {
+    dir: tempfile::TempDir,
+}
+
+impl Phone {
+    fn open(&self) -> Agent {
+        let kek = HostFileKeyProvider::open_or_create(&self.dir.path().join("kek")).unwrap();
+        Agent::open(
+            &self.dir.path().join("store"),
+            &kek,
+            StoreOptions::default(),
+            Platform::Android,
+            Timestamp::now(),
+        )
+        .unwrap()
+    }
+    fn copy_store(&self, to: &str) {
+        let from = self.dir.path().join("store");
+        let dest = self.dir.path().join(to);
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::create_dir_all(&dest).unwrap();
+        for f in std::fs::read_dir(&from).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
+        }
+    }
+    fn restore_store(&self, from: &str) {
+        let store = self.dir.path().join("store");
+        std::fs::remove_dir_all(&store).unwrap();
+        std::fs::rename(self.dir.path().join(from), &store).unwrap();
+    }
+}
+
+// Attack 2 (the part a device cannot see itself): the holder restores a whole older copy of
+// the store. Its chain verifies locally; the server sees the generation go back and alerts.
+#[test]
+fn a_store_restored_from_an_older_copy_raises_an_alert() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let t = HttpTransport::new(&srv.base);
+        let phone = Phone {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let mut a = phone.open();
+        a.provision_trust_root(&o.root, Timestamp::now()).unwrap();
+        let token = admin::new_token(&admin, 1).unwrap();
+        enroll(
+            &mut a,
+            &t,
+            &srv.base,
+            &token,
+            Platform::Android,
+            Timestamp::now(),
+        )
+        .unwrap();
+        let dev = a.store().device_id().to_owned();
+        admin.publish_bundle(&o.bundle(&[&dev], 1)).unwrap();
+        sync_now(&mut a, &t, Timestamp::now()).unwrap();
+        drop(a);
+        phone.copy_store("older");
+        // Two more syncs: nothing new recorded, the generation moves on.
+        let mut a = phone.open();
+        sync_now(&mut a, &t, Timestamp::now()).unwrap();
+        sync_now(&mut a, &t, Timestamp::now()).unwrap();
+        drop(a);
+        assert_eq!(
+            admin::devices(&admin).unwrap()[0].alert,
+            None,
+            "{}",
+            b.label
+        );
+        phone.restore_store("older");
+        let mut a = phone.open();
+        a.store().verify().unwrap();
+        sync_now(&mut a, &t, Timestamp::now()).unwrap();
+        let fleet = admin::devices(&admin).unwrap();
+        let alert = fleet[0].alert.clone().unwrap_or_default();
+        assert!(alert.contains("older copy"), "{}: {alert:?}", b.label);
+        // `baomi-server devices` shows it.
+        let out = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
+            .args(["devices", "--db", &b.url])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("older copy"));
+    }
+}
+
+// Attack 8: custody records a relay replays, and records that arrive before the device knows
+// its holder.
+#[test]
+fn custody_records_replayed_or_early_are_neither_applied_twice_nor_lost() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let t = HttpTransport::new(&srv.base);
+        let now = Timestamp::now();
+        let mut d = device(&o, now);
+        d.enroll(&admin, &t, &srv.base, now);
+        // The first bundle does not assign this phone yet: it runs closed, and has no holder.
+        admin
+            .publish_bundle(&o.bundle(&["another-phone"], 1))
+            .unwrap();
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(d.agent.holder(), None);
+        // The office assigns it and the registry signs a document out to its holder, but a
+        // relay drops the new bundle from the download.
+        admin.publish_bundle(&o.bundle(&[&d.id()], 2)).unwrap();
+        let out = o.custody("r-1", CustodyAction::SignOut, &o.registry);
+        admin.accept_custody(&out).unwrap();
+        let drop_bundle = Relay::new(&srv.base, |req, inner| {
+            let mut resp = inner.send(req)?;
+            if req.path == path::DOWNLOAD {
+                let mut d: DownloadResponse = serde_json::from_slice(&resp.body).unwrap();
+                d.bundle = None;
+                resp.body = serde_json::to_vec(&d).unwrap();
+            }
+            Ok(resp)
+        });
+        sync_now(&mut d.agent, &drop_bundle, Timestamp::now()).unwrap();
+        assert_eq!(d.agent.sync_state().custody_cursor, 0, "{}", b.label);
+        // The next honest sync applies both: the sign-out was not skipped.
+        let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!((r.bundle_installed, r.custody_applied), (Some(2), 1));
+        assert!(d.agent.posture().camera_disabled);
+        // Returned, then signed out again.
+        let ret = o.custody("r-2", CustodyAction::Return, &o.registry);
+        admin.accept_custody(&ret).unwrap();
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert!(!d.agent.posture().camera_disabled);
+        admin
+            .accept_custody(&o.custody("r-3", CustodyAction::SignOut, &o.registry))
+            .unwrap();
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert!(d.agent.posture().camera_disabled);
+        // A relay replays the old signed return at a new cursor behind a real record.
+        let other = CustodyRecordDoc {
+            record_id: "r-4".into(),
+            holder: "zhang.wei".into(),
+            document: "JIMI-2026-007".into(),
+            classification: Classification::HighlySecret,
+            action: CustodyAction::SignOut,
+            at: Timestamp::now(),
+        };
+        admin
+            .accept_custody(
+                &sign_custody_record(&other, &[&o.registry])
+                    .unwrap()
+                    .to_json()
+                    .into_bytes(),
+            )
+            .unwrap();
+        let replay = Relay::new(&srv.base, move |req, inner| {
+            let mut resp = inner.send(req)?;
+            if req.path == path::DOWNLOAD {
+                let mut d: DownloadResponse = serde_json::from_slice(&resp.body).unwrap();
+                let next = d.custody.last().map_or(1000, |e| e.cursor + 1);
+                d.custody.push(CustodyFeedEntry {
+                    cursor: next,
+                    envelope: String::from_utf8(ret.clone()).unwrap(),
+                });
+                resp.body = serde_json::to_vec(&d).unwrap();
+            }
+            Ok(resp)
+        });
+        sync_now(&mut d.agent, &replay, Timestamp::now()).unwrap();
+        assert!(
+            d.agent.posture().camera_disabled,
+            "{}: a replayed return ended custody",
+            b.label
+        );
+    }
+}
+
 // ---------------------------------------------------------------- transports
+
+/// A relay between the phone and the office: forwards what it likes to the real server and
+/// rewrites its answers.
+struct Relay<F> {
+    inner: HttpTransport,
+    f: F,
+}
+
+impl<F> Relay<F>
+where
+    F: Fn(&HttpRequest, &HttpTransport) -> Result<HttpResponse, TransportError> + Send + Sync,
+{
+    fn new(base: &str, f: F) -> Self {
+        Self {
+            inner: HttpTransport::new(base),
+            f,
+        }
+    }
+}
+
+impl<F> Transport for Relay<F>
+where
+    F: Fn(&HttpRequest, &HttpTransport) -> Result<HttpResponse, TransportError> + Send + Sync,
+{
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        (self.f)(req, &self.inner)
+    }
+}
 
 struct Recording {
     inner: HttpTransport,
