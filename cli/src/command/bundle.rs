@@ -28,7 +28,8 @@ pub struct SignArgs {
     /// Bundle version; must exceed the version devices have installed.
     #[arg(long)]
     version: u64,
-    /// Days until the bundle expires and devices fall back to fail-closed.
+    /// Days until the bundle expires and devices fall back to fail-closed (at most 90: a
+    /// device refuses a longer-lived bundle).
     #[arg(long, default_value_t = 30)]
     expires_in_days: u32,
     /// Output file.

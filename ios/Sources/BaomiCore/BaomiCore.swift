@@ -656,8 +656,8 @@ public protocol BaomiAgentProtocol: AnyObject, Sendable {
     func installBundle(envelope: Data) throws  -> BundleInfo
     
     /**
-     * Provisions the trust root (managed configuration) or rotates to the next one; returns
-     * its version.
+     * Provisions the trust root out of band (managed configuration, provisioning extras) or
+     * rotates to the next one; the root already installed is a no-op. Returns its version.
      */
     func installTrustRoot(envelope: Data) throws  -> UInt64
     
@@ -843,8 +843,8 @@ open func installBundle(envelope: Data)throws  -> BundleInfo  {
 }
     
     /**
-     * Provisions the trust root (managed configuration) or rotates to the next one; returns
-     * its version.
+     * Provisions the trust root out of band (managed configuration, provisioning extras) or
+     * rotates to the next one; the root already installed is a no-op. Returns its version.
      */
 open func installTrustRoot(envelope: Data)throws  -> UInt64  {
     return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeBaomiError_lift) {
@@ -3395,7 +3395,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_baomi_ffi_checksum_method_baomiagent_install_bundle() != 7788) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_baomi_ffi_checksum_method_baomiagent_install_trust_root() != 33361) {
+    if (uniffi_baomi_ffi_checksum_method_baomiagent_install_trust_root() != 40659) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_baomi_ffi_checksum_method_baomiagent_posture() != 2038) {

@@ -1031,7 +1031,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_install_bundle() and 0xFFFF) != 7788) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_install_trust_root() and 0xFFFF) != 33361) {
+    if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_install_trust_root() and 0xFFFF) != 40659) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_posture() and 0xFFFF) != 2038) {
@@ -1594,8 +1594,8 @@ public interface BaomiAgentInterface {
     fun `installBundle`(`envelope`: kotlin.ByteArray): BundleInfo
     
     /**
-     * Provisions the trust root (managed configuration) or rotates to the next one; returns
-     * its version.
+     * Provisions the trust root out of band (managed configuration, provisioning extras) or
+     * rotates to the next one; the root already installed is a no-op. Returns its version.
      */
     fun `installTrustRoot`(`envelope`: kotlin.ByteArray): kotlin.ULong
     
@@ -1840,8 +1840,8 @@ open class BaomiAgent: Disposable, AutoCloseable, BaomiAgentInterface
 
     
     /**
-     * Provisions the trust root (managed configuration) or rotates to the next one; returns
-     * its version.
+     * Provisions the trust root out of band (managed configuration, provisioning extras) or
+     * rotates to the next one; the root already installed is a no-op. Returns its version.
      */
     @Throws(BaomiException::class)override fun `installTrustRoot`(`envelope`: kotlin.ByteArray): kotlin.ULong {
             return FfiConverterULong.lift(

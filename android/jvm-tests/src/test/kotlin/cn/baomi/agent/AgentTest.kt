@@ -26,7 +26,7 @@ class AgentTest {
             agent.installTrustRoot(office.trustRoot.readBytes())
             val info = agent.installBundle(office.bundle(agent.status().deviceId, clearance, 1))
             assertEquals("baseline", info.policyId)
-            val events = File(Paths.repo, "tests/scenarios/$name.events.jsonl").readLines().filter { it.isNotBlank() }
+            val events = shiftedToNow(File(Paths.repo, "tests/scenarios/$name.events.jsonl").readLines().filter { it.isNotBlank() })
             val expected = File(Paths.repo, "tests/scenarios/$name.expect.jsonl").readLines().filter { it.isNotBlank() }
             assertEquals(events.size, expected.size, name)
             for ((i, line) in events.withIndex()) {
@@ -83,7 +83,7 @@ class AgentTest {
         openAgent(dir, keys).apply {
             installTrustRoot(office.trustRoot.readBytes())
             installBundle(office.bundle(status().deviceId, "important", 1))
-            handleEventJson("""{"at":"2026-11-27T10:00:00Z","type":"app_launched","package":"com.tencent.mm"}""")
+            handleEventJson("""{"at":"${at()}","type":"app_launched","package":"com.tencent.mm"}""")
         }
         assertTrue(keys.calls >= 1)
         val again = openAgent(dir, keys)

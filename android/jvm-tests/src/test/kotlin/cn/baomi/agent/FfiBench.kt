@@ -18,16 +18,16 @@ class FfiBench {
         agent.installTrustRoot(office.trustRoot.readBytes())
         agent.installBundle(office.bundle(agent.status().deviceId, "general", 1))
         val h = agent.fastPathHandle().toLong()
-        val at = 1_795_800_000_000L
+        val atMs = System.currentTimeMillis()
         // An allowed launch: evaluation only, nothing written to the store.
-        val json = """{"at":"2026-11-27T10:00:00Z","type":"app_launched","package":"com.android.calculator2"}"""
+        val json = """{"at":"${at()}","type":"app_launched","package":"com.android.calculator2"}"""
         val uuid = java.util.UUID.fromString("0b7c6a2e-0000-4000-8000-000000000001") // not a zone beacon
 
         val cases = linkedMapOf<String, () -> Unit>(
             "uniffi (JNA) handleEventJson" to { agent.handleEventJson(json) },
             "uniffi (JNA) posture()" to { agent.posture() },
-            "JNI packageEvent" to { FastPath.packageEvent(h, at, FastPath.LAUNCHED, "com.android.calculator2") },
-            "JNI beacon" to { FastPath.beacon(h, at, uuid.mostSignificantBits, uuid.leastSignificantBits, 1, 1, -70) },
+            "JNI packageEvent" to { FastPath.packageEvent(h, atMs, FastPath.LAUNCHED, "com.android.calculator2") },
+            "JNI beacon" to { FastPath.beacon(h, atMs, uuid.mostSignificantBits, uuid.leastSignificantBits, 1, 1, -70) },
         )
         val n = 100_000
         for ((name, call) in cases) {

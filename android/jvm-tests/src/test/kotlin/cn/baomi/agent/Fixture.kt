@@ -92,3 +92,19 @@ fun openAgent(dir: File, keys: KeyStore, clock: Clock = TestClock(), platform: P
     BaomiAgent.open(dir.path, keys, platform, clock)
 
 fun tempDir(prefix: String): File = Files.createTempDirectory(prefix).toFile()
+
+/** RFC 3339 for now + `seconds`: the agent never acts at a time before one it has seen (the
+ *  bundle's signing time among them), so test events happen in the present. */
+fun at(seconds: Long = 0): String = java.time.Instant.now().plusSeconds(seconds).toString()
+
+private val AT = Regex("\"at\":\\s*\"([^\"]+)\"")
+
+/** A recorded event stream moved to the present, in order and at its own pace. */
+fun shiftedToNow(lines: List<String>): List<String> {
+    val first = AT.find(lines.first())?.let { java.time.OffsetDateTime.parse(it.groupValues[1]).toInstant() }
+        ?: return lines
+    val shift = java.time.Duration.between(first, java.time.Instant.now())
+    return lines.map { line ->
+        AT.replace(line) { m -> "\"at\":\"" + java.time.OffsetDateTime.parse(m.groupValues[1]).toInstant().plus(shift) + "\"" }
+    }
+}
