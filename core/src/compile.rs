@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::bitset::BitSet;
 use crate::level::{Classification, Clearance};
 use crate::policy::model::{Condition, Effect, Mode, Policy, Severity, SyncSettings};
-use crate::policy::{PolicyErrors, parse_bssid, parse_hhmm, parse_uuid};
+use crate::policy::{PolicyErrors, ValidPolicy, parse_bssid, parse_hhmm, parse_uuid};
 
 /// Which platform's app ids the policy is compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -197,10 +197,14 @@ pub(crate) enum Cond {
 }
 
 impl CompiledPolicy {
-    /// Validates (again: compilation must never trust its input) and compiles.
+    /// Validates and compiles.
     pub fn compile(policy: Policy, platform: Platform) -> Result<Self, PolicyErrors> {
-        policy.validate()?;
-        Ok(Compiler::new(policy, platform).finish())
+        Ok(Self::from_valid(policy.into_valid()?, platform))
+    }
+
+    /// Compiles a policy already validated (a verified bundle's): nothing to fail.
+    pub fn from_valid(policy: ValidPolicy, platform: Platform) -> Self {
+        Compiler::new(policy.into_inner(), platform).finish()
     }
 
     /// The policy's id.

@@ -171,6 +171,30 @@ fn a_clock_set_back_after_expiry_keeps_the_camera_off() {
     );
 }
 
+// Attack 5, offline: the clock set back while the phone sits unused, no event in between. The
+// platform's monotonic clock counts the time.
+#[test]
+fn time_offline_is_counted_with_the_monotonic_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate().unwrap();
+    let mut a = provisioned(dir.path(), &key);
+    let launch = r#""type":"app_launched","package":"com.android.camera""#;
+    let last = t0().plus_seconds(29 * DAY);
+    assert!(!a.handle(&at(last, launch)).unwrap().posture.camera_disabled);
+    a.observe_uptime("boot-7", 1_000).unwrap();
+    // Two days pass with the phone unused; the holder sets the clock back a month.
+    a.observe_uptime("boot-7", 1_000 + 2 * DAY * 1000).unwrap();
+    let d = a.handle(&at(last.plus_seconds(-30 * DAY), launch)).unwrap();
+    assert!(
+        d.posture.camera_disabled,
+        "the bundle expired while the phone sat unused"
+    );
+    assert_eq!(
+        a.engine().unwrap().fail_closed_reason(a.acting_time(t0())),
+        Some(FailClosedReason::PolicyExpired)
+    );
+}
+
 // A transport that records whether anything was sent.
 struct Watch(std::sync::Mutex<usize>);
 impl Transport for Watch {

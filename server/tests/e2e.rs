@@ -1014,13 +1014,29 @@ fn custody_records_replayed_or_early_are_neither_applied_twice_nor_lost() {
         let t = HttpTransport::new(&srv.base);
         let now = Timestamp::now();
         let mut d = device(&o, now);
-        d.enroll(&admin, &t, &srv.base, now);
+        // The token names the holder the phone is issued to (attack 9's bookkeeping).
+        let token = admin::new_token_for(&admin, 1, Some("zhang.wei")).unwrap();
+        enroll(&mut d.agent, &t, &srv.base, &token, Platform::Android, now).unwrap();
         // The first bundle does not assign this phone yet: it runs closed, and has no holder.
         admin
             .publish_bundle(&o.bundle(&["another-phone"], 1))
             .unwrap();
         sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
         assert_eq!(d.agent.holder(), None);
+        assert_eq!(
+            d.agent
+                .engine()
+                .unwrap()
+                .fail_closed_reason(Timestamp::now()),
+            Some(FailClosedReason::Unassigned)
+        );
+        let row = &admin::devices(&admin).unwrap()[0];
+        assert_eq!(
+            (row.enrolled_for.as_deref(), row.unassigned),
+            (Some("zhang.wei"), true),
+            "{}",
+            b.label
+        );
         // The office assigns it and the registry signs a document out to its holder, but a
         // relay drops the new bundle from the download.
         admin.publish_bundle(&o.bundle(&[&d.id()], 2)).unwrap();
@@ -1041,6 +1057,7 @@ fn custody_records_replayed_or_early_are_neither_applied_twice_nor_lost() {
         let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
         assert_eq!((r.bundle_installed, r.custody_applied), (Some(2), 1));
         assert!(d.agent.posture().camera_disabled);
+        assert!(!admin::devices(&admin).unwrap()[0].unassigned);
         // Returned, then signed out again.
         let ret = o.custody("r-2", CustodyAction::Return, &o.registry);
         admin.accept_custody(&ret).unwrap();

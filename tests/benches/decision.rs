@@ -17,7 +17,7 @@ use std::sync::Arc;
 use baomi_core::Engine;
 use baomi_core::agent::Agent;
 use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
-use baomi_core::bundle::{Installed, SigningKey, TrustRoot, sign_bundle, verify_bundle};
+use baomi_core::bundle::{Envelope, Installed, SigningKey, TrustRoot, sign_bundle, verify_bundle};
 use baomi_core::compile::{CompiledPolicy, Platform};
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
@@ -310,10 +310,65 @@ fn bundle_and_start(c: &mut Criterion) {
                 b.iter(|| {
                     let v = verify_bundle(black_box(&bytes), &root, &Installed::default(), now)
                         .unwrap();
-                    black_box(CompiledPolicy::compile(v.policy, Platform::Android).unwrap())
+                    black_box(CompiledPolicy::from_valid(v.policy, Platform::Android))
                 })
             },
         );
+        if sigs == 1 {
+            // The reference size: a ~200 KB bundle (550 generated rules).
+            let mid = Policy::from_json(policy_json(550).as_bytes()).unwrap();
+            let mid_bytes = sign_bundle(
+                &mid,
+                1,
+                now,
+                now.plus_seconds(86_400),
+                &ks.iter().collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .to_json()
+            .into_bytes();
+            g.bench_function(
+                BenchmarkId::new("550_rules", format!("{}_KB", mid_bytes.len() / 1024)),
+                |b| {
+                    b.iter(|| {
+                        let v =
+                            verify_bundle(black_box(&mid_bytes), &root, &Installed::default(), now)
+                                .unwrap();
+                        black_box(CompiledPolicy::from_valid(v.policy, Platform::Android))
+                    })
+                },
+            );
+            // Same-run baselines: the irreducible parts. Decoding the envelope, then only
+            // parsing the payload as untyped JSON, and only checking the one signature.
+            let (env, payload) = Envelope::open(
+                &bytes,
+                "bundle",
+                baomi_core::bundle::POLICY_BUNDLE_TYPE,
+                1 << 20,
+            )
+            .unwrap();
+            g.bench_function("baseline/parse_payload_as_json_value", |b| {
+                b.iter(|| {
+                    black_box(
+                        serde_json::from_slice::<serde_json::Value>(black_box(&payload)).unwrap(),
+                    )
+                })
+            });
+            g.bench_function("baseline/one_ed25519_verify", |b| {
+                b.iter(|| {
+                    black_box(
+                        env.check_threshold(
+                            "bundle",
+                            black_box(&payload),
+                            root.office_keys(),
+                            1,
+                            "office",
+                        )
+                        .unwrap(),
+                    )
+                })
+            });
+        }
     }
     g.finish();
 

@@ -150,10 +150,10 @@ pub fn run(a: &DemoArgs) -> Result<(), CliError> {
     let scenarios = all().map_err(|e| CliError::refused(e.to_string()))?;
     let mut rows = Vec::new();
     for s in &scenarios {
-        let compiled = Arc::new(
-            CompiledPolicy::compile(verified.policy.clone(), s.platform)
-                .map_err(CliError::refused)?,
-        );
+        let compiled = Arc::new(CompiledPolicy::from_valid(
+            verified.policy.clone(),
+            s.platform,
+        ));
         let events = parse_jsonl(s.events_jsonl).map_err(CliError::refused)?;
         println!("\n-- {} [{}, clearance {}]", s.title, s.name, s.clearance);
         let Some(first) = events.first() else {

@@ -58,7 +58,7 @@ pub fn load_policy(
             let root = files::trust_root(t)?;
             let v = verify_bundle(&bytes, &root, &Installed::default(), parse_now(now)?)
                 .map_err(|e| CliError::refused(format!("{}: rejected: {e}", path.display())))?;
-            Ok((v.policy, Some(v.header)))
+            Ok((v.policy.into_inner(), Some(v.header)))
         }
         None => {
             let looks_signed = serde_json::from_slice::<serde_json::Value>(&bytes)

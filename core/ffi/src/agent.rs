@@ -122,6 +122,14 @@ impl BaomiAgent {
         Ok((&self.lock()?.posture()).into())
     }
 
+    /// A monotonic clock reading: `boot_id` names this boot (Android `Settings.Global.BOOT_COUNT`,
+    /// iOS `kern.boottime`), `uptime_ms` counts from it including sleep (Android
+    /// `SystemClock.elapsedRealtime()`, iOS `mach_continuous_time`). Lets the core count time
+    /// offline whatever the wall clock says; call it at start and with every tick.
+    pub fn observe_uptime(&self, boot_id: String, uptime_ms: i64) -> Result<(), BaomiError> {
+        Ok(self.lock()?.observe_uptime(&boot_id, uptime_ms)?)
+    }
+
     /// Re-derives the posture when time alone changed it; returns it if it changed.
     pub fn tick(&self) -> Result<Option<PostureState>, BaomiError> {
         let now = self.now()?;

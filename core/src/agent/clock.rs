@@ -10,6 +10,12 @@
 //! Only the office's proven clock ([`TimeGuard::settle`]) may bring the mark back, so a clock
 //! once set far forward does not lock the device out.
 //!
+//! Where the platform has a monotonic clock that keeps counting while the phone sleeps
+//! (Android `SystemClock.elapsedRealtime`, iOS `mach_continuous_time`), [`TimeGuard::uptime`]
+//! counts time offline with it: within one boot, the real time is at least the mark at the
+//! last uptime reading plus the uptime elapsed since, whatever the wall clock says. So a policy
+//! expires on time even when the holder sets the clock back while the phone sits unused.
+//!
 //! The mark is kept sealed in the store; it is written with other state, or on its own when it
 //! has moved [`PERSIST_STEP_MS`] past the stored value, so a restart loses at most that much.
 
@@ -29,10 +35,21 @@ pub struct TimeGuard {
     high_water: Option<Timestamp>,
     #[serde(default)]
     set_back_reported: bool,
+    /// The last monotonic reading: boot, uptime, and the mark at that moment.
+    #[serde(default)]
+    uptime: Option<UptimeAnchor>,
     #[serde(skip)]
     stored: Option<Timestamp>,
     #[serde(skip)]
     dirty: bool,
+}
+
+/// A monotonic reading tied to the high-water mark at the moment it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct UptimeAnchor {
+    boot: String,
+    uptime_ms: i64,
+    mark: Timestamp,
 }
 
 /// What one reading gave.
@@ -95,6 +112,32 @@ impl TimeGuard {
         Seen {
             effective: high.max(reading),
             first_set_back: None,
+        }
+    }
+
+    /// Takes a monotonic reading (`boot` identifies the boot; `uptime_ms` counts from it,
+    /// sleep included). Within the same boot the mark rises by the uptime elapsed since the last
+    /// reading; across a reboot (or an uptime that went back) nothing can be counted and the
+    /// reading only anchors the next one.
+    pub fn uptime(&mut self, boot: &str, uptime_ms: i64) {
+        if let (Some(a), Some(_)) = (&self.uptime, self.high_water)
+            && a.boot == boot
+            && uptime_ms >= a.uptime_ms
+        {
+            let floor = a.mark.plus_millis(uptime_ms - a.uptime_ms);
+            self.raise(floor);
+        }
+        if let Some(mark) = self.high_water {
+            // A stored anchor older than this one still gives a true lower bound, so the
+            // anchor is written only when the boot changes (or with the mark's own steps).
+            if self.uptime.as_ref().is_none_or(|a| a.boot != boot) {
+                self.dirty = true;
+            }
+            self.uptime = Some(UptimeAnchor {
+                boot: boot.to_owned(),
+                uptime_ms,
+                mark,
+            });
         }
     }
 
@@ -164,6 +207,23 @@ mod tests {
         g.observe(T);
         let s = g.observe(T.plus_seconds(-30));
         assert_eq!((s.effective, s.first_set_back), (T, None));
+    }
+
+    #[test]
+    fn uptime_counts_time_offline_within_a_boot_only() {
+        let mut g = TimeGuard::default();
+        g.observe(T);
+        g.uptime("boot-1", 1_000);
+        // Two hours of uptime later the wall clock reads a month earlier: the mark moved on.
+        g.uptime("boot-1", 1_000 + 7_200_000);
+        assert_eq!(g.high_water(), Some(T.plus_seconds(7_200)));
+        let s = g.observe(T.plus_seconds(-31 * 86_400));
+        assert_eq!(s.effective, T.plus_seconds(7_200));
+        assert!(s.first_set_back.is_some());
+        // After a reboot the uptime restarts: nothing is counted, nothing goes back.
+        g.uptime("boot-2", 5);
+        g.uptime("boot-2", 10);
+        assert_eq!(g.high_water(), Some(T.plus_millis(7_200_005)));
     }
 
     #[test]

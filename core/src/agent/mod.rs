@@ -247,9 +247,7 @@ impl Agent {
     ) -> Result<(), AgentError> {
         let assigned = clearance_of(&v.policy, self.store.device_id());
         let clearance = assigned.unwrap_or(Clearance::None);
-        let compiled = Arc::new(
-            CompiledPolicy::compile(v.policy, self.platform).map_err(BundleError::InvalidPolicy)?,
-        );
+        let compiled = Arc::new(CompiledPolicy::from_valid(v.policy, self.platform));
         let mut engine = match (self.engine.take(), snapshot) {
             (Some(mut e), _) => {
                 e.replace_policy(compiled, now);
@@ -578,6 +576,17 @@ impl Agent {
         let due = self.installed_policy().and_then(|p| self.sync.due_by(p));
         if let Some(e) = &mut self.engine {
             e.set_sync_due_by(due);
+        }
+        Ok(())
+    }
+
+    /// A monotonic clock reading from the platform (boot id, uptime including sleep): counts
+    /// time offline so a clock set back while the phone sat unused cannot hold an expiry or a
+    /// sync deadline off. Call it with every tick and at start.
+    pub fn observe_uptime(&mut self, boot: &str, uptime_ms: i64) -> Result<(), AgentError> {
+        self.clock.uptime(boot, uptime_ms);
+        if self.clock.needs_persist() {
+            self.persist(&[])?;
         }
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! Signed policy bundles and the trust root that vouches for them.
 //!
 //! Envelope: DSSE-style `{payload_type, payload (base64), signatures[{keyid, sig}]}`. Each
-//! Ed25519 signature covers `PAE(payload_type, payload bytes)`, i.e. the exact bytes shipped,
-//! bound to their type: nothing is re-serialised before verifying, and a trust root can never
-//! be replayed as a policy (or a custody record as either).
+//! Ed25519 signature covers `PAE(payload_type, SHA-256(payload bytes))`, i.e. the exact bytes
+//! shipped, bound to their type: nothing is re-serialised before verifying, and a trust root
+//! can never be replayed as a policy (or a custody record as either).
 //!
 //! Verification follows TUF's client workflow, one function per step (`verify`), and nothing
 //! is installed before every step has passed.

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::envelope::{Envelope, POLICY_BUNDLE_TYPE};
+use super::envelope::{Envelope, POLICY_BUNDLE_TYPE, payload_digest};
 use super::err::BundleError;
-use super::keys::{SigningKey, hex_digest};
+use super::keys::{SigningKey, hex};
 use super::trust::TrustRoot;
-use crate::policy::Policy;
+use crate::policy::{Policy, ValidPolicy};
 use crate::time::Timestamp;
 
 /// Largest bundle the agent reads (a 1,000-rule policy is about 200 KB).
@@ -57,7 +57,7 @@ pub struct VerifiedBundle {
     /// Metadata.
     pub header: BundleHeader,
     /// The validated policy.
-    pub policy: Policy,
+    pub policy: ValidPolicy,
     /// Hex SHA-256 of the signed payload: the identity the server compares for drift.
     pub digest: String,
     /// The envelope as received, for storing and re-verifying at start.
@@ -87,29 +87,34 @@ pub fn verify_bundle(
 pub fn verify_signed(bytes: &[u8], trust: &TrustRoot) -> Result<VerifiedBundle, BundleError> {
     // Steps 1-4: size cap, envelope, payload type, payload bytes.
     let (env, payload) = Envelope::open(bytes, WHAT, POLICY_BUNDLE_TYPE, MAX_BUNDLE_BYTES)?;
+    let digest = payload_digest(&payload);
     // Step 5: signatures by a threshold of the office's keys, before reading the payload.
-    env.check_threshold(
+    env.check_threshold_digest(
         WHAT,
-        &payload,
+        &digest,
         trust.office_keys(),
         trust.threshold(),
         "trust root",
     )?;
-    read_payload(bytes, payload)
+    read_payload(bytes, &payload, &digest)
 }
 
 /// The bundle the agent itself stored, read without its signatures: only for running an
 /// installed policy fail-closed after a rotation made its signers untrusted.
 pub fn read_unverified(bytes: &[u8]) -> Result<VerifiedBundle, BundleError> {
     let (_, payload) = Envelope::open(bytes, WHAT, POLICY_BUNDLE_TYPE, MAX_BUNDLE_BYTES)?;
-    read_payload(bytes, payload)
+    read_payload(bytes, &payload, &payload_digest(&payload))
 }
 
 /// Steps 6, 7a and 10: the payload's shape, its self-consistency, the policy itself.
-fn read_payload(bytes: &[u8], payload: Vec<u8>) -> Result<VerifiedBundle, BundleError> {
+fn read_payload(
+    bytes: &[u8],
+    payload: &[u8],
+    digest: &[u8; 32],
+) -> Result<VerifiedBundle, BundleError> {
     // Step 6: the payload's shape (the policy inside is validated in step 10).
     let p: Payload<Policy> =
-        serde_json::from_slice(&payload).map_err(|e| malformed_payload(&payload, e))?;
+        serde_json::from_slice(payload).map_err(|e| malformed_payload(payload, e))?;
     let header = BundleHeader {
         policy_id: p.policy_id,
         version: p.version,
@@ -126,12 +131,12 @@ fn read_payload(bytes: &[u8], payload: Vec<u8>) -> Result<VerifiedBundle, Bundle
             ),
         });
     }
-    // Step 10: the policy itself.
-    p.policy.validate().map_err(BundleError::InvalidPolicy)?;
+    // Step 10: the policy itself (validated once: the compiler trusts a `ValidPolicy`).
+    let policy = p.policy.into_valid().map_err(BundleError::InvalidPolicy)?;
     Ok(VerifiedBundle {
         header,
-        policy: p.policy,
-        digest: hex_digest(&payload),
+        policy,
+        digest: hex(digest),
         envelope_bytes: bytes.to_vec(),
     })
 }

@@ -45,3 +45,31 @@ impl Policy {
         }
     }
 }
+
+/// A policy that passed [`Policy::validate`]. Only [`Policy::into_valid`] makes one, so the
+/// compiler can trust it without validating again (a bundle is validated once, in
+/// verification, not a second time when compiled).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidPolicy(Policy);
+
+impl Policy {
+    /// Validates and marks the policy as valid.
+    pub fn into_valid(self) -> Result<ValidPolicy, PolicyErrors> {
+        self.validate()?;
+        Ok(ValidPolicy(self))
+    }
+}
+
+impl ValidPolicy {
+    /// The policy.
+    pub fn into_inner(self) -> Policy {
+        self.0
+    }
+}
+
+impl std::ops::Deref for ValidPolicy {
+    type Target = Policy;
+    fn deref(&self) -> &Policy {
+        &self.0
+    }
+}

@@ -1,7 +1,11 @@
 //! Semantic checks over a parsed policy. Collects every problem instead of stopping at the
 //! first, so one `baomi policy check` run shows the officer the whole list.
+//!
+//! JSON paths are built lazily ([`At`]): a valid 1,000-rule policy is checked without a single
+//! path string being formatted (bundle verification at every start depends on it).
 
 use std::collections::{BTreeSet, HashSet};
+use std::fmt;
 
 use super::err::{PolicyError, PolicyErrorKind};
 use super::model::*;
@@ -19,6 +23,54 @@ pub(super) fn validate(p: &Policy) -> Vec<PolicyError> {
     v.errors
 }
 
+/// One step of a JSON path.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// A JSON path, as a chain of borrowed steps: formatted only when an error needs it.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    parent: Option<&'a At<'a>>,
+    seg: Seg<'a>,
+}
+
+impl<'a> At<'a> {
+    const fn root(key: &'a str) -> Self {
+        Self {
+            parent: None,
+            seg: Seg::Key(key),
+        }
+    }
+    fn key(&'a self, key: &'a str) -> At<'a> {
+        At {
+            parent: Some(self),
+            seg: Seg::Key(key),
+        }
+    }
+    fn idx(&'a self, i: usize) -> At<'a> {
+        At {
+            parent: Some(self),
+            seg: Seg::Index(i),
+        }
+    }
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = self.parent {
+            p.fmt(f)?;
+        }
+        match (self.seg, self.parent.is_some()) {
+            (Seg::Key(k), true) => write!(f, ".{k}"),
+            (Seg::Key(k), false) => f.write_str(k),
+            (Seg::Index(i), _) => write!(f, "[{i}]"),
+        }
+    }
+}
+
 struct Validator<'p> {
     errors: Vec<PolicyError>,
     policy: &'p Policy,
@@ -29,8 +81,8 @@ impl Validator<'_> {
         self.errors.push(e);
     }
 
-    fn invalid(&mut self, path: String, rule: Option<&str>, msg: impl Into<String>) {
-        self.push(PolicyError::invalid(path, rule, msg));
+    fn invalid(&mut self, at: &At<'_>, rule: Option<&str>, msg: impl Into<String>) {
+        self.push(PolicyError::invalid(at.to_string(), rule, msg));
     }
 
     fn document(&mut self) {
@@ -43,44 +95,44 @@ impl Validator<'_> {
             ));
         }
         if !is_id(&p.policy_id) {
-            self.invalid("policy_id".into(), None, id_rule_text(&p.policy_id));
+            self.invalid(&At::root("policy_id"), None, id_rule_text(&p.policy_id));
         }
+        let sets = At::root("app_sets");
         for (name, set) in &p.app_sets {
-            self.app_set(name, set);
+            self.app_set(&sets.key(name), name, set);
         }
+        let zones = At::root("zones");
         for (name, zone) in &p.zones {
-            self.zone(name, zone);
+            self.zone(&zones.key(name), name, zone);
         }
+        let rules = At::root("rules");
         let mut seen = HashSet::new();
         for (i, rule) in p.rules.iter().enumerate() {
+            let at = rules.idx(i);
             if !seen.insert(rule.id.as_str()) {
                 self.push(PolicyError::new(
-                    format!("rules[{i}].id"),
+                    at.key("id").to_string(),
                     Some(&rule.id),
                     PolicyErrorKind::DuplicateRuleId(rule.id.clone()),
                 ));
             }
-            self.rule(i, rule);
+            self.rule(&at, rule);
         }
         self.sync(&p.sync);
         self.holders();
     }
 
-    fn app_set(&mut self, name: &str, set: &AppSet) {
+    fn app_set(&mut self, at: &At<'_>, name: &str, set: &AppSet) {
         if !is_id(name) {
-            self.invalid(format!("app_sets.{name}"), None, id_rule_text(name));
+            self.invalid(at, None, id_rule_text(name));
         }
         if set.android.is_empty() && set.ios.is_empty() {
-            self.invalid(
-                format!("app_sets.{name}"),
-                None,
-                "an app set needs at least one android or ios id",
-            );
+            self.invalid(at, None, "an app set needs at least one android or ios id");
         }
         for (i, pkg) in set.android.iter().enumerate() {
             if !is_app_id(pkg) {
                 self.invalid(
-                    format!("app_sets.{name}.android[{i}]"),
+                    &at.key("android").idx(i),
                     None,
                     format!("`{pkg}` is not an Android package name (e.g. `com.tencent.mm`)"),
                 );
@@ -89,7 +141,7 @@ impl Validator<'_> {
         for (i, id) in set.ios.iter().enumerate() {
             if !is_app_id(id) {
                 self.invalid(
-                    format!("app_sets.{name}.ios[{i}]"),
+                    &at.key("ios").idx(i),
                     None,
                     format!("`{id}` is not an iOS bundle id (e.g. `com.tencent.xin`)"),
                 );
@@ -97,10 +149,9 @@ impl Validator<'_> {
         }
     }
 
-    fn zone(&mut self, name: &str, z: &Zone) {
-        let at = format!("zones.{name}");
+    fn zone(&mut self, at: &At<'_>, name: &str, z: &Zone) {
         if !is_id(name) {
-            self.invalid(at.clone(), None, id_rule_text(name));
+            self.invalid(at, None, id_rule_text(name));
         }
         if z.beacons.is_empty()
             && z.geofences.is_empty()
@@ -108,55 +159,55 @@ impl Validator<'_> {
             && z.nfc_check_in.is_empty()
         {
             self.invalid(
-                at.clone(),
+                at,
                 None,
                 "a zone needs at least one signal (beacon, geofence, wifi_bssid or nfc_check_in)",
             );
         }
+        let beacons = at.key("beacons");
         for (i, b) in z.beacons.iter().enumerate() {
+            let bat = beacons.idx(i);
             if parse_uuid(&b.uuid).is_none() {
                 self.invalid(
-                    format!("{at}.beacons[{i}].uuid"),
+                    &bat.key("uuid"),
                     None,
                     format!("`{}` is not a UUID (8-4-4-4-12 hex)", b.uuid),
                 );
             }
             if b.timeout_s == 0 || b.timeout_s > 3600 {
                 self.invalid(
-                    format!("{at}.beacons[{i}].timeout_s"),
+                    &bat.key("timeout_s"),
                     None,
                     "must be between 1 and 3600 seconds",
                 );
             }
         }
+        let geofences = at.key("geofences");
         for (i, g) in z.geofences.iter().enumerate() {
-            let gat = format!("{at}.geofences[{i}]");
+            let gat = geofences.idx(i);
             if !(g.lat.is_finite() && (-90.0..=90.0).contains(&g.lat)) {
-                self.invalid(
-                    format!("{gat}.lat"),
-                    None,
-                    "latitude must be between -90 and 90",
-                );
+                self.invalid(&gat.key("lat"), None, "latitude must be between -90 and 90");
             }
             if !(g.lon.is_finite() && (-180.0..=180.0).contains(&g.lon)) {
                 self.invalid(
-                    format!("{gat}.lon"),
+                    &gat.key("lon"),
                     None,
                     "longitude must be between -180 and 180",
                 );
             }
             if !(g.radius_m.is_finite() && g.radius_m > 0.0 && g.radius_m <= 50_000.0) {
                 self.invalid(
-                    format!("{gat}.radius_m"),
+                    &gat.key("radius_m"),
                     None,
                     "radius must be between 0 and 50000 metres",
                 );
             }
         }
+        let bssids = at.key("wifi_bssids");
         for (i, b) in z.wifi_bssids.iter().enumerate() {
             if parse_bssid(b).is_none() {
                 self.invalid(
-                    format!("{at}.wifi_bssids[{i}]"),
+                    &bssids.idx(i),
                     None,
                     format!("`{b}` is not a BSSID (aa:bb:cc:dd:ee:ff)"),
                 );
@@ -166,10 +217,11 @@ impl Validator<'_> {
             ("nfc_check_in", &z.nfc_check_in),
             ("nfc_check_out", &z.nfc_check_out),
         ] {
+            let fat = at.key(field);
             for (i, t) in tags.iter().enumerate() {
                 if t.is_empty() || t.len() > 128 {
                     self.invalid(
-                        format!("{at}.{field}[{i}]"),
+                        &fat.idx(i),
                         None,
                         "an NFC tag id must be 1 to 128 characters",
                     );
@@ -178,38 +230,36 @@ impl Validator<'_> {
         }
     }
 
-    fn rule(&mut self, i: usize, r: &Rule) {
-        let at = format!("rules[{i}]");
+    fn rule(&mut self, at: &At<'_>, r: &Rule) {
         let id = Some(r.id.as_str());
         if !is_id(&r.id) {
-            self.invalid(format!("{at}.id"), id, id_rule_text(&r.id));
+            self.invalid(&at.key("id"), id, id_rule_text(&r.id));
         } else if r.id.starts_with(RESERVED_RULE_PREFIX) {
             self.invalid(
-                format!("{at}.id"),
+                &at.key("id"),
                 id,
                 format!("ids starting with `{RESERVED_RULE_PREFIX}` are reserved for the agent"),
             );
         }
+        let effects = at.key("effects");
         if r.effects.is_empty() {
-            self.invalid(
-                format!("{at}.effects"),
-                id,
-                "a rule needs at least one effect",
-            );
+            self.invalid(&effects, id, "a rule needs at least one effect");
         }
         if let Some(c) = &r.when {
-            self.condition(&format!("{at}.when"), id, c, 1);
+            self.condition(&at.key("when"), id, c, 1);
         }
         for (j, e) in r.effects.iter().enumerate() {
-            let eat = format!("{at}.effects[{j}]");
+            let eat = effects.idx(j);
             match e {
-                Effect::BanApps(set) => self.app_set_ref(format!("{eat}.ban_apps"), id, set),
+                Effect::BanApps(set) => self.app_set_ref(&eat.key("ban_apps"), id, set),
                 Effect::DenyShareInto(s) => {
-                    self.app_set_ref(format!("{eat}.deny_share_into.app_set"), id, &s.app_set);
+                    let dat = eat.key("deny_share_into");
+                    self.app_set_ref(&dat.key("app_set"), id, &s.app_set);
+                    let mime = dat.key("mime");
                     for (k, m) in s.mime.iter().enumerate() {
                         if !is_mime_pattern(m) {
                             self.invalid(
-                                format!("{eat}.deny_share_into.mime[{k}]"),
+                                &mime.idx(k),
                                 id,
                                 format!("`{m}` is not a MIME pattern (`image/*`, `application/pdf`, `*/*`)"),
                             );
@@ -221,10 +271,10 @@ impl Validator<'_> {
         }
     }
 
-    fn condition(&mut self, at: &str, rule: Option<&str>, c: &Condition, depth: usize) {
+    fn condition(&mut self, at: &At<'_>, rule: Option<&str>, c: &Condition, depth: usize) {
         if depth > MAX_CONDITION_DEPTH {
             self.invalid(
-                at.to_owned(),
+                at,
                 rule,
                 format!("conditions may nest at most {MAX_CONDITION_DEPTH} deep"),
             );
@@ -235,17 +285,14 @@ impl Validator<'_> {
             | Condition::CustodyAtLeast(_)
             | Condition::InAnyZone(_) => {}
             Condition::InZone(zones) => {
+                let zat = at.key("in_zone");
                 if zones.is_empty() {
-                    self.invalid(
-                        format!("{at}.in_zone"),
-                        rule,
-                        "list at least one zone (or use `in_any_zone`)",
-                    );
+                    self.invalid(&zat, rule, "list at least one zone (or use `in_any_zone`)");
                 }
                 for (i, z) in zones.iter().enumerate() {
                     if !self.policy.zones.contains_key(z) {
                         self.push(PolicyError::new(
-                            format!("{at}.in_zone[{i}]"),
+                            zat.idx(i).to_string(),
                             rule,
                             PolicyErrorKind::UnknownZone(z.clone()),
                         ));
@@ -253,14 +300,14 @@ impl Validator<'_> {
                 }
             }
             Condition::TimeWindow(w) => {
-                let wat = format!("{at}.time_window");
+                let wat = at.key("time_window");
                 if w.days.is_empty() {
-                    self.invalid(format!("{wat}.days"), rule, "list at least one day");
+                    self.invalid(&wat.key("days"), rule, "list at least one day");
                 }
                 for (field, v) in [("from", &w.from), ("to", &w.to)] {
                     if parse_hhmm(v).is_none() {
                         self.invalid(
-                            format!("{wat}.{field}"),
+                            &wat.key(field),
                             rule,
                             format!("`{v}` is not a time `HH:MM`"),
                         );
@@ -268,14 +315,14 @@ impl Validator<'_> {
                 }
                 if w.from == w.to {
                     self.invalid(
-                        wat.clone(),
+                        &wat,
                         rule,
                         "`from` and `to` are equal: the window would be empty",
                     );
                 }
                 if !(-14 * 60..=14 * 60).contains(&w.utc_offset_minutes) {
                     self.invalid(
-                        format!("{wat}.utc_offset_minutes"),
+                        &wat.key("utc_offset_minutes"),
                         rule,
                         "offset must be within ±840 minutes",
                     );
@@ -287,18 +334,19 @@ impl Validator<'_> {
                 } else {
                     "any"
                 };
+                let list = at.key(key);
                 for (i, sub) in cs.iter().enumerate() {
-                    self.condition(&format!("{at}.{key}[{i}]"), rule, sub, depth + 1);
+                    self.condition(&list.idx(i), rule, sub, depth + 1);
                 }
             }
-            Condition::Not(sub) => self.condition(&format!("{at}.not"), rule, sub, depth + 1),
+            Condition::Not(sub) => self.condition(&at.key("not"), rule, sub, depth + 1),
         }
     }
 
-    fn app_set_ref(&mut self, path: String, rule: Option<&str>, name: &str) {
+    fn app_set_ref(&mut self, at: &At<'_>, rule: Option<&str>, name: &str) {
         if !self.policy.app_sets.contains_key(name) {
             self.push(PolicyError::new(
-                path,
+                at.to_string(),
                 rule,
                 PolicyErrorKind::UnknownAppSet(name.to_owned()),
             ));
@@ -306,46 +354,40 @@ impl Validator<'_> {
     }
 
     fn sync(&mut self, s: &SyncSettings) {
+        let at = At::root("sync");
         if s.interval_s < 60 {
-            self.invalid(
-                "sync.interval_s".into(),
-                None,
-                "must be at least 60 seconds",
-            );
+            self.invalid(&at.key("interval_s"), None, "must be at least 60 seconds");
         }
         if s.max_offline_s < s.interval_s {
             self.invalid(
-                "sync.max_offline_s".into(),
+                &at.key("max_offline_s"),
                 None,
                 "must be at least `interval_s`",
             );
         }
+        let fc = at.key("fail_closed");
+        let sets = fc.key("ban_app_sets");
         for (i, set) in s.fail_closed.ban_app_sets.iter().enumerate() {
-            self.app_set_ref(format!("sync.fail_closed.ban_app_sets[{i}]"), None, set);
+            self.app_set_ref(&sets.idx(i), None, set);
         }
     }
 
     fn holders(&mut self) {
+        let at = At::root("holders");
         let mut devices = BTreeSet::new();
         for (i, h) in self.policy.holders.iter().enumerate() {
+            let hat = at.idx(i);
             if h.holder.is_empty() {
-                self.invalid(
-                    format!("holders[{i}].holder"),
-                    None,
-                    "holder id must not be empty",
-                );
+                self.invalid(&hat.key("holder"), None, "holder id must not be empty");
             }
+            let dat = hat.key("devices");
             if h.devices.is_empty() {
-                self.invalid(
-                    format!("holders[{i}].devices"),
-                    None,
-                    "list at least one device id",
-                );
+                self.invalid(&dat, None, "list at least one device id");
             }
             for (j, d) in h.devices.iter().enumerate() {
                 if !devices.insert(d.as_str()) {
                     self.invalid(
-                        format!("holders[{i}].devices[{j}]"),
+                        &dat.idx(j),
                         None,
                         format!("device `{d}` is assigned to more than one holder"),
                     );
@@ -437,6 +479,23 @@ pub(crate) fn mime_matches(pattern: &str, mime: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_format_like_the_json_they_point_at() {
+        let rules = At::root("rules");
+        let r = rules.idx(2);
+        let when = r.key("when");
+        let all = when.key("all");
+        let a0 = all.idx(0);
+        assert_eq!(
+            a0.key("in_zone").idx(1).to_string(),
+            "rules[2].when.all[0].in_zone[1]"
+        );
+        assert_eq!(
+            At::root("sync").key("interval_s").to_string(),
+            "sync.interval_s"
+        );
+    }
 
     #[test]
     fn signal_parsers_accept_canonical_forms_only() {

@@ -662,6 +662,14 @@ public protocol BaomiAgentProtocol: AnyObject, Sendable {
     func installTrustRoot(envelope: Data) throws  -> UInt64
     
     /**
+     * A monotonic clock reading: `boot_id` names this boot (Android `Settings.Global.BOOT_COUNT`,
+     * iOS `kern.boottime`), `uptime_ms` counts from it including sleep (Android
+     * `SystemClock.elapsedRealtime()`, iOS `mach_continuous_time`). Lets the core count time
+     * offline whatever the wall clock says; call it at start and with every tick.
+     */
+    func observeUptime(bootId: String, uptimeMs: Int64) throws 
+    
+    /**
      * The desired posture now.
      */
     func posture() throws  -> PostureState
@@ -854,6 +862,22 @@ open func installTrustRoot(envelope: Data)throws  -> UInt64  {
         FfiConverterData.lower(envelope),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * A monotonic clock reading: `boot_id` names this boot (Android `Settings.Global.BOOT_COUNT`,
+     * iOS `kern.boottime`), `uptime_ms` counts from it including sleep (Android
+     * `SystemClock.elapsedRealtime()`, iOS `mach_continuous_time`). Lets the core count time
+     * offline whatever the wall clock says; call it at start and with every tick.
+     */
+open func observeUptime(bootId: String, uptimeMs: Int64)throws   {try rustCallWithError(FfiConverterTypeBaomiError_lift) {
+        uniffiCallStatus in
+    uniffi_baomi_ffi_fn_method_baomiagent_observe_uptime(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(bootId),
+        FfiConverterInt64.lower(uptimeMs),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -3396,6 +3420,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_baomi_ffi_checksum_method_baomiagent_install_trust_root() != 40659) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_baomi_ffi_checksum_method_baomiagent_observe_uptime() != 56706) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_baomi_ffi_checksum_method_baomiagent_posture() != 2038) {

@@ -352,6 +352,11 @@ RustBuffer uniffi_baomi_ffi_fn_method_baomiagent_install_bundle(uint64_t ptr, Ru
 uint64_t uniffi_baomi_ffi_fn_method_baomiagent_install_trust_root(uint64_t ptr, RustBuffer envelope, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_OBSERVE_UPTIME
+#define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_OBSERVE_UPTIME
+void uniffi_baomi_ffi_fn_method_baomiagent_observe_uptime(uint64_t ptr, RustBuffer boot_id, int64_t uptime_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_POSTURE
 #define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_POSTURE
 RustBuffer uniffi_baomi_ffi_fn_method_baomiagent_posture(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -787,6 +792,12 @@ uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_install_bundle(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_INSTALL_TRUST_ROOT
 #define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_INSTALL_TRUST_ROOT
 uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_install_trust_root(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_OBSERVE_UPTIME
+#define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_OBSERVE_UPTIME
+uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_observe_uptime(void
     
 );
 #endif

@@ -767,6 +767,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_baomi_ffi_checksum_method_baomiagent_install_trust_root(
     ): Int
+    external fun uniffi_baomi_ffi_checksum_method_baomiagent_observe_uptime(
+    ): Int
     external fun uniffi_baomi_ffi_checksum_method_baomiagent_posture(
     ): Int
     external fun uniffi_baomi_ffi_checksum_method_baomiagent_release_fast_path(
@@ -840,6 +842,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_baomi_ffi_fn_method_baomiagent_install_trust_root(`ptr`: Long,`envelope`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_baomi_ffi_fn_method_baomiagent_observe_uptime(`ptr`: Long,`bootId`: RustBuffer.ByValue,`uptimeMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_baomi_ffi_fn_method_baomiagent_posture(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_baomi_ffi_fn_method_baomiagent_release_fast_path(`ptr`: Long,`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1032,6 +1036,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_install_trust_root() and 0xFFFF) != 40659) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_observe_uptime() and 0xFFFF) != 56706) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_posture() and 0xFFFF) != 2038) {
@@ -1600,6 +1607,14 @@ public interface BaomiAgentInterface {
     fun `installTrustRoot`(`envelope`: kotlin.ByteArray): kotlin.ULong
     
     /**
+     * A monotonic clock reading: `boot_id` names this boot (Android `Settings.Global.BOOT_COUNT`,
+     * iOS `kern.boottime`), `uptime_ms` counts from it including sleep (Android
+     * `SystemClock.elapsedRealtime()`, iOS `mach_continuous_time`). Lets the core count time
+     * offline whatever the wall clock says; call it at start and with every tick.
+     */
+    fun `observeUptime`(`bootId`: kotlin.String, `uptimeMs`: kotlin.Long)
+    
+    /**
      * The desired posture now.
      */
     fun `posture`(): PostureState
@@ -1855,6 +1870,27 @@ open class BaomiAgent: Disposable, AutoCloseable, BaomiAgentInterface
     }
     )
     }
+    
+
+    
+    /**
+     * A monotonic clock reading: `boot_id` names this boot (Android `Settings.Global.BOOT_COUNT`,
+     * iOS `kern.boottime`), `uptime_ms` counts from it including sleep (Android
+     * `SystemClock.elapsedRealtime()`, iOS `mach_continuous_time`). Lets the core count time
+     * offline whatever the wall clock says; call it at start and with every tick.
+     */
+    @Throws(BaomiException::class)override fun `observeUptime`(`bootId`: kotlin.String, `uptimeMs`: kotlin.Long)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(BaomiException) { _status ->
+    UniffiLib.uniffi_baomi_ffi_fn_method_baomiagent_observe_uptime(
+        it,
+        
+        FfiConverterString.lower(`bootId`),
+        FfiConverterLong.lower(`uptimeMs`),_status)
+}
+    }
+    
     
 
     
