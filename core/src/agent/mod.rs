@@ -371,7 +371,7 @@ impl Agent {
         let v = verify_bundle(bytes, trust, &self.floor(), now)?;
         let header = v.header.clone();
         // Persist before use: a crash after this point restarts under the new policy.
-        self.store.put_state(STATE_POLICY, &v.envelope_bytes)?;
+        self.store.put_state(STATE_POLICY, bytes)?;
         self.activate(v, true, None, now)?;
         self.persist(&[STATE_CONTEXT])?;
         Ok(header)

@@ -60,8 +60,6 @@ pub struct VerifiedBundle {
     pub policy: ValidPolicy,
     /// Hex SHA-256 of the signed payload: the identity the server compares for drift.
     pub digest: String,
-    /// The envelope as received, for storing and re-verifying at start.
-    pub envelope_bytes: Vec<u8>,
 }
 
 /// Verifies a policy bundle against the trust root, what is installed, and the time.
@@ -96,22 +94,18 @@ pub fn verify_signed(bytes: &[u8], trust: &TrustRoot) -> Result<VerifiedBundle, 
         trust.threshold(),
         "trust root",
     )?;
-    read_payload(bytes, &payload, &digest)
+    read_payload(&payload, &digest)
 }
 
 /// The bundle the agent itself stored, read without its signatures: only for running an
 /// installed policy fail-closed after a rotation made its signers untrusted.
 pub fn read_unverified(bytes: &[u8]) -> Result<VerifiedBundle, BundleError> {
     let (_, payload) = Envelope::open(bytes, WHAT, POLICY_BUNDLE_TYPE, MAX_BUNDLE_BYTES)?;
-    read_payload(bytes, &payload, &payload_digest(&payload))
+    read_payload(&payload, &payload_digest(&payload))
 }
 
 /// Steps 6, 7a and 10: the payload's shape, its self-consistency, the policy itself.
-fn read_payload(
-    bytes: &[u8],
-    payload: &[u8],
-    digest: &[u8; 32],
-) -> Result<VerifiedBundle, BundleError> {
+fn read_payload(payload: &[u8], digest: &[u8; 32]) -> Result<VerifiedBundle, BundleError> {
     // Step 6: the payload's shape (the policy inside is validated in step 10).
     let p: Payload<Policy> =
         serde_json::from_slice(payload).map_err(|e| malformed_payload(payload, e))?;
@@ -137,7 +131,6 @@ fn read_payload(
         header,
         policy,
         digest: hex(digest),
-        envelope_bytes: bytes.to_vec(),
     })
 }
 
