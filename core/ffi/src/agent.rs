@@ -133,7 +133,10 @@ impl BaomiAgent {
     /// Re-derives the posture when time alone changed it; returns it if it changed.
     pub fn tick(&self) -> Result<Option<PostureState>, BaomiError> {
         let now = self.now()?;
-        Ok(self.lock()?.tick(now)?.as_ref().map(PostureState::from))
+        let mut agent = self.lock()?;
+        // A tick is a clock reading too: a clock set back between events is seen here.
+        let now = agent.observe_time(now)?;
+        Ok(agent.tick(now)?.as_ref().map(PostureState::from))
     }
 
     /// Enrols with the compliance server using a one-time token; returns the device id.
