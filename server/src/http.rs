@@ -1,11 +1,35 @@
-//! The listener: tiny_http worker threads, a body size limit, JSON errors, and TLS through
-//! rustls when a certificate is given (plain HTTP is refused on anything but loopback).
+//! The listener: HTTP/1.1 with hyper on a tokio runtime, TLS through tokio-rustls (rustls
+//! 0.23, ring), and limits on everything a client controls (plain HTTP is refused on anything
+//! but loopback).
+//!
+//! | what a client controls | limit ([`Limits`]) | answer |
+//! |---|---|---|
+//! | header bytes (one endless header line included) | `max_header_bytes` (hyper's read buffer) | 431, connection closed |
+//! | header count | `max_headers` | 431 |
+//! | time to send the headers (slowloris), the TLS handshake | `header_timeout` | connection closed |
+//! | body size | [`MAX_REQUEST_BYTES`] (declared or streamed) | 413 JSON |
+//! | time to send the body | `body_timeout` | 408 JSON |
+//! | open connections | `max_connections` | over it, closed at accept |
+//! | a connection's lifetime (idle keep-alive included) | `connection_lifetime` | closed |
+//! | requests doing database work at once | `max_in_flight` | the rest wait |
+//!
+//! The database is synchronous (rusqlite, and the `postgres` client with its own small
+//! runtime), so each request's work runs on tokio's blocking pool (`spawn_blocking`), as the
+//! `postgres` crate's authors advise; the async side only moves bytes and enforces limits.
+//! [`Listener::stop`] (and SIGTERM / SIGINT in `baomi-server serve`) stops accepting and
+//! lets requests in flight finish, for up to `drain_timeout`.
 
-use std::io::Read;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use baomi_core::sync::protocol::MAX_REQUEST_BYTES;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{Semaphore, watch};
 
 use crate::api::{ApiError, Server};
 
@@ -18,127 +42,352 @@ pub struct Tls {
     pub key_pem: Vec<u8>,
 }
 
-/// A running listener.
+/// What one client may cost the server (see the module table).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of request line and headers (hyper's read buffer; at least 8 KiB).
+    pub max_header_bytes: usize,
+    /// Number of headers.
+    pub max_headers: usize,
+    /// Time to complete the TLS handshake and the headers.
+    pub header_timeout: Duration,
+    /// Time to send the body.
+    pub body_timeout: Duration,
+    /// Open connections.
+    pub max_connections: usize,
+    /// A connection's whole life, idle keep-alive included.
+    pub connection_lifetime: Duration,
+    /// Requests doing database work at once.
+    pub max_in_flight: usize,
+    /// How long a stop waits for requests in flight.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            connection_lifetime: Duration::from_secs(120),
+            max_in_flight: 64,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running listener: its own tokio runtime on a thread of its own.
 pub struct Listener {
-    http: Arc<tiny_http::Server>,
-    workers: Vec<std::thread::JoinHandle<()>>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener").finish_non_exhaustive()
+        f.debug_struct("Listener")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
+struct Shared {
+    server: Arc<Server>,
+    limits: Limits,
+    in_flight: Semaphore,
+}
+
 impl Listener {
-    /// Binds `addr` and starts `threads` workers.
+    /// Binds `addr` and serves with `threads` runtime workers and the default [`Limits`].
     pub fn start(
         server: Arc<Server>,
         addr: SocketAddr,
         tls: Option<Tls>,
         threads: usize,
     ) -> Result<Listener, String> {
+        Self::start_with(server, addr, tls, threads, Limits::default())
+    }
+
+    /// Like [`Listener::start`], with explicit limits.
+    pub fn start_with(
+        server: Arc<Server>,
+        addr: SocketAddr,
+        tls: Option<Tls>,
+        threads: usize,
+        limits: Limits,
+    ) -> Result<Listener, String> {
         if tls.is_none() && !addr.ip().is_loopback() {
             return Err(format!(
                 "refusing plain HTTP on {addr}: give --tls-cert and --tls-key, or listen on loopback behind a TLS proxy"
             ));
         }
-        let http = match tls {
-            Some(t) => tiny_http::Server::https(
-                addr,
-                tiny_http::SslConfig {
-                    certificate: t.cert_pem,
-                    private_key: t.key_pem,
-                },
-            ),
-            None => tiny_http::Server::http(addr),
-        }
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let http = Arc::new(http);
-        let workers = (0..threads.max(1))
-            .map(|_| {
-                let http = http.clone();
-                let server = server.clone();
-                std::thread::spawn(move || {
-                    while let Ok(req) = http.recv() {
-                        serve_one(&server, req);
+        let acceptor = tls.as_ref().map(acceptor).transpose()?;
+        let std_listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let local = std_listener
+            .local_addr()
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("baomi-http")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        let (stop, stopped) = watch::channel(false);
+        // Dropped last, outside the runtime: the synchronous `postgres` client closes its
+        // connections with a `block_on` of its own, which must not run inside ours.
+        let keep = server.clone();
+        let shared = Arc::new(Shared {
+            server,
+            limits,
+            in_flight: Semaphore::new(limits.max_in_flight.max(1)),
+        });
+        let thread = std::thread::Builder::new()
+            .name("baomi-listener".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => accept_loop(l, acceptor, shared, stopped).await,
+                        Err(e) => log::error!("listener: {e}"),
                     }
-                })
+                });
+                // Blocking work still running (a database call) is not waited for forever.
+                runtime.shutdown_timeout(limits.drain_timeout);
+                drop(keep);
             })
-            .collect();
-        Ok(Listener { http, workers })
+            .map_err(|e| format!("cannot start the listener thread: {e}"))?;
+        Ok(Listener {
+            addr: local,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> Option<SocketAddr> {
-        self.http.server_addr().to_ip()
+        Some(self.addr)
     }
 
-    /// Stops accepting and joins the workers.
-    pub fn stop(self) {
-        self.http.unblock();
-        for _ in 1..self.workers.len() {
-            self.http.unblock();
-        }
-        for w in self.workers {
-            let _ = w.join();
+    /// Stops accepting, lets requests in flight finish (up to the drain timeout), returns.
+    pub fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
-    /// Serves until the process ends.
-    pub fn join(self) {
-        for w in self.workers {
-            let _ = w.join();
+    /// Serves until SIGTERM or SIGINT, then stops gracefully.
+    pub fn run_until_signal(self) -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+            let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+            tokio::select! {
+                _ = term.recv() => log::info!("SIGTERM: draining"),
+                _ = int.recv() => log::info!("SIGINT: draining"),
+            }
+            Ok::<(), String>(())
+        })?;
+        self.stop();
+        Ok(())
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
 
-fn serve_one(server: &Server, mut req: tiny_http::Request) {
-    let method = req.method().as_str().to_owned();
-    let url = req.url().to_owned();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_owned(),
-                h.value.as_str().to_owned(),
-            )
-        })
-        .collect();
-    let result = read_body(&mut req).and_then(|body| server.handle(&method, &url, &headers, &body));
-    let (status, body) = match result {
-        Ok(b) => (200, b),
-        Err(e) => {
-            log::info!("{method} {url}: {} {}", e.status, e.message);
-            (e.status, e.body())
-        }
-    };
-    let mut resp = tiny_http::Response::from_data(body).with_status_code(status);
-    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
-        resp = resp.with_header(h);
+fn acceptor(tls: &Tls) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(&tls.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("TLS certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err("TLS certificate file holds no certificate".into());
     }
-    if let Err(e) = req.respond(resp) {
-        log::info!("{method} {url}: client went away: {e}");
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).map_err(|e| format!("TLS key: {e}"))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let limits = shared.limits;
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.changed() => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                log::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            log::warn!("connection limit reached: closing a new connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => serve_connection(TokioIo::new(s), shared, watcher).await,
+                        Ok(Err(e)) => log::info!("TLS handshake: {e}"),
+                        Err(_) => log::info!("TLS handshake timed out"),
+                    }
+                }
+                None => serve_connection(TokioIo::new(stream), shared, watcher).await,
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        log::warn!("requests still in flight after the drain timeout");
     }
 }
 
-fn read_body(req: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
-    let too_large = || ApiError {
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    shared: Arc<Shared>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = shared.limits;
+    let service = hyper::service::service_fn(move |req| dispatch(shared.clone(), req));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    let conn = watcher.watch(builder.serve_connection(io, service));
+    match tokio::time::timeout(limits.connection_lifetime, conn).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::debug!("connection: {e}"),
+        Err(_) => log::debug!("connection closed at the end of its lifetime"),
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json(status: u16, body: Vec<u8>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(e: &ApiError) -> Reply {
+    json(e.status, e.body())
+}
+
+fn too_large() -> ApiError {
+    ApiError {
         status: 413,
         code: "too_large",
         message: format!("request body over {MAX_REQUEST_BYTES} bytes"),
+    }
+}
+
+async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_owned();
+    let url = parts.uri.to_string();
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+        return Ok(error(&too_large()));
+    }
+    let limited = Limited::new(body, MAX_REQUEST_BYTES);
+    let body = match tokio::time::timeout(shared.limits.body_timeout, limited.collect()).await {
+        Err(_) => {
+            return Ok(error(&ApiError {
+                status: 408,
+                code: "timeout",
+                message: "the request body did not arrive in time".into(),
+            }));
+        }
+        Ok(Err(e)) => {
+            let e = if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("reading the body: {e}"))
+            };
+            return Ok(error(&e));
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
     };
-    if req.body_length().is_some_and(|n| n > MAX_REQUEST_BYTES) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    req.as_reader()
-        .take(MAX_REQUEST_BYTES as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
-    if body.len() > MAX_REQUEST_BYTES {
-        return Err(too_large());
-    }
-    Ok(body)
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let Ok(_permit) = shared.in_flight.acquire().await else {
+        return Ok(error(&ApiError::internal("shutting down")));
+    };
+    let server = shared.server.clone();
+    let (m, u) = (method.clone(), url.clone());
+    let result = tokio::task::spawn_blocking(move || server.handle(&m, &u, &headers, &body)).await;
+    let reply = match result {
+        Ok(Ok(b)) => json(200, b),
+        Ok(Err(e)) => {
+            log::info!("{method} {url}: {} {}", e.status, e.message);
+            error(&e)
+        }
+        Err(e) => {
+            log::error!("{method} {url}: the handler failed: {e}");
+            error(&ApiError::internal(
+                "the request failed; nothing was acknowledged",
+            ))
+        }
+    };
+    Ok(reply)
 }

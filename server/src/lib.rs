@@ -4,7 +4,8 @@
 //! - [`db`] — SQLite or PostgreSQL behind one dialect.
 //! - [`schema`] — the tables.
 //! - [`api`] — each endpoint as a function of (state, request) -> response; no HTTP in it.
-//! - [`http`] — the listener (tiny_http, rustls when a certificate is given).
+//! - [`http`] — the listener: hyper on tokio, limits on what a client controls, TLS through
+//!   tokio-rustls when a certificate is given, graceful stop.
 //! - [`admin`] — what the CLI does for the security office (tokens, publishing, listings).
 #![forbid(unsafe_code)]
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
-use baomi_server::http::{Listener, Tls};
+use baomi_server::http::{Limits, Listener, Tls};
 use baomi_server::upload_key::UploadKey;
 use baomi_server::{Server, admin};
 use clap::{Parser, Subcommand};
@@ -44,9 +44,15 @@ enum Cmd {
         /// PEM private key for TLS.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
-        /// Worker threads.
+        /// Runtime worker threads, and database connections (PostgreSQL pool size).
         #[arg(long, default_value_t = 8)]
         threads: usize,
+        /// Most open connections; more are closed at accept.
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
+        /// Seconds a client has for the TLS handshake and the request headers (slowloris).
+        #[arg(long, default_value_t = 10)]
+        header_timeout_secs: u64,
     },
     /// Enrolment tokens.
     #[command(subcommand)]
@@ -152,6 +158,8 @@ fn run(cli: Cli) -> Result<(), String> {
             tls_cert,
             tls_key,
             threads,
+            max_connections,
+            header_timeout_secs,
         } => {
             let key = upload_key.as_deref().map(UploadKey::load).transpose()?;
             if key.is_none() {
@@ -165,14 +173,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 _ => None,
             };
             let server = Arc::new(open(&db, threads, key)?);
-            let l = Listener::start(server, listen, tls, threads)?;
+            let limits = Limits {
+                max_connections,
+                header_timeout: std::time::Duration::from_secs(header_timeout_secs.max(1)),
+                ..Limits::default()
+            };
+            let l = Listener::start_with(server, listen, tls, threads, limits)?;
             // The line tests and scripts wait for.
             println!(
                 "listening on {}",
                 l.addr()
                     .map_or_else(|| listen.to_string(), |a| a.to_string())
             );
-            l.join();
+            // Until SIGTERM (or Ctrl-C): then stop accepting and drain requests in flight.
+            l.run_until_signal()?;
             Ok(())
         }
         Cmd::Token(TokenCmd::New {

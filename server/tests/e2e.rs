@@ -418,9 +418,7 @@ fn a_week_offline_queues_fails_closed_then_drains() {
         let dev = d.id();
         let t0 = Timestamp::now();
         listener.stop();
-        // A fresh client: a dead server process closes its sockets, but an in-process listener
-        // that stopped leaves tiny_http's keep-alive connection threads up, and a pooled
-        // connection would wait for its timeout instead of being refused.
+        // A fresh client, so no pooled connection from before the stop is in play.
         let t = HttpTransport::new(&base);
 
         // Every 6 hours for a week: a violation, and a sync attempt that cannot connect.

@@ -1,0 +1,243 @@
+//! The server under abuse, as an attacker on the network would try it: an endless header
+//! line, a body one byte over the limit, a thousand idle connections, slowloris clients. The
+//! real binary on loopback; its memory is read from /proc; every loop is bounded in count and
+//! time.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1024 * 1024;
+/// What the server may grow by under any one abuse below (stated in docs/BENCHMARKS.md).
+const RSS_BOUND: u64 = 64 * MIB;
+
+struct ServerProcess {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn() -> ServerProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--threads",
+            "2",
+            "--header-timeout-secs",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    ServerProcess {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn rss(p: &ServerProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A well-formed request from another client: answered, and how fast.
+fn probe(addr: &str) -> (u16, Duration) {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"POST /v1/nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, t.elapsed())
+}
+
+fn status_of(raw: &[u8]) -> u16 {
+    String::from_utf8_lossy(raw)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_endless_header_line_is_cut_off_and_costs_no_memory() {
+    let srv = spawn();
+    let before = rss(&srv);
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(b"POST /v1/check-in HTTP/1.1\r\nX-Endless: ")
+        .unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut sent: u64 = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Up to 256 MiB or 10 s: the server must close long before.
+    while sent < 256 * MIB && Instant::now() < deadline {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len() as u64;
+    }
+    assert!(
+        sent < 16 * MIB,
+        "the server read {sent} bytes of one header line"
+    );
+    let grown = rss(&srv).saturating_sub(before);
+    eprintln!(
+        "endless header: cut off after {} KiB sent; RSS {} MiB -> grew {} KiB",
+        sent / 1024,
+        before / MIB,
+        grown / 1024
+    );
+    assert!(grown < RSS_BOUND, "grew {} MiB", grown / MIB);
+    let (status, took) = probe(&srv.addr);
+    assert_eq!(status, 404);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[test]
+fn a_body_one_byte_over_the_limit_is_refused_with_json() {
+    let srv = spawn();
+    let limit = 2 * 1024 * 1024;
+    // Declared up front: refused before a byte of it is read.
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        limit + 1
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(status_of(&buf[..n]), 413);
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("\"too_large\""));
+    // Streamed without a length (chunked): cut off at the limit.
+    let before = rss(&srv);
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    let piece = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    while sent <= limit {
+        if write!(s, "{:x}\r\n", piece.len()).is_err() || s.write_all(&piece).is_err() {
+            break;
+        }
+        let _ = s.write_all(b"\r\n");
+        sent += piece.len();
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert_eq!(status_of(&out), 413, "{}", String::from_utf8_lossy(&out));
+    let grown = rss(&srv).saturating_sub(before);
+    eprintln!("2 MiB + 1 streamed: 413; grew {} KiB", grown / 1024);
+    assert!(grown < RSS_BOUND);
+}
+
+#[test]
+fn idle_and_slowloris_connections_do_not_starve_other_clients() {
+    let srv = spawn();
+    let before = rss(&srv);
+    // A thousand connections that say nothing.
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(&srv.addr).unwrap())
+        .collect();
+    // Sixteen that send a header byte now and then.
+    let slow: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(&srv.addr).unwrap();
+            s.write_all(b"POST /v1/check-in HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let (status, took) = probe(&srv.addr);
+    assert_eq!(status, 404);
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    // Keep trickling for longer than the header timeout (2 s here): the slow ones are cut.
+    let start = Instant::now();
+    let mut cut = 0;
+    while start.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(500));
+        cut = slow
+            .iter()
+            .filter(|s| {
+                let mut w: &TcpStream = s;
+                w.write_all(b"X-Slow: 1\r\n").is_err()
+            })
+            .count();
+        let (status, took) = probe(&srv.addr);
+        assert_eq!(status, 404);
+        assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    }
+    // A closed socket shows on the second write after the peer's reset; one more round.
+    std::thread::sleep(Duration::from_millis(200));
+    let closed = slow
+        .iter()
+        .filter(|s| {
+            let mut w: &TcpStream = s;
+            let _ = w.write_all(b"X-Slow: 1\r\n");
+            w.write_all(b"X-Slow: 1\r\n").is_err()
+        })
+        .count();
+    assert!(
+        cut.max(closed) == 16,
+        "slowloris connections still open: {}",
+        16 - cut.max(closed)
+    );
+    let grown = rss(&srv).saturating_sub(before);
+    eprintln!(
+        "1,000 idle + 16 slowloris: RSS {} MiB -> grew {} KiB; other clients answered in < 1 s",
+        before / MIB,
+        grown / 1024
+    );
+    assert!(grown < RSS_BOUND, "grew {} MiB", grown / MIB);
+    drop(idle);
+}
