@@ -241,3 +241,44 @@ fn idle_and_slowloris_connections_do_not_starve_other_clients() {
     assert!(grown < RSS_BOUND, "grew {} MiB", grown / MIB);
     drop(idle);
 }
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let mut srv = spawn();
+    assert_eq!(probe(&srv.addr).0, 404);
+    // A request whose body is still arriving when the signal comes: it is answered.
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"POST /v1/nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = srv.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(b"}").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert_eq!(status_of(&out), 404, "{}", String::from_utf8_lossy(&out));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = srv.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // New connections are refused once it is gone.
+    assert!(TcpStream::connect(&srv.addr).is_err());
+}
