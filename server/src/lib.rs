@@ -3,7 +3,8 @@
 //!
 //! - [`db`] — SQLite or PostgreSQL behind one dialect.
 //! - [`schema`] — the tables.
-//! - [`api`] — each endpoint as a function of (state, request) -> response; no HTTP in it.
+//! - [`api`] — each endpoint as a function of (state, request) -> response, no HTTP in it:
+//!   the router and errors, authentication, one module per sync stage, office operations.
 //! - [`http`] — the listener: hyper on tokio, limits on what a client controls, TLS through
 //!   tokio-rustls when a certificate is given, graceful stop.
 //! - [`admin`] — what the CLI does for the security office (tokens, publishing, listings).

@@ -1,0 +1,151 @@
+//! Request authentication: one-time enrolment, and the signature, time window and nonce of
+//! every later request.
+
+use super::*;
+
+impl Server {
+    pub(super) fn enroll(&self, body: &[u8]) -> Reply {
+        let req: EnrollRequest = parse(body)?;
+        if req.protocol != PROTOCOL_VERSION {
+            return Err(ApiError::bad_request(format!(
+                "protocol {} not supported (server speaks {PROTOCOL_VERSION})",
+                req.protocol
+            )));
+        }
+        if req.device_id.is_empty() || req.device_id.len() > 128 {
+            return Err(ApiError::bad_request("device id must be 1-128 characters"));
+        }
+        let key = PublicKey::from_base64(&req.public_key)
+            .map_err(|e| ApiError::bad_request(format!("public key: {e}")))?;
+        let proof = base64_decode(&req.proof)?;
+        if !key.verify(&enroll_message(&req.token, &req.device_id), &proof) {
+            return Err(ApiError::unauthorized("enrolment proof does not verify"));
+        }
+        let now = self.now();
+        let token_hash = token_hash(&req.token);
+        self.db.tx(|c| {
+            let rows = c.query(
+                "SELECT expires_at, used_by, holder FROM tokens WHERE token_hash = $1",
+                &[token_hash.clone().into()],
+            )?;
+            let row = rows
+                .first()
+                .ok_or_else(|| ApiError::unauthorized("unknown enrolment token"))?;
+            if text(row, 1).is_some() {
+                return Err(ApiError::unauthorized("enrolment token already used"));
+            }
+            if int(row, 0) < now.0 {
+                return Err(ApiError::unauthorized("enrolment token expired"));
+            }
+            let exists = c.query(
+                "SELECT 1 FROM devices WHERE device_id = $1",
+                &[req.device_id.clone().into()],
+            )?;
+            if !exists.is_empty() {
+                return Err(ApiError::conflict(format!(
+                    "device `{}` is already enrolled",
+                    req.device_id
+                )));
+            }
+            c.execute(
+                "INSERT INTO devices (device_id, public_key, platform, agent_version, enrolled_at, enrolled_for) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    req.device_id.clone().into(),
+                    req.public_key.clone().into(),
+                    req.platform.clone().into(),
+                    req.agent_version.clone().into(),
+                    now.0.into(),
+                    text(row, 2).into(),
+                ],
+            )?;
+            c.execute(
+                "UPDATE tokens SET used_by = $1 WHERE token_hash = $2",
+                &[req.device_id.clone().into(), token_hash.clone().into()],
+            )?;
+            Ok(())
+        })?;
+        log::info!("enrolled device {}", req.device_id);
+        json(&EnrollResponse {
+            device_id: req.device_id,
+            server_time: now,
+        })
+    }
+
+    /// Checks the signature headers; returns the device id.
+    pub(super) fn authenticate(
+        &self,
+        p: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<String, ApiError> {
+        let h = |name: &'static str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .ok_or(AuthError::Unsigned(name))
+        };
+        let auth = RequestAuth {
+            device_id: h(HEADER_DEVICE)?,
+            timestamp: Timestamp(
+                h(HEADER_TIMESTAMP)?
+                    .parse()
+                    .map_err(|_| AuthError::Unsigned("timestamp is not a number"))?,
+            ),
+            nonce: h(HEADER_NONCE)?,
+            signature: h(HEADER_SIGNATURE)?,
+        };
+        let now = self.now();
+        self.db.tx(|c| {
+            let rows = c.query(
+                "SELECT public_key FROM devices WHERE device_id = $1",
+                &[auth.device_id.clone().into()],
+            )?;
+            let key = rows
+                .first()
+                .and_then(|r| text(r, 0))
+                .ok_or_else(|| AuthError::UnknownDevice(auth.device_id.clone()))?;
+            let key = PublicKey::from_base64(&key)
+                .map_err(|_| ApiError::internal("stored device key is damaged"))?;
+            verify_request(&key, "POST", p, body, &auth, now)?;
+            // Inside the window the nonce catches a replay; outside it the timestamp does.
+            let fresh = c.execute(
+                "INSERT INTO nonces (device_id, nonce, seen_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING",
+                &[auth.device_id.clone().into(), auth.nonce.clone().into(), now.0.into()],
+            )?;
+            if fresh == 0 {
+                return Err(AuthError::Replayed.into());
+            }
+            c.execute(
+                "DELETE FROM nonces WHERE device_id = $1 AND seen_at < $2",
+                &[auth.device_id.clone().into(), (now.0 - 2 * REQUEST_WINDOW_MS).into()],
+            )?;
+            Ok(())
+        })?;
+        Ok(auth.device_id)
+    }
+
+    pub(super) fn same_device(signer: &str, claimed: &str) -> Result<(), ApiError> {
+        if signer == claimed {
+            Ok(())
+        } else {
+            Err(AuthError::ForeignDevice {
+                signer: signer.into(),
+                claimed: claimed.into(),
+            }
+            .into())
+        }
+    }
+}
+
+/// Tokens are stored hashed: a leaked database enrols nobody.
+pub fn token_hash(token: &str) -> String {
+    hex_digest(token.as_bytes())
+}
+
+pub(super) fn base64_decode(s: &str) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.as_bytes())
+        .map_err(|_| ApiError::bad_request("not base64"))
+}

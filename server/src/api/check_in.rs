@@ -1,0 +1,132 @@
+//! Stage 1: check-in. Records what the device reports, raises chain alerts, and proves its
+//! answer with the session key the device sealed to the office.
+
+use super::*;
+
+impl Server {
+    pub(super) fn upload_key(&self) -> Result<&UploadKey, ApiError> {
+        self.upload_key.as_ref().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "no_upload_key",
+                "this server was started without --upload-key: it cannot prove its answers",
+            )
+        })
+    }
+
+    pub(super) fn check_in(&self, dev: &str, req: CheckIn, body: &[u8]) -> Reply {
+        Self::same_device(dev, &req.device_id)?;
+        if req.protocol != PROTOCOL_VERSION {
+            return Err(ApiError::bad_request(format!(
+                "protocol {} not supported (server speaks {PROTOCOL_VERSION})",
+                req.protocol
+            )));
+        }
+        let session_raw = zeroize::Zeroizing::new(
+            self.upload_key()?
+                .open(&session_aad(dev), &req.session)
+                .map_err(|e| ApiError::bad_request(format!("session key: {e}")))?,
+        );
+        let session = ProofKey::from_bytes(&session_raw)
+            .ok_or_else(|| ApiError::bad_request("session key must be 32 bytes"))?;
+        let session_b64 = zeroize::Zeroizing::new({
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(session_raw.as_slice())
+        });
+        let now = self.now();
+        let posture = serde_json::to_string(&req.posture).unwrap_or_default();
+        let mut resp = self.db.tx(|c| {
+            let row = c.query(
+                "SELECT acked_through, acked_tag, head_seq, head_tag, generation FROM devices WHERE device_id = $1",
+                &[dev.into()],
+            )?;
+            let row = row.first().cloned().unwrap_or_default();
+            let acked = int(&row, 0);
+            let alert = chain_alert(&req, acked, int(&row, 2), &text(&row, 3).unwrap_or_default(), int(&row, 4))?;
+            if let Some(a) = &alert {
+                log::warn!("device {dev}: {a}");
+            }
+            c.execute(
+                "UPDATE devices SET last_check_in = $1, agent_version = $2, head_seq = $3, head_tag = $4, policy_id = $5, policy_version = $6, policy_digest = $7, posture = $8, fail_closed = $9, clock_skew_ms = $10, alert = COALESCE($11, alert), generation = $12, session_key = $13 WHERE device_id = $14",
+                &[
+                    now.0.into(),
+                    req.agent_version.clone().into(),
+                    seq_i64(req.chain.head_seq)?.into(),
+                    req.chain.head_tag.clone().into(),
+                    req.policy.as_ref().map(|p| p.id.clone()).into(),
+                    req.policy.as_ref().map(|p| p.version as i64).into(),
+                    req.policy.as_ref().map(|p| p.digest.clone()).into(),
+                    posture.clone().into(),
+                    req.fail_closed.clone().into(),
+                    (req.device_time.0 - now.0).into(),
+                    alert.into(),
+                    seq_i64(req.chain.generation)?.into(),
+                    session_b64.to_string().into(),
+                    dev.into(),
+                ],
+            )?;
+            let bundle = latest_bundle(c)?.filter(|b| {
+                req.policy
+                    .as_ref()
+                    .is_none_or(|p| p.version < b.version || p.id != b.id)
+            });
+            let trust_root_version = u(c
+                .query("SELECT COALESCE(MAX(version), 0) FROM trust_roots", &[])?
+                .first()
+                .map_or(0, |r| int(r, 0)));
+            let pending = match holder_of(c, dev)? {
+                Some(h) => !c
+                    .query(
+                        "SELECT cursor FROM custody WHERE holder = $1 AND cursor > $2 LIMIT 1",
+                        &[h.into(), seq_i64(req.custody_cursor)?.into()],
+                    )?
+                    .is_empty(),
+                None => false,
+            };
+            Ok(CheckInResponse {
+                server_time: now,
+                acked_through: u(acked),
+                acked_tag: text(&row, 1).unwrap_or_default(),
+                bundle,
+                trust_root_version,
+                custody_pending: pending,
+                proof: String::new(),
+            })
+        })?;
+        resp.proof = session.prove(Answer::CheckIn, dev, body, &resp.proof_bytes());
+        json(&resp)
+    }
+}
+
+/// Compares what a device reports of its store with what it reported before: a head below the
+/// records already received or than reported, the same head seq with another tag, or a
+/// generation that went back means the store was restored from an older copy or replaced.
+pub(super) fn chain_alert(
+    req: &CheckIn,
+    acked: i64,
+    head_seq: i64,
+    head_tag: &str,
+    generation: i64,
+) -> Result<Option<String>, ApiError> {
+    let seq = seq_i64(req.chain.head_seq)?;
+    let gen_now = seq_i64(req.chain.generation)?;
+    Ok(if seq < acked {
+        Some(format!(
+            "chain head {seq} is below the {acked} records already received: store rolled back or replaced"
+        ))
+    } else if seq < head_seq {
+        Some(format!(
+            "chain head {seq} is below the {head_seq} reported before: store rolled back"
+        ))
+    } else if seq == head_seq && seq > 0 && !head_tag.is_empty() && head_tag != req.chain.head_tag {
+        Some(format!(
+            "chain head {seq} has another tag than reported before: store rolled back and rewritten"
+        ))
+    } else if gen_now < generation {
+        Some(format!(
+            "store generation {gen_now} is below the {generation} reported before: store restored from an older copy"
+        ))
+    } else {
+        None
+    })
+}

@@ -1,0 +1,47 @@
+//! Stage 3: download. What the device does not have: trust-root rotations, the newest bundle,
+//! its holder's custody records.
+
+use super::*;
+
+impl Server {
+    pub(super) fn download(&self, dev: &str, req: DownloadRequest) -> Reply {
+        Self::same_device(dev, &req.device_id)?;
+        let resp = self.db.tx(|c| {
+            let trust_roots = c
+                .query(
+                    "SELECT envelope FROM trust_roots WHERE version > $1 ORDER BY version",
+                    &[seq_i64(req.trust_root_version)?.into()],
+                )?
+                .iter()
+                .filter_map(|r| text(r, 0))
+                .collect();
+            let bundle = c
+                .query(
+                    "SELECT envelope FROM bundles WHERE version > $1 ORDER BY version DESC LIMIT 1",
+                    &[seq_i64(req.policy_version)?.into()],
+                )?
+                .first()
+                .and_then(|r| text(r, 0));
+            let custody = match holder_of(c, dev)? {
+                Some(h) => c
+                    .query(
+                        "SELECT cursor, envelope FROM custody WHERE holder = $1 AND cursor > $2 ORDER BY cursor LIMIT $3",
+                        &[h.into(), seq_i64(req.custody_after)?.into(), MAX_CUSTODY_PER_DOWNLOAD.into()],
+                    )?
+                    .iter()
+                    .map(|r| CustodyFeedEntry {
+                        cursor: u(int(r, 0)),
+                        envelope: text(r, 1).unwrap_or_default(),
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            Ok(DownloadResponse {
+                trust_roots,
+                bundle,
+                custody,
+            })
+        })?;
+        json(&resp)
+    }
+}

@@ -1,0 +1,42 @@
+//! Stage 4: finish. Records the posture applied and proves the sync complete.
+
+use super::*;
+
+impl Server {
+    pub(super) fn finish(&self, dev: &str, req: Finish, body: &[u8]) -> Reply {
+        Self::same_device(dev, &req.device_id)?;
+        let posture = serde_json::to_string(&req.posture).unwrap_or_default();
+        let session = self.db.tx(|c| {
+            let session = c
+                .query(
+                    "SELECT session_key FROM devices WHERE device_id = $1",
+                    &[dev.into()],
+                )?
+                .first()
+                .and_then(|r| text(r, 0))
+                .map(zeroize::Zeroizing::new);
+            c.execute(
+                "UPDATE devices SET posture = $1, policy_id = $2, policy_version = $3, policy_digest = $4, head_seq = $5, head_tag = $6, custody_cursor = $7, generation = $8, session_key = NULL WHERE device_id = $9",
+                &[
+                    posture.clone().into(),
+                    req.policy.as_ref().map(|p| p.id.clone()).into(),
+                    req.policy.as_ref().map(|p| p.version as i64).into(),
+                    req.policy.as_ref().map(|p| p.digest.clone()).into(),
+                    seq_i64(req.chain.head_seq)?.into(),
+                    req.chain.head_tag.clone().into(),
+                    seq_i64(req.custody_cursor)?.into(),
+                    seq_i64(req.chain.generation)?.into(),
+                    dev.into(),
+                ],
+            )?;
+            Ok(session)
+        })?;
+        let stored =
+            session.ok_or_else(|| ApiError::conflict("finish without a check-in in this sync"))?;
+        let key = ProofKey::from_base64(&stored)
+            .ok_or_else(|| ApiError::internal("stored session key is damaged"))?;
+        json(&FinishResponse {
+            proof: key.prove(Answer::Finish, dev, body, b""),
+        })
+    }
+}

@@ -1,0 +1,218 @@
+//! The endpoints, as plain functions over the database: the HTTP layer only moves bytes.
+//!
+//! - this module: the router ([`Server::handle`]), errors, the server's state.
+//! - [`auth`]: enrolment, request signatures and replay protection.
+//! - [`check_in`], [`upload`], [`download`], [`finish`]: one module per sync stage.
+//! - [`office`]: publishing (bundles and trust roots signed offline), registry custody.
+//! - [`queries`]: typed queries the stages share.
+
+mod auth;
+mod check_in;
+mod download;
+mod finish;
+mod office;
+mod queries;
+mod upload;
+
+pub use auth::token_hash;
+use queries::{holder_of, latest_bundle};
+
+use baomi_core::bundle::keys::{PublicKey, hex_digest};
+use baomi_core::bundle::{Installed, TrustRoot, verify_bundle};
+use baomi_core::sync::custody::verify_custody_record;
+use baomi_core::sync::identity::{
+    AuthError, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, REQUEST_WINDOW_MS,
+    RequestAuth, enroll_message, verify_request,
+};
+use baomi_core::sync::proof::{Answer, ProofKey, session_aad};
+use baomi_core::sync::protocol::{
+    CheckIn, CheckInResponse, CustodyFeedEntry, DownloadRequest, DownloadResponse, EnrollRequest,
+    EnrollResponse, ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION,
+    PolicyState, Upload, UploadBatch, UploadResponse, path,
+};
+use baomi_core::sync::seal::batch_aad;
+use baomi_core::time::Timestamp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::db::{Conn, Db, DbError, Value};
+use crate::upload_key::UploadKey;
+
+/// Most custody records one download carries.
+pub const MAX_CUSTODY_PER_DOWNLOAD: i64 = 500;
+
+/// An error answer: status, code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Code.
+    pub code: &'static str,
+    /// Message.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    /// 400.
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", m)
+    }
+    /// 401.
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(401, "unauthorized", m)
+    }
+    /// 403.
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", m)
+    }
+    /// 409.
+    pub fn conflict(m: impl Into<String>) -> Self {
+        Self::new(409, "conflict", m)
+    }
+    /// 500.
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(500, "internal", m)
+    }
+    /// The JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&ErrorBody {
+            error: self.code.into(),
+            message: self.message.clone(),
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        log::error!("{e}");
+        ApiError::internal("storage failed; nothing was acknowledged")
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::ForeignDevice { .. } => ApiError::forbidden(e.to_string()),
+            AuthError::Replayed => ApiError::new(401, "replayed", e.to_string()),
+            AuthError::Stale { .. } => ApiError::new(401, "stale", e.to_string()),
+            _ => ApiError::unauthorized(e.to_string()),
+        }
+    }
+}
+
+/// What a handler returns.
+pub type Reply = Result<Vec<u8>, ApiError>;
+
+/// The server's state: its database, its upload key, its clock.
+pub struct Server {
+    db: Db,
+    upload_key: Option<UploadKey>,
+    clock: fn() -> Timestamp,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Reply {
+    serde_json::to_vec(v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed body: {e}")))
+}
+
+fn seq_i64(v: u64) -> Result<i64, ApiError> {
+    i64::try_from(v).map_err(|_| ApiError::bad_request("sequence number out of range"))
+}
+
+fn int(row: &[Value], i: usize) -> i64 {
+    row.get(i).and_then(Value::int).unwrap_or(0)
+}
+
+fn text(row: &[Value], i: usize) -> Option<String> {
+    row.get(i).and_then(Value::text).map(str::to_owned)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Server {
+    /// A server over `db` (schema created if missing).
+    pub fn new(
+        db: Db,
+        upload_key: Option<UploadKey>,
+        clock: fn() -> Timestamp,
+    ) -> Result<Self, ApiError> {
+        let kind = db.kind();
+        db.tx(|c| crate::schema::init(c, kind).map_err(ApiError::from))?;
+        Ok(Self {
+            db,
+            upload_key,
+            clock,
+        })
+    }
+
+    /// The database (for the admin commands).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Current server time.
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// Routes one request.
+    pub fn handle(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Reply {
+        let p = url.split('?').next().unwrap_or(url);
+        if method != "POST" {
+            return Err(ApiError::new(
+                405,
+                "method_not_allowed",
+                "every endpoint takes POST",
+            ));
+        }
+        match p {
+            path::ENROLL => self.enroll(body),
+            path::CHECK_IN => {
+                let dev = self.authenticate(p, headers, body)?;
+                self.check_in(&dev, parse(body)?, body)
+            }
+            path::UPLOAD => {
+                let dev = self.authenticate(p, headers, body)?;
+                self.upload(&dev, parse(body)?)
+            }
+            path::DOWNLOAD => {
+                let dev = self.authenticate(p, headers, body)?;
+                self.download(&dev, parse(body)?)
+            }
+            path::FINISH => {
+                let dev = self.authenticate(p, headers, body)?;
+                self.finish(&dev, parse(body)?, body)
+            }
+            path::REGISTRY_CUSTODY => {
+                let n = self.accept_custody(body)?;
+                json(&serde_json::json!({ "cursor": n }))
+            }
+            _ => Err(ApiError::new(404, "not_found", format!("no endpoint {p}"))),
+        }
+    }
+}
