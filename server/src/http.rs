@@ -24,8 +24,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baomi_core::sync::protocol::MAX_REQUEST_BYTES;
-use http_body_util::{BodyExt, Full, Limited};
+use baomi_core::sync::protocol::{MAX_REQUEST_BYTES, MAX_WAIT_MS, path};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -97,7 +97,15 @@ struct Shared {
     server: Arc<Server>,
     limits: Limits,
     in_flight: Semaphore,
+    /// The fleet's change counter, for requests held open by `POST /v1/wait`.
+    changes: watch::Sender<i64>,
+    /// Poke the change poller now (a change came through this process).
+    poke: tokio::sync::Notify,
 }
+
+/// How often the change counter is read while devices wait (a change made through another
+/// server process, or the office CLI, is seen within this).
+const CHANGE_POLL: Duration = Duration::from_millis(250);
 
 impl Listener {
     /// Binds `addr` and serves with `threads` runtime workers and the default [`Limits`].
@@ -146,6 +154,8 @@ impl Listener {
             server,
             limits,
             in_flight: Semaphore::new(limits.max_in_flight.max(1)),
+            changes: watch::channel(0).0,
+            poke: tokio::sync::Notify::new(),
         });
         let thread = std::thread::Builder::new()
             .name("baomi-listener".into())
@@ -238,6 +248,7 @@ async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     let limits = shared.limits;
+    tokio::spawn(poll_changes(shared.clone(), stopped.clone()));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -286,6 +297,69 @@ async fn accept_loop(
     }
 }
 
+/// Reads the change counter while anyone waits (nothing at all while nobody does).
+async fn poll_changes(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tokio::time::sleep(CHANGE_POLL) => {}
+            _ = shared.poke.notified() => {}
+        }
+        if shared.changes.receiver_count() == 0 {
+            continue;
+        }
+        let server = shared.server.clone();
+        if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || server.change_counter()).await {
+            shared.changes.send_if_modified(|cur| {
+                let moved = *cur != n;
+                *cur = n;
+                moved
+            });
+        }
+    }
+}
+
+/// `POST /v1/wait`: authenticated like every request, then held until something for this
+/// device changed or the wait ran out ("nothing yet", before proxies' idle timeouts).
+async fn long_poll(shared: Arc<Shared>, headers: Vec<(String, String)>, body: Bytes) -> Reply {
+    // Subscribed before the first check, so a change between the two is not missed.
+    let mut changes = shared.changes.subscribe();
+    changes.mark_unchanged();
+    let server = shared.server.clone();
+    let first = tokio::task::spawn_blocking(move || server.wait_check(&headers, &body)).await;
+    let (dev, req) = match first {
+        Ok(Ok((_, _, true))) => return answer(Server::wait_answer(true)),
+        Ok(Ok((dev, req, false))) => (dev, req),
+        Ok(Err(e)) => return error(&e),
+        Err(_) => return error(&ApiError::internal("the request failed")),
+    };
+    shared.poke.notify_one();
+    let wait = Duration::from_millis(u64::from(req.max_wait_ms.min(MAX_WAIT_MS)));
+    let deadline = tokio::time::Instant::now() + wait;
+    let req = Arc::new(req);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return answer(Server::wait_answer(false)),
+            r = changes.changed() => if r.is_err() { return answer(Server::wait_answer(false)) },
+        }
+        let server = shared.server.clone();
+        let (d, r) = (dev.clone(), req.clone());
+        match tokio::task::spawn_blocking(move || server.pending_for(&d, &r)).await {
+            Ok(Ok(true)) => return answer(Server::wait_answer(true)),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => return error(&e),
+            Err(_) => return error(&ApiError::internal("the request failed")),
+        }
+    }
+}
+
+fn answer(reply: Result<Vec<u8>, ApiError>) -> Reply {
+    match reply {
+        Ok(b) => json(200, b),
+        Err(e) => error(&e),
+    }
+}
+
 async fn serve_connection<I>(
     io: TokioIo<I>,
     shared: Arc<Shared>,
@@ -326,6 +400,33 @@ fn error(e: &ApiError) -> Reply {
     json(e.status, e.body())
 }
 
+/// Bytes of an over-limit body read and thrown away so the client can read the 413.
+const DRAIN_CAP: u64 = 2 * MAX_REQUEST_BYTES as u64;
+
+/// The body, up to [`MAX_REQUEST_BYTES`]; past it, discarded up to [`DRAIN_CAP`], then 413.
+/// Memory held is the limit at most, whatever the client sends.
+async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen += data.len() as u64;
+        if seen > DRAIN_CAP {
+            return Err(too_large());
+        }
+        if seen <= MAX_REQUEST_BYTES as u64 {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if seen > MAX_REQUEST_BYTES as u64 {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(buf))
+}
+
 fn too_large() -> ApiError {
     ApiError {
         status: 413,
@@ -343,11 +444,12 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, 
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+    // Far over the limit: refuse without reading. Just over it: read and discard the rest (up
+    // to `DRAIN_CAP`, within the body timeout) so the client, still sending, can read the 413.
+    if declared.is_some_and(|n| n > DRAIN_CAP) {
         return Ok(error(&too_large()));
     }
-    let limited = Limited::new(body, MAX_REQUEST_BYTES);
-    let body = match tokio::time::timeout(shared.limits.body_timeout, limited.collect()).await {
+    let body = match tokio::time::timeout(shared.limits.body_timeout, read_body(body)).await {
         Err(_) => {
             return Ok(error(&ApiError {
                 status: 408,
@@ -355,21 +457,18 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, 
                 message: "the request body did not arrive in time".into(),
             }));
         }
-        Ok(Err(e)) => {
-            let e = if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                ApiError::bad_request(format!("reading the body: {e}"))
-            };
-            return Ok(error(&e));
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => return Ok(error(&e)),
+        Ok(Ok(b)) => b,
     };
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
+    if parts.uri.path() == path::WAIT && method == "POST" {
+        return Ok(long_poll(shared, headers, body).await);
+    }
+    let custody_post = parts.uri.path() == path::REGISTRY_CUSTODY;
     let Ok(_permit) = shared.in_flight.acquire().await else {
         return Ok(error(&ApiError::internal("shutting down")));
     };
@@ -377,7 +476,13 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, 
     let (m, u) = (method.clone(), url.clone());
     let result = tokio::task::spawn_blocking(move || server.handle(&m, &u, &headers, &body)).await;
     let reply = match result {
-        Ok(Ok(b)) => json(200, b),
+        Ok(Ok(b)) => {
+            if custody_post {
+                // Devices waiting for this holder hear of it now, not at the next poll.
+                shared.poke.notify_one();
+            }
+            json(200, b)
+        }
         Ok(Err(e)) => {
             log::info!("{method} {url}: {} {}", e.status, e.message);
             error(&e)

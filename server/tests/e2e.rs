@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use baomi_core::agent::{Agent, SYNC_OVERDUE_RULE};
-use baomi_core::agent::{SyncError, enroll, sync_now};
+use baomi_core::agent::{SyncError, enroll, sync_now, wait_for_change};
 use baomi_core::bundle::trust::{KeyEntry, RoleKeys, TrustRootDoc};
 use baomi_core::bundle::{BundleError, SigningKey, TrustRoot, sign_bundle};
 use baomi_core::compile::Platform;
@@ -1102,6 +1102,67 @@ fn custody_records_replayed_or_early_are_neither_applied_twice_nor_lost() {
             "{}: a replayed return ended custody",
             b.label
         );
+    }
+}
+
+// Issue 14: custody pushed, not polled. A device holds `POST /v1/wait` open; a registry
+// sign-out for its holder answers it at once, and the sync that follows closes the camera.
+#[test]
+fn a_registry_sign_out_reaches_a_waiting_device_in_seconds() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        // Nothing new: "nothing yet" when the wait runs out.
+        let start = std::time::Instant::now();
+        assert!(!wait_for_change(&mut d.agent, &t, 600, Timestamp::now()).unwrap());
+        assert!(start.elapsed() >= std::time::Duration::from_millis(500));
+        for (round, through_http) in [(1, true), (2, false)] {
+            // The registry posts while the device waits: through the server's HTTP endpoint,
+            // or straight into the database as another server process (or the CLI) would.
+            let record = o.custody(&format!("r-{round}"), CustodyAction::SignOut, &o.registry);
+            let base = srv.base.clone();
+            let url = b.url.clone();
+            let root = o.root.clone();
+            let poster = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let posted = std::time::Instant::now();
+                if through_http {
+                    let resp = HttpTransport::new(&base)
+                        .send(&HttpRequest {
+                            method: "POST".into(),
+                            path: path::REGISTRY_CUSTODY.into(),
+                            headers: vec![],
+                            body: record,
+                        })
+                        .unwrap();
+                    assert_eq!(resp.status, 200);
+                } else {
+                    let other =
+                        Server::new(Db::open(&url, 1).unwrap(), None, Timestamp::now).unwrap();
+                    assert!(
+                        other.trust_root().unwrap().is_some()
+                            || other.publish_trust_root(&root).is_ok()
+                    );
+                    other.accept_custody(&record).unwrap();
+                }
+                posted
+            });
+            let changed = wait_for_change(&mut d.agent, &t, 10_000, Timestamp::now()).unwrap();
+            let answered = std::time::Instant::now();
+            let posted = poster.join().unwrap();
+            assert!(changed, "{}", b.label);
+            let latency = answered.duration_since(posted);
+            eprintln!(
+                "{} push round {round} (http: {through_http}): {latency:?}",
+                b.label
+            );
+            assert!(latency < std::time::Duration::from_secs(2), "{latency:?}");
+            let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+            assert_eq!(r.custody_applied, 1);
+            assert!(d.agent.posture().camera_disabled);
+        }
     }
 }
 

@@ -4,9 +4,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use baomi_core::agent::{Agent, AgentError, SyncError, enroll, sync_now};
+use baomi_core::agent::{Agent, AgentError, SyncError, enroll, sync_now, wait_for_change};
 use baomi_core::compile::Platform;
 use baomi_core::store::StoreOptions;
+use baomi_core::sync::protocol::MAX_WAIT_MS;
 use clap::{Args, Subcommand};
 
 use crate::command::bundle::parse_now;
@@ -20,6 +21,9 @@ pub enum AgentCmd {
     Enroll(EnrollArgs),
     /// Run one sync (check-in, upload, download, finish).
     Sync(SyncArgs),
+    /// Keep the server's push channel open (`POST /v1/wait`) and sync whenever it says so, or
+    /// when the scheduled sync is due; prints one sync report per line.
+    Watch(WatchArgs),
     /// Feed platform events (JSON lines) to the installed policy; print decisions.
     Events(EventsArgs),
     /// Print the agent's state: policy, posture, chain, sync schedule.
@@ -64,6 +68,15 @@ pub struct SyncArgs {
     /// Server base URL; default the one enrolled with.
     #[arg(long)]
     server: Option<String>,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Stop after this many syncs (default: run until killed).
+    #[arg(long)]
+    syncs: Option<u64>,
 }
 
 #[derive(Args)]
@@ -143,6 +156,47 @@ pub fn run(cmd: AgentCmd) -> Result<(), CliError> {
                     Err(sync_error(e))
                 }
             }
+        }
+        AgentCmd::Watch(a) => {
+            let (mut agent, _) = a.common.open()?;
+            let server = agent.sync_state().server.clone().ok_or_else(|| {
+                CliError::Usage("not enrolled: run `baomi agent enroll` first".into())
+            })?;
+            let t = a.common.transport(&server)?;
+            let mut done = 0u64;
+            while a.syncs.is_none_or(|n| done < n) {
+                let now = baomi_core::time::Timestamp::now();
+                let due = agent.sync_state().next_due.is_none_or(|d| d <= now);
+                let changed = if due {
+                    true
+                } else {
+                    // Wait for a push, but not past the scheduled sync.
+                    let until_due = agent.sync_state().next_due.map_or(MAX_WAIT_MS, |d| {
+                        u32::try_from(d.0 - now.0).unwrap_or(MAX_WAIT_MS)
+                    });
+                    match wait_for_change(&mut agent, &t, until_due.min(MAX_WAIT_MS), now) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            eprintln!("wait: {e}");
+                            std::thread::sleep(std::time::Duration::from_secs(5));
+                            false
+                        }
+                    }
+                };
+                if changed
+                    || agent
+                        .sync_state()
+                        .next_due
+                        .is_none_or(|d| d <= baomi_core::time::Timestamp::now())
+                {
+                    match sync_now(&mut agent, &t, baomi_core::time::Timestamp::now()) {
+                        Ok(r) => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
+                        Err(e) => eprintln!("sync: {e}"),
+                    }
+                    done += 1;
+                }
+            }
+            Ok(())
         }
         AgentCmd::Events(a) => {
             let (mut agent, _) = a.common.open()?;

@@ -25,7 +25,7 @@ use crate::sync::proof::{Answer, ProofKey, session_aad};
 use crate::sync::protocol::{
     CheckIn, CheckInResponse, DownloadRequest, DownloadResponse, EnrollRequest, EnrollResponse,
     ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION, Upload, UploadBatch,
-    UploadResponse, UploadedRecord, path,
+    UploadResponse, UploadedRecord, WaitRequest, WaitResponse, path,
 };
 use crate::sync::schedule::random_jitter;
 use crate::sync::seal::{batch_aad, seal};
@@ -216,6 +216,32 @@ pub fn sync_now(
         r.posture = agent.posture();
         r
     })
+}
+
+/// Holds a signed long-poll open (`POST /v1/wait`, up to `max_wait_ms`, capped by the server at
+/// 25 s); returns whether the server has something newer for this device (a registry
+/// sign-out or return for its holder, a newer bundle, a trust-root rotation). The platform runs
+/// [`sync_now`] at once on `true`, and waits again on `false`; the scheduled sync stays the
+/// fallback. Nothing is installed or deleted here.
+pub fn wait_for_change(
+    agent: &mut Agent,
+    transport: &dyn Transport,
+    max_wait_ms: u32,
+    now: Timestamp,
+) -> Result<bool, SyncError> {
+    if agent.sync_state().enrolled_at.is_none() {
+        return Err(SyncError::NotEnrolled);
+    }
+    let identity = agent.identity()?;
+    let req = WaitRequest {
+        device_id: identity.device_id().to_owned(),
+        trust_root_version: agent.trust_root().map_or(0, |t| t.version()),
+        policy_version: agent.policy_state().map_or(0, |p| p.version),
+        custody_after: agent.sync_state().custody_cursor,
+        max_wait_ms,
+    };
+    let (resp, _): (WaitResponse, _) = exchange(transport, Some(&identity), path::WAIT, &req, now)?;
+    Ok(resp.changed)
 }
 
 fn run_stages(

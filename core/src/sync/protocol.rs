@@ -26,6 +26,8 @@ pub mod path {
     pub const FINISH: &str = "/v1/finish";
     /// The document registry posts signed custody records here.
     pub const REGISTRY_CUSTODY: &str = "/v1/registry/custody";
+    /// Long-poll: answered as soon as something for this device changed.
+    pub const WAIT: &str = "/v1/wait";
 }
 
 /// Most records one upload batch carries.
@@ -250,6 +252,34 @@ pub struct FinishResponse {
     /// HMAC under the session key over the finish request: the office saw the sync through.
     #[serde(default)]
     pub proof: String,
+}
+
+/// Longest a server holds a wait open: under the idle timeouts of common load balancers and
+/// proxies (30-60 s), so "nothing yet" comes back before one of them cuts the connection.
+pub const MAX_WAIT_MS: u32 = 25_000;
+
+/// `POST /v1/wait`: what the device has; the server answers when it has something newer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitRequest {
+    /// Device id.
+    pub device_id: String,
+    /// Trust root version installed.
+    pub trust_root_version: u64,
+    /// Bundle version installed (0 if none).
+    pub policy_version: u64,
+    /// Custody feed position applied.
+    pub custody_after: u64,
+    /// How long to hold the request at most (capped at [`MAX_WAIT_MS`]).
+    pub max_wait_ms: u32,
+}
+
+/// Answer to a wait. Only a hint to sync now: everything it points at is fetched and verified
+/// by a normal sync, so a relay that lies here can only cause or delay a sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitResponse {
+    /// Something newer is waiting: sync now.
+    pub changed: bool,
 }
 
 /// Every 4xx/5xx body.

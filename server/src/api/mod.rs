@@ -5,6 +5,7 @@
 //! - [`check_in`], [`upload`], [`download`], [`finish`]: one module per sync stage.
 //! - [`office`]: publishing (bundles and trust roots signed offline), registry custody.
 //! - [`queries`]: typed queries the stages share.
+//! - [`wait`]: the long-poll's question (is anything newer waiting?) and the change counter.
 
 mod auth;
 mod check_in;
@@ -13,6 +14,7 @@ mod finish;
 mod office;
 mod queries;
 mod upload;
+mod wait;
 
 pub use auth::token_hash;
 use queries::{holder_of, latest_bundle};
@@ -207,6 +209,11 @@ impl Server {
             path::FINISH => {
                 let dev = self.authenticate(p, headers, body)?;
                 self.finish(&dev, parse(body)?, body)
+            }
+            // Served here without holding (the HTTP layer holds waits open; see `http`).
+            path::WAIT => {
+                let (_, _, pending) = self.wait_check(headers, body)?;
+                Self::wait_answer(pending)
             }
             path::REGISTRY_CUSTODY => {
                 let n = self.accept_custody(body)?;

@@ -1,0 +1,65 @@
+//! The long-poll (`POST /v1/wait`): is anything newer waiting for this device? The HTTP layer
+//! holds the request open and asks again whenever the fleet's change counter moves.
+
+use super::*;
+use baomi_core::sync::protocol::{WaitRequest, WaitResponse};
+
+impl Server {
+    /// Authenticates a wait and answers whether something is already waiting.
+    pub fn wait_check(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(String, WaitRequest, bool), ApiError> {
+        let dev = self.authenticate(path::WAIT, headers, body)?;
+        let req: WaitRequest = parse(body)?;
+        Self::same_device(&dev, &req.device_id)?;
+        let pending = self.pending_for(&dev, &req)?;
+        Ok((dev, req, pending))
+    }
+
+    /// Whether a trust root, a bundle or a custody record newer than what the device reports
+    /// is waiting for it.
+    pub fn pending_for(&self, dev: &str, req: &WaitRequest) -> Result<bool, ApiError> {
+        self.db.tx(|c| {
+            let root = u(c
+                .query("SELECT COALESCE(MAX(version), 0) FROM trust_roots", &[])?
+                .first()
+                .map_or(0, |r| int(r, 0)));
+            if root > req.trust_root_version {
+                return Ok(true);
+            }
+            if latest_bundle(c)?.is_some_and(|b| b.version > req.policy_version) {
+                return Ok(true);
+            }
+            Ok(match holder_of(c, dev)? {
+                Some(h) => !c
+                    .query(
+                        "SELECT cursor FROM custody WHERE holder = $1 AND cursor > $2 LIMIT 1",
+                        &[h.into(), seq_i64(req.custody_after)?.into()],
+                    )?
+                    .is_empty(),
+                None => false,
+            })
+        })
+    }
+
+    /// A number that grows whenever anything a device may wait for is added (custody records,
+    /// bundles, trust roots): one cheap query per server process per poll, whichever process
+    /// the change came through.
+    pub fn change_counter(&self) -> Result<i64, ApiError> {
+        self.db.tx(|c| {
+            Ok(c.query(
+                "SELECT (SELECT COALESCE(MAX(cursor), 0) FROM custody) + (SELECT COALESCE(MAX(version), 0) FROM bundles) + (SELECT COALESCE(MAX(version), 0) FROM trust_roots)",
+                &[],
+            )?
+            .first()
+            .map_or(0, |r| int(r, 0)))
+        })
+    }
+
+    /// The answer body.
+    pub fn wait_answer(changed: bool) -> Reply {
+        json(&WaitResponse { changed })
+    }
+}
