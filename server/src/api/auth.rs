@@ -24,6 +24,17 @@ impl Server {
         let now = self.now();
         let token_hash = token_hash(&req.token);
         self.db.tx(|c| {
+            // Claim the token first, in one conditional UPDATE: of two enrolments racing with
+            // one token, exactly one touches the row (PostgreSQL re-checks `used_by IS NULL`
+            // after the first commits; SQLite serialises writers).
+            let claimed = c.execute(
+                "UPDATE tokens SET used_by = $1 WHERE token_hash = $2 AND used_by IS NULL AND expires_at >= $3",
+                &[
+                    req.device_id.clone().into(),
+                    token_hash.clone().into(),
+                    now.0.into(),
+                ],
+            )?;
             let rows = c.query(
                 "SELECT expires_at, used_by, holder FROM tokens WHERE token_hash = $1",
                 &[token_hash.clone().into()],
@@ -31,17 +42,19 @@ impl Server {
             let row = rows
                 .first()
                 .ok_or_else(|| ApiError::unauthorized("unknown enrolment token"))?;
-            if text(row, 1).is_some() {
-                return Err(ApiError::unauthorized("enrolment token already used"));
-            }
-            if int(row, 0) < now.0 {
-                return Err(ApiError::unauthorized("enrolment token expired"));
+            if claimed != 1 {
+                return Err(if int(row, 0) < now.0 {
+                    ApiError::unauthorized("enrolment token expired")
+                } else {
+                    ApiError::unauthorized("enrolment token already used")
+                });
             }
             let exists = c.query(
                 "SELECT 1 FROM devices WHERE device_id = $1",
                 &[req.device_id.clone().into()],
             )?;
             if !exists.is_empty() {
+                // Rolled back with the claim: the token stays usable.
                 return Err(ApiError::conflict(format!(
                     "device `{}` is already enrolled",
                     req.device_id
@@ -57,10 +70,6 @@ impl Server {
                     now.0.into(),
                     text(row, 2).into(),
                 ],
-            )?;
-            c.execute(
-                "UPDATE tokens SET used_by = $1 WHERE token_hash = $2",
-                &[req.device_id.clone().into(), token_hash.clone().into()],
             )?;
             Ok(())
         })?;

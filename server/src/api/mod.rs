@@ -1,11 +1,11 @@
 //! The endpoints, as plain functions over the database: the HTTP layer only moves bytes.
 //!
 //! - this module: the router ([`Server::handle`]), errors, the server's state.
-//! - [`auth`]: enrolment, request signatures and replay protection.
-//! - [`check_in`], [`upload`], [`download`], [`finish`]: one module per sync stage.
-//! - [`office`]: publishing (bundles and trust roots signed offline), registry custody.
-//! - [`queries`]: typed queries the stages share.
-//! - [`wait`]: the long-poll's question (is anything newer waiting?) and the change counter.
+//! - `auth`: enrolment, request signatures and replay protection.
+//! - `check_in`, `upload`, `download`, `finish`: one module per sync stage.
+//! - `office`: publishing (bundles and trust roots signed offline), registry custody.
+//! - `queries`: typed queries the stages share.
+//! - `wait`: the long-poll's question (is anything newer waiting?) and the change counter.
 
 mod auth;
 mod check_in;
