@@ -4,7 +4,8 @@ use crate::db::{Conn, DbError, Kind};
 
 /// Schema version written into `server_meta`. Version 2 (protocol 2): chain tags of received
 /// records, the acknowledged record's tag, the device's store generation, the sync's session
-/// key, holder-bound enrolment tokens.
+/// key, holder-bound enrolment tokens, the device's replay counter (`last_request_ms`; the
+/// `nonces` table of version 1 is no longer written).
 pub const VERSION: i64 = 2;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
@@ -15,6 +16,7 @@ const LADDER: &[(i64, &str)] = &[(
      ALTER TABLE devices ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE devices ADD COLUMN session_key TEXT;
      ALTER TABLE devices ADD COLUMN enrolled_for TEXT;
+     ALTER TABLE devices ADD COLUMN last_request_ms BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE violations ADD COLUMN tag TEXT NOT NULL DEFAULT '';
      ALTER TABLE tokens ADD COLUMN holder TEXT;",
 )];

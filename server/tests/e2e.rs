@@ -503,9 +503,9 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
         let mut unsigned = rec.last(path::CHECK_IN);
         unsigned.headers.retain(|(k, _)| !k.starts_with("baomi-"));
         assert_eq!(raw.send(&unsigned).unwrap().status, 401);
-        // Stale: signed ten minutes ago.
+        // Stale: signed ten minutes ago (by hand: the device's own signer never goes back).
         let ida = a.agent.identity().unwrap();
-        let stale = signed(
+        let stale = signed_exactly_at(
             &srv.base,
             &ida,
             path::CHECK_IN,
@@ -513,6 +513,16 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
             Timestamp::now().plus_seconds(-600),
         );
         assert_eq!((stale.status, code(&stale)), (401, "stale".into()));
+        // Inside the window, a request time at or before the last one accepted is a replay,
+        // even with a fresh nonce and a valid signature.
+        let before = signed_exactly_at(
+            &srv.base,
+            &ida,
+            path::CHECK_IN,
+            &check_in.body,
+            Timestamp::now().plus_seconds(-60),
+        );
+        assert_eq!((before.status, code(&before)), (401, "replayed".into()));
         // Another device signs a request that acts for the first one: upload, read its feed.
         let idb = other.agent.identity().unwrap();
         let upload = rec.last(path::UPLOAD);
@@ -680,13 +690,14 @@ fn a_device_clock_far_off_or_set_back_is_recorded() {
     let fast = Timestamp::now().plus_seconds(180);
     let r = sync_now(&mut d.agent, &t, fast).unwrap();
     assert!(r.clock_skew_ms > 170_000, "{}", r.clock_skew_ms);
-    // Set back ten minutes: the server refuses the time, the device records both facts.
+    // Set back ten minutes: recorded on the device as a set-back (the agent acts at its
+    // high-water time, and its request times never go back, so the server keeps answering);
+    // the server sees the device's reading at check-in.
     let back = Timestamp::now().plus_seconds(-600);
-    let e = sync_now(&mut d.agent, &t, back).unwrap_err();
-    assert!(
-        matches!(&e, SyncError::Server { status: 401, code, .. } if code == "stale"),
-        "{e}"
-    );
+    let r = sync_now(&mut d.agent, &t, back).unwrap();
+    assert!(r.clock_skew_ms < -590_000, "{}", r.clock_skew_ms);
+    let fleet = admin::devices(&admin).unwrap();
+    assert!(fleet[0].clock_skew_ms.unwrap_or(0) < -590_000);
     // Back on time: the records go up with the next sync.
     sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
     let kinds: Vec<String> = admin::violations(&admin, Some(&d.id()))
@@ -1324,6 +1335,34 @@ fn signed(
     at: Timestamp,
 ) -> HttpResponse {
     let auth = id.sign("POST", p, body, at).unwrap();
+    HttpTransport::new(base)
+        .send(&HttpRequest {
+            method: "POST".into(),
+            path: p.into(),
+            headers: auth.headers(),
+            body: body.to_vec(),
+        })
+        .unwrap()
+}
+
+/// A request signed at exactly `at`, as a replaying attacker holding the key would.
+fn signed_exactly_at(
+    base: &str,
+    id: &baomi_core::sync::identity::DeviceIdentity,
+    p: &str,
+    body: &[u8],
+    at: Timestamp,
+) -> HttpResponse {
+    use baomi_core::sync::identity::{RequestAuth, signed_message};
+    use base64::Engine as _;
+    let nonce = format!("{:032x}", at.0);
+    let msg = signed_message("POST", p, body, at, &nonce, id.device_id());
+    let auth = RequestAuth {
+        device_id: id.device_id().to_owned(),
+        timestamp: at,
+        nonce,
+        signature: base64::engine::general_purpose::STANDARD.encode(id.key().sign(&msg)),
+    };
     HttpTransport::new(base)
         .send(&HttpRequest {
             method: "POST".into(),

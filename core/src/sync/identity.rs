@@ -4,6 +4,7 @@
 //! store). Every later request carries four headers and a signature over
 //! `baomi-request-v1 \n METHOD \n PATH \n hex(SHA-256(body)) \n timestamp \n nonce \n device`,
 //! so the server can reject unsigned, altered, replayed, stale and foreign-device requests.
+//! Request times strictly increase per device, so the server uses them as a replay counter.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -22,9 +23,25 @@ pub const HEADER_NONCE: &str = "baomi-nonce";
 /// Header with the base64 signature.
 pub const HEADER_SIGNATURE: &str = "baomi-signature";
 
-/// How far a request's timestamp may be from the server's clock; nonces are remembered this
-/// long, so a replay inside the window is caught by the nonce and outside it by the time.
+/// How far a request's timestamp may be from the server's clock. Inside the window the server
+/// refuses a request time at or before the last one it accepted from the device (request times
+/// strictly increase, see [`DeviceIdentity::sign`]); outside it the time alone refuses it.
 pub const REQUEST_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// Per device, the last request time signed in this process: the next one is later by at
+/// least a millisecond, so the server can take request times as a replay counter.
+fn next_request_time(device_id: &str, now: Timestamp) -> Timestamp {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static LAST: OnceLock<Mutex<HashMap<String, i64>>> = OnceLock::new();
+    let Ok(mut last) = LAST.get_or_init(|| Mutex::new(HashMap::new())).lock() else {
+        return now;
+    };
+    let prev = last.get(device_id).copied().unwrap_or(i64::MIN);
+    let next = now.0.max(prev.saturating_add(1));
+    last.insert(device_id.to_owned(), next);
+    Timestamp(next)
+}
 
 /// What a signed request carries besides its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +132,7 @@ impl DeviceIdentity {
         body: &[u8],
         now: Timestamp,
     ) -> Option<RequestAuth> {
+        let now = next_request_time(&self.device_id, now);
         let mut raw = [0u8; 16];
         SystemRandom::new().fill(&mut raw).ok()?;
         let nonce = hex(&raw);

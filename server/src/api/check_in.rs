@@ -14,7 +14,7 @@ impl Server {
         })
     }
 
-    pub(super) fn check_in(&self, dev: &str, req: CheckIn, body: &[u8]) -> Reply {
+    pub(super) fn check_in(&self, dev: &str, at: i64, req: CheckIn, body: &[u8]) -> Reply {
         Self::same_device(dev, &req.device_id)?;
         if req.protocol != PROTOCOL_VERSION {
             return Err(ApiError::bad_request(format!(
@@ -36,6 +36,7 @@ impl Server {
         let now = self.now();
         let posture = serde_json::to_string(&req.posture).unwrap_or_default();
         let mut resp = self.db.tx(|c| {
+            claim_request(c, dev, at)?;
             let row = c.query(
                 "SELECT acked_through, acked_tag, head_seq, head_tag, generation FROM devices WHERE device_id = $1",
                 &[dev.into()],

@@ -4,9 +4,10 @@
 use super::*;
 
 impl Server {
-    pub(super) fn download(&self, dev: &str, req: DownloadRequest) -> Reply {
+    pub(super) fn download(&self, dev: &str, at: i64, req: DownloadRequest) -> Reply {
         Self::same_device(dev, &req.device_id)?;
         let resp = self.db.tx(|c| {
+            claim_request(c, dev, at)?;
             let trust_roots = c
                 .query(
                     "SELECT envelope FROM trust_roots WHERE version > $1 ORDER BY version",

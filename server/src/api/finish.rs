@@ -3,10 +3,11 @@
 use super::*;
 
 impl Server {
-    pub(super) fn finish(&self, dev: &str, req: Finish, body: &[u8]) -> Reply {
+    pub(super) fn finish(&self, dev: &str, at: i64, req: Finish, body: &[u8]) -> Reply {
         Self::same_device(dev, &req.device_id)?;
         let posture = serde_json::to_string(&req.posture).unwrap_or_default();
         let session = self.db.tx(|c| {
+            claim_request(c, dev, at)?;
             let session = c
                 .query(
                     "SELECT session_key FROM devices WHERE device_id = $1",

@@ -16,6 +16,7 @@ mod queries;
 mod upload;
 mod wait;
 
+use auth::claim_request;
 pub use auth::token_hash;
 use queries::{holder_of, latest_bundle};
 
@@ -23,8 +24,8 @@ use baomi_core::bundle::keys::{PublicKey, hex_digest};
 use baomi_core::bundle::{Installed, TrustRoot, verify_bundle};
 use baomi_core::sync::custody::verify_custody_record;
 use baomi_core::sync::identity::{
-    AuthError, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, REQUEST_WINDOW_MS,
-    RequestAuth, enroll_message, verify_request,
+    AuthError, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestAuth,
+    enroll_message, verify_request,
 };
 use baomi_core::sync::proof::{Answer, ProofKey, session_aad};
 use baomi_core::sync::protocol::{
@@ -195,20 +196,20 @@ impl Server {
         match p {
             path::ENROLL => self.enroll(body),
             path::CHECK_IN => {
-                let dev = self.authenticate(p, headers, body)?;
-                self.check_in(&dev, parse(body)?, body)
+                let (dev, at) = self.authenticate(p, headers, body)?;
+                self.check_in(&dev, at, parse(body)?, body)
             }
             path::UPLOAD => {
-                let dev = self.authenticate(p, headers, body)?;
-                self.upload(&dev, parse(body)?)
+                let (dev, at) = self.authenticate(p, headers, body)?;
+                self.upload(&dev, at, parse(body)?)
             }
             path::DOWNLOAD => {
-                let dev = self.authenticate(p, headers, body)?;
-                self.download(&dev, parse(body)?)
+                let (dev, at) = self.authenticate(p, headers, body)?;
+                self.download(&dev, at, parse(body)?)
             }
             path::FINISH => {
-                let dev = self.authenticate(p, headers, body)?;
-                self.finish(&dev, parse(body)?, body)
+                let (dev, at) = self.authenticate(p, headers, body)?;
+                self.finish(&dev, at, parse(body)?, body)
             }
             // Served here without holding (the HTTP layer holds waits open; see `http`).
             path::WAIT => {

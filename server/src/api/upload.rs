@@ -3,7 +3,7 @@
 use super::*;
 
 impl Server {
-    pub(super) fn upload(&self, dev: &str, req: Upload) -> Reply {
+    pub(super) fn upload(&self, dev: &str, at: i64, req: Upload) -> Reply {
         Self::same_device(dev, &req.device_id)?;
         let key = self.upload_key()?;
         if req.first_seq == 0
@@ -32,6 +32,7 @@ impl Server {
         }
         let now = self.now();
         let acked = self.db.tx(|c| {
+            claim_request(c, dev, at)?;
             for r in &records {
                 let rec = serde_json::to_string(&r.record).map_err(|e| ApiError::internal(e.to_string()))?;
                 // Re-sent batches hit the primary key and change nothing: exactly once.

@@ -11,7 +11,8 @@ impl Server {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(String, WaitRequest, bool), ApiError> {
-        let dev = self.authenticate(path::WAIT, headers, body)?;
+        // Read-only: a replayed wait learns only "something changed", so it claims no counter.
+        let (dev, _) = self.authenticate(path::WAIT, headers, body)?;
         let req: WaitRequest = parse(body)?;
         Self::same_device(&dev, &req.device_id)?;
         let pending = self.pending_for(&dev, &req)?;
