@@ -10,9 +10,11 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
@@ -35,31 +37,8 @@ impl Drop for ServerProcess {
 fn spawn() -> ServerProcess {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("s.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db,
-            "--threads",
-            "2",
-            "--header-timeout-secs",
-            "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
+    let (child, addr) =
+        common::serve(["--db", &db, "--threads", "2", "--header-timeout-secs", "2"]);
     ServerProcess {
         child,
         addr,

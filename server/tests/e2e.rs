@@ -10,7 +10,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -185,32 +186,16 @@ fn spawn_server_with(
     extra: &[&std::ffi::OsStr],
     scheme: &str,
 ) -> ServerProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--threads",
-            "4",
-            "--db",
-            db,
-        ])
-        .arg("--upload-key")
-        .arg(upload_key)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--threads".as_ref(),
+        "4".as_ref(),
+        "--db".as_ref(),
+        db.as_ref(),
+        "--upload-key".as_ref(),
+        upload_key.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
+    let (child, addr) = common::serve(args);
     ServerProcess {
         child,
         base: format!("{scheme}://{addr}"),

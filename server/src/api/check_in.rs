@@ -71,19 +71,8 @@ impl Server {
                     .as_ref()
                     .is_none_or(|p| p.version < b.version || p.id != b.id)
             });
-            let trust_root_version = u(c
-                .query("SELECT COALESCE(MAX(version), 0) FROM trust_roots", &[])?
-                .first()
-                .map_or(0, |r| int(r, 0)));
-            let pending = match holder_of(c, dev)? {
-                Some(h) => !c
-                    .query(
-                        "SELECT cursor FROM custody WHERE holder = $1 AND cursor > $2 LIMIT 1",
-                        &[h.into(), seq_i64(req.custody_cursor)?.into()],
-                    )?
-                    .is_empty(),
-                None => false,
-            };
+            let trust_root_version = latest_trust_root_version(c)?;
+            let pending = custody_pending(c, dev, req.custody_cursor)?;
             Ok(CheckInResponse {
                 server_time: now,
                 acked_through: u(acked),

@@ -18,7 +18,7 @@ mod wait;
 
 use auth::claim_request;
 pub use auth::token_hash;
-use queries::{holder_of, latest_bundle};
+use queries::{custody_pending, holder_of, latest_bundle, latest_trust_root_version};
 
 use baomi_core::bundle::keys::{PublicKey, hex_digest};
 use baomi_core::bundle::{Installed, TrustRoot, verify_bundle};

@@ -23,25 +23,13 @@ impl Server {
     /// is waiting for it.
     pub fn pending_for(&self, dev: &str, req: &WaitRequest) -> Result<bool, ApiError> {
         self.db.tx(|c| {
-            let root = u(c
-                .query("SELECT COALESCE(MAX(version), 0) FROM trust_roots", &[])?
-                .first()
-                .map_or(0, |r| int(r, 0)));
-            if root > req.trust_root_version {
+            if latest_trust_root_version(c)? > req.trust_root_version {
                 return Ok(true);
             }
             if latest_bundle(c)?.is_some_and(|b| b.version > req.policy_version) {
                 return Ok(true);
             }
-            Ok(match holder_of(c, dev)? {
-                Some(h) => !c
-                    .query(
-                        "SELECT cursor FROM custody WHERE holder = $1 AND cursor > $2 LIMIT 1",
-                        &[h.into(), seq_i64(req.custody_after)?.into()],
-                    )?
-                    .is_empty(),
-                None => false,
-            })
+            custody_pending(c, dev, req.custody_after)
         })
     }
 

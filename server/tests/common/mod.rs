@@ -1,0 +1,31 @@
+//! Shared by the server's test binaries: the real `baomi-server serve` on a loopback port.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// Starts `baomi-server serve --listen 127.0.0.1:0` with `args`; returns the child and the
+/// address it printed.
+pub fn serve<I, S>(args: I) -> (Child, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("baomi-server starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .expect("baomi-server prints its address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("a `listening on` line")
+        .to_owned();
+    (child, addr)
+}
