@@ -435,8 +435,14 @@ fn too_large() -> ApiError {
     }
 }
 
+/// The API description, served at `GET /openapi.json` (kept true by `server/tests/openapi.rs`).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
 async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let (parts, body) = req.into_parts();
+    if parts.method == hyper::Method::GET && parts.uri.path() == "/openapi.json" {
+        return Ok(json(200, OPENAPI.as_bytes().to_vec()));
+    }
     let method = parts.method.as_str().to_owned();
     let url = parts.uri.to_string();
     let declared = parts
