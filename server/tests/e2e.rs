@@ -1208,6 +1208,72 @@ fn two_enrolments_racing_with_one_token_admit_exactly_one() {
     }
 }
 
+// Issue 14: several server processes behind a load balancer on one database. Requests of one
+// sync land on different processes; a replay sent to the other process is refused; a wait
+// held by one process is answered when the record arrives through the other.
+#[test]
+fn two_server_processes_on_one_database_behave_as_one() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let one = spawn_server(&b.url, &o.upload_key_file);
+        let two = spawn_server(&b.url, &o.upload_key_file);
+        // A balancer that alternates: every other request goes to the other process.
+        let turn = AtomicUsize::new(0);
+        let (a, bb) = (HttpTransport::new(&one.base), HttpTransport::new(&two.base));
+        let rec = Recording::new(HttpTransport::new(&one.base));
+        let balancer = Relay::new(&one.base, |req, _| {
+            rec.log.lock().unwrap().push(req.clone());
+            if turn.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+                a.send(req)
+            } else {
+                bb.send(req)
+            }
+        });
+        let (mut d, _) = enrolled(&o, &admin, &one.base);
+        for i in 0..3 {
+            d.violate(Timestamp::now().plus_millis(i));
+        }
+        let r = sync_now(&mut d.agent, &balancer, Timestamp::now()).unwrap();
+        assert_eq!(r.acked_through, 3, "{}", b.label);
+        assert_eq!(received(&admin, &d.id()), [1, 2, 3]);
+        // The check-in accepted by one process, replayed to the other.
+        let check_in = rec.last(path::CHECK_IN);
+        for base in [&one.base, &two.base] {
+            let r = HttpTransport::new(base).send(&check_in).unwrap();
+            assert_eq!(
+                (r.status, code(&r)),
+                (401, "replayed".into()),
+                "{}",
+                b.label
+            );
+        }
+        // A wait held by process two, the sign-out posted through process one.
+        let record = o.custody("r-1", CustodyAction::SignOut, &o.registry);
+        let base_one = one.base.clone();
+        let poster = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let posted = std::time::Instant::now();
+            let resp = HttpTransport::new(&base_one)
+                .send(&HttpRequest {
+                    method: "POST".into(),
+                    path: path::REGISTRY_CUSTODY.into(),
+                    headers: vec![],
+                    body: record,
+                })
+                .unwrap();
+            assert_eq!(resp.status, 200);
+            posted
+        });
+        let t2 = HttpTransport::new(&two.base);
+        assert!(wait_for_change(&mut d.agent, &t2, 10_000, Timestamp::now()).unwrap());
+        let latency = poster.join().unwrap().elapsed();
+        assert!(latency < std::time::Duration::from_secs(2), "{latency:?}");
+        sync_now(&mut d.agent, &balancer, Timestamp::now()).unwrap();
+        assert!(d.agent.posture().camera_disabled, "{}", b.label);
+    }
+}
+
 // ---------------------------------------------------------------- transports
 
 /// A relay between the phone and the office: forwards what it likes to the real server and
