@@ -39,10 +39,24 @@ impl HttpTransport {
         Ok(Self::build(base, Some(certs)))
     }
 
+    /// Like [`HttpTransport::new`], with every exchange bounded by `timeout` (default 30 s,
+    /// above the server's 25 s long-poll).
+    pub fn with_timeout(base: &str, timeout: Duration) -> Self {
+        Self::build_with(base, None, timeout)
+    }
+
     fn build(base: &str, roots: Option<Vec<ureq::tls::Certificate<'static>>>) -> Self {
+        Self::build_with(base, roots, Duration::from_secs(30))
+    }
+
+    fn build_with(
+        base: &str,
+        roots: Option<Vec<ureq::tls::Certificate<'static>>>,
+        timeout: Duration,
+    ) -> Self {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)));
+            .timeout_global(Some(timeout));
         if let Some(roots) = roots {
             config = config.tls_config(
                 ureq::tls::TlsConfig::builder()
