@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use baomi_core::agent::Agent;
-use baomi_core::agent::{enroll, sync_now};
+use baomi_core::agent::{enroll, prepare_wait, send_wait, sync_now};
 use baomi_core::event::{Event, EventKind};
 use baomi_core::posture::Posture;
 use baomi_core::store::StoreOptions;
@@ -173,6 +173,25 @@ impl BaomiAgent {
             posture: (&r.posture).into(),
             next_due_ms: r.next_due.map(|t| t.0),
         })
+    }
+
+    /// Holds the server's push channel open (`POST /v1/wait`) for up to `max_wait_ms` (the
+    /// server caps it at 25 s) without holding the agent: events are decided meanwhile. Returns
+    /// whether to run `sync_now` at once; call it again either way. The scheduled sync stays
+    /// the fallback.
+    pub fn wait_for_change(
+        &self,
+        http: Arc<dyn HttpClient>,
+        max_wait_ms: u32,
+    ) -> Result<bool, BaomiError> {
+        let (identity, req) = prepare_wait(&mut *self.lock()?, max_wait_ms)?;
+        let now = self.now()?;
+        Ok(send_wait(
+            &identity,
+            &req,
+            &HttpTransportAdapter(http),
+            now,
+        )?)
     }
 
     /// The agent at a glance (for the device-owner app's status screen and logs).

@@ -47,7 +47,7 @@ use crate::sync::schedule::SyncState;
 use crate::time::Timestamp;
 
 pub use clock::{CLOCK_TOLERANCE_MS, TimeGuard};
-pub use sync::{SyncError, SyncReport, enroll, sync_now, wait_for_change};
+pub use sync::{SyncError, SyncReport, enroll, prepare_wait, send_wait, sync_now, wait_for_change};
 
 const STATE_TRUST: &str = "trust_root";
 const STATE_POLICY: &str = "installed_bundle";

@@ -229,6 +229,17 @@ pub fn wait_for_change(
     max_wait_ms: u32,
     now: Timestamp,
 ) -> Result<bool, SyncError> {
+    let (identity, req) = prepare_wait(agent, max_wait_ms)?;
+    send_wait(&identity, &req, transport, now)
+}
+
+/// The agent's part of a wait: who asks, and what it has. Split from [`send_wait`] so a
+/// platform can hold the long-poll open without holding the agent (events keep being decided
+/// while it waits).
+pub fn prepare_wait(
+    agent: &mut Agent,
+    max_wait_ms: u32,
+) -> Result<(DeviceIdentity, WaitRequest), SyncError> {
     if agent.sync_state().enrolled_at.is_none() {
         return Err(SyncError::NotEnrolled);
     }
@@ -240,7 +251,17 @@ pub fn wait_for_change(
         custody_after: agent.sync_state().custody_cursor,
         max_wait_ms,
     };
-    let (resp, _): (WaitResponse, _) = exchange(transport, Some(&identity), path::WAIT, &req, now)?;
+    Ok((identity, req))
+}
+
+/// The network part of a wait: sends it and returns whether to sync now.
+pub fn send_wait(
+    identity: &DeviceIdentity,
+    req: &WaitRequest,
+    transport: &dyn Transport,
+    now: Timestamp,
+) -> Result<bool, SyncError> {
+    let (resp, _): (WaitResponse, _) = exchange(transport, Some(identity), path::WAIT, req, now)?;
     Ok(resp.changed)
 }
 

@@ -710,6 +710,14 @@ public protocol BaomiAgentProtocol: AnyObject, Sendable {
      */
     func violations(afterSeq: UInt64, limit: UInt32) throws  -> [ViolationEntry]
     
+    /**
+     * Holds the server's push channel open (`POST /v1/wait`) for up to `max_wait_ms` (the
+     * server caps it at 25 s) without holding the agent: events are decided meanwhile. Returns
+     * whether to run `sync_now` at once; call it again either way. The scheduled sync stays
+     * the fallback.
+     */
+    func waitForChange(http: HttpClient, maxWaitMs: UInt32) throws  -> Bool
+    
 }
 /**
  * The device agent: one per store directory.
@@ -978,6 +986,23 @@ open func violations(afterSeq: UInt64, limit: UInt32)throws  -> [ViolationEntry]
             self.uniffiCloneHandle(),
         FfiConverterUInt64.lower(afterSeq),
         FfiConverterUInt32.lower(limit),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Holds the server's push channel open (`POST /v1/wait`) for up to `max_wait_ms` (the
+     * server caps it at 25 s) without holding the agent: events are decided meanwhile. Returns
+     * whether to run `sync_now` at once; call it again either way. The scheduled sync stays
+     * the fallback.
+     */
+open func waitForChange(http: HttpClient, maxWaitMs: UInt32)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeBaomiError_lift) {
+        uniffiCallStatus in
+    uniffi_baomi_ffi_fn_method_baomiagent_wait_for_change(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeHttpClient_lower(http),
+        FfiConverterUInt32.lower(maxWaitMs),uniffiCallStatus
     )
 })
 }
@@ -3447,6 +3472,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_baomi_ffi_checksum_method_baomiagent_violations() != 11189) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_baomi_ffi_checksum_method_baomiagent_wait_for_change() != 17260) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_baomi_ffi_checksum_method_clock_now_ms() != 32101) {

@@ -397,6 +397,11 @@ RustBuffer uniffi_baomi_ffi_fn_method_baomiagent_verify_log(uint64_t ptr, RustCa
 RustBuffer uniffi_baomi_ffi_fn_method_baomiagent_violations(uint64_t ptr, uint64_t after_seq, uint32_t limit, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_WAIT_FOR_CHANGE
+#define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_WAIT_FOR_CHANGE
+int8_t uniffi_baomi_ffi_fn_method_baomiagent_wait_for_change(uint64_t ptr, uint64_t http, uint32_t max_wait_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_CLONE_CLOCK
 #define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_CLONE_CLOCK
 uint64_t uniffi_baomi_ffi_fn_clone_clock(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -846,6 +851,12 @@ uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_verify_log(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_VIOLATIONS
 #define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_VIOLATIONS
 uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_violations(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_WAIT_FOR_CHANGE
+#define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_WAIT_FOR_CHANGE
+uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_wait_for_change(void
     
 );
 #endif

@@ -785,6 +785,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_baomi_ffi_checksum_method_baomiagent_violations(
     ): Int
+    external fun uniffi_baomi_ffi_checksum_method_baomiagent_wait_for_change(
+    ): Int
     external fun uniffi_baomi_ffi_checksum_method_clock_now_ms(
     ): Int
     external fun uniffi_baomi_ffi_checksum_method_httpclient_post(
@@ -860,6 +862,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_baomi_ffi_fn_method_baomiagent_violations(`ptr`: Long,`afterSeq`: Long,`limit`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_baomi_ffi_fn_method_baomiagent_wait_for_change(`ptr`: Long,`http`: Long,`maxWaitMs`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_baomi_ffi_fn_clone_clock(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_baomi_ffi_fn_free_clock(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1063,6 +1067,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_violations() and 0xFFFF) != 11189) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_wait_for_change() and 0xFFFF) != 17260) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_baomi_ffi_checksum_method_clock_now_ms() and 0xFFFF) != 32101) {
@@ -1655,6 +1662,14 @@ public interface BaomiAgentInterface {
      */
     fun `violations`(`afterSeq`: kotlin.ULong, `limit`: kotlin.UInt): List<ViolationEntry>
     
+    /**
+     * Holds the server's push channel open (`POST /v1/wait`) for up to `max_wait_ms` (the
+     * server caps it at 25 s) without holding the agent: events are decided meanwhile. Returns
+     * whether to run `sync_now` at once; call it again either way. The scheduled sync stays
+     * the fallback.
+     */
+    fun `waitForChange`(`http`: HttpClient, `maxWaitMs`: kotlin.UInt): kotlin.Boolean
+    
     companion object
 }
 
@@ -2028,6 +2043,28 @@ open class BaomiAgent: Disposable, AutoCloseable, BaomiAgentInterface
         
         FfiConverterULong.lower(`afterSeq`),
         FfiConverterUInt.lower(`limit`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Holds the server's push channel open (`POST /v1/wait`) for up to `max_wait_ms` (the
+     * server caps it at 25 s) without holding the agent: events are decided meanwhile. Returns
+     * whether to run `sync_now` at once; call it again either way. The scheduled sync stays
+     * the fallback.
+     */
+    @Throws(BaomiException::class)override fun `waitForChange`(`http`: HttpClient, `maxWaitMs`: kotlin.UInt): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(BaomiException) { _status ->
+    UniffiLib.uniffi_baomi_ffi_fn_method_baomiagent_wait_for_change(
+        it,
+        
+        FfiConverterTypeHttpClient.lower(`http`),
+        FfiConverterUInt.lower(`maxWaitMs`),_status)
 }
     }
     )
