@@ -119,6 +119,10 @@ pub struct Server {
     db: Db,
     upload_key: Option<UploadKey>,
     clock: fn() -> Timestamp,
+    /// Enrolled devices' public keys, read once: a device's key never changes after
+    /// enrolment, so a cache is correct in any number of processes (no revocation yet; when it
+    /// comes, it must clear this).
+    device_keys: std::sync::Mutex<std::collections::HashMap<String, PublicKey>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -164,6 +168,7 @@ impl Server {
             db,
             upload_key,
             clock,
+            device_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
