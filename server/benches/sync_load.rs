@@ -37,7 +37,13 @@ use baomi_server::{Server, admin};
 
 const DEVICES: usize = 1000;
 const CLIENT_THREADS: usize = 16;
-const SERVER_THREADS: usize = 8;
+/// Server runtime threads (`BAOMI_BENCH_SERVER_THREADS`, default 8 as `baomi-server serve`).
+fn server_threads() -> usize {
+    std::env::var("BAOMI_BENCH_SERVER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
 const RECORDS_PER_SYNC: u64 = 5;
 
 fn record() -> ViolationRecord {
@@ -84,7 +90,7 @@ fn run(label: &str, url: &str) {
             .unwrap()
     };
     let pool = if url.starts_with("postgres") {
-        SERVER_THREADS
+        server_threads()
     } else {
         1
     };
@@ -94,7 +100,7 @@ fn run(label: &str, url: &str) {
         server.clone(),
         "127.0.0.1:0".parse().unwrap(),
         None,
-        SERVER_THREADS,
+        server_threads(),
     )
     .unwrap();
     let base = format!("http://{}", l.addr().unwrap());
