@@ -116,17 +116,21 @@ impl Server {
     /// The device's enrolled key, from the cache or (once) the database.
     fn device_key(&self, device_id: &str) -> Result<PublicKey, ApiError> {
         const MAX_CACHED: usize = 1 << 20;
-        if let Some(k) = self.device_keys.lock().ok().and_then(|m| m.get(device_id).cloned()) {
+        if let Some(k) = self
+            .device_keys
+            .lock()
+            .ok()
+            .and_then(|m| m.get(device_id).cloned())
+        {
             return Ok(k);
         }
         let stored = self.db.tx(|c| {
-            Ok(c
-                .query(
-                    "SELECT public_key FROM devices WHERE device_id = $1",
-                    &[device_id.into()],
-                )?
-                .first()
-                .and_then(|r| text(r, 0)))
+            Ok(c.query(
+                "SELECT public_key FROM devices WHERE device_id = $1",
+                &[device_id.into()],
+            )?
+            .first()
+            .and_then(|r| text(r, 0)))
         })?;
         let stored = stored.ok_or_else(|| AuthError::UnknownDevice(device_id.to_owned()))?;
         let key = PublicKey::from_base64(&stored)
