@@ -12,6 +12,8 @@
     reason = "benchmark harness"
 )]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,39 +24,16 @@ use baomi_core::policy::Policy;
 use baomi_core::policy::model::HolderAssignment;
 use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, sign_custody_record};
 use baomi_core::sync::http::HttpTransport;
-use baomi_core::sync::identity::{DeviceIdentity, enroll_message};
-use baomi_core::sync::protocol::{
-    EnrollRequest, PROTOCOL_VERSION, WaitRequest, WaitResponse, path,
-};
+use baomi_core::sync::protocol::{WaitRequest, WaitResponse, path};
 use baomi_core::sync::{HttpRequest, Transport};
 use baomi_core::time::Timestamp;
+use baomi_server::Server;
 use baomi_server::db::Db;
 use baomi_server::http::Listener;
 use baomi_server::upload_key::UploadKey;
-use baomi_server::{Server, admin};
 
 const DEVICES: usize = 1000;
 const SIGN_OUTS: usize = 100;
-
-fn send(t: &HttpTransport, id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) -> Vec<u8> {
-    let headers = match id {
-        Some(id) => id
-            .sign("POST", p, &body, Timestamp::now())
-            .unwrap()
-            .headers(),
-        None => vec![],
-    };
-    let r = t
-        .send(&HttpRequest {
-            method: "POST".into(),
-            path: p.into(),
-            headers,
-            body,
-        })
-        .unwrap();
-    assert_eq!(r.status, 200, "{p}: {}", String::from_utf8_lossy(&r.body));
-    r.body
-}
 
 /// utime + stime of this process, in clock ticks.
 fn cpu_ticks() -> u64 {
@@ -102,26 +81,7 @@ fn main() {
     let base = format!("http://{}", l.addr().unwrap());
 
     let t = HttpTransport::new(&base);
-    let devices: Vec<DeviceIdentity> = (0..DEVICES)
-        .map(|i| DeviceIdentity::new(format!("push-{i:04}"), SigningKey::generate().unwrap()))
-        .collect();
-    for d in &devices {
-        let token = admin::new_token(&server, 1).unwrap();
-        let req = EnrollRequest {
-            protocol: PROTOCOL_VERSION,
-            token: token.clone(),
-            device_id: d.device_id().into(),
-            public_key: d.public().to_base64(),
-            proof: {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD
-                    .encode(d.key().sign(&enroll_message(&token, d.device_id())))
-            },
-            platform: "android".into(),
-            agent_version: "bench".into(),
-        };
-        send(&t, None, path::ENROLL, serde_json::to_vec(&req).unwrap());
-    }
+    let devices = common::enroll_fleet(&server, &base, "push", DEVICES);
 
     // Every device holds a wait open until it hears of a change (or the listener stops).
     let answered: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; DEVICES]));
@@ -189,7 +149,7 @@ fn main() {
             .to_json()
             .into_bytes();
         posted.push(Instant::now());
-        send(&t, None, path::REGISTRY_CUSTODY, body);
+        common::post(&t, None, path::REGISTRY_CUSTODY, body);
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(2));

@@ -12,23 +12,22 @@
     reason = "benchmark harness"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use baomi_core::bundle::SigningKey;
 use baomi_core::event::Event;
 use baomi_core::posture::Posture;
 use baomi_core::store::{PolicyRef, ViolationRecord};
 use baomi_core::sync::http::HttpTransport;
-use baomi_core::sync::identity::{DeviceIdentity, enroll_message};
+use baomi_core::sync::identity::DeviceIdentity;
 use baomi_core::sync::proof::{ProofKey, session_aad};
 use baomi_core::sync::protocol::{
-    ChainState, CheckIn, EnrollRequest, Finish, PROTOCOL_VERSION, Upload, UploadBatch,
-    UploadedRecord, path,
+    ChainState, CheckIn, Finish, PROTOCOL_VERSION, Upload, UploadBatch, UploadedRecord, path,
 };
 use baomi_core::sync::seal::{batch_aad, seal};
-use baomi_core::sync::{HttpRequest, Transport};
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
 use baomi_server::http::Listener;
@@ -62,23 +61,6 @@ fn record() -> ViolationRecord {
     }
 }
 
-fn post(t: &HttpTransport, id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) {
-    let mut headers = vec![];
-    if let Some(id) = id {
-        let auth = id.sign("POST", p, &body, Timestamp::now()).unwrap();
-        headers = auth.headers();
-    }
-    let r = t
-        .send(&HttpRequest {
-            method: "POST".into(),
-            path: p.into(),
-            headers,
-            body,
-        })
-        .unwrap();
-    assert_eq!(r.status, 200, "{p}: {}", String::from_utf8_lossy(&r.body));
-}
-
 fn run(label: &str, url: &str) {
     let upload = UploadKey::generate().unwrap();
     let upload_pub: [u8; 32] = {
@@ -106,27 +88,7 @@ fn run(label: &str, url: &str) {
     let base = format!("http://{}", l.addr().unwrap());
 
     // Enrol the fleet (not timed).
-    let devices: Vec<DeviceIdentity> = (0..DEVICES)
-        .map(|i| DeviceIdentity::new(format!("load-{i:04}"), SigningKey::generate().unwrap()))
-        .collect();
-    let t = HttpTransport::new(&base);
-    for d in &devices {
-        let token = admin::new_token(&server, 1).unwrap();
-        let req = EnrollRequest {
-            protocol: PROTOCOL_VERSION,
-            token: token.clone(),
-            device_id: d.device_id().into(),
-            public_key: d.public().to_base64(),
-            proof: {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD
-                    .encode(d.key().sign(&enroll_message(&token, d.device_id())))
-            },
-            platform: "android".into(),
-            agent_version: "bench".into(),
-        };
-        post(&t, None, path::ENROLL, serde_json::to_vec(&req).unwrap());
-    }
+    let devices = common::enroll_fleet(&server, &base, "load", DEVICES);
 
     let devices = Arc::new(devices);
     let next = Arc::new(AtomicUsize::new(0));
@@ -200,7 +162,7 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         custody_cursor: 0,
         session: seal(upload_pub, &session_aad(d.device_id()), session.as_bytes()).unwrap(),
     };
-    post(
+    common::post(
         t,
         Some(d),
         path::CHECK_IN,
@@ -229,7 +191,7 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         )
         .unwrap(),
     };
-    post(t, Some(d), path::UPLOAD, serde_json::to_vec(&up).unwrap());
+    common::post(t, Some(d), path::UPLOAD, serde_json::to_vec(&up).unwrap());
     let finish = Finish {
         device_id: d.device_id().into(),
         posture: Posture::open(),
@@ -237,7 +199,7 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         chain,
         custody_cursor: 0,
     };
-    post(
+    common::post(
         t,
         Some(d),
         path::FINISH,

@@ -1,0 +1,57 @@
+//! Shared by the server benchmarks: a fleet of simulated phones (raw identities, no agent)
+//! enrolled through the real HTTP endpoint.
+
+use baomi_core::bundle::SigningKey;
+use baomi_core::sync::http::HttpTransport;
+use baomi_core::sync::identity::{DeviceIdentity, enroll_message};
+use baomi_core::sync::protocol::{EnrollRequest, PROTOCOL_VERSION, path};
+use baomi_core::sync::{HttpRequest, Transport};
+use baomi_core::time::Timestamp;
+use baomi_server::{Server, admin};
+
+/// Posts `body` to `p` (signed by `id` when given); asserts a 200 and returns the body.
+pub fn post(t: &HttpTransport, id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) -> Vec<u8> {
+    let headers = match id {
+        Some(id) => id
+            .sign("POST", p, &body, Timestamp::now())
+            .unwrap()
+            .headers(),
+        None => vec![],
+    };
+    let r = t
+        .send(&HttpRequest {
+            method: "POST".into(),
+            path: p.into(),
+            headers,
+            body,
+        })
+        .unwrap();
+    assert_eq!(r.status, 200, "{p}: {}", String::from_utf8_lossy(&r.body));
+    r.body
+}
+
+/// `n` phones named `{prefix}-0000`.., each enrolled with its own one-time token.
+pub fn enroll_fleet(server: &Server, base: &str, prefix: &str, n: usize) -> Vec<DeviceIdentity> {
+    let t = HttpTransport::new(base);
+    let devices: Vec<DeviceIdentity> = (0..n)
+        .map(|i| DeviceIdentity::new(format!("{prefix}-{i:04}"), SigningKey::generate().unwrap()))
+        .collect();
+    for d in &devices {
+        let token = admin::new_token(server, 1).unwrap();
+        let req = EnrollRequest {
+            protocol: PROTOCOL_VERSION,
+            token: token.clone(),
+            device_id: d.device_id().into(),
+            public_key: d.public().to_base64(),
+            proof: {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .encode(d.key().sign(&enroll_message(&token, d.device_id())))
+            },
+            platform: "android".into(),
+            agent_version: "bench".into(),
+        };
+        post(&t, None, path::ENROLL, serde_json::to_vec(&req).unwrap());
+    }
+    devices
+}
