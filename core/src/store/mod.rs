@@ -707,10 +707,10 @@ impl Store {
         let anchor = self
             .read_link(META_ANCHOR)?
             .ok_or(ChainError::Bookkeeping { which: META_ANCHOR })?;
-        let head = self
+        let mark = self
             .read_head()?
-            .ok_or(ChainError::Bookkeeping { which: META_HEAD })?
-            .link;
+            .ok_or(ChainError::Bookkeeping { which: META_HEAD })?;
+        let head = mark.link;
         let mut stmt = self
             .conn
             .prepare("SELECT seq, nonce, sealed FROM violations ORDER BY seq")
@@ -762,9 +762,7 @@ impl Store {
         if head != at {
             return Err(ChainError::Bookkeeping { which: META_HEAD }.into());
         }
-        if state_root(&self.read_state_tags()?)
-            != self.read_head()?.map_or([0; 32], |h| h.state_root)
-        {
+        if state_root(&self.read_state_tags()?) != mark.state_root {
             return Err(ChainError::StateRolledBack.into());
         }
         Ok(VerifyReport {
