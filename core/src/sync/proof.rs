@@ -93,10 +93,7 @@ impl ProofKey {
         request_body: &[u8],
         answer: &[u8],
     ) -> String {
-        B64.encode(hmac::sign(
-            &self.key(),
-            &answer_message(what, device_id, request_body, answer),
-        ))
+        self.mac(&answer_message(what, device_id, request_body, answer))
     }
 
     /// Constant-time check of [`ProofKey::prove`].
@@ -108,15 +105,10 @@ impl ProofKey {
         answer: &[u8],
         proof: &str,
     ) -> bool {
-        let Ok(tag) = B64.decode(proof.as_bytes()) else {
-            return false;
-        };
-        hmac::verify(
-            &self.key(),
+        self.check(
             &answer_message(what, device_id, request_body, answer),
-            &tag,
+            proof,
         )
-        .is_ok()
     }
 
     /// The receipt for a stored batch.
@@ -127,10 +119,7 @@ impl ProofKey {
         last_seq: u64,
         last_tag: &str,
     ) -> String {
-        B64.encode(hmac::sign(
-            &self.key(),
-            &receipt_message(device_id, first_seq, last_seq, last_tag),
-        ))
+        self.mac(&receipt_message(device_id, first_seq, last_seq, last_tag))
     }
 
     /// Constant-time check of [`ProofKey::receipt`].
@@ -142,15 +131,21 @@ impl ProofKey {
         last_tag: &str,
         receipt: &str,
     ) -> bool {
-        let Ok(tag) = B64.decode(receipt.as_bytes()) else {
-            return false;
-        };
-        hmac::verify(
-            &self.key(),
+        self.check(
             &receipt_message(device_id, first_seq, last_seq, last_tag),
-            &tag,
+            receipt,
         )
-        .is_ok()
+    }
+
+    /// Base64 HMAC-SHA256 of `msg`.
+    fn mac(&self, msg: &[u8]) -> String {
+        B64.encode(hmac::sign(&self.key(), msg))
+    }
+
+    /// Constant-time check of a base64 MAC over `msg` (anything that is not base64 fails).
+    fn check(&self, msg: &[u8], b64: &str) -> bool {
+        B64.decode(b64.as_bytes())
+            .is_ok_and(|tag| hmac::verify(&self.key(), msg, &tag).is_ok())
     }
 }
 
