@@ -405,11 +405,13 @@ impl Agent {
             self.store.append(&record)?;
             self.check_capacity(at)?;
         }
-        if durable_context_change(&event.kind) {
-            self.persist(&[STATE_CONTEXT])?;
-        } else if self.clock.needs_persist() {
-            self.persist(&[])?;
-        }
+        // The context when it changed durably; the clock's mark whenever it moved enough.
+        let names: &[&'static str] = if durable_context_change(&event.kind) {
+            &[STATE_CONTEXT]
+        } else {
+            &[]
+        };
+        self.persist(names)?;
         Ok(decision)
     }
 
@@ -585,10 +587,7 @@ impl Agent {
     /// sync deadline off. Call it with every tick and at start.
     pub fn observe_uptime(&mut self, boot: &str, uptime_ms: i64) -> Result<(), AgentError> {
         self.clock.uptime(boot, uptime_ms);
-        if self.clock.needs_persist() {
-            self.persist(&[])?;
-        }
-        Ok(())
+        self.persist(&[])
     }
 
     /// The time the agent acts at for a platform reading: the reading, or the high-water mark
