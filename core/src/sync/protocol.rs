@@ -28,6 +28,16 @@ pub mod path {
     pub const REGISTRY_CUSTODY: &str = "/v1/registry/custody";
     /// Long-poll: answered as soon as something for this device changed.
     pub const WAIT: &str = "/v1/wait";
+    /// Every endpoint, for tests, fuzzers and the API description.
+    pub const ALL: [&str; 7] = [
+        ENROLL,
+        CHECK_IN,
+        UPLOAD,
+        DOWNLOAD,
+        FINISH,
+        WAIT,
+        REGISTRY_CUSTODY,
+    ];
 }
 
 /// Most records one upload batch carries.

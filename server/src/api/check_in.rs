@@ -4,16 +4,6 @@
 use super::*;
 
 impl Server {
-    pub(super) fn upload_key(&self) -> Result<&UploadKey, ApiError> {
-        self.upload_key.as_ref().ok_or_else(|| {
-            ApiError::new(
-                503,
-                "no_upload_key",
-                "this server was started without --upload-key: it cannot prove its answers",
-            )
-        })
-    }
-
     pub(super) fn check_in(&self, dev: &str, at: i64, req: CheckIn, body: &[u8]) -> Reply {
         Self::same_device(dev, &req.device_id)?;
         if req.protocol != PROTOCOL_VERSION {

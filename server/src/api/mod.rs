@@ -177,6 +177,17 @@ impl Server {
         &self.db
     }
 
+    /// The office's upload key: check-in opens session keys with it, upload opens batches.
+    fn upload_key(&self) -> Result<&UploadKey, ApiError> {
+        self.upload_key.as_ref().ok_or_else(|| {
+            ApiError::new(
+                503,
+                "no_upload_key",
+                "this server was started without --upload-key: it cannot prove its answers",
+            )
+        })
+    }
+
     /// Current server time.
     pub fn now(&self) -> Timestamp {
         (self.clock)()
