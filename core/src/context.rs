@@ -75,6 +75,10 @@ pub struct Fix {
 pub struct Change {
     /// Something rules read changed: the posture must be re-derived.
     pub rules_input: bool,
+    /// A beacon sighting set a zone's presence to run out at this time: the posture must be
+    /// re-derived by then even if presence did not change now (the zone may have been held by
+    /// Wi-Fi, which can go while the beacon's time runs).
+    pub wake_by: Option<Timestamp>,
 }
 
 /// Device context.
@@ -116,6 +120,7 @@ impl Context {
         self.clearance = c;
         Change {
             rules_input: changed,
+            wake_by: None,
         }
     }
 
@@ -175,6 +180,7 @@ impl Context {
     pub fn registry_custody_ended(&mut self, document: &str) -> Change {
         Change {
             rules_input: self.custody.remove(document).is_some(),
+            wake_by: None,
         }
     }
 
@@ -201,6 +207,7 @@ impl Context {
         }
         Change {
             rules_input: self.custody_max() != before,
+            wake_by: None,
         }
     }
 
@@ -233,6 +240,7 @@ impl Context {
                         self.custody.remove(document);
                         Change {
                             rules_input: self.custody_max() != before,
+                            wake_by: None,
                         }
                     }
                     _ => Change::default(),
@@ -243,17 +251,24 @@ impl Context {
                 major,
                 minor,
                 rssi,
-            } => self.zone_update(at, |ctx| {
-                for m in policy.beacons_for(uuid.0) {
-                    let matches = m.major.is_none_or(|v| v == *major)
-                        && m.minor.is_none_or(|v| v == *minor)
-                        && m.min_rssi.is_none_or(|min| *rssi >= min);
-                    if let (true, Some(z)) = (matches, ctx.zones.get_mut(m.zone as usize)) {
-                        let until = at.plus_millis(m.timeout_ms);
-                        z.beacon_until = Some(z.beacon_until.map_or(until, |u| u.max(until)));
+            } => {
+                let mut wake_by: Option<Timestamp> = None;
+                let mut change = self.zone_update(at, |ctx| {
+                    for m in policy.beacons_for(uuid.0) {
+                        let matches = m.major.is_none_or(|v| v == *major)
+                            && m.minor.is_none_or(|v| v == *minor)
+                            && m.min_rssi.is_none_or(|min| *rssi >= min);
+                        if let (true, Some(z)) = (matches, ctx.zones.get_mut(m.zone as usize)) {
+                            let until = at.plus_millis(m.timeout_ms);
+                            let until = z.beacon_until.map_or(until, |u| u.max(until));
+                            z.beacon_until = Some(until);
+                            wake_by = Some(wake_by.map_or(until, |w| w.min(until)));
+                        }
                     }
-                }
-            }),
+                });
+                change.wake_by = wake_by;
+                change
+            }
             EventKind::Location {
                 lat,
                 lon,
@@ -302,6 +317,7 @@ impl Context {
             .any(|(z, b)| z.present(at) != b);
         Change {
             rules_input: changed,
+            wake_by: None,
         }
     }
 

@@ -201,6 +201,10 @@ impl Engine {
     /// Applies an event and decides it.
     pub fn handle(&mut self, event: &Event) -> Decision {
         let change = self.ctx.apply(&self.policy, event);
+        if let Some(w) = change.wake_by {
+            // Cheaper than re-deriving: an early wake re-derives and finds the true deadline.
+            self.act.valid_until = Some(self.act.valid_until.map_or(w, |v| v.min(w)));
+        }
         let posture_changed = self.recompute(event.at, change.rules_input);
         let mut d = decide(&self.policy, &self.ctx, &self.act, event);
         d.posture_changed = posture_changed;

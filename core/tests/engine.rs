@@ -180,6 +180,28 @@ fn a_beacon_sighting_expires_on_its_own_and_says_when() {
     assert!(!p.camera_disabled);
 }
 
+/// Found by `properties.rs` in CI: a beacon seen while Wi-Fi already held the zone did not set
+/// the engine's wake time, so after leaving the Wi-Fi the camera stayed off for good.
+#[test]
+fn a_beacon_seen_while_wifi_holds_the_zone_still_runs_out() {
+    let start = t("2026-11-23T09:00:00+08:00");
+    let mut e = Engine::new(baseline(), Clearance::None, start);
+    let d = e.handle(&ev(
+        r#"{"at":"2026-11-23T09:00:00+08:00","type":"wifi_connected","bssid":"02:1a:11:f0:00:01"}"#,
+    ));
+    assert!(d.posture.camera_disabled);
+    e.handle(&ev(r#"{"at":"2026-11-23T09:00:01+08:00","type":"beacon_seen","uuid":"f7826da6-4fa2-4e98-8024-bc5b71e0893e","major":100,"minor":1,"rssi":-60}"#));
+    let d = e.handle(&ev(
+        r#"{"at":"2026-11-23T09:00:02+08:00","type":"wifi_connected","bssid":"aa:bb:cc:dd:ee:ff"}"#,
+    ));
+    assert!(d.posture.camera_disabled, "the beacon still holds the zone");
+    assert_eq!(e.next_deadline(), Some(start.plus_seconds(31)));
+    let p = e
+        .tick(start.plus_seconds(31))
+        .expect("leaves the zone when the sighting runs out");
+    assert!(!p.camera_disabled);
+}
+
 #[test]
 fn unchanged_postures_are_shared_not_rebuilt() {
     let start = t("2026-11-23T09:00:00+08:00");
