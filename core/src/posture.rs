@@ -82,6 +82,122 @@ impl PostureDiff {
     }
 }
 
+/// How the posture is enforced on this device: who applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// The agent is the device-owner DPC of a fully managed phone: it applies everything.
+    DeviceOwner,
+    /// Profile owner of a company-owned work profile: camera and capture through the parent
+    /// profile instance; apps on the personal side cannot be suspended one by one.
+    ProfileOwnerOrgOwned,
+    /// Profile owner on a personal device: reaches the work profile only; cannot enforce.
+    ProfileOwnerPersonal,
+    /// A plain device admin: cannot disable the camera since Android 10; cannot enforce.
+    DeviceAdmin,
+    /// No admin role at all: cannot enforce.
+    Unmanaged,
+    /// The device's MDM applies the posture (iOS, or an EMM that owns the Android device);
+    /// the server's MDM connector turns it into commands.
+    Mdm,
+}
+
+impl Enforcement {
+    /// Whether the platform itself can carry out a posture in this mode.
+    pub fn can_enforce(self) -> bool {
+        matches!(
+            self,
+            Self::DeviceOwner | Self::ProfileOwnerOrgOwned | Self::Mdm
+        )
+    }
+}
+
+/// What became of one setting on the device (like Android Management API's
+/// `nonComplianceDetails`, per setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingState {
+    /// Applied as desired.
+    Applied,
+    /// A banned app that is not installed: satisfied; it is suspended the moment it appears.
+    NotInstalled,
+    /// The platform call failed (recorded as a tamper violation too).
+    Failed,
+    /// This enforcement mode cannot apply it.
+    Unsupported,
+    /// Left to the MDM (see [`Enforcement::Mdm`]).
+    ByMdm,
+}
+
+impl SettingState {
+    /// Whether the device is compliant with this setting.
+    pub fn compliant(self) -> bool {
+        matches!(self, Self::Applied | Self::NotInstalled)
+    }
+}
+
+/// One setting of the desired posture and what the platform did with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedSetting {
+    /// `camera_disabled`, `screen_capture_disabled`, `package:<name>` (a banned app) or
+    /// `hardening:<restriction>`.
+    pub setting: String,
+    /// The desired value (true: disabled / suspended / restricted).
+    pub desired: bool,
+    /// What the platform did.
+    pub state: SettingState,
+    /// The platform's words when it failed or cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The platform's report of what it applied, sent to the server at check-in so the officer
+/// sees applied against desired, setting by setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedPosture {
+    /// Who applies the posture here.
+    pub enforcement: Enforcement,
+    /// Setting by setting.
+    pub settings: Vec<AppliedSetting>,
+}
+
+/// At most this many settings are kept from a report (a phone with hundreds of banned apps
+/// installed is not a real case; an endless report is an attack on the store and the server).
+pub const MAX_APPLIED_SETTINGS: usize = 256;
+/// Names and details longer than this are cut.
+pub const MAX_APPLIED_TEXT: usize = 200;
+
+impl AppliedPosture {
+    /// Bounded to [`MAX_APPLIED_SETTINGS`] settings of [`MAX_APPLIED_TEXT`] characters.
+    pub fn bounded(mut self) -> Self {
+        self.settings.truncate(MAX_APPLIED_SETTINGS);
+        for s in &mut self.settings {
+            cut(&mut s.setting);
+            if let Some(d) = &mut s.detail {
+                cut(d);
+            }
+        }
+        self
+    }
+
+    /// Whether every setting is compliant and the mode can enforce.
+    pub fn compliant(&self) -> bool {
+        self.enforcement.can_enforce()
+            && self
+                .settings
+                .iter()
+                .all(|s| s.state.compliant() || s.state == SettingState::ByMdm)
+    }
+}
+
+fn cut(s: &mut String) {
+    if let Some((i, _)) = s.char_indices().nth(MAX_APPLIED_TEXT) {
+        s.truncate(i);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +218,30 @@ mod tests {
         assert_eq!(d.block, vec!["b.b", "e.e"]);
         assert_eq!(d.unblock, vec!["a.a", "d.d"]);
         assert!(p(true, &["x.y"]).diff_to(&p(true, &["x.y"])).is_empty());
+    }
+
+    #[test]
+    fn an_applied_report_is_bounded() {
+        let long = "字".repeat(500);
+        let report = AppliedPosture {
+            enforcement: Enforcement::DeviceOwner,
+            settings: (0..1000)
+                .map(|i| AppliedSetting {
+                    setting: format!("package:{i}{long}"),
+                    desired: true,
+                    state: SettingState::NotInstalled,
+                    detail: Some(long.clone()),
+                })
+                .collect(),
+        }
+        .bounded();
+        assert_eq!(report.settings.len(), MAX_APPLIED_SETTINGS);
+        assert!(
+            report
+                .settings
+                .iter()
+                .all(|s| s.setting.chars().count() == MAX_APPLIED_TEXT)
+        );
+        assert!(report.compliant());
     }
 }

@@ -251,3 +251,155 @@ fn a_full_store_keeps_evidence_records_store_full_once_and_fails_closed() {
     .unwrap();
     assert_eq!(&*a.handle(&launch).unwrap().rules[0], FAIL_CLOSED_RULE);
 }
+
+fn root_v(version: u64, keys: &[&SigningKey], signers: &[&SigningKey]) -> Vec<u8> {
+    let doc = TrustRootDoc {
+        upload_key: None,
+        expires_at: None,
+        version,
+        issued_at: now(),
+        keys: keys.iter().map(|k| KeyEntry::of(k.public())).collect(),
+        threshold: 1,
+        registry: None,
+    };
+    TrustRoot::sign(&doc, signers).to_json().into_bytes()
+}
+
+/// An MDM delivers its whole managed configuration again on every change, and may hold older
+/// copies than sync installed since: the same, older or newer, one core call sorts it out and
+/// only a refusal is recorded.
+#[test]
+fn managed_configuration_is_taken_whatever_the_mdm_redelivers() {
+    use baomi_core::agent::IntakeItem;
+    let dir = tempfile::tempdir().unwrap();
+    let o = office();
+    let mut a = open(dir.path(), StoreOptions::default());
+    let p = assigned(a.store().device_id(), Clearance::General);
+    let v1 = bundle(&o, &p, 1);
+    let first = a
+        .apply_managed_config(Some(&o.root), Some(&v1), now())
+        .unwrap();
+    assert_eq!(first.trust_root, IntakeItem::Installed { version: 1 });
+    assert_eq!(first.bundle, IntakeItem::Installed { version: 1 });
+    assert!(first.changed());
+
+    // The same configuration again (every change re-delivers everything): nothing to do.
+    let again = a
+        .apply_managed_config(Some(&o.root), Some(&v1), now())
+        .unwrap();
+    assert_eq!(
+        again.trust_root,
+        IntakeItem::AlreadyInstalled { version: 1 }
+    );
+    assert_eq!(again.bundle, IntakeItem::AlreadyInstalled { version: 1 });
+    assert!(!again.changed());
+
+    // Sync installs v3 and rotates the root; the MDM still holds root 1 and bundle 1.
+    let next_key = SigningKey::generate().unwrap();
+    let root2 = root_v(2, &[&next_key], &[&o.key, &next_key]);
+    a.rotate_trust_root(&root2, now()).unwrap();
+    let o2 = Office {
+        key: next_key,
+        root: root2.clone(),
+    };
+    a.install_bundle(&bundle(&o2, &p, 3), now()).unwrap();
+    let stale = a
+        .apply_managed_config(Some(&o.root), Some(&v1), now())
+        .unwrap();
+    assert_eq!(
+        stale.trust_root,
+        IntakeItem::Older {
+            offered: 1,
+            installed: 2
+        }
+    );
+    assert_eq!(
+        stale.bundle,
+        IntakeItem::Older {
+            offered: 1,
+            installed: 3
+        }
+    );
+    assert!(
+        a.store().records_after(0, 10).unwrap().is_empty(),
+        "nothing harmful, nothing recorded"
+    );
+
+    // A newer bundle from the MDM installs.
+    let v4 = bundle(&o2, &p, 4);
+    let newer = a
+        .apply_managed_config(Some(&root2), Some(&v4), now())
+        .unwrap();
+    assert_eq!(
+        newer.trust_root,
+        IntakeItem::AlreadyInstalled { version: 2 }
+    );
+    assert_eq!(newer.bundle, IntakeItem::Installed { version: 4 });
+
+    // Signed by a key the root does not name, or the same version with other bytes: refused
+    // and recorded as tamper, the installed policy untouched.
+    let rogue = Office {
+        key: SigningKey::generate().unwrap(),
+        root: Vec::new(),
+    };
+    let forged = a
+        .apply_managed_config(None, Some(&bundle(&rogue, &p, 5)), now())
+        .unwrap();
+    assert!(
+        matches!(forged.bundle, IntakeItem::Refused { recorded: true, .. }),
+        "{forged:?}"
+    );
+    assert_eq!(forged.trust_root, IntakeItem::Absent);
+    let mut other = p.clone();
+    other.holders[0].clearance = Clearance::None;
+    let same_version = a
+        .apply_managed_config(None, Some(&bundle(&o2, &other, 4)), now())
+        .unwrap();
+    assert!(
+        matches!(same_version.bundle, IntakeItem::Refused { .. }),
+        "{same_version:?}"
+    );
+    let forged_root = root_v(3, &[&rogue.key], &[&rogue.key]);
+    let r = a
+        .apply_managed_config(Some(&forged_root), None, now())
+        .unwrap();
+    assert!(
+        matches!(r.trust_root, IntakeItem::Refused { recorded: true, .. }),
+        "{r:?}"
+    );
+    let log = a.store().records_after(0, 10).unwrap();
+    assert_eq!(log.len(), 3, "{log:?}");
+    let text = format!("{:?}", log);
+    assert!(
+        text.contains("managed_config_refused:policy_bundle"),
+        "{text}"
+    );
+    assert!(text.contains("managed_config_refused:trust_root"), "{text}");
+    assert_eq!(a.installed().unwrap().header.version, 4);
+    assert_eq!(a.trust_root().unwrap().version(), 2);
+
+    // Garbage and blanks: refused or absent, never an error.
+    let junk = a
+        .apply_managed_config(Some(b"not json"), Some(b"  \n"), now())
+        .unwrap();
+    assert!(matches!(junk.trust_root, IntakeItem::Refused { .. }));
+    assert_eq!(junk.bundle, IntakeItem::Absent);
+}
+
+/// Before any root, a bundle from managed configuration is refused as `NoTrustRoot` in the
+/// outcome (nothing to record it under), not thrown.
+#[test]
+fn a_bundle_without_a_root_is_an_outcome_not_a_crash() {
+    use baomi_core::agent::IntakeItem;
+    let dir = tempfile::tempdir().unwrap();
+    let o = office();
+    let mut a = open(dir.path(), StoreOptions::default());
+    let p = assigned(a.store().device_id(), Clearance::General);
+    let r = a
+        .apply_managed_config(None, Some(&bundle(&o, &p, 1)), now())
+        .unwrap();
+    assert!(
+        matches!(&r.bundle, IntakeItem::Refused { recorded: false, reason } if reason.contains("no trust root")),
+        "{r:?}"
+    );
+}

@@ -156,6 +156,7 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         policy: None,
         trust_root_version: 1,
         posture: Posture::open(),
+        applied: None,
         fail_closed: None,
         chain: chain.clone(),
         device_time: Timestamp::now(),

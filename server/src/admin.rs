@@ -1,5 +1,6 @@
 //! The security office's side: enrolment tokens, publishing, and what the officer reads.
 
+use baomi_core::posture::{AppliedPosture, AppliedSetting, Enforcement};
 use serde::Serialize;
 
 use crate::api::{ApiError, Server, token_hash};
@@ -74,13 +75,20 @@ pub struct DeviceRow {
     pub enrolled_for: Option<String>,
     /// Enrolled but in no published bundle's `holders`: the phone runs closed.
     pub unassigned: bool,
+    /// Who applies the posture on the phone (device owner, MDM, ...), as it last reported.
+    pub enforcement: Option<Enforcement>,
+    /// What the phone applied, setting by setting, as it last reported.
+    pub applied: Option<Vec<AppliedSetting>>,
+    /// Every setting applied (or satisfied) in a mode that can enforce; `None` before the
+    /// phone's first report.
+    pub compliant: Option<bool>,
 }
 
 /// The fleet.
 pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
     let rows = server.db().tx(|c| {
         Ok(c.query(
-            "SELECT d.device_id, d.platform, d.enrolled_at, d.last_check_in, d.policy_id, d.policy_version, d.posture, d.fail_closed, d.acked_through, d.head_seq, d.clock_skew_ms, d.alert, d.generation, h.holder, d.enrolled_for FROM devices d LEFT JOIN device_holders h ON h.device_id = d.device_id ORDER BY d.device_id",
+            "SELECT d.device_id, d.platform, d.enrolled_at, d.last_check_in, d.policy_id, d.policy_version, d.posture, d.fail_closed, d.acked_through, d.head_seq, d.clock_skew_ms, d.alert, d.generation, h.holder, d.enrolled_for, d.applied FROM devices d LEFT JOIN device_holders h ON h.device_id = d.device_id ORDER BY d.device_id",
             &[],
         )?)
     })?;
@@ -89,6 +97,7 @@ pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
         .map(|r| {
             let t = |i: usize| r.get(i).and_then(Value::text).map(str::to_owned);
             let n = |i: usize| r.get(i).and_then(Value::int);
+            let applied: Option<AppliedPosture> = t(15).and_then(|a| serde_json::from_str(&a).ok());
             DeviceRow {
                 device_id: t(0).unwrap_or_default(),
                 platform: t(1).unwrap_or_default(),
@@ -105,6 +114,9 @@ pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
                 unassigned: t(13).is_none(),
                 holder: t(13),
                 enrolled_for: t(14),
+                enforcement: applied.as_ref().map(|a| a.enforcement),
+                compliant: applied.as_ref().map(AppliedPosture::compliant),
+                applied: applied.map(|a| a.settings),
             }
         })
         .collect())

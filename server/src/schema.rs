@@ -5,21 +5,25 @@ use crate::db::{Conn, DbError, Kind};
 /// Schema version written into `server_meta`. Version 2 (protocol 2): chain tags of received
 /// records, the acknowledged record's tag, the device's store generation, the sync's session
 /// key, holder-bound enrolment tokens, the device's replay counter (`last_request_ms`; the
-/// `nonces` table of version 1 is no longer written).
-pub const VERSION: i64 = 2;
+/// `nonces` table of version 1 is no longer written). Version 3: the platform's report of
+/// what it applied, setting by setting (`devices.applied`).
+pub const VERSION: i64 = 3;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
-const LADDER: &[(i64, &str)] = &[(
-    2,
-    "ALTER TABLE devices ADD COLUMN acked_tag TEXT NOT NULL DEFAULT '';
+const LADDER: &[(i64, &str)] = &[
+    (
+        2,
+        "ALTER TABLE devices ADD COLUMN acked_tag TEXT NOT NULL DEFAULT '';
      ALTER TABLE devices ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE devices ADD COLUMN session_key TEXT;
      ALTER TABLE devices ADD COLUMN enrolled_for TEXT;
      ALTER TABLE devices ADD COLUMN last_request_ms BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE violations ADD COLUMN tag TEXT NOT NULL DEFAULT '';
      ALTER TABLE tokens ADD COLUMN holder TEXT;",
-)];
+    ),
+    (3, "ALTER TABLE devices ADD COLUMN applied TEXT;"),
+];
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS server_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);

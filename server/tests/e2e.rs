@@ -1446,3 +1446,52 @@ impl Device {
         self.agent.identity().unwrap()
     }
 }
+
+/// The officer sees applied against desired, setting by setting: the platform's report goes up
+/// with the next check-in and the fleet view says whether the phone is compliant.
+#[test]
+fn what_the_phone_applied_reaches_the_fleet_view() {
+    use baomi_core::posture::{AppliedPosture, AppliedSetting, Enforcement, SettingState};
+    let b = backends().remove(0);
+    let o = office();
+    let admin = o.admin(&b.url);
+    let srv = spawn_server(&b.url, &o.upload_key_file);
+    let (mut d, t) = enrolled(&o, &admin, &srv.base);
+    assert_eq!(
+        admin::devices(&admin).unwrap()[0].compliant,
+        None,
+        "no report yet"
+    );
+    let setting = |s: &str, state| AppliedSetting {
+        setting: s.into(),
+        desired: true,
+        state,
+        detail: None,
+    };
+    d.agent
+        .report_applied(AppliedPosture {
+            enforcement: Enforcement::DeviceOwner,
+            settings: vec![
+                setting("package:com.tencent.mm", SettingState::NotInstalled),
+                setting("package:com.tencent.mobileqq", SettingState::Applied),
+            ],
+        })
+        .unwrap();
+    sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+    let row = &admin::devices(&admin).unwrap()[0];
+    assert_eq!(row.enforcement, Some(Enforcement::DeviceOwner));
+    assert_eq!(row.compliant, Some(true));
+    assert_eq!(row.applied.as_ref().map(Vec::len), Some(2));
+
+    // A profile owner on a personal phone cannot enforce: not compliant, whatever it applied.
+    d.agent
+        .report_applied(AppliedPosture {
+            enforcement: Enforcement::ProfileOwnerPersonal,
+            settings: vec![setting("camera_disabled", SettingState::Unsupported)],
+        })
+        .unwrap();
+    sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+    let row = &admin::devices(&admin).unwrap()[0];
+    assert_eq!(row.compliant, Some(false));
+    assert_eq!(row.enforcement, Some(Enforcement::ProfileOwnerPersonal));
+}

@@ -145,6 +145,15 @@ fn every_wire_message_matches_its_schema() {
                 policy: Some(policy()),
                 trust_root_version: 1,
                 posture: posture.clone(),
+                applied: Some(baomi_core::posture::AppliedPosture {
+                    enforcement: baomi_core::posture::Enforcement::DeviceOwner,
+                    settings: vec![baomi_core::posture::AppliedSetting {
+                        setting: "package:com.tencent.mm".into(),
+                        desired: true,
+                        state: baomi_core::posture::SettingState::Failed,
+                        detail: Some("not allowed".into()),
+                    }],
+                }),
                 fail_closed: None,
                 chain: chain(),
                 device_time: t,

@@ -12,8 +12,9 @@ use baomi_core::time::Timestamp;
 
 use crate::platform::{Clock, HttpClient, HttpTransportAdapter, KeyStore, KeyStoreProvider};
 use crate::types::{
-    AgentStatus, BaomiError, BundleInfo, ChainReport, DecisionInfo, PlatformKind, PostureChange,
-    PostureState, SyncOutcome, ViolationEntry,
+    AgentStatus, AppliedSettingInfo, BaomiError, BundleInfo, ChainReport, DecisionInfo,
+    EnforcementMode, ManagedConfigOutcome, PlatformKind, PostureChange, PostureState, SyncOutcome,
+    ViolationEntry,
 };
 
 /// The device agent: one per store directory.
@@ -78,6 +79,34 @@ impl BaomiAgent {
     pub fn install_trust_root(&self, envelope: Vec<u8>) -> Result<u64, BaomiError> {
         let now = self.now()?;
         Ok(self.lock()?.provision_trust_root(&envelope, now)?)
+    }
+
+    /// Installs what managed configuration holds, whatever the MDM re-delivers: the installed
+    /// root or bundle is skipped, an older copy is skipped, a newer one is verified and
+    /// installed, a refusal is recorded as a violation. Pass the raw values (`None` or empty
+    /// when absent). Throws only when the store fails.
+    pub fn apply_managed_config(
+        &self,
+        trust_root: Option<Vec<u8>>,
+        bundle: Option<Vec<u8>>,
+    ) -> Result<ManagedConfigOutcome, BaomiError> {
+        let now = self.now()?;
+        let outcome =
+            self.lock()?
+                .apply_managed_config(trust_root.as_deref(), bundle.as_deref(), now)?;
+        Ok(outcome.into())
+    }
+
+    /// The platform's report of what it applied, setting by setting, and in which mode; sent
+    /// to the server at the next check-in so the officer sees applied against desired.
+    pub fn report_applied(
+        &self,
+        mode: EnforcementMode,
+        settings: Vec<AppliedSettingInfo>,
+    ) -> Result<(), BaomiError> {
+        Ok(self
+            .lock()?
+            .report_applied(crate::types::applied_posture(mode, settings))?)
     }
 
     /// Verifies and installs a signed policy bundle (managed configuration or sync).

@@ -2,8 +2,11 @@
 
 use baomi_core::agent::AgentError;
 use baomi_core::agent::SyncError;
+use baomi_core::agent::{IntakeItem, IntakeOutcome};
 use baomi_core::decision::{Decision, Verdict};
-use baomi_core::posture::{Posture, PostureDiff};
+use baomi_core::posture::{
+    AppliedPosture, AppliedSetting, Enforcement, Posture, PostureDiff, SettingState,
+};
 
 /// Every failure, with a message a support engineer can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
@@ -327,4 +330,148 @@ pub struct HttpReply {
     pub status: u16,
     /// Body.
     pub body: Vec<u8>,
+}
+
+/// Who applies the posture on this device (see `baomi_core::posture::Enforcement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum EnforcementMode {
+    /// Device-owner DPC of a fully managed phone.
+    DeviceOwner,
+    /// Profile owner of a company-owned work profile (camera and capture via the parent).
+    ProfileOwnerOrgOwned,
+    /// Profile owner on a personal device: cannot enforce.
+    ProfileOwnerPersonal,
+    /// Plain device admin: cannot enforce.
+    DeviceAdmin,
+    /// No admin role: cannot enforce.
+    Unmanaged,
+    /// The MDM applies the posture (iOS; an EMM that owns the device).
+    Mdm,
+}
+
+/// What became of one setting (see `baomi_core::posture::SettingState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SettingOutcome {
+    /// Applied.
+    Applied,
+    /// A banned app that is not installed: satisfied.
+    NotInstalled,
+    /// The platform call failed.
+    Failed,
+    /// This mode cannot apply it.
+    Unsupported,
+    /// Left to the MDM.
+    ByMdm,
+}
+
+/// One setting and what the platform did with it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AppliedSettingInfo {
+    /// `camera_disabled`, `screen_capture_disabled`, `package:<name>`, `hardening:<name>`.
+    pub setting: String,
+    /// Desired value (true: disabled / suspended / restricted).
+    pub desired: bool,
+    /// Outcome.
+    pub state: SettingOutcome,
+    /// The platform's words when it failed or cannot.
+    pub detail: Option<String>,
+}
+
+impl From<AppliedSettingInfo> for AppliedSetting {
+    fn from(s: AppliedSettingInfo) -> Self {
+        AppliedSetting {
+            setting: s.setting,
+            desired: s.desired,
+            state: match s.state {
+                SettingOutcome::Applied => SettingState::Applied,
+                SettingOutcome::NotInstalled => SettingState::NotInstalled,
+                SettingOutcome::Failed => SettingState::Failed,
+                SettingOutcome::Unsupported => SettingState::Unsupported,
+                SettingOutcome::ByMdm => SettingState::ByMdm,
+            },
+            detail: s.detail,
+        }
+    }
+}
+
+/// Builds the core's report from the platform's.
+pub(crate) fn applied_posture(
+    mode: EnforcementMode,
+    settings: Vec<AppliedSettingInfo>,
+) -> AppliedPosture {
+    AppliedPosture {
+        enforcement: match mode {
+            EnforcementMode::DeviceOwner => Enforcement::DeviceOwner,
+            EnforcementMode::ProfileOwnerOrgOwned => Enforcement::ProfileOwnerOrgOwned,
+            EnforcementMode::ProfileOwnerPersonal => Enforcement::ProfileOwnerPersonal,
+            EnforcementMode::DeviceAdmin => Enforcement::DeviceAdmin,
+            EnforcementMode::Unmanaged => Enforcement::Unmanaged,
+            EnforcementMode::Mdm => Enforcement::Mdm,
+        },
+        settings: settings.into_iter().map(AppliedSetting::from).collect(),
+    }
+}
+
+/// What became of one item of managed configuration.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum IntakeResult {
+    /// Not in the configuration.
+    Absent,
+    /// The same bytes are installed.
+    AlreadyInstalled {
+        /// Version.
+        version: u64,
+    },
+    /// Older than the installed one: skipped.
+    Older {
+        /// Claimed version delivered.
+        offered: u64,
+        /// Installed version.
+        installed: u64,
+    },
+    /// Verified and installed.
+    Installed {
+        /// New version.
+        version: u64,
+    },
+    /// Refused (and recorded as a tamper violation when a policy is in force).
+    Refused {
+        /// Why.
+        reason: String,
+        /// Whether a violation was recorded.
+        recorded: bool,
+    },
+}
+
+impl From<IntakeItem> for IntakeResult {
+    fn from(i: IntakeItem) -> Self {
+        match i {
+            IntakeItem::Absent => Self::Absent,
+            IntakeItem::AlreadyInstalled { version } => Self::AlreadyInstalled { version },
+            IntakeItem::Older { offered, installed } => Self::Older { offered, installed },
+            IntakeItem::Installed { version } => Self::Installed { version },
+            IntakeItem::Refused { reason, recorded } => Self::Refused { reason, recorded },
+        }
+    }
+}
+
+/// The outcome of `apply_managed_config`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ManagedConfigOutcome {
+    /// The trust root item.
+    pub trust_root: IntakeResult,
+    /// The policy bundle item.
+    pub bundle: IntakeResult,
+    /// Whether anything was installed (re-apply the posture).
+    pub changed: bool,
+}
+
+impl From<IntakeOutcome> for ManagedConfigOutcome {
+    fn from(o: IntakeOutcome) -> Self {
+        Self {
+            changed: o.changed(),
+            trust_root: o.trust_root.into(),
+            bundle: o.bundle.into(),
+        }
+    }
 }

@@ -14,6 +14,7 @@
 //!   inventory), not on every beacon sighting.
 
 pub mod clock;
+pub mod intake;
 pub mod sync;
 
 use std::path::Path;
@@ -34,7 +35,7 @@ use crate::event::{Event, EventKind};
 use crate::level::Clearance;
 use crate::policy::Policy;
 use crate::policy::model::Severity;
-use crate::posture::Posture;
+use crate::posture::{AppliedPosture, Posture};
 use crate::rules;
 use crate::store::{
     ChainError, KeyProvider, PolicyRef, Store, StoreError, StoreOptions, StoredViolation,
@@ -47,6 +48,7 @@ use crate::sync::schedule::SyncState;
 use crate::time::Timestamp;
 
 pub use clock::{CLOCK_TOLERANCE_MS, TimeGuard};
+pub use intake::{IntakeItem, IntakeOutcome};
 pub use sync::{SyncError, SyncReport, enroll, prepare_wait, send_wait, sync_now, wait_for_change};
 
 const STATE_TRUST: &str = "trust_root";
@@ -489,6 +491,17 @@ impl Agent {
             self.clock.persisted();
         }
         Ok(())
+    }
+
+    /// Keeps the platform's report of what it applied (see [`AppliedPosture`]) for the next
+    /// check-in; written only when it changed.
+    pub fn report_applied(&mut self, report: AppliedPosture) -> Result<(), AgentError> {
+        let report = report.bounded();
+        if self.sync.applied.as_ref() == Some(&report) {
+            return Ok(());
+        }
+        self.sync.applied = Some(report);
+        self.persist(&[STATE_SYNC])
     }
 
     /// Re-derives the posture when time alone changed it (beacon timeout, expiry, sync

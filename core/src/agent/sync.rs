@@ -291,6 +291,7 @@ fn run_stages(
         policy: agent.policy_state(),
         trust_root_version: agent.trust_root().map_or(0, |t| t.version()),
         posture: agent.posture(),
+        applied: agent.sync_state().applied.clone(),
         fail_closed: agent
             .engine()
             .and_then(|e| e.fail_closed_reason(now))

@@ -156,6 +156,12 @@ impl TrustRoot {
         Ok(root)
     }
 
+    /// The version an envelope claims, read without checking any signature: only to tell an
+    /// older or equal copy (skipped) from one worth verifying. Never install on it.
+    pub fn claimed_version(bytes: &[u8]) -> Result<u64, BundleError> {
+        Self::parse(bytes).map(|(_, _, root)| root.doc.version)
+    }
+
     /// Refuses a root past its `expires_at` (at provisioning and rotation).
     pub fn check_current(&self, now: Timestamp) -> Result<(), BundleError> {
         match self.doc.expires_at {

@@ -115,6 +115,10 @@ pub struct CheckIn {
     pub trust_root_version: u64,
     /// Posture the core currently wants.
     pub posture: Posture,
+    /// What the platform reported it applied, setting by setting (absent before the first
+    /// report, and from agents older than the report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<crate::posture::AppliedPosture>,
     /// Why the device is failing closed, if it is.
     pub fail_closed: Option<String>,
     /// Violation chain.

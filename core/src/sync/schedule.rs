@@ -18,6 +18,9 @@ pub struct SyncState {
     /// Base URL of the compliance server (set at enrolment).
     #[serde(default)]
     pub server: Option<String>,
+    /// The platform's last report of what it applied, sent at the next check-in.
+    #[serde(default)]
+    pub applied: Option<crate::posture::AppliedPosture>,
     /// When the device enrolled.
     #[serde(default)]
     pub enrolled_at: Option<Timestamp>,

@@ -629,6 +629,14 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 public protocol BaomiAgentProtocol: AnyObject, Sendable {
     
     /**
+     * Installs what managed configuration holds, whatever the MDM re-delivers: the installed
+     * root or bundle is skipped, an older copy is skipped, a newer one is verified and
+     * installed, a refusal is recorded as a violation. Pass the raw values (`None` or empty
+     * when absent). Throws only when the store fails.
+     */
+    func applyManagedConfig(trustRoot: Data?, bundle: Data?) throws  -> ManagedConfigOutcome
+    
+    /**
      * Enrols with the compliance server using a one-time token; returns the device id.
      */
     func enroll(server: String, token: String, http: HttpClient) throws  -> String
@@ -678,6 +686,12 @@ public protocol BaomiAgentProtocol: AnyObject, Sendable {
      * Forgets a fast path handle.
      */
     func releaseFastPath(handle: UInt64) 
+    
+    /**
+     * The platform's report of what it applied, setting by setting, and in which mode; sent
+     * to the server at the next check-in so the officer sees applied against desired.
+     */
+    func reportApplied(mode: EnforcementMode, settings: [AppliedSettingInfo]) throws 
     
     /**
      * Reports that applying the posture failed (not device owner, package missing, API
@@ -790,6 +804,23 @@ public static func `open`(dir: String, keyStore: KeyStore, platform: PlatformKin
 }
     
 
+    
+    /**
+     * Installs what managed configuration holds, whatever the MDM re-delivers: the installed
+     * root or bundle is skipped, an older copy is skipped, a newer one is verified and
+     * installed, a refusal is recorded as a violation. Pass the raw values (`None` or empty
+     * when absent). Throws only when the store fails.
+     */
+open func applyManagedConfig(trustRoot: Data?, bundle: Data?)throws  -> ManagedConfigOutcome  {
+    return try  FfiConverterTypeManagedConfigOutcome_lift(try rustCallWithError(FfiConverterTypeBaomiError_lift) {
+        uniffiCallStatus in
+    uniffi_baomi_ffi_fn_method_baomiagent_apply_managed_config(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionData.lower(trustRoot),
+        FfiConverterOptionData.lower(bundle),uniffiCallStatus
+    )
+})
+}
     
     /**
      * Enrols with the compliance server using a one-time token; returns the device id.
@@ -908,6 +939,20 @@ open func releaseFastPath(handle: UInt64)  {try! rustCall() {
     uniffi_baomi_ffi_fn_method_baomiagent_release_fast_path(
             self.uniffiCloneHandle(),
         FfiConverterUInt64.lower(handle),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The platform's report of what it applied, setting by setting, and in which mode; sent
+     * to the server at the next check-in so the officer sees applied against desired.
+     */
+open func reportApplied(mode: EnforcementMode, settings: [AppliedSettingInfo])throws   {try rustCallWithError(FfiConverterTypeBaomiError_lift) {
+        uniffiCallStatus in
+    uniffi_baomi_ffi_fn_method_baomiagent_report_applied(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeEnforcementMode_lower(mode),
+        FfiConverterSequenceTypeAppliedSettingInfo.lower(settings),uniffiCallStatus
     )
 }
 }
@@ -2057,6 +2102,95 @@ public func FfiConverterTypeAgentStatus_lower(_ value: AgentStatus) -> RustBuffe
 
 
 /**
+ * One setting and what the platform did with it.
+ */
+public struct AppliedSettingInfo: Equatable, Hashable {
+    /**
+     * `camera_disabled`, `screen_capture_disabled`, `package:<name>`, `hardening:<name>`.
+     */
+    public var setting: String
+    /**
+     * Desired value (true: disabled / suspended / restricted).
+     */
+    public var desired: Bool
+    /**
+     * Outcome.
+     */
+    public var state: SettingOutcome
+    /**
+     * The platform's words when it failed or cannot.
+     */
+    public var detail: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `camera_disabled`, `screen_capture_disabled`, `package:<name>`, `hardening:<name>`.
+         */setting: String, 
+        /**
+         * Desired value (true: disabled / suspended / restricted).
+         */desired: Bool, 
+        /**
+         * Outcome.
+         */state: SettingOutcome, 
+        /**
+         * The platform's words when it failed or cannot.
+         */detail: String?) {
+        self.setting = setting
+        self.desired = desired
+        self.state = state
+        self.detail = detail
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension AppliedSettingInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAppliedSettingInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AppliedSettingInfo {
+        return
+            try AppliedSettingInfo(
+                setting: FfiConverterString.read(from: &buf), 
+                desired: FfiConverterBool.read(from: &buf), 
+                state: FfiConverterTypeSettingOutcome.read(from: &buf), 
+                detail: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: AppliedSettingInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.setting, into: &buf)
+        FfiConverterBool.write(value.desired, into: &buf)
+        FfiConverterTypeSettingOutcome.write(value.state, into: &buf)
+        FfiConverterOptionString.write(value.detail, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAppliedSettingInfo_lift(_ buf: RustBuffer) throws -> AppliedSettingInfo {
+    return try FfiConverterTypeAppliedSettingInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAppliedSettingInfo_lower(_ value: AppliedSettingInfo) -> RustBuffer {
+    return FfiConverterTypeAppliedSettingInfo.lower(value)
+}
+
+
+/**
  * An installed bundle.
  */
 public struct BundleInfo: Equatable, Hashable {
@@ -2488,6 +2622,85 @@ public func FfiConverterTypeHttpReply_lift(_ buf: RustBuffer) throws -> HttpRepl
 #endif
 public func FfiConverterTypeHttpReply_lower(_ value: HttpReply) -> RustBuffer {
     return FfiConverterTypeHttpReply.lower(value)
+}
+
+
+/**
+ * The outcome of `apply_managed_config`.
+ */
+public struct ManagedConfigOutcome: Equatable, Hashable {
+    /**
+     * The trust root item.
+     */
+    public var trustRoot: IntakeResult
+    /**
+     * The policy bundle item.
+     */
+    public var bundle: IntakeResult
+    /**
+     * Whether anything was installed (re-apply the posture).
+     */
+    public var changed: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The trust root item.
+         */trustRoot: IntakeResult, 
+        /**
+         * The policy bundle item.
+         */bundle: IntakeResult, 
+        /**
+         * Whether anything was installed (re-apply the posture).
+         */changed: Bool) {
+        self.trustRoot = trustRoot
+        self.bundle = bundle
+        self.changed = changed
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ManagedConfigOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeManagedConfigOutcome: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManagedConfigOutcome {
+        return
+            try ManagedConfigOutcome(
+                trustRoot: FfiConverterTypeIntakeResult.read(from: &buf), 
+                bundle: FfiConverterTypeIntakeResult.read(from: &buf), 
+                changed: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ManagedConfigOutcome, into buf: inout [UInt8]) {
+        FfiConverterTypeIntakeResult.write(value.trustRoot, into: &buf)
+        FfiConverterTypeIntakeResult.write(value.bundle, into: &buf)
+        FfiConverterBool.write(value.changed, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagedConfigOutcome_lift(_ buf: RustBuffer) throws -> ManagedConfigOutcome {
+    return try FfiConverterTypeManagedConfigOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagedConfigOutcome_lower(_ value: ManagedConfigOutcome) -> RustBuffer {
+    return FfiConverterTypeManagedConfigOutcome.lower(value)
 }
 
 
@@ -3046,6 +3259,258 @@ public func FfiConverterTypeBaomiError_lower(_ value: BaomiError) -> RustBuffer 
 
 
 /**
+ * Who applies the posture on this device (see `baomi_core::posture::Enforcement`).
+ */
+
+public enum EnforcementMode: Equatable, Hashable {
+    
+    /**
+     * Device-owner DPC of a fully managed phone.
+     */
+    case deviceOwner
+    /**
+     * Profile owner of a company-owned work profile (camera and capture via the parent).
+     */
+    case profileOwnerOrgOwned
+    /**
+     * Profile owner on a personal device: cannot enforce.
+     */
+    case profileOwnerPersonal
+    /**
+     * Plain device admin: cannot enforce.
+     */
+    case deviceAdmin
+    /**
+     * No admin role: cannot enforce.
+     */
+    case unmanaged
+    /**
+     * The MDM applies the posture (iOS; an EMM that owns the device).
+     */
+    case mdm
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension EnforcementMode: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEnforcementMode: FfiConverterRustBuffer {
+    typealias SwiftType = EnforcementMode
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EnforcementMode {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .deviceOwner
+        
+        case 2: return .profileOwnerOrgOwned
+        
+        case 3: return .profileOwnerPersonal
+        
+        case 4: return .deviceAdmin
+        
+        case 5: return .unmanaged
+        
+        case 6: return .mdm
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: EnforcementMode, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .deviceOwner:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .profileOwnerOrgOwned:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .profileOwnerPersonal:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .deviceAdmin:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .unmanaged:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .mdm:
+            writeInt(&buf, Int32(6))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEnforcementMode_lift(_ buf: RustBuffer) throws -> EnforcementMode {
+    return try FfiConverterTypeEnforcementMode.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEnforcementMode_lower(_ value: EnforcementMode) -> RustBuffer {
+    return FfiConverterTypeEnforcementMode.lower(value)
+}
+
+
+
+/**
+ * What became of one item of managed configuration.
+ */
+
+public enum IntakeResult: Equatable, Hashable {
+    
+    /**
+     * Not in the configuration.
+     */
+    case absent
+    /**
+     * The same bytes are installed.
+     */
+    case alreadyInstalled(
+        /**
+         * Version.
+         */version: UInt64
+    )
+    /**
+     * Older than the installed one: skipped.
+     */
+    case older(
+        /**
+         * Claimed version delivered.
+         */offered: UInt64, 
+        /**
+         * Installed version.
+         */installed: UInt64
+    )
+    /**
+     * Verified and installed.
+     */
+    case installed(
+        /**
+         * New version.
+         */version: UInt64
+    )
+    /**
+     * Refused (and recorded as a tamper violation when a policy is in force).
+     */
+    case refused(
+        /**
+         * Why.
+         */reason: String, 
+        /**
+         * Whether a violation was recorded.
+         */recorded: Bool
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension IntakeResult: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIntakeResult: FfiConverterRustBuffer {
+    typealias SwiftType = IntakeResult
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IntakeResult {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .absent
+        
+        case 2: return .alreadyInstalled(version: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 3: return .older(offered: try FfiConverterUInt64.read(from: &buf), installed: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 4: return .installed(version: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 5: return .refused(reason: try FfiConverterString.read(from: &buf), recorded: try FfiConverterBool.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: IntakeResult, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .absent:
+            writeInt(&buf, Int32(1))
+        
+        
+        case let .alreadyInstalled(version):
+            writeInt(&buf, Int32(2))
+            FfiConverterUInt64.write(version, into: &buf)
+            
+        
+        case let .older(offered,installed):
+            writeInt(&buf, Int32(3))
+            FfiConverterUInt64.write(offered, into: &buf)
+            FfiConverterUInt64.write(installed, into: &buf)
+            
+        
+        case let .installed(version):
+            writeInt(&buf, Int32(4))
+            FfiConverterUInt64.write(version, into: &buf)
+            
+        
+        case let .refused(reason,recorded):
+            writeInt(&buf, Int32(5))
+            FfiConverterString.write(reason, into: &buf)
+            FfiConverterBool.write(recorded, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIntakeResult_lift(_ buf: RustBuffer) throws -> IntakeResult {
+    return try FfiConverterTypeIntakeResult.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIntakeResult_lower(_ value: IntakeResult) -> RustBuffer {
+    return FfiConverterTypeIntakeResult.lower(value)
+}
+
+
+
+/**
  * Which app ids the policy is compiled for.
  */
 
@@ -3116,6 +3581,111 @@ public func FfiConverterTypePlatformKind_lift(_ buf: RustBuffer) throws -> Platf
 #endif
 public func FfiConverterTypePlatformKind_lower(_ value: PlatformKind) -> RustBuffer {
     return FfiConverterTypePlatformKind.lower(value)
+}
+
+
+
+/**
+ * What became of one setting (see `baomi_core::posture::SettingState`).
+ */
+
+public enum SettingOutcome: Equatable, Hashable {
+    
+    /**
+     * Applied.
+     */
+    case applied
+    /**
+     * A banned app that is not installed: satisfied.
+     */
+    case notInstalled
+    /**
+     * The platform call failed.
+     */
+    case failed
+    /**
+     * This mode cannot apply it.
+     */
+    case unsupported
+    /**
+     * Left to the MDM.
+     */
+    case byMdm
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension SettingOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSettingOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = SettingOutcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SettingOutcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .applied
+        
+        case 2: return .notInstalled
+        
+        case 3: return .failed
+        
+        case 4: return .unsupported
+        
+        case 5: return .byMdm
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: SettingOutcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .applied:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .notInstalled:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .failed:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .unsupported:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .byMdm:
+            writeInt(&buf, Int32(5))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSettingOutcome_lift(_ buf: RustBuffer) throws -> SettingOutcome {
+    return try FfiConverterTypeSettingOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSettingOutcome_lower(_ value: SettingOutcome) -> RustBuffer {
+    return FfiConverterTypeSettingOutcome.lower(value)
 }
 
 
@@ -3303,6 +3873,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
+    typealias SwiftType = Data?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterData.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterData.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypePostureState: FfiConverterRustBuffer {
     typealias SwiftType = PostureState?
 
@@ -3344,6 +3938,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeAppliedSettingInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [AppliedSettingInfo]
+
+    public static func write(_ value: [AppliedSettingInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeAppliedSettingInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [AppliedSettingInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [AppliedSettingInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeAppliedSettingInfo.read(from: &buf))
         }
         return seq
     }
@@ -3429,6 +4048,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_baomi_ffi_checksum_func_posture_change() != 7354) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_baomi_ffi_checksum_method_baomiagent_apply_managed_config() != 36045) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_baomi_ffi_checksum_method_baomiagent_enroll() != 62310) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3454,6 +4076,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_baomi_ffi_checksum_method_baomiagent_release_fast_path() != 16668) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_baomi_ffi_checksum_method_baomiagent_report_applied() != 45419) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_baomi_ffi_checksum_method_baomiagent_report_enforcement_failure() != 10198) {

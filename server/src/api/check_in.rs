@@ -25,6 +25,11 @@ impl Server {
         });
         let now = self.now();
         let posture = serde_json::to_string(&req.posture).unwrap_or_default();
+        // Bounded like the device bounds it: the report is the phone's word, hostile or not.
+        let applied = req
+            .applied
+            .clone()
+            .map(|a| serde_json::to_string(&a.bounded()).unwrap_or_default());
         let mut resp = self.db.tx(|c| {
             claim_request(c, dev, at)?;
             let row = c.query(
@@ -38,7 +43,7 @@ impl Server {
                 log::warn!("device {dev}: {a}");
             }
             c.execute(
-                "UPDATE devices SET last_check_in = $1, agent_version = $2, head_seq = $3, head_tag = $4, policy_id = $5, policy_version = $6, policy_digest = $7, posture = $8, fail_closed = $9, clock_skew_ms = $10, alert = COALESCE($11, alert), generation = $12, session_key = $13 WHERE device_id = $14",
+                "UPDATE devices SET last_check_in = $1, agent_version = $2, head_seq = $3, head_tag = $4, policy_id = $5, policy_version = $6, policy_digest = $7, posture = $8, fail_closed = $9, clock_skew_ms = $10, alert = COALESCE($11, alert), generation = $12, session_key = $13, applied = COALESCE($14, applied) WHERE device_id = $15",
                 &[
                     now.0.into(),
                     req.agent_version.clone().into(),
@@ -53,6 +58,7 @@ impl Server {
                     alert.into(),
                     seq_i64(req.chain.generation)?.into(),
                     session_b64.to_string().into(),
+                    applied.clone().into(),
                     dev.into(),
                 ],
             )?;

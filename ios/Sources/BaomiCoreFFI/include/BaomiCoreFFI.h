@@ -322,6 +322,11 @@ void uniffi_baomi_ffi_fn_free_baomiagent(uint64_t handle, RustCallStatus *_Nonnu
 uint64_t uniffi_baomi_ffi_fn_constructor_baomiagent_open(RustBuffer dir, uint64_t key_store, RustBuffer platform, uint64_t clock, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_APPLY_MANAGED_CONFIG
+#define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_APPLY_MANAGED_CONFIG
+RustBuffer uniffi_baomi_ffi_fn_method_baomiagent_apply_managed_config(uint64_t ptr, RustBuffer trust_root, RustBuffer bundle, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_ENROLL
 #define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_ENROLL
 RustBuffer uniffi_baomi_ffi_fn_method_baomiagent_enroll(uint64_t ptr, RustBuffer server, RustBuffer token, uint64_t http, RustCallStatus *_Nonnull out_status
@@ -365,6 +370,11 @@ RustBuffer uniffi_baomi_ffi_fn_method_baomiagent_posture(uint64_t ptr, RustCallS
 #ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_RELEASE_FAST_PATH
 #define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_RELEASE_FAST_PATH
 void uniffi_baomi_ffi_fn_method_baomiagent_release_fast_path(uint64_t ptr, uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_REPORT_APPLIED
+#define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_REPORT_APPLIED
+void uniffi_baomi_ffi_fn_method_baomiagent_report_applied(uint64_t ptr, RustBuffer mode, RustBuffer settings, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_FN_METHOD_BAOMIAGENT_REPORT_ENFORCEMENT_FAILURE
@@ -764,6 +774,12 @@ uint16_t uniffi_baomi_ffi_checksum_func_posture_change(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_APPLY_MANAGED_CONFIG
+#define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_APPLY_MANAGED_CONFIG
+uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_apply_managed_config(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_ENROLL
 #define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_ENROLL
 uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_enroll(void
@@ -815,6 +831,12 @@ uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_posture(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_RELEASE_FAST_PATH
 #define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_RELEASE_FAST_PATH
 uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_release_fast_path(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_REPORT_APPLIED
+#define UNIFFI_FFIDEF_UNIFFI_BAOMI_FFI_CHECKSUM_METHOD_BAOMIAGENT_REPORT_APPLIED
+uint16_t uniffi_baomi_ffi_checksum_method_baomiagent_report_applied(void
     
 );
 #endif

@@ -755,6 +755,8 @@ internal object IntegrityCheckingUniffiLib {
     internal fun ensureInitialized() = Unit
     external fun uniffi_baomi_ffi_checksum_func_posture_change(
     ): Int
+    external fun uniffi_baomi_ffi_checksum_method_baomiagent_apply_managed_config(
+    ): Int
     external fun uniffi_baomi_ffi_checksum_method_baomiagent_enroll(
     ): Int
     external fun uniffi_baomi_ffi_checksum_method_baomiagent_export_violations_jsonl(
@@ -772,6 +774,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_baomi_ffi_checksum_method_baomiagent_posture(
     ): Int
     external fun uniffi_baomi_ffi_checksum_method_baomiagent_release_fast_path(
+    ): Int
+    external fun uniffi_baomi_ffi_checksum_method_baomiagent_report_applied(
     ): Int
     external fun uniffi_baomi_ffi_checksum_method_baomiagent_report_enforcement_failure(
     ): Int
@@ -832,6 +836,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_baomi_ffi_fn_constructor_baomiagent_open(`dir`: RustBuffer.ByValue,`keyStore`: Long,`platform`: RustBuffer.ByValue,`clock`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_baomi_ffi_fn_method_baomiagent_apply_managed_config(`ptr`: Long,`trustRoot`: RustBuffer.ByValue,`bundle`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_baomi_ffi_fn_method_baomiagent_enroll(`ptr`: Long,`server`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`http`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_baomi_ffi_fn_method_baomiagent_export_violations_jsonl(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -849,6 +855,8 @@ internal object UniffiLib {
     external fun uniffi_baomi_ffi_fn_method_baomiagent_posture(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_baomi_ffi_fn_method_baomiagent_release_fast_path(`ptr`: Long,`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_baomi_ffi_fn_method_baomiagent_report_applied(`ptr`: Long,`mode`: RustBuffer.ByValue,`settings`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_baomi_ffi_fn_method_baomiagent_report_enforcement_failure(`ptr`: Long,`action`: RustBuffer.ByValue,`detail`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1024,6 +1032,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_baomi_ffi_checksum_func_posture_change() and 0xFFFF) != 7354) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_apply_managed_config() and 0xFFFF) != 36045) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_enroll() and 0xFFFF) != 62310) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1049,6 +1060,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_release_fast_path() and 0xFFFF) != 16668) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_report_applied() and 0xFFFF) != 45419) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_report_enforcement_failure() and 0xFFFF) != 10198) {
@@ -1581,6 +1595,14 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
 public interface BaomiAgentInterface {
     
     /**
+     * Installs what managed configuration holds, whatever the MDM re-delivers: the installed
+     * root or bundle is skipped, an older copy is skipped, a newer one is verified and
+     * installed, a refusal is recorded as a violation. Pass the raw values (`None` or empty
+     * when absent). Throws only when the store fails.
+     */
+    fun `applyManagedConfig`(`trustRoot`: kotlin.ByteArray?, `bundle`: kotlin.ByteArray?): ManagedConfigOutcome
+    
+    /**
      * Enrols with the compliance server using a one-time token; returns the device id.
      */
     fun `enroll`(`server`: kotlin.String, `token`: kotlin.String, `http`: HttpClient): kotlin.String
@@ -1630,6 +1652,12 @@ public interface BaomiAgentInterface {
      * Forgets a fast path handle.
      */
     fun `releaseFastPath`(`handle`: kotlin.ULong)
+    
+    /**
+     * The platform's report of what it applied, setting by setting, and in which mode; sent
+     * to the server at the next check-in so the officer sees applied against desired.
+     */
+    fun `reportApplied`(`mode`: EnforcementMode, `settings`: List<AppliedSettingInfo>)
     
     /**
      * Reports that applying the posture failed (not device owner, package missing, API
@@ -1776,6 +1804,28 @@ open class BaomiAgent: Disposable, AutoCloseable, BaomiAgentInterface
             UniffiLib.uniffi_baomi_ffi_fn_clone_baomiagent(handle, status)
         }
     }
+
+    
+    /**
+     * Installs what managed configuration holds, whatever the MDM re-delivers: the installed
+     * root or bundle is skipped, an older copy is skipped, a newer one is verified and
+     * installed, a refusal is recorded as a violation. Pass the raw values (`None` or empty
+     * when absent). Throws only when the store fails.
+     */
+    @Throws(BaomiException::class)override fun `applyManagedConfig`(`trustRoot`: kotlin.ByteArray?, `bundle`: kotlin.ByteArray?): ManagedConfigOutcome {
+            return FfiConverterTypeManagedConfigOutcome.lift(
+    callWithHandle {
+    uniffiRustCallWithError(BaomiException) { _status ->
+    UniffiLib.uniffi_baomi_ffi_fn_method_baomiagent_apply_managed_config(
+        it,
+        
+        FfiConverterOptionalByteArray.lower(`trustRoot`),
+        FfiConverterOptionalByteArray.lower(`bundle`),_status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -1936,6 +1986,25 @@ open class BaomiAgent: Disposable, AutoCloseable, BaomiAgentInterface
         it,
         
         FfiConverterULong.lower(`handle`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The platform's report of what it applied, setting by setting, and in which mode; sent
+     * to the server at the next check-in so the officer sees applied against desired.
+     */
+    @Throws(BaomiException::class)override fun `reportApplied`(`mode`: EnforcementMode, `settings`: List<AppliedSettingInfo>)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(BaomiException) { _status ->
+    UniffiLib.uniffi_baomi_ffi_fn_method_baomiagent_report_applied(
+        it,
+        
+        FfiConverterTypeEnforcementMode.lower(`mode`),
+        FfiConverterSequenceTypeAppliedSettingInfo.lower(`settings`),_status)
 }
     }
     
@@ -3584,6 +3653,69 @@ public object FfiConverterTypeAgentStatus: FfiConverterRustBuffer<AgentStatus> {
 
 
 /**
+ * One setting and what the platform did with it.
+ */
+data class AppliedSettingInfo (
+    /**
+     * `camera_disabled`, `screen_capture_disabled`, `package:<name>`, `hardening:<name>`.
+     */
+    var `setting`: kotlin.String
+    , 
+    /**
+     * Desired value (true: disabled / suspended / restricted).
+     */
+    var `desired`: kotlin.Boolean
+    , 
+    /**
+     * Outcome.
+     */
+    var `state`: SettingOutcome
+    , 
+    /**
+     * The platform's words when it failed or cannot.
+     */
+    var `detail`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAppliedSettingInfo: FfiConverterRustBuffer<AppliedSettingInfo> {
+    override fun read(buf: ByteBuffer): AppliedSettingInfo {
+        return AppliedSettingInfo(
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterTypeSettingOutcome.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: AppliedSettingInfo) = (
+            FfiConverterString.allocationSize(value.`setting`) +
+            FfiConverterBoolean.allocationSize(value.`desired`) +
+            FfiConverterTypeSettingOutcome.allocationSize(value.`state`) +
+            FfiConverterOptionalString.allocationSize(value.`detail`)
+    )
+
+    override fun write(value: AppliedSettingInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`setting`, buf)
+            FfiConverterBoolean.write(value.`desired`, buf)
+            FfiConverterTypeSettingOutcome.write(value.`state`, buf)
+            FfiConverterOptionalString.write(value.`detail`, buf)
+    }
+}
+
+
+
+/**
  * An installed bundle.
  */
 data class BundleInfo (
@@ -3885,6 +4017,61 @@ public object FfiConverterTypeHttpReply: FfiConverterRustBuffer<HttpReply> {
     override fun write(value: HttpReply, buf: ByteBuffer) {
             FfiConverterUShort.write(value.`status`, buf)
             FfiConverterByteArray.write(value.`body`, buf)
+    }
+}
+
+
+
+/**
+ * The outcome of `apply_managed_config`.
+ */
+data class ManagedConfigOutcome (
+    /**
+     * The trust root item.
+     */
+    var `trustRoot`: IntakeResult
+    , 
+    /**
+     * The policy bundle item.
+     */
+    var `bundle`: IntakeResult
+    , 
+    /**
+     * Whether anything was installed (re-apply the posture).
+     */
+    var `changed`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeManagedConfigOutcome: FfiConverterRustBuffer<ManagedConfigOutcome> {
+    override fun read(buf: ByteBuffer): ManagedConfigOutcome {
+        return ManagedConfigOutcome(
+            FfiConverterTypeIntakeResult.read(buf),
+            FfiConverterTypeIntakeResult.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ManagedConfigOutcome) = (
+            FfiConverterTypeIntakeResult.allocationSize(value.`trustRoot`) +
+            FfiConverterTypeIntakeResult.allocationSize(value.`bundle`) +
+            FfiConverterBoolean.allocationSize(value.`changed`)
+    )
+
+    override fun write(value: ManagedConfigOutcome, buf: ByteBuffer) {
+            FfiConverterTypeIntakeResult.write(value.`trustRoot`, buf)
+            FfiConverterTypeIntakeResult.write(value.`bundle`, buf)
+            FfiConverterBoolean.write(value.`changed`, buf)
     }
 }
 
@@ -4412,6 +4599,254 @@ public object FfiConverterTypeBaomiError : FfiConverterRustBuffer<BaomiException
 
 
 /**
+ * Who applies the posture on this device (see `baomi_core::posture::Enforcement`).
+ */
+
+enum class EnforcementMode {
+    
+    /**
+     * Device-owner DPC of a fully managed phone.
+     */
+    DEVICE_OWNER,
+    /**
+     * Profile owner of a company-owned work profile (camera and capture via the parent).
+     */
+    PROFILE_OWNER_ORG_OWNED,
+    /**
+     * Profile owner on a personal device: cannot enforce.
+     */
+    PROFILE_OWNER_PERSONAL,
+    /**
+     * Plain device admin: cannot enforce.
+     */
+    DEVICE_ADMIN,
+    /**
+     * No admin role: cannot enforce.
+     */
+    UNMANAGED,
+    /**
+     * The MDM applies the posture (iOS; an EMM that owns the device).
+     */
+    MDM;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEnforcementMode: FfiConverterRustBuffer<EnforcementMode> {
+    override fun read(buf: ByteBuffer) = try {
+        EnforcementMode.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: EnforcementMode) = 4UL
+
+    override fun write(value: EnforcementMode, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What became of one item of managed configuration.
+ */
+sealed class IntakeResult {
+    
+    /**
+     * Not in the configuration.
+     */
+    object Absent : IntakeResult()
+    
+    
+    /**
+     * The same bytes are installed.
+     */
+    data class AlreadyInstalled(
+        /**
+         * Version.
+         */
+        val `version`: kotlin.ULong) : IntakeResult()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Older than the installed one: skipped.
+     */
+    data class Older(
+        /**
+         * Claimed version delivered.
+         */
+        val `offered`: kotlin.ULong, 
+        /**
+         * Installed version.
+         */
+        val `installed`: kotlin.ULong) : IntakeResult()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Verified and installed.
+     */
+    data class Installed(
+        /**
+         * New version.
+         */
+        val `version`: kotlin.ULong) : IntakeResult()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Refused (and recorded as a tamper violation when a policy is in force).
+     */
+    data class Refused(
+        /**
+         * Why.
+         */
+        val `reason`: kotlin.String, 
+        /**
+         * Whether a violation was recorded.
+         */
+        val `recorded`: kotlin.Boolean) : IntakeResult()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIntakeResult : FfiConverterRustBuffer<IntakeResult>{
+    override fun read(buf: ByteBuffer): IntakeResult {
+        return when(buf.getInt()) {
+            1 -> IntakeResult.Absent
+            2 -> IntakeResult.AlreadyInstalled(
+                FfiConverterULong.read(buf),
+                )
+            3 -> IntakeResult.Older(
+                FfiConverterULong.read(buf),
+                FfiConverterULong.read(buf),
+                )
+            4 -> IntakeResult.Installed(
+                FfiConverterULong.read(buf),
+                )
+            5 -> IntakeResult.Refused(
+                FfiConverterString.read(buf),
+                FfiConverterBoolean.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: IntakeResult): ULong = when(value) {
+        is IntakeResult.Absent -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is IntakeResult.AlreadyInstalled -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`version`)
+            )
+        }
+        is IntakeResult.Older -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`offered`)
+                + FfiConverterULong.allocationSize(value.`installed`)
+            )
+        }
+        is IntakeResult.Installed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`version`)
+            )
+        }
+        is IntakeResult.Refused -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+                + FfiConverterBoolean.allocationSize(value.`recorded`)
+            )
+        }
+    }
+
+    override fun write(value: IntakeResult, buf: ByteBuffer) {
+        when(value) {
+            is IntakeResult.Absent -> {
+                buf.putInt(1)
+                Unit
+            }
+            is IntakeResult.AlreadyInstalled -> {
+                buf.putInt(2)
+                FfiConverterULong.write(value.`version`, buf)
+                Unit
+            }
+            is IntakeResult.Older -> {
+                buf.putInt(3)
+                FfiConverterULong.write(value.`offered`, buf)
+                FfiConverterULong.write(value.`installed`, buf)
+                Unit
+            }
+            is IntakeResult.Installed -> {
+                buf.putInt(4)
+                FfiConverterULong.write(value.`version`, buf)
+                Unit
+            }
+            is IntakeResult.Refused -> {
+                buf.putInt(5)
+                FfiConverterString.write(value.`reason`, buf)
+                FfiConverterBoolean.write(value.`recorded`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
  * Which app ids the policy is compiled for.
  */
 
@@ -4446,6 +4881,61 @@ public object FfiConverterTypePlatformKind: FfiConverterRustBuffer<PlatformKind>
     override fun allocationSize(value: PlatformKind) = 4UL
 
     override fun write(value: PlatformKind, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What became of one setting (see `baomi_core::posture::SettingState`).
+ */
+
+enum class SettingOutcome {
+    
+    /**
+     * Applied.
+     */
+    APPLIED,
+    /**
+     * A banned app that is not installed: satisfied.
+     */
+    NOT_INSTALLED,
+    /**
+     * The platform call failed.
+     */
+    FAILED,
+    /**
+     * This mode cannot apply it.
+     */
+    UNSUPPORTED,
+    /**
+     * Left to the MDM.
+     */
+    BY_MDM;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSettingOutcome: FfiConverterRustBuffer<SettingOutcome> {
+    override fun read(buf: ByteBuffer) = try {
+        SettingOutcome.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: SettingOutcome) = 4UL
+
+    override fun write(value: SettingOutcome, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -4633,6 +5123,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalByteArray: FfiConverterRustBuffer<kotlin.ByteArray?> {
+    override fun read(buf: ByteBuffer): kotlin.ByteArray? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterByteArray.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.ByteArray?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterByteArray.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.ByteArray?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterByteArray.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypePostureState: FfiConverterRustBuffer<PostureState?> {
     override fun read(buf: ByteBuffer): PostureState? {
         if (buf.get().toInt() == 0) {
@@ -4683,6 +5205,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeAppliedSettingInfo: FfiConverterRustBuffer<List<AppliedSettingInfo>> {
+    override fun read(buf: ByteBuffer): List<AppliedSettingInfo> {
+        val len = buf.getInt()
+        return List<AppliedSettingInfo>(len) {
+            FfiConverterTypeAppliedSettingInfo.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<AppliedSettingInfo>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeAppliedSettingInfo.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<AppliedSettingInfo>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeAppliedSettingInfo.write(it, buf)
         }
     }
 }
