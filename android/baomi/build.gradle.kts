@@ -18,7 +18,7 @@ android {
         consumerProguardFiles("consumer-rules.pro")
         ndk { abiFilters += abis }
     }
-    sourceSets["main"].java.srcDirs("src/main/kotlin", "src/androidx/kotlin")
+    sourceSets["main"].java.srcDirs("src/main/kotlin")
     sourceSets["main"].jniLibs.srcDirs("src/main/jniLibs")
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
@@ -30,9 +30,9 @@ android {
 dependencies {
     // uniffi's Kotlin bindings load the library through JNA (the @aar ships its .so files).
     implementation("net.java.dev.jna:jna:5.19.1@aar")
-    implementation("androidx.work:work-runtime-ktx:2.10.0")
     testImplementation("junit:junit:4.13.2")
     testImplementation("org.robolectric:robolectric:4.17")
+    // The Robolectric tests live in android/jvm-tests (Maven, run in CI at API 26, 30 and 34).
 }
 
 // cargo install cargo-ndk; rustup target add aarch64-linux-android armv7-linux-androideabi x86_64-linux-android

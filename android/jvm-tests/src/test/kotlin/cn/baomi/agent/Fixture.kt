@@ -57,25 +57,42 @@ class TestClock(var nowMs: Long = System.currentTimeMillis()) : Clock {
 class Office(val dir: File = Files.createTempDirectory("baomi-office").toFile()) {
     val trustRoot: File = File(dir, "trust.json")
 
+    val uploadKey: File = File(dir, "upload")
+
     init {
         run(Paths.cli, "keys", "new", "--out", File(dir, "office").path)
         run(Paths.cli, "keys", "new", "--out", File(dir, "registry").path)
+        run(Paths.server, "upload-key", "new", "--out", uploadKey.path)
         run(
             Paths.cli, "trust", "new", "--key", File(dir, "office.pub").path, "--threshold", "1",
             "--sign-key", File(dir, "office.key").path, "--registry-key", File(dir, "registry.pub").path,
+            "--upload-key", File(dir, "upload.pub").path,
             "--out", trustRoot.path,
         )
     }
 
+    /** A registry custody record (`sign-out` or `return`) for [holder], signed. */
+    fun custody(id: String, holder: String, document: String, action: String): File {
+        val out = File(dir, "custody-$id.json")
+        run(
+            Paths.cli, "custody", "sign", "--key", File(dir, "registry.key").path, "--record-id", id,
+            "--holder", holder, "--document", document, "--classification", "secret", "--action", action,
+            "--out", out.path,
+        )
+        return out
+    }
+
     /** The baseline policy with `device` assigned to a holder of `clearance`, signed. */
-    fun bundle(device: String, clearance: String, version: Int): ByteArray {
+    fun bundle(device: String, clearance: String, version: Int): ByteArray = bundleFile(device, clearance, version).readBytes()
+
+    fun bundleFile(device: String, clearance: String, version: Int): File {
         val baseline = File(Paths.repo, "policies/baseline.json").readText().trimEnd()
         val policy = baseline.removeSuffix("}").trimEnd() +
             ",\n  \"holders\": [{\"holder\": \"test-holder\", \"clearance\": \"$clearance\", \"devices\": [${Events.str(device)}]}]\n}\n"
         val p = File(dir, "policy-$version.json").apply { writeText(policy) }
         val out = File(dir, "bundle-$version.json")
         run(Paths.cli, "bundle", "sign", "--policy", p.path, "--key", File(dir, "office.key").path, "--version", "$version", "--out", out.path)
-        return out.readBytes()
+        return out
     }
 
     companion object {
@@ -106,5 +123,40 @@ fun shiftedToNow(lines: List<String>): List<String> {
     val shift = java.time.Duration.between(first, java.time.Instant.now())
     return lines.map { line ->
         AT.replace(line) { m -> "\"at\":\"" + java.time.OffsetDateTime.parse(m.groupValues[1]).toInstant().plus(shift) + "\"" }
+    }
+}
+
+/** A real `baomi-server` on a loopback port with its own SQLite database, for [office]. */
+class ServerProcess(val office: Office) : AutoCloseable {
+    private val dir = tempDir("baomi-server")
+    val db = "sqlite:" + File(dir, "server.db").path
+    val port: Int = java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()).use { it.localPort }
+    val base = "http://127.0.0.1:$port"
+    private val process: Process
+
+    init {
+        admin("trust", "publish", office.trustRoot.path)
+        process = ProcessBuilder(
+            Paths.server, "serve", "--listen", "127.0.0.1:$port", "--db", db, "--upload-key", office.uploadKey.path, "--threads", "2",
+        ).redirectErrorStream(true).redirectOutput(File(dir, "server.log")).start()
+        val deadline = System.currentTimeMillis() + 20_000
+        while (true) {
+            val up = runCatching { java.net.Socket("127.0.0.1", port).close() }.isSuccess
+            if (up) break
+            check(process.isAlive) { "baomi-server exited: " + File(dir, "server.log").readText() }
+            check(System.currentTimeMillis() < deadline) { "baomi-server did not listen on $port" }
+            Thread.sleep(50)
+        }
+    }
+
+    /** An office command on the server's database (`baomi-server ... --db`). */
+    fun admin(vararg args: String): String = Office.run(Paths.server, *args, "--db", db)
+
+    fun token(holder: String? = null): String =
+        admin("token", "new", *(holder?.let { arrayOf("--holder", it) } ?: emptyArray())).trim().lines().last().trim()
+
+    override fun close() {
+        process.destroy()
+        process.waitFor()
     }
 }

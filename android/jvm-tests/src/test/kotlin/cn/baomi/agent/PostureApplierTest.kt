@@ -8,6 +8,7 @@ import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
+import cn.baomi.core.SettingOutcome
 
 /** A gateway that records calls and can be told to fail, in front of the real core. */
 class RecordingGateway(var role: AdminRole = AdminRole.DEVICE_OWNER) : DevicePolicyGateway {
@@ -34,9 +35,12 @@ class RecordingGateway(var role: AdminRole = AdminRole.DEVICE_OWNER) : DevicePol
         if (suspended) this.suspended += ok else this.suspended -= ok.toSet()
         return missing
     }
+    override fun isInstalled(pkg: String) = pkg in installed
     override fun protectAgent(agentPackage: String) {
         calls += "protect=$agentPackage"
     }
+    override fun harden(): Map<String, String?> = mapOf("hardening:no_safe_boot" to null)
+    override fun grantSelfPermissions(agentPackage: String): Map<String, String?> = emptyMap()
 }
 
 class PostureApplierTest {
@@ -85,5 +89,49 @@ class PostureApplierTest {
         // The next apply retries what did not take.
         gw.cameraFails = false
         assertTrue(applier.apply(agent.posture()).cameraDisabled)
+    }
+
+    /** The false-tamper case: a policy banning five messengers on a phone with none of them. */
+    @Test
+    fun `banned apps that are not installed are satisfied, and one installed later is suspended at once`() {
+        val agent = agent()
+        val gw = RecordingGateway().apply { installed = emptySet() }
+        val applier = PostureApplier(agent, gw, "cn.baomi.agent.test")
+        applier.start()
+        val desired = agent.posture()
+        assertEquals(5, desired.blockedPackages.size, "the baseline bans five messengers: ${desired.blockedPackages}")
+        applier.apply(desired)
+        applier.apply(desired)
+        assertTrue(gw.calls.none { it.startsWith("suspend=true") }, "nothing to suspend: ${gw.calls}")
+        assertEquals(0, agent.violations(0uL, 10u).size, "no tamper on a compliant phone")
+        val report = applier.settings()
+        assertTrue(report.filter { it.setting.startsWith("package:") }.all { it.state == SettingOutcome.NOT_INSTALLED }, "$report")
+        assertTrue(report.all { it.state == SettingOutcome.APPLIED || it.state == SettingOutcome.NOT_INSTALLED }, "$report")
+
+        // WeChat appears (PACKAGE_ADDED): suspended at once, still no tamper.
+        gw.installed = setOf("com.tencent.mm")
+        val now = applier.onPackageAdded("com.tencent.mm")
+        assertEquals(listOf("com.tencent.mm"), now.blockedPackages)
+        assertEquals(sortedSetOf("com.tencent.mm"), gw.suspended)
+        assertEquals(0, agent.violations(0uL, 10u).size)
+        assertEquals(SettingOutcome.APPLIED, applier.settings().single { it.setting == "package:com.tencent.mm" }.state)
+        // An unrelated app changes nothing.
+        gw.calls.clear()
+        applier.onPackageAdded("com.android.calculator2")
+        assertTrue(gw.calls.isEmpty(), "${gw.calls}")
+    }
+
+    @Test
+    fun `an installed app that refuses suspension is a failure, reported once per attempt`() {
+        val agent = agent()
+        val gw = object : DevicePolicyGateway by RecordingGateway() {
+            override fun setPackagesSuspended(packages: List<String>, suspended: Boolean) = packages
+        }
+        val applier = PostureApplier(agent, gw, "cn.baomi.agent.test")
+        applier.start()
+        applier.apply(agent.posture())
+        val log = agent.violations(0uL, 10u).map { it.json }
+        assertTrue(log.single().contains("enforcement_failed:suspend_packages"), "$log")
+        assertTrue(applier.settings().filter { it.setting.startsWith("package:") }.all { it.state == SettingOutcome.FAILED })
     }
 }

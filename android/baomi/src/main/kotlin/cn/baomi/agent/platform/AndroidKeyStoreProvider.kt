@@ -2,9 +2,9 @@ package cn.baomi.agent.platform
 
 import android.content.pm.PackageManager
 import android.content.Context
+import android.os.Build
 import android.security.keystore.KeyGenParameterSpec
 import android.security.keystore.KeyProperties
-import android.security.keystore.StrongBoxUnavailableException
 import cn.baomi.core.BaomiException
 import cn.baomi.core.KeyStore
 import java.security.GeneralSecurityException
@@ -46,10 +46,14 @@ class AndroidKeyStoreProvider(
     private fun key(): SecretKey {
         val ks = java.security.KeyStore.getInstance("AndroidKeyStore").apply { load(null) }
         (ks.getKey(alias, null) as? SecretKey)?.let { return it }
-        val strongBox = context.packageManager.hasSystemFeature(PackageManager.FEATURE_STRONGBOX_KEYSTORE)
+        // StrongBox exists from API 28; StrongBoxUnavailableException is caught as its parent
+        // type, so the class is never loaded on older levels.
+        val strongBox = Build.VERSION.SDK_INT >= Build.VERSION_CODES.P &&
+            context.packageManager.hasSystemFeature(PackageManager.FEATURE_STRONGBOX_KEYSTORE)
         return try {
             generate(strongBox)
-        } catch (e: StrongBoxUnavailableException) {
+        } catch (e: java.security.ProviderException) {
+            if (!strongBox) throw e
             generate(false)
         }
     }
@@ -59,7 +63,7 @@ class AndroidKeyStoreProvider(
             .setBlockModes(KeyProperties.BLOCK_MODE_GCM)
             .setEncryptionPaddings(KeyProperties.ENCRYPTION_PADDING_NONE)
             .setKeySize(256)
-            .setIsStrongBoxBacked(strongBox)
+            .apply { if (strongBox && Build.VERSION.SDK_INT >= Build.VERSION_CODES.P) setIsStrongBoxBacked(true) }
             .build()
         return KeyGenerator.getInstance(KeyProperties.KEY_ALGORITHM_AES, "AndroidKeyStore")
             .apply { init(spec) }

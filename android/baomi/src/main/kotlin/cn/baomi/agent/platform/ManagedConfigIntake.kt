@@ -5,14 +5,16 @@ import android.content.Context
 import android.content.Intent
 import android.content.IntentFilter
 import android.content.RestrictionsManager
+import android.os.Bundle
 import cn.baomi.core.BaomiAgent
-import cn.baomi.core.BaomiException
+import cn.baomi.core.ManagedConfigOutcome
 
 /**
  * Policy intake from managed configuration (the MDM's APP_RESTRICTIONS, schema in
- * res/xml/app_restrictions.xml): `trust_root` and `policy_bundle`, both signed envelopes.
- * The core verifies them before use; this class only moves bytes. The change broadcast is
- * registered in code (a manifest receiver does not get it).
+ * res/xml/app_restrictions.xml): `trust_root` and `policy_bundle`, both signed envelopes,
+ * handed to the core in one call (`applyManagedConfig`), which decides what is already
+ * installed, older, newer or refused, and records refusals. This class only moves bytes. The
+ * change broadcast is registered in code (a manifest receiver does not get it).
  */
 class ManagedConfigIntake(
     private val context: Context,
@@ -20,29 +22,32 @@ class ManagedConfigIntake(
     private val onInstalled: () -> Unit,
 ) {
     private val receiver = object : BroadcastReceiver() {
-        override fun onReceive(c: Context, i: Intent) = read()
+        override fun onReceive(c: Context, i: Intent) {
+            read()
+        }
     }
+
+    /** The last outcome, for the status screen and tests. */
+    var last: ManagedConfigOutcome? = null
+        private set
 
     fun start() {
         context.registerReceiver(receiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
         read()
     }
 
-    fun stop() = context.unregisterReceiver(receiver)
+    fun stop() = runCatching { context.unregisterReceiver(receiver) }
 
-    /** Installs what managed configuration holds; a refused bundle is logged by the core. */
-    fun read() {
-        val rm = context.getSystemService(RestrictionsManager::class.java) ?: return
-        val r = rm.applicationRestrictions
-        try {
-            r.getString(KEY_TRUST_ROOT)?.let { agent.installTrustRoot(it.toByteArray()) }
-            r.getString(KEY_BUNDLE)?.let { agent.installBundle(it.toByteArray()) }
-            onInstalled()
-        } catch (e: BaomiException.Refused) {
-            // The same bundle is delivered again on every change: an equal version is a
-            // rollback refusal, which is expected and harmless.
-            android.util.Log.i("baomi", "managed configuration: ${e.message}")
-        }
+    /** Hands what managed configuration holds to the core. */
+    fun read(): ManagedConfigOutcome? {
+        val r = restrictions(context) ?: return null
+        val outcome = agent.applyManagedConfig(
+            r.getString(KEY_TRUST_ROOT)?.toByteArray(),
+            r.getString(KEY_BUNDLE)?.toByteArray(),
+        )
+        last = outcome
+        if (outcome.changed) onInstalled()
+        return outcome
     }
 
     companion object {
@@ -50,5 +55,8 @@ class ManagedConfigIntake(
         const val KEY_BUNDLE = "policy_bundle"
         const val KEY_SERVER = "server_url"
         const val KEY_TOKEN = "enrollment_token"
+
+        fun restrictions(context: Context): Bundle? =
+            context.getSystemService(RestrictionsManager::class.java)?.applicationRestrictions
     }
 }
