@@ -99,6 +99,9 @@ class DpmGateway(
                 else "refused by the platform"
             } catch (e: SecurityException) {
                 "not allowed: ${e.message}"
+            } catch (e: RuntimeException) {
+                // An OEM's framework failing some other way must not stop the agent's start.
+                "failed: ${e.javaClass.simpleName}: ${e.message}"
             }
         }
     }

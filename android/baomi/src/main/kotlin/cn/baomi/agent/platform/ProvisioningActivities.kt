@@ -64,7 +64,7 @@ class CheckInActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         val host = (cn.baomi.agent.service.BaomiHost.open(this) as? cn.baomi.agent.service.HostState.Running)?.host
-        nfc = NfcCheckIn(this) { tag -> host?.onWorker { runCatching { host.signals.onNfcTag(tag) } } }
+        nfc = NfcCheckIn(this) { tag -> host?.onWorker { host.signals?.onNfcTag(tag) } }
         title = if (nfc?.available == true) "Hold the phone to the zone's tag" else "NFC is off or absent"
     }
 

@@ -170,6 +170,13 @@ class SignalSources(
         "not permitted: ${e.message}"
     } catch (e: IllegalArgumentException) {
         "$name refused: ${e.message}"
+    } catch (e: RuntimeException) {
+        // One source failing (an OEM's Bluetooth stack) must not keep the others off.
+        "$name failed: ${e.javaClass.simpleName}: ${e.message}"
+    } catch (e: LinkageError) {
+        // A framework class or method missing on this build: reported (the API-level tests
+        // assert no source reports this), and the other sources still start.
+        "$name failed: ${e.javaClass.simpleName}: ${e.message}"
     }
 
     /** Full inventory, sent on start and before every sync (broadcasts can be missed). */

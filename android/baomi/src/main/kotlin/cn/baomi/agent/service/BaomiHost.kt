@@ -53,7 +53,8 @@ class BaomiHost private constructor(
     val provisioning = Provisioning(context)
     val applier = PostureApplier(agent, DpmGateway(context, ComponentName(context, BaomiAdminReceiver::class.java)), context.packageName)
     val intake = ManagedConfigIntake(context, agent) { applier.apply(agent.posture()) }
-    lateinit var signals: SignalSources
+    /** The signal sources, once started. */
+    @Volatile var signals: SignalSources? = null
         private set
 
     @Volatile private var started = false
@@ -62,30 +63,48 @@ class BaomiHost private constructor(
     /** Runs [block] on the agent's thread. */
     fun <T> onWorker(block: () -> T): Future<T> = worker.submit<T> { block() }
 
+    /** Why the last start did not complete, if it did not (status screen, tests). */
+    @Volatile var startError: Throwable? = null
+        private set
+
     /** Starts everything once; later calls only re-apply and re-arm (idempotent). */
     fun start(): Future<Unit> = onWorker {
         if (!started) {
-            started = true
-            FailureQueue(context).drainInto(agent)
-            observeUptime()
-            provisioning.trustRoot?.let { agent.applyManagedConfig(it.toByteArray(), null) }
-            applier.start()
-            intake.start()
+            try {
+                startOnce()
+                started = true
+                startError = null
+            } catch (e: Exception) {
+                // Retried at the next start (boot, alarm, job); the posture is still applied.
+                startError = e
+                android.util.Log.e(TAG, "start: ${e.message}", e)
+            }
+        }
+        applier.apply(agent.posture())
+        armDeadline()
+    }
+
+    private fun startOnce() {
+        FailureQueue(context).drainInto(agent)
+        observeUptime()
+        provisioning.trustRoot?.let { agent.applyManagedConfig(it.toByteArray(), null) }
+        applier.start()
+        intake.start()
+        if (signals == null) {
             val handle = agent.fastPathHandle().toLong()
             signals = SignalSources(
                 context, handle,
                 sink = { json -> onWorker { onEvent(json) } },
                 onPostureBits = { bits -> onWorker { onPostureBits(bits) } },
                 onPackageAdded = { pkg -> onWorker { applier.onPackageAdded(pkg) } },
-            )
-            signals.start()
-            signals.reconcileInventory()
-            SyncJobService.schedule(context)
-            enrolIfNeeded()
-            startPush()
+            ).also {
+                it.start()
+                it.reconcileInventory()
+            }
         }
-        applier.apply(agent.posture())
-        armDeadline()
+        SyncJobService.schedule(context)
+        enrolIfNeeded()
+        startPush()
     }
 
     /** Time alone changed something (the alarm fired). */
@@ -101,7 +120,7 @@ class BaomiHost private constructor(
         try {
             enrolIfNeeded()
             if (!provisioning.enrolled) return@onWorker false
-            signals.reconcileInventory()
+            signals?.reconcileInventory()
             val outcome = agent.syncNow(http(server))
             applier.apply(outcome.posture)
             true
@@ -195,7 +214,7 @@ class BaomiHost private constructor(
         push?.interrupt()
         push = null
         onWorker {
-            if (started) signals.stop()
+            signals?.stop()
             intake.stop()
         }.get(10, TimeUnit.SECONDS)
         worker.shutdown()
