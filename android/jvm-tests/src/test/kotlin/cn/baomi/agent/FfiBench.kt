@@ -23,9 +23,15 @@ class FfiBench {
         val json = """{"at":"${at()}","type":"app_launched","package":"com.android.calculator2"}"""
         val uuid = java.util.UUID.fromString("0b7c6a2e-0000-4000-8000-000000000001") // not a zone beacon
 
+        val open = cn.baomi.core.PostureState(false, false, emptyList())
         val cases = linkedMapOf<String, () -> Unit>(
             "uniffi (JNA) handleEventJson" to { agent.handleEventJson(json) },
             "uniffi (JNA) posture()" to { agent.posture() },
+            // Where the uniffi cost goes (issue 11): a free function with two small records, the
+            // call-status structure every uniffi call allocates, and the by-value buffer.
+            "uniffi (JNA) postureChange (free fn)" to { cn.baomi.core.postureChange(open, open) },
+            "JNA new UniffiRustCallStatus()" to { cn.baomi.core.UniffiRustCallStatus() },
+            "JNA new RustBuffer.ByValue()" to { cn.baomi.core.RustBuffer.ByValue() },
             "JNI packageEvent" to { FastPath.packageEvent(h, atMs, FastPath.LAUNCHED, "com.android.calculator2") },
             "JNI beacon" to { FastPath.beacon(h, atMs, uuid.mostSignificantBits, uuid.leastSignificantBits, 1, 1, -70) },
         )
