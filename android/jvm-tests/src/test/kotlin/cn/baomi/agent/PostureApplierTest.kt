@@ -134,4 +134,18 @@ class PostureApplierTest {
         assertTrue(log.single().contains("enforcement_failed:suspend_packages"), "$log")
         assertTrue(applier.settings().filter { it.setting.startsWith("package:") }.all { it.state == SettingOutcome.FAILED })
     }
+
+    /** An EMM owns the device: not a tamper, every setting left to the MDM and said so. */
+    @Test
+    fun `when the fleet's EMM applies the posture, settings are reported as by the MDM`() {
+        val agent = agent()
+        val gw = RecordingGateway(role = cn.baomi.agent.posture.AdminRole.NONE)
+        val applier = PostureApplier(agent, gw, "cn.baomi.agent.test") { true }
+        applier.start()
+        applier.apply(agent.posture())
+        assertEquals(cn.baomi.core.EnforcementMode.MDM, applier.mode)
+        assertTrue(gw.calls.isEmpty(), "${gw.calls}")
+        assertEquals(0, agent.violations(0uL, 10u).size)
+        assertTrue(applier.settings().all { it.state == SettingOutcome.BY_MDM })
+    }
 }

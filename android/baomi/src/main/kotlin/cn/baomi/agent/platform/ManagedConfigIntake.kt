@@ -55,6 +55,7 @@ class ManagedConfigIntake(
         const val KEY_BUNDLE = "policy_bundle"
         const val KEY_SERVER = "server_url"
         const val KEY_TOKEN = "enrollment_token"
+        const val KEY_ENFORCEMENT = "enforcement"
 
         fun restrictions(context: Context): Bundle? =
             context.getSystemService(RestrictionsManager::class.java)?.applicationRestrictions

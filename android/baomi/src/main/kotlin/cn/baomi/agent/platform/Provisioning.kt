@@ -49,6 +49,9 @@ class Provisioning(context: Context) {
     val serverUrl: String? get() = managed(ManagedConfigIntake.KEY_SERVER) ?: prefs.getString(SERVER_URL, null)
     val enrollmentToken: String? get() = managed(ManagedConfigIntake.KEY_TOKEN) ?: prefs.getString(TOKEN, null)
 
+    /** `mdm` when the fleet's EMM applies the posture (managed configuration `enforcement`). */
+    val enforcement: String? get() = managed(ManagedConfigIntake.KEY_ENFORCEMENT)
+
     /** Whether this device enrolled (the token is spent then). */
     var enrolled: Boolean
         get() = prefs.getBoolean(ENROLLED, false)

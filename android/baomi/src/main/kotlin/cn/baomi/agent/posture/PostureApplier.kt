@@ -20,6 +20,12 @@ class PostureApplier(
     private val agent: BaomiAgent,
     private val gateway: DevicePolicyGateway,
     private val agentPackage: String,
+    /**
+     * The fleet's EMM owns the device and applies the posture itself (managed configuration
+     * `enforcement = mdm`): the agent then reports every setting as left to the MDM, and the
+     * compliance server's MDM connector turns the posture into the EMM's commands.
+     */
+    private val mdmApplies: () -> Boolean = { false },
 ) {
     /** What was actually applied (what the platform did, not what was asked). */
     var applied: PostureState = PostureState(false, false, emptyList())
@@ -36,10 +42,17 @@ class PostureApplier(
     private var permissions: Map<String, String?> = emptyMap()
     private val failed = mutableMapOf<String, String>()
 
+    /** Who applies the posture, as reported. */
+    val mode get() = if (byMdm) cn.baomi.core.EnforcementMode.MDM else role.mode
+
+    private val byMdm get() = !role.canEnforce && mdmApplies()
+
     /** Checks the role, reports it if it cannot enforce, protects the agent and hardens. */
     fun start(): AdminRole {
         role = gateway.role()
-        if (!role.canEnforce) {
+        if (byMdm) {
+            // Not a failure: the EMM applies the posture; the server checks it did.
+        } else if (!role.canEnforce) {
             agent.reportEnforcementFailure("role", "agent is ${role.mode}: camera and capture cannot be enforced on the whole device")
         } else {
             attempt("protect_agent") { gateway.protectAgent(agentPackage) }
@@ -54,6 +67,10 @@ class PostureApplier(
     /** Moves the device to [desired]. Returns the posture now applied. */
     fun apply(desired: PostureState): PostureState {
         this.desired = desired
+        if (byMdm) {
+            report()
+            return applied
+        }
         val change = postureChange(applied, desired)
         var camera = applied.cameraDisabled
         var capture = applied.screenCaptureDisabled
@@ -98,6 +115,12 @@ class PostureApplier(
     /** What the platform did, setting by setting, to the core (and so to the officer). */
     fun settings(): List<AppliedSettingInfo> {
         val out = mutableListOf<AppliedSettingInfo>()
+        if (byMdm) {
+            out += AppliedSettingInfo("camera_disabled", desired.cameraDisabled, SettingOutcome.BY_MDM, null)
+            out += AppliedSettingInfo("screen_capture_disabled", desired.screenCaptureDisabled, SettingOutcome.BY_MDM, null)
+            desired.blockedPackages.forEach { out += AppliedSettingInfo("package:$it", true, SettingOutcome.BY_MDM, null) }
+            return out
+        }
         fun device(name: String, want: Boolean, have: Boolean) {
             val state = when {
                 want == have -> SettingOutcome.APPLIED
@@ -130,7 +153,7 @@ class PostureApplier(
 
     private fun report() {
         reportError = try {
-            agent.reportApplied(role.mode, settings())
+            agent.reportApplied(mode, settings())
             null
         } catch (e: Exception) {
             e.message ?: e.javaClass.simpleName

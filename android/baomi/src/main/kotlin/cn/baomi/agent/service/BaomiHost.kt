@@ -51,7 +51,12 @@ class BaomiHost private constructor(
 ) {
     val worker: ExecutorService = Executors.newSingleThreadExecutor { r -> Thread(r, "baomi-agent").apply { isDaemon = true } }
     val provisioning = Provisioning(context)
-    val applier = PostureApplier(agent, DpmGateway(context, ComponentName(context, BaomiAdminReceiver::class.java)), context.packageName)
+    val applier = PostureApplier(
+        agent,
+        DpmGateway(context, ComponentName(context, BaomiAdminReceiver::class.java)),
+        context.packageName,
+        mdmApplies = { provisioning.enforcement == "mdm" },
+    )
     val intake = ManagedConfigIntake(context, agent) { applier.apply(agent.posture()) }
     /** The signal sources, once started. */
     @Volatile var signals: SignalSources? = null
