@@ -249,6 +249,7 @@ async fn accept_loop(
 ) {
     let limits = shared.limits;
     tokio::spawn(poll_changes(shared.clone(), stopped.clone()));
+    tokio::spawn(retry_mdm(shared.clone(), stopped.clone()));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -294,6 +295,26 @@ async fn accept_loop(
         .is_err()
     {
         log::warn!("requests still in flight after the drain timeout");
+    }
+}
+
+/// Hands MDM commands that are due (a failed hand-over's backoff ran out, or another process
+/// created them) to the MDM, once a second; nothing when no connector is configured.
+async fn retry_mdm(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    if shared.server.mdm_config().is_none() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let server = shared.server.clone();
+        match tokio::task::spawn_blocking(move || server.mdm_dispatch_due()).await {
+            Ok(Err(e)) => log::warn!("mdm dispatch: {}", e.message),
+            Err(e) => log::warn!("mdm dispatch: {e}"),
+            Ok(Ok(_)) => {}
+        }
     }
 }
 

@@ -8,12 +8,15 @@
 //! - [`http`] — the listener: hyper on tokio, limits on what a client controls, TLS through
 //!   tokio-rustls when a certificate is given, graceful stop.
 //! - [`admin`] — what the CLI does for the security office (tokens, publishing, listings).
+//! - [`mdm`] — MDM-applied posture: profiles from postures, the command ledger, connectors
+//!   (NanoMDM, signed webhook), the MDM's events.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod api;
 pub mod db;
 pub mod http;
+pub mod mdm;
 pub mod schema;
 pub mod upload_key;
 

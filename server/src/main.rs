@@ -53,6 +53,17 @@ enum Cmd {
         /// Seconds a client has for the TLS handshake and the request headers (slowloris).
         #[arg(long, default_value_t = 10)]
         header_timeout_secs: u64,
+        /// Drive NanoMDM at this URL (its `-api` key in `BAOMI_NANOMDM_API_KEY`, its
+        /// `-webhook-hmac-key` in `BAOMI_NANOMDM_WEBHOOK_KEY`; point its `-webhook-url` at
+        /// `/v1/mdm/nanomdm` here).
+        #[arg(long, conflicts_with = "mdm_webhook")]
+        nanomdm: Option<String>,
+        /// Queue commands without an APNs push (when the MDM pushes itself; tests).
+        #[arg(long, requires = "nanomdm")]
+        nanomdm_no_push: bool,
+        /// Send MDM commands to this URL as HMAC-signed JSON (key in `BAOMI_MDM_WEBHOOK_KEY`).
+        #[arg(long)]
+        mdm_webhook: Option<String>,
     },
     /// Enrolment tokens.
     #[command(subcommand)]
@@ -74,6 +85,9 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
+    /// MDM-applied posture: link devices to MDM enrolments, list commands.
+    #[command(subcommand)]
+    Mdm(MdmCmd),
     /// List received violations (JSON lines).
     Violations {
         #[arg(long, default_value = DEFAULT_DB)]
@@ -121,6 +135,26 @@ enum PostCmd {
 }
 
 #[derive(Subcommand)]
+enum MdmCmd {
+    /// Link an enrolled device to its MDM enrolment id (the UDID the MDM knows it by).
+    Link {
+        #[arg(long)]
+        device: String,
+        #[arg(long)]
+        mdm_id: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Every MDM command with its delivery and the device's answer (JSON lines, newest first).
+    Commands {
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum UploadKeyCmd {
     /// Create a key: writes OUT (secret, mode 0600) and OUT.pub (base64 public key).
     New {
@@ -160,6 +194,9 @@ fn run(cli: Cli) -> Result<(), String> {
             threads,
             max_connections,
             header_timeout_secs,
+            nanomdm,
+            nanomdm_no_push,
+            mdm_webhook,
         } => {
             let key = upload_key.as_deref().map(UploadKey::load).transpose()?;
             if key.is_none() {
@@ -172,7 +209,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 }),
                 _ => None,
             };
-            let server = Arc::new(open(&db, threads, key)?);
+            let mut server = open(&db, threads, key)?;
+            if let Some(mdm) =
+                mdm_config(nanomdm.as_deref(), !nanomdm_no_push, mdm_webhook.as_deref())?
+            {
+                server = server.with_mdm(mdm);
+            }
+            let server = Arc::new(server);
             let limits = Limits {
                 max_connections,
                 header_timeout: std::time::Duration::from_secs(header_timeout_secs.max(1)),
@@ -240,6 +283,22 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Cmd::Mdm(MdmCmd::Link { device, mdm_id, db }) => {
+            open(&db, 1, None)?
+                .mdm_link(&device, &mdm_id)
+                .map_err(|e| e.message)?;
+            println!("linked {device} to MDM enrolment {mdm_id}");
+            Ok(())
+        }
+        Cmd::Mdm(MdmCmd::Commands { device, db }) => {
+            for c in open(&db, 1, None)?
+                .mdm_commands(device.as_deref())
+                .map_err(|e| e.message)?
+            {
+                println!("{}", serde_json::to_string(&c).unwrap_or_default());
+            }
+            Ok(())
+        }
         Cmd::Violations { db, device } => {
             for v in
                 admin::violations(&open(&db, 1, None)?, device.as_deref()).map_err(|e| e.message)?
@@ -249,6 +308,33 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The MDM connector from the flags; secrets come from the environment, never the command line.
+fn mdm_config(
+    nanomdm: Option<&str>,
+    push: bool,
+    webhook: Option<&str>,
+) -> Result<Option<baomi_server::mdm::MdmConfig>, String> {
+    use baomi_server::mdm::{MdmConfig, connector};
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(url) = nanomdm {
+        let key = env("BAOMI_NANOMDM_API_KEY")
+            .ok_or("--nanomdm needs BAOMI_NANOMDM_API_KEY (NanoMDM's -api key)")?;
+        return Ok(Some(MdmConfig {
+            connector: Box::new(connector::NanoMdm::new(url, &key, push)),
+            event_key: env("BAOMI_NANOMDM_WEBHOOK_KEY").map(String::into_bytes),
+        }));
+    }
+    if let Some(url) = webhook {
+        let key =
+            env("BAOMI_MDM_WEBHOOK_KEY").ok_or("--mdm-webhook needs BAOMI_MDM_WEBHOOK_KEY")?;
+        return Ok(Some(MdmConfig {
+            connector: Box::new(connector::SignedWebhook::new(url, key.as_bytes())),
+            event_key: None,
+        }));
+    }
+    Ok(None)
 }
 
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), String> {

@@ -6,8 +6,9 @@ use crate::db::{Conn, DbError, Kind};
 /// records, the acknowledged record's tag, the device's store generation, the sync's session
 /// key, holder-bound enrolment tokens, the device's replay counter (`last_request_ms`; the
 /// `nonces` table of version 1 is no longer written). Version 3: the platform's report of
-/// what it applied, setting by setting (`devices.applied`).
-pub const VERSION: i64 = 3;
+/// what it applied, setting by setting (`devices.applied`). Version 4: MDM links, state and the
+/// command ledger (new tables only).
+pub const VERSION: i64 = 4;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
@@ -80,6 +81,36 @@ CREATE TABLE IF NOT EXISTS bundles (
     holders TEXT NOT NULL,
     published_at BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS mdm_links (
+    device_id TEXT PRIMARY KEY,
+    mdm_id TEXT NOT NULL UNIQUE,
+    linked_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mdm_state (
+    device_id TEXT PRIMARY KEY,
+    desired TEXT,
+    device_posture TEXT,
+    device_posture_at BIGINT NOT NULL DEFAULT 0,
+    custody_changed_at BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS mdm_commands (
+    command_uuid TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    mdm_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    body TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    ord BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    queued_at BIGINT,
+    answered_at BIGINT
+);
+CREATE INDEX IF NOT EXISTS mdm_commands_due ON mdm_commands (status, next_attempt_at);
 CREATE TABLE IF NOT EXISTS device_holders (
     device_id TEXT PRIMARY KEY,
     holder TEXT NOT NULL

@@ -80,6 +80,11 @@ impl Server {
             })
         })?;
         resp.proof = session.prove(Answer::CheckIn, dev, body, &resp.proof_bytes());
+        // Zones only the phone sees: its posture goes to the MDM when the MDM applies it. A
+        // failure here never fails the sync (the command is retried).
+        if let Err(e) = self.mdm_on_check_in(dev, &req.posture) {
+            log::warn!("mdm after check-in of {dev}: {}", e.message);
+        }
         json(&resp)
     }
 }

@@ -41,6 +41,9 @@ use serde::de::DeserializeOwned;
 use crate::db::{Conn, Db, DbError, Value};
 use crate::upload_key::UploadKey;
 
+/// NanoMDM's webhook: the devices' answers to MDM commands (HMAC-signed, not device-signed).
+pub const MDM_EVENTS: &str = "/v1/mdm/nanomdm";
+
 /// Most custody records one download carries.
 pub const MAX_CUSTODY_PER_DOWNLOAD: i64 = 500;
 
@@ -74,6 +77,10 @@ impl ApiError {
     /// 403.
     pub fn forbidden(m: impl Into<String>) -> Self {
         Self::new(403, "forbidden", m)
+    }
+    /// Any status (for modules outside the router).
+    pub fn new_pub(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(status, code, message)
     }
     /// 409.
     pub fn conflict(m: impl Into<String>) -> Self {
@@ -123,6 +130,8 @@ pub struct Server {
     /// enrolment, so a cache is correct in any number of processes (no revocation yet; when it
     /// comes, it must clear this).
     device_keys: std::sync::Mutex<std::collections::HashMap<String, PublicKey>>,
+    /// The MDM connector, when this server drives one (`crate::mdm`).
+    mdm: Option<crate::mdm::MdmConfig>,
 }
 
 impl std::fmt::Debug for Server {
@@ -169,7 +178,19 @@ impl Server {
             upload_key,
             clock,
             device_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
+            mdm: None,
         })
+    }
+
+    /// Drives an MDM: posture changes of linked devices become its commands.
+    pub fn with_mdm(mut self, mdm: crate::mdm::MdmConfig) -> Self {
+        self.mdm = Some(mdm);
+        self
+    }
+
+    /// The MDM connector, if this server drives one.
+    pub fn mdm_config(&self) -> Option<&crate::mdm::MdmConfig> {
+        self.mdm.as_ref()
     }
 
     /// The database (for the admin commands).
@@ -231,6 +252,10 @@ impl Server {
             path::WAIT => {
                 let (_, _, pending) = self.wait_check(headers, body)?;
                 Self::wait_answer(pending)
+            }
+            MDM_EVENTS => {
+                self.mdm_event(headers, body)?;
+                json(&serde_json::json!({ "ok": true }))
             }
             path::REGISTRY_CUSTODY => {
                 let n = self.accept_custody(body)?;

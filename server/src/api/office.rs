@@ -118,6 +118,11 @@ impl Server {
                 .first()
                 .map_or(0, |r| int(r, 0)))
         })?;
+        // Custody does not wait for the phone: MDM-enforced devices get the command now. The
+        // record is in the feed whatever happens here; a failed hand-over is retried.
+        if let Err(e) = self.mdm_on_custody(&doc.holder) {
+            log::warn!("mdm after custody {}: {}", doc.record_id, e.message);
+        }
         Ok(u(cursor))
     }
 }

@@ -6,7 +6,18 @@ use std::process::{Child, Command, Stdio};
 
 /// Starts `baomi-server serve --listen 127.0.0.1:0` with `args`; returns the child and the
 /// address it printed.
+#[allow(dead_code, reason = "not every test binary uses it")]
 pub fn serve<I, S>(args: I) -> (Child, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    serve_env(args, &[])
+}
+
+/// [`serve`] with environment variables (secrets are never on the command line).
+#[allow(dead_code, reason = "not every test binary passes an environment")]
+pub fn serve_env<I, S>(args: I, env: &[(&str, &str)]) -> (Child, String)
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -14,6 +25,7 @@ where
     let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
