@@ -12,9 +12,14 @@ let package = Package(
     platforms: [.iOS(.v15)],
     products: [
         .library(name: "BaomiCore", targets: ["BaomiCore"]),
+        .library(name: "BaomiAgent", targets: ["BaomiAgent"]),
     ],
     targets: [
         .binaryTarget(name: "BaomiCoreFFI", path: "BaomiCoreFFI.xcframework"),
         .target(name: "BaomiCore", dependencies: ["BaomiCoreFFI"], path: "Sources/BaomiCore"),
+        // The thin platform adapter: Keychain / Secure Enclave key store, URLSession transport,
+        // managed app configuration and feedback, CoreLocation and Core NFC signals,
+        // BGTaskScheduler refresh, the per-setting "applied by MDM" report.
+        .target(name: "BaomiAgent", dependencies: ["BaomiCore"], path: "Sources/BaomiAgent"),
     ]
 )
