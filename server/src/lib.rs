@@ -8,6 +8,8 @@
 //! - [`http`] — the listener: hyper on tokio, limits on what a client controls, TLS through
 //!   tokio-rustls when a certificate is given, graceful stop.
 //! - [`admin`] — what the CLI does for the security office (tokens, publishing, listings).
+//! - [`fleet`] — what the server knows of a device's posture (the core engine over the policy,
+//!   the holder's assignment and the registry's custody feed).
 //! - [`mdm`] — MDM-applied posture: profiles from postures, the command ledger, connectors
 //!   (NanoMDM, signed webhook), the MDM's events.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@
 pub mod admin;
 pub mod api;
 pub mod db;
+pub mod fleet;
 pub mod http;
 pub mod mdm;
 pub mod schema;

@@ -17,14 +17,9 @@
 pub mod connector;
 pub mod profile;
 
-use std::collections::BTreeMap;
-
 use baomi_core::bundle::read_unverified;
-use baomi_core::compile::{CompiledPolicy, Platform};
-use baomi_core::engine::Engine;
-use baomi_core::level::{Classification, Clearance};
+use baomi_core::compile::Platform;
 use baomi_core::posture::Posture;
-use baomi_core::sync::custody::{CustodyAction, verify_custody_record};
 use baomi_core::time::Timestamp;
 use serde::Serialize;
 
@@ -195,7 +190,7 @@ impl Server {
             )?.first().cloned() else {
                 return Ok(None);
             };
-            let platform = if t(&link, 5).as_deref() == Some("ios") { Platform::Ios } else { Platform::Android };
+            let platform = crate::fleet::platform_of(t(&link, 5).as_deref().unwrap_or_default());
             let mut posture = custody_posture(c, device_id, platform, trust.as_ref(), now)?;
             if n(&link, 3).unwrap_or(0) > n(&link, 4).unwrap_or(0)
                 && let Some(p) = t(&link, 2).and_then(|p| serde_json::from_str::<Posture>(&p).ok())
@@ -368,8 +363,8 @@ impl Server {
     }
 }
 
-/// The posture the core derives for the device from what the server knows: the newest
-/// published policy, the holder's clearance, and the documents signed out to the holder now.
+/// The posture the core derives for the device from what the server knows (`crate::fleet`)
+/// under the newest published policy; open before any policy.
 fn custody_posture(
     c: &mut dyn Conn,
     device_id: &str,
@@ -390,42 +385,17 @@ fn custody_posture(
     // Verified when it was published; read again here, not trusted from anywhere else.
     let bundle = read_unverified(envelope.as_bytes())
         .map_err(|e| ApiError::internal(format!("published bundle: {e}")))?;
-    let holder = bundle.policy.holder_for_device(device_id).cloned();
-    let clearance = holder.as_ref().map_or(Clearance::None, |h| h.clearance);
-    let compiled = std::sync::Arc::new(CompiledPolicy::from_valid(bundle.policy, platform));
-    let mut engine = Engine::new(compiled, clearance, now);
-    if let (Some(h), Some(trust)) = (holder, trust) {
-        // The latest record per document decides (a return after a sign-out ends it).
-        let mut latest: BTreeMap<String, (Timestamp, CustodyAction, Classification)> =
-            BTreeMap::new();
-        for r in c.query(
-            "SELECT envelope FROM custody WHERE holder = $1 ORDER BY cursor",
-            &[h.holder.clone().into()],
-        )? {
-            let Some(doc) = t(&r, 0).and_then(|e| verify_custody_record(e.as_bytes(), trust).ok())
-            else {
-                continue;
-            };
-            let newer = latest
-                .get(&doc.document)
-                .is_none_or(|(at, _, _)| doc.at >= *at);
-            if newer {
-                latest.insert(
-                    doc.document.clone(),
-                    (doc.at, doc.action, doc.classification),
-                );
-            }
-        }
-        for (document, (at, action, class)) in latest {
-            if action == CustodyAction::SignOut {
-                engine
-                    .context_mut()
-                    .registry_custody_started(&document, class, at);
-            }
-        }
-        engine.refresh(now);
-    }
-    Ok((**engine.posture()).clone())
+    let custody = match (bundle.policy.holder_for_device(device_id), trust) {
+        (Some(h), Some(trust)) => crate::fleet::signed_out(c, &h.holder, trust)?,
+        _ => Vec::new(),
+    };
+    Ok(crate::fleet::posture_under(
+        &bundle.policy,
+        device_id,
+        platform,
+        &custody,
+        now,
+    ))
 }
 
 fn union(a: &Posture, b: &Posture) -> Posture {
