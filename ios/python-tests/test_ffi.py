@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import baomi_ffi as ffi
-from conftest import REPO, UrllibClient
+from testkit import REPO, UrllibClient
 
 
 def shifted_to_now(lines):
@@ -61,7 +61,7 @@ def test_refusals_are_typed_and_lose_nothing(office, open_agent):
     with pytest.raises(ffi.BaomiError.BadEvent):
         agent.handle_event_json('{"at": "yesterday", "type": "app_launched"}')
     # Another Keychain key does not open the store, and harms nothing.
-    from conftest import KeychainStandIn
+    from testkit import KeychainStandIn
     with pytest.raises(ffi.BaomiError.Store):
         open_agent(keys=KeychainStandIn())
     again, _ = open_agent(keys=keys)

@@ -456,6 +456,45 @@ fn too_large() -> ApiError {
     }
 }
 
+/// The console and the officer API: answers carry their own headers (cookies, CSP, redirects).
+async fn office(
+    shared: Arc<Shared>,
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    let Ok(_permit) = shared.in_flight.acquire().await else {
+        return error(&ApiError::internal("shutting down"));
+    };
+    let server = shared.server.clone();
+    let (m, u) = (method.clone(), url.clone());
+    let custody = url.starts_with("/v1/office/custody") && method == "POST";
+    match tokio::task::spawn_blocking(move || server.handle_office(&m, &u, &headers, &body)).await {
+        Ok(r) => {
+            if custody && r.status == 200 {
+                shared.poke.notify_one();
+            }
+            let mut resp = Response::new(Full::new(Bytes::from(r.body)));
+            *resp.status_mut() =
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            for (k, v) in r.headers {
+                if let (Ok(k), Ok(v)) = (
+                    hyper::header::HeaderName::try_from(k),
+                    hyper::header::HeaderValue::try_from(v),
+                ) {
+                    resp.headers_mut().append(k, v);
+                }
+            }
+            resp
+        }
+        Err(e) => {
+            log::error!("{method} {url}: the office handler failed: {e}");
+            error(&ApiError::internal("the request failed"))
+        }
+    }
+}
+
 /// The API description, served at `GET /openapi.json` (kept true by `server/tests/openapi.rs`).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
@@ -494,6 +533,9 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, 
         .collect();
     if parts.uri.path() == path::WAIT && method == "POST" {
         return Ok(long_poll(shared, headers, body).await);
+    }
+    if crate::console::is_office_path(parts.uri.path()) {
+        return Ok(office(shared, method, url, headers, body).await);
     }
     let custody_post = parts.uri.path() == path::REGISTRY_CUSTODY;
     let Ok(_permit) = shared.in_flight.acquire().await else {

@@ -7,6 +7,8 @@
 //!   the router and errors, authentication, one module per sync stage, office operations.
 //! - [`http`] — the listener: hyper on tokio, limits on what a client controls, TLS through
 //!   tokio-rustls when a certificate is given, graceful stop.
+//! - [`console`] — the security officer's console (server-rendered pages) and the officer API
+//!   under `/v1/office/`: argon2id logins, sessions, roles, CSRF, the audit log.
 //! - [`admin`] — what the CLI does for the security office (tokens, publishing, listings).
 //! - [`fleet`] — what the server knows of a device's posture (the core engine over the policy,
 //!   the holder's assignment and the registry's custody feed).
@@ -16,6 +18,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod console;
 pub mod db;
 pub mod fleet;
 pub mod http;

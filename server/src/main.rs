@@ -85,6 +85,9 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
+    /// Security officers for the console and the office API.
+    #[command(subcommand)]
+    Officer(OfficerCmd),
     /// MDM-applied posture: link devices to MDM enrolments, list commands.
     #[command(subcommand)]
     Mdm(MdmCmd),
@@ -129,6 +132,20 @@ enum PostCmd {
     /// Verify and post a signed record FILE to the feed.
     Post {
         file: PathBuf,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OfficerCmd {
+    /// Create an officer (or set a new password); the password is read from
+    /// `BAOMI_OFFICER_PASSWORD` or the first line of standard input, never the command line.
+    Add {
+        name: String,
+        /// `admin` (tokens, publishing, custody) or `auditor` (read-only).
+        #[arg(long, default_value = "auditor")]
+        role: String,
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
@@ -281,6 +298,25 @@ fn run(cli: Cli) -> Result<(), String> {
             for d in admin::devices(&open(&db, 1, None)?).map_err(|e| e.message)? {
                 println!("{}", serde_json::to_string(&d).unwrap_or_default());
             }
+            Ok(())
+        }
+        Cmd::Officer(OfficerCmd::Add { name, role, db }) => {
+            let role = baomi_server::console::officers::Role::parse(&role)
+                .ok_or("--role is admin or auditor")?;
+            let password = match std::env::var("BAOMI_OFFICER_PASSWORD") {
+                Ok(p) if !p.is_empty() => p,
+                _ => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| format!("reading the password: {e}"))?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            open(&db, 1, None)?
+                .officer_add(&name, role, &password)
+                .map_err(|e| e.message)?;
+            println!("officer {name} ready");
             Ok(())
         }
         Cmd::Mdm(MdmCmd::Link { device, mdm_id, db }) => {

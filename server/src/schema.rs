@@ -7,8 +7,9 @@ use crate::db::{Conn, DbError, Kind};
 /// key, holder-bound enrolment tokens, the device's replay counter (`last_request_ms`; the
 /// `nonces` table of version 1 is no longer written). Version 3: the platform's report of
 /// what it applied, setting by setting (`devices.applied`). Version 4: MDM links, state and the
-/// command ledger (new tables only).
-pub const VERSION: i64 = 4;
+/// command ledger (new tables only). Version 5: officers, their sessions, failed logins, the
+/// append-only audit log, and each device's check-in history (new tables only).
+pub const VERSION: i64 = 5;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
@@ -111,6 +112,31 @@ CREATE TABLE IF NOT EXISTS mdm_commands (
     answered_at BIGINT
 );
 CREATE INDEX IF NOT EXISTS mdm_commands_due ON mdm_commands (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS officers (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS officer_sessions (
+    token_hash TEXT PRIMARY KEY,
+    officer TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    name TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_name ON login_failures (name, at);
+CREATE TABLE IF NOT EXISTS checkins (
+    device_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    posture TEXT NOT NULL,
+    fail_closed TEXT
+);
+CREATE INDEX IF NOT EXISTS checkins_device ON checkins (device_id, at);
 CREATE TABLE IF NOT EXISTS device_holders (
     device_id TEXT PRIMARY KEY,
     holder TEXT NOT NULL
@@ -132,7 +158,14 @@ pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
             envelope TEXT NOT NULL,
             received_at BIGINT NOT NULL
         );
-        CREATE INDEX IF NOT EXISTS custody_holder ON custody (holder, cursor);"
+        CREATE INDEX IF NOT EXISTS custody_holder ON custody (holder, cursor);
+        CREATE TABLE IF NOT EXISTS audit (
+            seq {serial},
+            at BIGINT NOT NULL,
+            officer TEXT NOT NULL,
+            action TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );"
     ))?;
     c.execute(
         "INSERT INTO server_meta (name, value) VALUES ('schema_version', '1') ON CONFLICT (name) DO NOTHING",

@@ -257,8 +257,23 @@ fn the_document_lists_exactly_the_endpoints_served() {
         .keys()
         .map(String::as_str)
         .collect();
-    let served: BTreeSet<&str> = path::ALL.into_iter().collect();
+    let mut served: BTreeSet<&str> = path::ALL.into_iter().collect();
+    served.extend(baomi_server::console::OFFICE_API.iter().map(|(_, p)| *p));
     assert_eq!(documented, served);
+    // Each office endpoint with its method, and the console's router handles it.
+    let console =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/console/mod.rs"))
+            .unwrap();
+    for (method, p) in baomi_server::console::OFFICE_API {
+        assert!(
+            d["paths"][p][method].is_object(),
+            "{method} {p} undocumented"
+        );
+        if let Some(rest) = p.strip_prefix("/v1/office/") {
+            let arm = format!("(\"{}\", \"{rest}\")", method.to_uppercase());
+            assert!(console.contains(&arm), "console router lacks {arm}");
+        }
+    }
     // The router serves every one of them (404 is the router's "no such endpoint").
     let router =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/mod.rs")).unwrap();

@@ -30,6 +30,12 @@ impl Server {
                     dev.into(),
                 ],
             )?;
+            // The posture after the sync (custody applied), in the device's history: the
+            // console's "camera off confirmed" reads it.
+            c.execute(
+                "INSERT INTO checkins (device_id, at, posture, fail_closed) VALUES ($1, $2, $3, $4)",
+                &[dev.into(), self.now().0.into(), posture.clone().into(), Value::Null],
+            )?;
             Ok(session)
         })?;
         let stored =

@@ -1,0 +1,90 @@
+"""Browser tests of the security officer's console: headless Chromium (Debian's `chromium`)
+driven by Selenium through Debian's `chromium-driver`, against a real `baomi-server` seeded
+through the real sync path: phones (the core through its uniffi surface, Python bindings)
+enrol, install the published bundle, record violations, sync them up, and receive custody.
+
+Run: cargo build -p baomi-ffi -p baomi -p baomi-server && python3 -m pytest -q server/console-tests
+Screenshots of each page land in target/console-screenshots/.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "python"))
+
+from testkit import REPO, KeychainStandIn, Office, ServerProcess, UrllibClient, ffi  # noqa: E402
+
+SHOTS = REPO / "target" / "console-screenshots"
+ADMIN_PASSWORD = "correct horse battery staple"
+AUDITOR_PASSWORD = "auditor reads only 2026"
+
+
+def seed(tmp: Path):
+    """Three phones through the real sync path; returns (office, server, device ids)."""
+    office = Office(tmp)
+    server = ServerProcess(office, tmp)
+    server.admin("officer", "add", "chen.admin", "--role", "admin", stdin=ADMIN_PASSWORD + "\n")
+    server.admin("officer", "add", "wang.auditor", "--role", "auditor", stdin=AUDITOR_PASSWORD + "\n")
+    agents = []
+    for i, holder in enumerate(["li.na", "zhang.wei", "zhao.min"]):
+        agent = ffi.BaomiAgent.open(str(tmp / f"phone-{i}"), KeychainStandIn(), ffi.PlatformKind.ANDROID, ffi.SystemClock())
+        agent.install_trust_root(office.root.read_bytes())
+        token = server.admin("token", "new", "--holder", holder).strip().splitlines()[-1]
+        agent.enroll(server.base, token, UrllibClient(server.base))
+        agents.append((holder, agent))
+    # One bundle assigning every phone to its holder.
+    policy = json.loads((REPO / "policies" / "baseline.json").read_text())
+    clearances = {"li.na": "general", "zhang.wei": "important", "zhao.min": "none"}
+    policy["holders"] = [{"holder": h, "clearance": clearances[h], "devices": [a.status().device_id]} for h, a in agents]
+    draft = tmp / "policy-1.json"
+    draft.write_text(json.dumps(policy))
+    from testkit import CLI, run
+    bundle = tmp / "bundle-1.json"
+    run(CLI, "bundle", "sign", "--policy", draft, "--key", tmp / "office.key", "--version", "1", "--out", bundle)
+    server.admin("bundle", "publish", bundle)
+    from datetime import datetime, timezone
+    now = lambda: datetime.now(timezone.utc).isoformat()  # noqa: E731
+    for holder, agent in agents:
+        http = UrllibClient(server.base)
+        agent.sync_now(http)
+        agent.handle_event_json(json.dumps({"at": now(), "type": "app_launched", "package": "com.tencent.mm"}))
+        agent.report_applied(ffi.EnforcementMode.DEVICE_OWNER, [])
+    # A holder-controlled string: must show as text, never run.
+    agents[0][1].report_enforcement_failure("camera", "<script>document.title='pwned'</script><b>bold</b>")
+    server.admin("custody", "post", office.custody("R-1", "zhang.wei", "MIMI-2026-042", "sign-out"))
+    for holder, agent in agents:
+        agent.sync_now(UrllibClient(server.base))
+    # A second version for the impact preview: zhao.min gets a clearance (messengers banned).
+    policy["holders"][2]["clearance"] = "important"
+    draft2 = tmp / "policy-2.json"
+    draft2.write_text(json.dumps(policy))
+    bundle2 = tmp / "bundle-2.json"
+    run(CLI, "bundle", "sign", "--policy", draft2, "--key", tmp / "office.key", "--version", "2", "--out", bundle2)
+    return office, server, [a.status().device_id for _, a in agents], bundle2
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("console")
+    office, server, devices, bundle2 = seed(tmp)
+    yield {"office": office, "server": server, "devices": devices, "bundle2": bundle2}
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000", "--disable-gpu"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    d.set_page_load_timeout(30)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield d
+    d.quit()

@@ -1,0 +1,289 @@
+//! Officers: accounts (argon2id password hashes), sessions (a random token, stored hashed; a
+//! CSRF token per session), failed-login limits, and the append-only audit log. All of it in
+//! the database, so several server processes agree.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine as _;
+use ring::rand::SecureRandom;
+use serde::Serialize;
+
+use crate::api::{ApiError, Server};
+use crate::db::Value;
+
+/// What an officer may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads everything; changes nothing.
+    Auditor,
+    /// Also issues enrolment tokens, publishes bundles and trust roots, posts custody.
+    Admin,
+}
+
+impl Role {
+    /// From its name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "auditor" => Some(Role::Auditor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A logged-in officer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Officer {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// The session's CSRF token (forms must carry it).
+    pub csrf: String,
+}
+
+/// Failed logins allowed per name in [`FAILURE_WINDOW_MS`] before logins are refused.
+pub const MAX_FAILURES: usize = 5;
+/// The window failed logins are counted in.
+pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// How long a session lasts.
+pub const SESSION_MS: i64 = 8 * 3600 * 1000;
+
+/// Random bytes, base64url.
+pub fn random_token(bytes: usize) -> Result<String, ApiError> {
+    let mut b = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| ApiError::internal("no randomness"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+fn sha256_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Constant-time equality of two secrets.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+impl Server {
+    /// Creates (or re-keys) an officer. The password is hashed with argon2id (memory-hard).
+    pub fn officer_add(&self, name: &str, role: Role, password: &str) -> Result<(), ApiError> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(ApiError::bad_request(
+                "officer names are 1-64 of a-z, 0-9, '.', '_', '-'",
+            ));
+        }
+        if password.chars().count() < 12 {
+            return Err(ApiError::bad_request(
+                "passwords are at least 12 characters",
+            ));
+        }
+        let salt = SaltString::encode_b64(random_token(16)?.as_bytes())
+            .map_err(|e| ApiError::internal(format!("salt: {e}")))?;
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| ApiError::internal(format!("argon2: {e}")))?
+            .to_string();
+        let now = self.now();
+        self.db().tx(|c| {
+            c.execute(
+                "INSERT INTO officers (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET role = $2, password_hash = $3",
+                &[name.into(), role.as_str().into(), hash.clone().into(), now.0.into()],
+            )?;
+            Ok(())
+        })?;
+        self.audit(name, "officer_add", &format!("role {}", role.as_str()))
+    }
+
+    /// Checks a password and opens a session; returns its token (cookie or bearer) and the
+    /// officer. After [`MAX_FAILURES`] failures in [`FAILURE_WINDOW_MS`], refused with 429
+    /// before the password is even looked at.
+    pub fn officer_login(&self, name: &str, password: &str) -> Result<(String, Officer), ApiError> {
+        let now = self.now();
+        let (failures, row) = self.db().tx(|c| {
+            let f = c
+                .query(
+                    "SELECT COUNT(*) FROM login_failures WHERE name = $1 AND at > $2",
+                    &[name.into(), (now.0 - FAILURE_WINDOW_MS).into()],
+                )?
+                .first()
+                .and_then(|r| r.first().and_then(Value::int))
+                .unwrap_or(0);
+            let row = c
+                .query(
+                    "SELECT role, password_hash FROM officers WHERE name = $1",
+                    &[name.into()],
+                )?
+                .first()
+                .cloned();
+            Ok((f, row))
+        })?;
+        if failures >= MAX_FAILURES as i64 {
+            return Err(ApiError::new_pub(
+                429,
+                "too_many_failures",
+                format!("{MAX_FAILURES} failed logins for {name}: wait 15 minutes"),
+            ));
+        }
+        let ok = row.as_ref().is_some_and(|r| {
+            r.get(1)
+                .and_then(Value::text)
+                .and_then(|h| PasswordHash::new(h).ok())
+                .is_some_and(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+        });
+        let role = row
+            .as_ref()
+            .and_then(|r| r.first().and_then(Value::text))
+            .and_then(Role::parse);
+        let (true, Some(role)) = (ok, role) else {
+            self.db().tx(|c| {
+                c.execute(
+                    "INSERT INTO login_failures (name, at) VALUES ($1, $2)",
+                    &[name.into(), now.0.into()],
+                )?;
+                Ok(())
+            })?;
+            let _ = self.audit(name, "login_failed", "");
+            return Err(ApiError::unauthorized("wrong name or password"));
+        };
+        let token = random_token(32)?;
+        let csrf = random_token(24)?;
+        self.db().tx(|c| {
+            c.execute("DELETE FROM login_failures WHERE name = $1", &[name.into()])?;
+            c.execute("DELETE FROM officer_sessions WHERE expires_at < $1", &[now.0.into()])?;
+            c.execute(
+                "INSERT INTO officer_sessions (token_hash, officer, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                &[sha256_hex(&token).into(), name.into(), csrf.clone().into(), now.0.into(), (now.0 + SESSION_MS).into()],
+            )?;
+            Ok(())
+        })?;
+        self.audit(name, "login", "")?;
+        Ok((
+            token,
+            Officer {
+                name: name.to_owned(),
+                role,
+                csrf,
+            },
+        ))
+    }
+
+    /// The officer a session token belongs to, if it is live.
+    pub fn officer_session(&self, token: &str) -> Result<Option<Officer>, ApiError> {
+        let now = self.now();
+        let row = self.db().tx(|c| {
+            Ok(c.query(
+                "SELECT s.officer, o.role, s.csrf FROM officer_sessions s JOIN officers o ON o.name = s.officer WHERE s.token_hash = $1 AND s.expires_at > $2",
+                &[sha256_hex(token).into(), now.0.into()],
+            )?
+            .first()
+            .cloned())
+        })?;
+        Ok(row.and_then(|r| {
+            Some(Officer {
+                name: r.first()?.text()?.to_owned(),
+                role: Role::parse(r.get(1)?.text()?)?,
+                csrf: r.get(2)?.text()?.to_owned(),
+            })
+        }))
+    }
+
+    /// Ends a session.
+    pub fn officer_logout(&self, token: &str) -> Result<(), ApiError> {
+        self.db().tx(|c| {
+            c.execute(
+                "DELETE FROM officer_sessions WHERE token_hash = $1",
+                &[sha256_hex(token).into()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Appends to the audit log (never updated or deleted by the server).
+    pub fn audit(&self, officer: &str, action: &str, detail: &str) -> Result<(), ApiError> {
+        let now = self.now();
+        let detail: String = detail.chars().take(500).collect();
+        self.db().tx(|c| {
+            c.execute(
+                "INSERT INTO audit (at, officer, action, detail) VALUES ($1, $2, $3, $4)",
+                &[
+                    now.0.into(),
+                    officer.into(),
+                    action.into(),
+                    detail.clone().into(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The audit log, newest first.
+    pub fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, ApiError> {
+        let rows = self.db().tx(|c| {
+            Ok(c.query(
+                "SELECT seq, at, officer, action, detail FROM audit ORDER BY seq DESC LIMIT $1",
+                &[limit.into()],
+            )?)
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                seq: r.first().and_then(Value::int).unwrap_or(0),
+                at: r.get(1).and_then(Value::int).unwrap_or(0),
+                officer: r
+                    .get(2)
+                    .and_then(Value::text)
+                    .unwrap_or_default()
+                    .to_owned(),
+                action: r
+                    .get(3)
+                    .and_then(Value::text)
+                    .unwrap_or_default()
+                    .to_owned(),
+                detail: r
+                    .get(4)
+                    .and_then(Value::text)
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+            .collect())
+    }
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    /// Position.
+    pub seq: i64,
+    /// When (ms).
+    pub at: i64,
+    /// Who.
+    pub officer: String,
+    /// What.
+    pub action: String,
+    /// Details.
+    pub detail: String,
+}
