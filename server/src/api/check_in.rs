@@ -62,15 +62,6 @@ impl Server {
                     dev.into(),
                 ],
             )?;
-            // The device's history for the officer (check-ins, posture changes), 30 days kept.
-            c.execute(
-                "INSERT INTO checkins (device_id, at, posture, fail_closed) VALUES ($1, $2, $3, $4)",
-                &[dev.into(), now.0.into(), posture.clone().into(), req.fail_closed.clone().into()],
-            )?;
-            c.execute(
-                "DELETE FROM checkins WHERE device_id = $1 AND at < $2",
-                &[dev.into(), now.plus_seconds(-30 * 86_400).0.into()],
-            )?;
             let bundle = latest_bundle(c)?.filter(|b| {
                 req.policy
                     .as_ref()

@@ -30,12 +30,20 @@ impl Server {
                     dev.into(),
                 ],
             )?;
-            // The posture after the sync (custody applied), in the device's history: the
-            // console's "camera off confirmed" reads it.
+            // The device's sync history for the officer (the posture after the sync, custody
+            // applied: the console's "camera off confirmed" reads it), 30 days kept; pruned
+            // about once a day per device (a device syncs ~96 times a day).
+            let now = self.now();
             c.execute(
                 "INSERT INTO checkins (device_id, at, posture, fail_closed) VALUES ($1, $2, $3, $4)",
-                &[dev.into(), self.now().0.into(), posture.clone().into(), Value::Null],
+                &[dev.into(), now.0.into(), posture.clone().into(), Value::Null],
             )?;
+            if now.0 % 97 == 0 {
+                c.execute(
+                    "DELETE FROM checkins WHERE device_id = $1 AND at < $2",
+                    &[dev.into(), now.plus_seconds(-30 * 86_400).0.into()],
+                )?;
+            }
             Ok(session)
         })?;
         let stored =
