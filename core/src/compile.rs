@@ -134,7 +134,7 @@ impl Gate {
     };
 
     /// The gate for `c`, if `c` has the gate's shape.
-    fn of(c: &Cond) -> Option<Gate> {
+    pub(crate) fn of(c: &Cond) -> Option<Gate> {
         let mut g = Gate::OPEN;
         let atoms = match c {
             Cond::All(cs) => cs.as_slice(),

@@ -480,3 +480,74 @@ mod tests {
         }
     }
 }
+
+/// Property (issue 15): the compiled gate, where a rule has one, says exactly what the rule's
+/// condition tree says, for every generated condition of the gate's shape and every fact.
+#[cfg(test)]
+mod gates_agree_with_trees {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn clearance() -> impl Strategy<Value = Clearance> {
+        prop::sample::select(vec![
+            Clearance::None,
+            Clearance::General,
+            Clearance::Important,
+            Clearance::Core,
+        ])
+    }
+
+    fn classification() -> impl Strategy<Value = Classification> {
+        prop::sample::select(vec![
+            Classification::WorkSecret,
+            Classification::Secret,
+            Classification::HighlySecret,
+            Classification::TopSecret,
+        ])
+    }
+
+    fn zones() -> impl Strategy<Value = Vec<u32>> {
+        prop::collection::vec(0u32..5, 1..4)
+    }
+
+    /// Atoms a gate can hold, and a few it cannot (windows, negations), so both paths run.
+    fn atom() -> impl Strategy<Value = Cond> {
+        prop_oneof![
+            Just(Cond::True),
+            clearance().prop_map(Cond::ClearanceAtLeast),
+            classification().prop_map(Cond::CustodyAtLeast),
+            zones().prop_map(Cond::InZones),
+            any::<bool>().prop_map(Cond::InAnyZone),
+            prop::collection::vec(zones().prop_map(Cond::InZones), 1..3).prop_map(Cond::Any),
+            clearance().prop_map(|c| Cond::Not(Box::new(Cond::ClearanceAtLeast(c)))),
+        ]
+    }
+
+    fn cond() -> impl Strategy<Value = Cond> {
+        prop_oneof![
+            atom(),
+            prop::collection::vec(atom(), 0..5).prop_map(Cond::All)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_gate_holds_exactly_when_its_tree_does(
+            c in cond(),
+            cl in clearance(),
+            custody in prop::option::of(classification()),
+            present in prop::collection::btree_set(0usize..5, 0..5),
+        ) {
+            let mut zs = BitSet::with_len(5);
+            for z in present {
+                zs.insert(z);
+            }
+            let f = Facts { clearance: cl, custody_max: custody, zones: &zs, now: Timestamp(1_795_800_000_000), fail_closed: false };
+            if let Some(g) = Gate::of(&c) {
+                prop_assert_eq!(g.holds(&f), holds(&c, &f), "{:?}", c);
+            }
+        }
+    }
+}

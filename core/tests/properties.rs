@@ -1,7 +1,9 @@
 //! Properties over generated event streams on the baseline policy (proptest, issue 15):
 //! evaluation is deterministic; the posture is a pure function of the context (a restored
-//! snapshot gives the same posture); monitor-mode rules never change the posture; a sealed
-//! record opens only at its own seq and on its own device.
+//! snapshot gives the same posture); monitor-mode rules never change the posture; a bundle that
+//! verifies re-verifies after a store round trip. (A sealed record opening only at its own seq
+//! and device is in `store.rs`; gates agreeing with condition trees in `eval.rs`, where both
+//! are visible.)
 //!
 //! 256 cases a property in CI; `PROPTEST_CASES=300000 cargo test --release -p baomi-core --test
 //! properties` is the soak (about a minute here).
@@ -159,5 +161,60 @@ proptest! {
             prop_assert!(!d.posture_changed);
             prop_assert_ne!(d.verdict, baomi_core::Verdict::Deny, "monitor rules only warn");
         }
+    }
+}
+
+fn trust(key: &baomi_core::bundle::SigningKey) -> Vec<u8> {
+    use baomi_core::bundle::TrustRoot;
+    use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
+    let doc = TrustRootDoc {
+        upload_key: None,
+        expires_at: None,
+        version: 1,
+        issued_at: Timestamp(T0),
+        keys: vec![KeyEntry::of(key.public())],
+        threshold: 1,
+        registry: None,
+    };
+    TrustRoot::sign(&doc, &[key]).to_json().into_bytes()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A bundle that verifies is stored as its signed envelope and verifies again when the
+    /// agent reopens the store: same header, same digest, still trusted.
+    #[test]
+    fn a_verified_bundle_reverifies_after_a_store_round_trip(
+        version in 1u64..1_000_000,
+        c in clearance(),
+        days in 1i64..90,
+        monitor in any::<bool>(),
+    ) {
+        use baomi_core::agent::Agent;
+        use baomi_core::bundle::{SigningKey, sign_bundle};
+        use baomi_core::policy::model::HolderAssignment;
+        use baomi_core::store::{HostFileKeyProvider, StoreOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let kek = HostFileKeyProvider::open_or_create(&dir.path().join("kek")).unwrap();
+        let key = SigningKey::generate().unwrap();
+        let now = Timestamp(T0);
+        let mut a = Agent::open(&dir.path().join("s"), &kek, StoreOptions::default(), Platform::Android, now).unwrap();
+        a.provision_trust_root(&trust(&key), now).unwrap();
+        let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
+        if monitor {
+            p.rules[0].mode = Mode::Monitor;
+        }
+        p.holders = vec![HolderAssignment { holder: "h".into(), clearance: c, devices: vec![a.store().device_id().into()] }];
+        let env = sign_bundle(&p, version, now, now.plus_seconds(days * 86_400), &[&key]).unwrap().to_json().into_bytes();
+        let header = a.install_bundle(&env, now).unwrap();
+        let before = a.installed().unwrap().clone();
+        drop(a);
+        let again = Agent::open(&dir.path().join("s"), &kek, StoreOptions::default(), Platform::Android, now).unwrap();
+        let after = again.installed().unwrap();
+        prop_assert_eq!(&after.header, &header);
+        prop_assert_eq!(&after.digest, &before.digest);
+        prop_assert!(after.trusted);
+        prop_assert_eq!(again.engine().unwrap().context().clearance(), c);
     }
 }

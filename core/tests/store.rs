@@ -664,3 +664,53 @@ fn random_bytes_over_any_page_are_a_typed_error_never_a_quiet_loss() {
     );
     assert!(refused > 0, "no corruption was ever noticed");
 }
+
+// A sealed record opens only at its own position (issue 15's property): any record moved to
+// any other seq, or any two swapped, fails to authenticate there, whatever the store's size.
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, failure_persistence: None, ..Default::default() })]
+
+    #[test]
+    fn a_sealed_record_opens_only_at_its_own_seq(n in 2u32..9, pick in 0usize..1000, other in 0usize..1000) {
+        let (dir, kek) = filled(n);
+        let i = 1 + (pick % n as usize) as i64;
+        let mut j = 1 + (other % n as usize) as i64;
+        if j == i {
+            j = if i == i64::from(n) { 1 } else { i + 1 };
+        }
+        let c = raw(dir.path());
+        c.execute_batch(&format!(
+            "UPDATE violations SET seq = -1 WHERE seq = {i};
+             UPDATE violations SET seq = {i} WHERE seq = {j};
+             UPDATE violations SET seq = {j} WHERE seq = -1;"
+        ))
+        .unwrap();
+        drop(c);
+        let first = i.min(j) as u64;
+        proptest::prop_assert_eq!(chain_error(dir.path(), &kek), ChainError::Unauthentic { seq: first });
+    }
+}
+
+/// ... and only on its own device: the same file presented as another device's (its device id
+/// rewritten) opens no record and verifies nothing.
+#[test]
+fn a_store_renamed_to_another_device_authenticates_nothing() {
+    let (dir, kek) = filled(3);
+    raw(dir.path())
+        .execute(
+            "UPDATE meta SET value = CAST('dev-someone-else' AS BLOB) WHERE name = 'device_id'",
+            [],
+        )
+        .unwrap();
+    let opened = Store::open(&dir.path().join("store"), &kek, StoreOptions::default());
+    match opened {
+        Err(e) => assert!(matches!(e, StoreError::Integrity(_)), "{e:?}"),
+        Ok(s) => {
+            assert!(
+                s.verify().is_err(),
+                "records sealed for another device must not verify"
+            );
+            assert!(s.records_after(0, 10).is_err());
+        }
+    }
+}
