@@ -404,7 +404,16 @@ impl Agent {
         let decision = engine.handle(event);
         if decision.violation {
             let record = ViolationRecord::new(event, &decision, self.policy_ref());
-            self.store.append(&record)?;
+            if let Err(e) = self.store.append(&record) {
+                if matches!(e, StoreError::Full | StoreError::WriteFailed(_)) {
+                    // The disk is full: nothing was written and nothing is deleted. The device
+                    // fails closed (the posture says so at once) until a write succeeds again.
+                    if let Some(engine) = self.engine.as_mut() {
+                        engine.set_store_full(true, at);
+                    }
+                }
+                return Err(e.into());
+            }
             self.check_capacity(at)?;
         }
         // The context when it changed durably; the clock's mark whenever it moved enough.

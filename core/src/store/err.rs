@@ -53,6 +53,10 @@ pub enum StoreError {
     /// The disk (or the database's page limit) is full; nothing was written.
     #[error("storage full: the record was not written and nothing was deleted")]
     Full,
+    /// The write failed at the file system (a file-size limit, a failing flash page): nothing
+    /// was written, nothing was deleted; handled like [`StoreError::Full`].
+    #[error("storage write failed ({0}): nothing was written and nothing was deleted")]
+    WriteFailed(String),
     /// The hash chain is broken: evidence was edited, deleted, reordered or truncated.
     #[error("integrity: {0}")]
     Integrity(#[from] ChainError),
@@ -135,6 +139,10 @@ impl StoreError {
                     reason: e.to_string(),
                 },
                 ErrorCode::DiskFull => Self::Full,
+                // SQLITE_IOERR_WRITE: e.g. EFBIG past a file-size limit.
+                ErrorCode::SystemIoFailure if f.extended_code == 778 => {
+                    Self::WriteFailed(e.to_string())
+                }
                 ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
                     Self::Io {
                         path: path.to_owned(),
