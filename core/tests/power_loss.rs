@@ -117,7 +117,7 @@ fn power_loss_child() {
             // A newer bundle, alternating between two policies, signed by the current key.
             let v = a.installed().map_or(1, |b| b.header.version + 1);
             let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
-            let c = if v % 2 == 0 {
+            let c = if v.is_multiple_of(2) {
                 Clearance::Important
             } else {
                 Clearance::General
