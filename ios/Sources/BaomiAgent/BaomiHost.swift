@@ -20,6 +20,7 @@ public final class BaomiHost {
 
     public func start(beaconUUIDs: [UUID]) {
         queue.async { [self] in
+            observeUptime()
             config.start(agent: agent) { [weak self] _ in self?.reportApplied() }
             enrolIfNeeded()
             reportApplied()
@@ -54,8 +55,21 @@ public final class BaomiHost {
         }
     }
 
+    /// The core counts offline time on the boot clock (mach_continuous_time counts sleep too),
+    /// whatever the wall clock says; the boot is named by kern.boottime.
+    private func observeUptime() {
+        var boot = timeval()
+        var size = MemoryLayout<timeval>.size
+        sysctlbyname("kern.boottime", &boot, &size, nil, 0)
+        var info = mach_timebase_info_data_t()
+        mach_timebase_info(&info)
+        let uptimeMs = Int64(mach_continuous_time() * UInt64(info.numer) / UInt64(info.denom) / 1_000_000)
+        try? agent.observeUptime(bootId: "boot-\(boot.tv_sec)", uptimeMs: uptimeMs)
+    }
+
     @discardableResult
     private func syncNow() throws -> SyncOutcome? {
+        observeUptime()
         guard let server = config.serverURL else { return nil }
         let out = try agent.syncNow(http: URLSessionTransport(base: server))
         reportApplied()

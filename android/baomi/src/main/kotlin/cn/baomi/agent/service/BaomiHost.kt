@@ -122,6 +122,7 @@ class BaomiHost private constructor(
     /** One compliance sync; returns whether it completed. */
     fun syncNow(): Future<Boolean> = onWorker {
         val server = provisioning.serverUrl ?: return@onWorker false
+        observeUptime()
         try {
             enrolIfNeeded()
             if (!provisioning.enrolled) return@onWorker false
