@@ -167,6 +167,111 @@ impl Office {
     }
 }
 
+/// An office CA (`DIR/ca.pem`) and a server certificate for 127.0.0.1 it signed (webpki refuses
+/// a self-signed leaf); `None` without openssl.
+fn make_pki(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    // An office CA and a server certificate it signed (webpki refuses a self-signed leaf).
+    let p = |name: &str| dir.join(name);
+    let (cert, key) = (p("cert.pem"), p("key.pem"));
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let steps: [Vec<std::ffi::OsString>; 3] = [
+        [
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Baomi test office CA",
+        ]
+        .iter()
+        .chain(&ec)
+        .map(Into::into)
+        .chain([
+            "-keyout".into(),
+            p("ca.key").into(),
+            "-out".into(),
+            p("ca.pem").into(),
+        ])
+        .collect(),
+        ["req", "-subj", "/CN=127.0.0.1"]
+            .iter()
+            .chain(&ec)
+            .map(Into::into)
+            .chain([
+                "-keyout".into(),
+                key.clone().into(),
+                "-out".into(),
+                p("server.csr").into(),
+            ])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-CAcreateserial"]
+            .iter()
+            .map(Into::into)
+            .chain([
+                "-in".into(),
+                p("server.csr").into(),
+                "-CA".into(),
+                p("ca.pem").into(),
+                "-CAkey".into(),
+                p("ca.key").into(),
+                "-extfile".into(),
+                p("ext.cnf").into(),
+                "-out".into(),
+                cert.clone().into(),
+            ])
+            .collect(),
+    ];
+    for args in &steps {
+        let ok = Command::new("openssl")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !ok.is_ok_and(|s| s.success()) {
+            return None;
+        }
+    }
+    Some((cert, key))
+}
+
+/// `BAOMI_E2E_TLS=1` runs the whole suite over TLS (CI runs it both ways): the servers get a
+/// certificate from a test CA and every client trusts that CA only.
+fn tls() -> Option<&'static (PathBuf, PathBuf, Vec<u8>)> {
+    static PKI: std::sync::OnceLock<Option<(PathBuf, PathBuf, Vec<u8>)>> =
+        std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        if std::env::var("BAOMI_E2E_TLS").ok().as_deref() != Some("1") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap().keep();
+        let (cert, key) = make_pki(&dir).expect("openssl makes the test PKI");
+        let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+        Some((cert, key, ca))
+    })
+    .as_ref()
+}
+
+/// A transport to `base`: trusting the test CA when the suite runs over TLS.
+fn transport(base: &str) -> HttpTransport {
+    match tls() {
+        Some((_, _, ca)) if base.starts_with("https://") => {
+            HttpTransport::with_ca_pem(base, ca).unwrap()
+        }
+        _ => HttpTransport::new(base),
+    }
+}
+
 // ---------------------------------------------------------------- servers
 
 /// The real binary, so it can be killed with SIGKILL.
@@ -176,7 +281,20 @@ struct ServerProcess {
 }
 
 fn spawn_server(db: &str, upload_key: &Path) -> ServerProcess {
-    spawn_server_with(db, upload_key, &[], "http")
+    match tls() {
+        Some((cert, key, _)) => spawn_server_with(
+            db,
+            upload_key,
+            &[
+                "--tls-cert".as_ref(),
+                cert.as_os_str(),
+                "--tls-key".as_ref(),
+                key.as_os_str(),
+            ],
+            "https",
+        ),
+        None => spawn_server_with(db, upload_key, &[], "http"),
+    }
 }
 
 /// `baomi-server serve` on an ephemeral loopback port, with `extra` arguments.
@@ -217,8 +335,23 @@ fn start_in_process(db: &str, o: &Office, clock: fn() -> Timestamp) -> (Listener
         clock,
     )
     .unwrap();
-    let l = Listener::start(Arc::new(server), "127.0.0.1:0".parse().unwrap(), None, 2).unwrap();
-    let base = format!("http://{}", l.addr().unwrap());
+    let tls_config = tls().map(|(cert, key, _)| baomi_server::http::Tls {
+        cert_pem: std::fs::read(cert).unwrap(),
+        key_pem: std::fs::read(key).unwrap(),
+    });
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let l = Listener::start(
+        Arc::new(server),
+        "127.0.0.1:0".parse().unwrap(),
+        tls_config,
+        2,
+    )
+    .unwrap();
+    let base = format!("{scheme}://{}", l.addr().unwrap());
     (l, base)
 }
 
@@ -283,7 +416,7 @@ fn received(admin: &Server, dev: &str) -> Vec<i64> {
 
 /// Enrolled, with the bundle naming it installed by a first sync.
 fn enrolled(o: &Office, admin: &Server, base: &str) -> (Device, HttpTransport) {
-    let t = HttpTransport::new(base);
+    let t = transport(base);
     let now = Timestamp::now();
     let mut d = device(o, now);
     d.enroll(admin, &t, base, now);
@@ -301,7 +434,7 @@ fn violations_arrive_exactly_once() {
         let o = office();
         let admin = o.admin(&b.url);
         let srv = spawn_server(&b.url, &o.upload_key_file);
-        let rec = Recording::new(HttpTransport::new(&srv.base));
+        let rec = Recording::new(transport(&srv.base));
         let (mut d, _) = enrolled(&o, &admin, &srv.base);
         let dev = d.id();
         for i in 0..130 {
@@ -325,12 +458,7 @@ fn violations_arrive_exactly_once() {
         let id = d.agent.identity().unwrap();
         let resp = signed(&srv.base, &id, path::UPLOAD, &upload.body, Timestamp::now());
         assert_eq!(resp.status, 200, "{}", b.label);
-        let r = sync_now(
-            &mut d.agent,
-            &HttpTransport::new(&srv.base),
-            Timestamp::now(),
-        )
-        .unwrap();
+        let r = sync_now(&mut d.agent, &transport(&srv.base), Timestamp::now()).unwrap();
         assert_eq!(r.uploaded, 0);
         assert_eq!(received(&admin, &dev).len(), 130, "{}", b.label);
         let fleet = admin::devices(&admin).unwrap();
@@ -353,7 +481,7 @@ fn a_server_killed_mid_upload_loses_nothing_and_duplicates_nothing() {
         // The second batch reaches the server and is committed, then the server dies before
         // the acknowledgement gets back.
         let killer = KillAfterUpload {
-            inner: HttpTransport::new(&srv.base),
+            inner: transport(&srv.base),
             kill_on: 2,
             uploads: AtomicUsize::new(0),
             server: Mutex::new(Some(srv)),
@@ -369,12 +497,7 @@ fn a_server_killed_mid_upload_loses_nothing_and_duplicates_nothing() {
         assert!(d.agent.sync_state().failures >= 2);
 
         let srv = spawn_server(&b.url, &o.upload_key_file);
-        let r = sync_now(
-            &mut d.agent,
-            &HttpTransport::new(&srv.base),
-            Timestamp::now(),
-        )
-        .unwrap();
+        let r = sync_now(&mut d.agent, &transport(&srv.base), Timestamp::now()).unwrap();
         assert_eq!(r.acked_through, 250, "{}", b.label);
         assert_eq!(
             received(&admin, &dev),
@@ -404,7 +527,7 @@ fn a_week_offline_queues_fails_closed_then_drains() {
         let t0 = Timestamp::now();
         listener.stop();
         // A fresh client, so no pooled connection from before the stop is in play.
-        let t = HttpTransport::new(&base);
+        let t = transport(&base);
 
         // Every 6 hours for a week: a violation, and a sync attempt that cannot connect.
         let mut last_delay = 0;
@@ -440,7 +563,7 @@ fn a_week_offline_queues_fails_closed_then_drains() {
         // The server comes back (its clock is where the device's is now).
         WEEK_OFFSET_MS.store(at.0 - Timestamp::now().0, Ordering::SeqCst);
         let (listener, base) = start_in_process(&b.url, &o, shifted_clock);
-        let r = sync_now(&mut d.agent, &HttpTransport::new(&base), at).unwrap();
+        let r = sync_now(&mut d.agent, &transport(&base), at).unwrap();
         assert_eq!((r.uploaded, r.acked_through), (29, 29), "{}", b.label);
         assert_eq!(received(&admin, &dev).len(), 29);
         assert_eq!(d.agent.engine().unwrap().fail_closed_reason(at), None);
@@ -458,18 +581,13 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
         let o = office();
         let admin = o.admin(&b.url);
         let srv = spawn_server(&b.url, &o.upload_key_file);
-        let rec = Recording::new(HttpTransport::new(&srv.base));
+        let rec = Recording::new(transport(&srv.base));
         let (mut a, _) = enrolled(&o, &admin, &srv.base);
         let mut other = device(&o, Timestamp::now());
-        other.enroll(
-            &admin,
-            &HttpTransport::new(&srv.base),
-            &srv.base,
-            Timestamp::now(),
-        );
+        other.enroll(&admin, &transport(&srv.base), &srv.base, Timestamp::now());
         a.violate(Timestamp::now());
         sync_now(&mut a.agent, &rec, Timestamp::now()).unwrap();
-        let raw = HttpTransport::new(&srv.base);
+        let raw = transport(&srv.base);
 
         // Replayed verbatim.
         let check_in = rec.last(path::CHECK_IN);
@@ -626,7 +744,7 @@ fn registry_custody_closes_the_camera_until_a_signed_return() {
         let (mut d, t) = enrolled(&o, &admin, &srv.base);
         assert!(!d.agent.posture().camera_disabled);
         // The registry posts a sign-out; the holder never scans the document.
-        let raw = HttpTransport::new(&srv.base);
+        let raw = transport(&srv.base);
         let post = |body: Vec<u8>| {
             raw.send(&HttpRequest {
                 method: "POST".into(),
@@ -702,79 +820,11 @@ fn a_device_clock_far_off_or_set_back_is_recorded() {
 #[test]
 fn the_server_speaks_tls_and_refuses_plain_http_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    // An office CA and a server certificate it signed (webpki refuses a self-signed leaf).
+    let Some((cert, key)) = make_pki(dir.path()) else {
+        eprintln!("skipped: the openssl command is not available to make test certificates");
+        return;
+    };
     let p = |name: &str| dir.path().join(name);
-    let (cert, key) = (p("cert.pem"), p("key.pem"));
-    std::fs::write(
-        p("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let steps: [Vec<std::ffi::OsString>; 3] = [
-        [
-            "req",
-            "-x509",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Baomi test office CA",
-        ]
-        .iter()
-        .chain(&ec)
-        .map(Into::into)
-        .chain([
-            "-keyout".into(),
-            p("ca.key").into(),
-            "-out".into(),
-            p("ca.pem").into(),
-        ])
-        .collect(),
-        ["req", "-subj", "/CN=127.0.0.1"]
-            .iter()
-            .chain(&ec)
-            .map(Into::into)
-            .chain([
-                "-keyout".into(),
-                key.clone().into(),
-                "-out".into(),
-                p("server.csr").into(),
-            ])
-            .collect(),
-        ["x509", "-req", "-days", "2", "-CAcreateserial"]
-            .iter()
-            .map(Into::into)
-            .chain([
-                "-in".into(),
-                p("server.csr").into(),
-                "-CA".into(),
-                p("ca.pem").into(),
-                "-CAkey".into(),
-                p("ca.key").into(),
-                "-extfile".into(),
-                p("ext.cnf").into(),
-                "-out".into(),
-                cert.clone().into(),
-            ])
-            .collect(),
-    ];
-    for args in &steps {
-        let ok = Command::new("openssl")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !ok.is_ok_and(|s| s.success()) {
-            eprintln!("skipped: the openssl command is not available to make test certificates");
-            return;
-        }
-    }
     let o = office();
     let db = format!("sqlite:{}", dir.path().join("tls.db").display());
     let admin = o.admin(&db);
@@ -949,7 +999,7 @@ fn a_store_restored_from_an_older_copy_raises_an_alert() {
         let o = office();
         let admin = o.admin(&b.url);
         let srv = spawn_server(&b.url, &o.upload_key_file);
-        let t = HttpTransport::new(&srv.base);
+        let t = transport(&srv.base);
         let phone = Phone {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -1005,7 +1055,7 @@ fn custody_records_replayed_or_early_are_neither_applied_twice_nor_lost() {
         let o = office();
         let admin = o.admin(&b.url);
         let srv = spawn_server(&b.url, &o.upload_key_file);
-        let t = HttpTransport::new(&srv.base);
+        let t = transport(&srv.base);
         let now = Timestamp::now();
         let mut d = device(&o, now);
         // The token names the holder the phone is issued to (attack 9's bookkeeping).
@@ -1125,7 +1175,7 @@ fn a_registry_sign_out_reaches_a_waiting_device_in_seconds() {
                 std::thread::sleep(std::time::Duration::from_millis(300));
                 let posted = std::time::Instant::now();
                 if through_http {
-                    let resp = HttpTransport::new(&base)
+                    let resp = transport(&base)
                         .send(&HttpRequest {
                             method: "POST".into(),
                             path: path::REGISTRY_CUSTODY.into(),
@@ -1181,7 +1231,7 @@ fn two_enrolments_racing_with_one_token_admit_exactly_one() {
                     let (token, base, barrier) = (token.clone(), srv.base.clone(), barrier.clone());
                     let mut d = device(&o, Timestamp::now());
                     std::thread::spawn(move || {
-                        let t = HttpTransport::new(&base);
+                        let t = transport(&base);
                         barrier.wait();
                         let r = enroll(
                             &mut d.agent,
@@ -1220,8 +1270,8 @@ fn two_server_processes_on_one_database_behave_as_one() {
         let two = spawn_server(&b.url, &o.upload_key_file);
         // A balancer that alternates: every other request goes to the other process.
         let turn = AtomicUsize::new(0);
-        let (a, bb) = (HttpTransport::new(&one.base), HttpTransport::new(&two.base));
-        let rec = Recording::new(HttpTransport::new(&one.base));
+        let (a, bb) = (transport(&one.base), transport(&two.base));
+        let rec = Recording::new(transport(&one.base));
         let balancer = Relay::new(&one.base, |req, _| {
             rec.log.lock().unwrap().push(req.clone());
             if turn.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
@@ -1240,7 +1290,7 @@ fn two_server_processes_on_one_database_behave_as_one() {
         // The check-in accepted by one process, replayed to the other.
         let check_in = rec.last(path::CHECK_IN);
         for base in [&one.base, &two.base] {
-            let r = HttpTransport::new(base).send(&check_in).unwrap();
+            let r = transport(base).send(&check_in).unwrap();
             assert_eq!(
                 (r.status, code(&r)),
                 (401, "replayed".into()),
@@ -1254,7 +1304,7 @@ fn two_server_processes_on_one_database_behave_as_one() {
         let poster = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(300));
             let posted = std::time::Instant::now();
-            let resp = HttpTransport::new(&base_one)
+            let resp = transport(&base_one)
                 .send(&HttpRequest {
                     method: "POST".into(),
                     path: path::REGISTRY_CUSTODY.into(),
@@ -1265,7 +1315,7 @@ fn two_server_processes_on_one_database_behave_as_one() {
             assert_eq!(resp.status, 200);
             posted
         });
-        let t2 = HttpTransport::new(&two.base);
+        let t2 = transport(&two.base);
         assert!(wait_for_change(&mut d.agent, &t2, 10_000, Timestamp::now()).unwrap());
         let latency = poster.join().unwrap().elapsed();
         assert!(latency < std::time::Duration::from_secs(2), "{latency:?}");
@@ -1289,7 +1339,7 @@ where
 {
     fn new(base: &str, f: F) -> Self {
         Self {
-            inner: HttpTransport::new(base),
+            inner: transport(base),
             f,
         }
     }
@@ -1386,7 +1436,7 @@ fn signed(
     at: Timestamp,
 ) -> HttpResponse {
     let auth = id.sign("POST", p, body, at).unwrap();
-    HttpTransport::new(base)
+    transport(base)
         .send(&HttpRequest {
             method: "POST".into(),
             path: p.into(),
@@ -1414,7 +1464,7 @@ fn signed_exactly_at(
         nonce,
         signature: base64::engine::general_purpose::STANDARD.encode(id.key().sign(&msg)),
     };
-    HttpTransport::new(base)
+    transport(base)
         .send(&HttpRequest {
             method: "POST".into(),
             path: p.into(),
