@@ -423,13 +423,5 @@ fn new_uuid() -> Result<String, ApiError> {
         .map_err(|_| ApiError::internal("no randomness"))?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02X}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    Ok(profile::uuid_text(&b))
 }

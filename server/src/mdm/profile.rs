@@ -40,7 +40,14 @@ impl Target {
 /// Deterministic UUID-formatted id from a name (SHA-256 based; stable across runs).
 fn stable_uuid(name: &str) -> String {
     let d = digest::digest(&digest::SHA256, name.as_bytes());
-    let h = hex(&d.as_ref()[..16]).to_uppercase();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d.as_ref()[..16]);
+    uuid_text(&b)
+}
+
+/// 16 bytes as an upper-case UUID string, as MDMs write them.
+pub fn uuid_text(b: &[u8; 16]) -> String {
+    let h = hex(b).to_uppercase();
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
