@@ -23,8 +23,20 @@ use serde_json::{Value, json};
 const LEVELS: [&str; 4] = ["none", "general", "important", "core"];
 const CLASSES: [&str; 4] = ["work_secret", "secret", "highly_secret", "top_secret"];
 const ZONES: [&str; 2] = ["secrets-office", "reading-room"];
-const APPS: [&str; 5] = ["com.tencent.mm", "com.tencent.mobileqq", "com.android.camera", "com.android.calculator2", "com.sina.weibo"];
-const TAGS: [&str; 5] = ["baomi:secrets-office:in", "baomi:secrets-office:out", "baomi:reading-room:in", "baomi:reading-room:out", "x"];
+const APPS: [&str; 5] = [
+    "com.tencent.mm",
+    "com.tencent.mobileqq",
+    "com.android.camera",
+    "com.android.calculator2",
+    "com.sina.weibo",
+];
+const TAGS: [&str; 5] = [
+    "baomi:secrets-office:in",
+    "baomi:secrets-office:out",
+    "baomi:reading-room:in",
+    "baomi:reading-room:out",
+    "x",
+];
 const BSSIDS: [&str; 2] = ["02:1a:11:f0:00:01", "aa:bb:cc:dd:ee:ff"];
 
 #[derive(Arbitrary, Debug)]
@@ -92,8 +104,12 @@ fn cond(c: &Cond, depth: u8) -> Value {
         Cond::Custody(l) => json!({ "custody_at_least": pick(&CLASSES, *l) }),
         Cond::InZone(z) => json!({ "in_zone": [pick(&ZONES, *z)] }),
         Cond::AnyZone(b) => json!({ "in_any_zone": b }),
-        Cond::All(cs) if !cs.is_empty() => json!({ "all": cs.iter().take(4).map(|c| cond(c, depth + 1)).collect::<Vec<_>>() }),
-        Cond::Any(cs) if !cs.is_empty() => json!({ "any": cs.iter().take(4).map(|c| cond(c, depth + 1)).collect::<Vec<_>>() }),
+        Cond::All(cs) if !cs.is_empty() => {
+            json!({ "all": cs.iter().take(4).map(|c| cond(c, depth + 1)).collect::<Vec<_>>() })
+        }
+        Cond::Any(cs) if !cs.is_empty() => {
+            json!({ "any": cs.iter().take(4).map(|c| cond(c, depth + 1)).collect::<Vec<_>>() })
+        }
         Cond::Not(c) => json!({ "not": cond(c, depth + 1) }),
         _ => json!({ "in_any_zone": true }),
     }
@@ -140,15 +156,21 @@ fn event(at: i64, e: &Ev) -> Option<Event> {
         Ev::Camera(a) => json!({ "type": "camera_opened", "package": pick(&APPS, *a) }),
         Ev::Photo(a) => json!({ "type": "photo_captured", "package": pick(&APPS, *a) }),
         Ev::Screen(a) => json!({ "type": "screen_captured", "package": pick(&APPS, *a) }),
-        Ev::Share(a) => json!({ "type": "share", "from_package": "com.android.gallery3d", "to_package": pick(&APPS, *a), "mime": "image/jpeg" }),
-        Ev::CustodyStart(d, c) => json!({ "type": "custody_started", "document": format!("D-{}", d % 3), "classification": pick(&CLASSES, *c) }),
+        Ev::Share(a) => {
+            json!({ "type": "share", "from_package": "com.android.gallery3d", "to_package": pick(&APPS, *a), "mime": "image/jpeg" })
+        }
+        Ev::CustodyStart(d, c) => {
+            json!({ "type": "custody_started", "document": format!("D-{}", d % 3), "classification": pick(&CLASSES, *c) })
+        }
         Ev::CustodyEnd(d) => json!({ "type": "custody_ended", "document": format!("D-{}", d % 3) }),
         Ev::Beacon(m, rssi) => {
             let major = [100, 200, 300][usize::from(*m) % 3];
             let rssi = -40 - i32::from(rssi.unsigned_abs() % 60);
             json!({ "type": "beacon_seen", "uuid": "f7826da6-4fa2-4e98-8024-bc5b71e0893e", "major": major, "minor": 1, "rssi": rssi })
         }
-        Ev::Location(a, b) => json!({ "type": "location", "lat": 39.90 + f64::from(*a) / 25_500.0, "lon": 116.40 + f64::from(*b) / 25_500.0, "accuracy_m": 10.0 }),
+        Ev::Location(a, b) => {
+            json!({ "type": "location", "lat": 39.90 + f64::from(*a) / 25_500.0, "lon": 116.40 + f64::from(*b) / 25_500.0, "accuracy_m": 10.0 })
+        }
         Ev::Wifi(b) => json!({ "type": "wifi_connected", "bssid": pick(&BSSIDS, *b) }),
         Ev::WifiOff => json!({ "type": "wifi_disconnected" }),
         Ev::Nfc(t) => json!({ "type": "nfc_tag", "tag": pick(&TAGS, *t) }),
@@ -159,14 +181,29 @@ fn event(at: i64, e: &Ev) -> Option<Event> {
 }
 
 fuzz_target!(|input: Input| {
-    let Some(p) = policy(&input, false) else { return };
-    let platform = if input.ios { Platform::Ios } else { Platform::Android };
-    let Ok(compiled) = CompiledPolicy::compile(p, platform) else { return };
+    let Some(p) = policy(&input, false) else {
+        return;
+    };
+    let platform = if input.ios {
+        Platform::Ios
+    } else {
+        Platform::Android
+    };
+    let Ok(compiled) = CompiledPolicy::compile(p, platform) else {
+        return;
+    };
     let compiled = Arc::new(compiled);
-    let c = [Clearance::None, Clearance::General, Clearance::Important, Clearance::Core][usize::from(input.clearance % 4)];
+    let c = [
+        Clearance::None,
+        Clearance::General,
+        Clearance::Important,
+        Clearance::Core,
+    ][usize::from(input.clearance % 4)];
     let mut live = Engine::new(compiled.clone(), c, Timestamp(NOW_MS));
     let mut twin = Engine::new(compiled.clone(), c, Timestamp(NOW_MS));
-    let monitor = policy(&input, true).and_then(|p| CompiledPolicy::compile(p, platform).ok()).map(Arc::new);
+    let monitor = policy(&input, true)
+        .and_then(|p| CompiledPolicy::compile(p, platform).ok())
+        .map(Arc::new);
     let mut quiet = monitor.map(|m| Engine::new(m, c, Timestamp(NOW_MS)));
     let mut at = NOW_MS;
     for (gap, e) in input.events.iter().take(64) {
@@ -174,11 +211,27 @@ fuzz_target!(|input: Input| {
         let Some(ev) = event(at, e) else { continue };
         let d = live.handle(&ev);
         let d2 = twin.handle(&ev);
-        assert_eq!(serde_json::to_string(&d).ok(), serde_json::to_string(&d2).ok(), "evaluation is deterministic");
-        let restored = Engine::with_context(compiled.clone(), Context::restore(&compiled, live.context().snapshot()), ev.at);
-        assert_eq!(&**restored.posture(), &**live.posture(), "a restored context gives the live posture after {ev:?}");
+        assert_eq!(
+            serde_json::to_string(&d).ok(),
+            serde_json::to_string(&d2).ok(),
+            "evaluation is deterministic"
+        );
+        let restored = Engine::with_context(
+            compiled.clone(),
+            Context::restore(&compiled, live.context().snapshot()),
+            ev.at,
+        );
+        assert_eq!(
+            &**restored.posture(),
+            &**live.posture(),
+            "a restored context gives the live posture after {ev:?}"
+        );
         if let Some(q) = quiet.as_mut() {
-            assert_eq!(&*q.handle(&ev).posture, &Posture::open(), "monitor-only rules never change the posture");
+            assert_eq!(
+                &*q.handle(&ev).posture,
+                &Posture::open(),
+                "monitor-only rules never change the posture"
+            );
         }
     }
 });
