@@ -160,6 +160,12 @@ impl Server {
             .and_then(Role::parse);
         let (true, Some(role)) = (ok, role) else {
             self.db().tx(|c| {
+                // Failures outside the window count for nothing: forgotten, so guessing names
+                // cannot grow the table without bound.
+                c.execute(
+                    "DELETE FROM login_failures WHERE at <= $1",
+                    &[(now.0 - FAILURE_WINDOW_MS).into()],
+                )?;
                 c.execute(
                     "INSERT INTO login_failures (name, at) VALUES ($1, $2)",
                     &[name.into(), now.0.into()],
