@@ -43,6 +43,7 @@ def test_an_admin_reads_the_fleet_filters_violations_opens_a_device_reads_custod
     assert len(rows) == 3
     text = browser.find_element(By.ID, "fleet").text
     assert "li.na" in text and "zhang.wei" in text and "compliant" in text
+    assert "tamper ×1" in text, "the enforcement failure shows as an alert" 
     shot(browser, "1-fleet")
 
     # Violations, filtered by rule; the chart lists rules that never fired too.

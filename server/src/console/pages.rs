@@ -116,7 +116,7 @@ pub fn fleet(o: &Officer, rows: &[FleetRow]) -> Markup {
                      th { "Desired posture" } th { "Applied" } th { "Enforcement" } th { "Alerts" } }
                 @for r in rows {
                     @let d = &r.device;
-                    tr class=(if d.alert.is_some() || d.fail_closed.is_some() { "alert" } else if r.stale { "stale" } else { "" }) {
+                    tr class=(if d.alert.is_some() || d.fail_closed.is_some() || r.tamper > 0 { "alert" } else if r.stale { "stale" } else { "" }) {
                         td { a href=(format!("/console/device/{}", d.device_id)) { (d.device_id) } }
                         td { (d.holder.clone().or(d.enrolled_for.clone()).unwrap_or_else(|| "unassigned".into())) }
                         td { (r.clearance.clone().unwrap_or_else(|| "—".into())) }
@@ -135,6 +135,8 @@ pub fn fleet(o: &Officer, rows: &[FleetRow]) -> Markup {
                             @if let Some(a) = &d.alert { div.bad { (a) } }
                             @if let Some(f) = &d.fail_closed { div.bad { "fail-closed: " (f) } }
                             @if d.clock_skew_ms.is_some_and(|s| s.abs() > 300_000) { div { "clock off by " (d.clock_skew_ms.unwrap_or(0) / 1000) " s" } }
+                        @if r.tamper > 0 { div.bad { "tamper ×" (r.tamper) } }
+                        @if r.clock > 0 { div.bad { "clock ×" (r.clock) } }
                         }
                     }
                 }

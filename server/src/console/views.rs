@@ -32,6 +32,24 @@ pub struct FleetRow {
     /// `device_owner`, `mdm`, ... or `degraded` when the mode cannot enforce, `unknown` before
     /// the first report.
     pub enforcement_path: String,
+    /// Tamper violations received from it (enforcement failures, refused configuration).
+    pub tamper: i64,
+    /// Clock violations received from it (set back, far off).
+    pub clock: i64,
+}
+
+fn counts(server: &Server, rule: &str) -> Result<BTreeMap<String, i64>, ApiError> {
+    let pattern = format!("%\"{rule}\"%");
+    let rows = server.db().tx(|c| {
+        Ok(c.query(
+            "SELECT device_id, COUNT(*) FROM violations WHERE record LIKE $1 GROUP BY device_id",
+            &[pattern.clone().into()],
+        )?)
+    })?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some((r.first()?.text()?.to_owned(), r.get(1)?.int()?)))
+        .collect())
 }
 
 fn newest_policy(server: &Server) -> Result<Option<(i64, ValidPolicy)>, ApiError> {
@@ -54,6 +72,8 @@ fn newest_policy(server: &Server) -> Result<Option<(i64, ValidPolicy)>, ApiError
 pub fn fleet(server: &Server) -> Result<Vec<FleetRow>, ApiError> {
     let now = server.now().0;
     let newest = newest_policy(server)?;
+    let tamper = counts(server, "baomi.tamper")?;
+    let clock = counts(server, "baomi.clock")?;
     Ok(admin::devices(server)?
         .into_iter()
         .map(|d| {
@@ -80,6 +100,8 @@ pub fn fleet(server: &Server) -> Result<Vec<FleetRow>, ApiError> {
                 published_version: newest.as_ref().map(|(v, _)| *v),
                 stale,
                 enforcement_path,
+                tamper: tamper.get(&d.device_id).copied().unwrap_or(0),
+                clock: clock.get(&d.device_id).copied().unwrap_or(0),
                 device: d,
             }
         })
