@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use baomi_core::agent::Agent;
 use baomi_core::agent::{enroll, prepare_wait, send_wait, sync_now};
-use baomi_core::event::{Event, EventKind};
+use baomi_core::event::Event;
 use baomi_core::posture::Posture;
 use baomi_core::store::StoreOptions;
 use baomi_core::time::Timestamp;
@@ -135,15 +135,11 @@ impl BaomiAgent {
         action: String,
         detail: String,
     ) -> Result<DecisionInfo, BaomiError> {
-        let kind: String = format!("enforcement_failed:{action}: {detail}")
-            .chars()
-            .take(200)
-            .collect();
-        let event = Event {
-            at: self.now()?,
-            kind: EventKind::Tamper { kind },
-        };
-        Ok((&self.decide(&event)?).into())
+        let now = self.now()?;
+        let d = self
+            .lock()?
+            .report_tamper(&format!("enforcement_failed:{action}: {detail}"), now)?;
+        Ok((&d).into())
     }
 
     /// The desired posture now.

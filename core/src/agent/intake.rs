@@ -17,7 +17,6 @@
 //! Nothing here decides for the platform which refusals are harmless.
 
 use crate::bundle::{TrustRoot, read_unverified};
-use crate::event::{Event, EventKind};
 use crate::time::Timestamp;
 
 use super::{Agent, AgentError};
@@ -151,15 +150,7 @@ impl Agent {
             Err(e) => return Err(e),
         };
         let recorded = if self.engine().is_some() {
-            let kind: String = format!("managed_config_refused:{what}: {reason}")
-                .chars()
-                .take(200)
-                .collect();
-            let event = Event {
-                at: now,
-                kind: EventKind::Tamper { kind },
-            };
-            self.handle(&event)?;
+            self.report_tamper(&format!("managed_config_refused:{what}: {reason}"), now)?;
             true
         } else {
             false

@@ -563,6 +563,19 @@ impl Agent {
         Ok(self.store.append(&record)?)
     }
 
+    /// Decides a tamper report the platform or the agent itself raises (an enforcement call
+    /// that failed, a configuration refused): the tamper rule records it. `kind` is cut to 200
+    /// characters (it carries platform text).
+    pub fn report_tamper(&mut self, kind: &str, at: Timestamp) -> Result<Decision, AgentError> {
+        let event = Event {
+            at,
+            kind: EventKind::Tamper {
+                kind: kind.chars().take(200).collect(),
+            },
+        };
+        self.handle(&event)
+    }
+
     /// The device's sync identity, created (and stored sealed) on first use.
     pub fn identity(&mut self) -> Result<DeviceIdentity, AgentError> {
         let bad = |reason: String| AgentError::BadState {

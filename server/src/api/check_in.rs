@@ -80,12 +80,9 @@ impl Server {
             })
         })?;
         resp.proof = session.prove(Answer::CheckIn, dev, body, &resp.proof_bytes());
-        // Zones only the phone sees: its posture goes to the MDM when the MDM applies it (only
-        // on a server driving an MDM: no extra transaction per check-in otherwise). A failure
-        // here never fails the sync (the command is retried).
-        if self.mdm_config().is_some()
-            && let Err(e) = self.mdm_on_check_in(dev, &req.posture)
-        {
+        // Zones only the phone sees: its posture goes to the MDM when the MDM applies it. A
+        // failure here never fails the sync (the command is retried).
+        if let Err(e) = self.mdm_on_check_in(dev, &req.posture) {
             log::warn!("mdm after check-in of {dev}: {}", e.message);
         }
         json(&resp)

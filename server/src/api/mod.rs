@@ -156,7 +156,8 @@ fn int(row: &[Value], i: usize) -> i64 {
     row.get(i).and_then(Value::int).unwrap_or(0)
 }
 
-fn text(row: &[Value], i: usize) -> Option<String> {
+/// Column `i` as text (also for the modules beside the router: mdm).
+pub(crate) fn text(row: &[Value], i: usize) -> Option<String> {
     row.get(i).and_then(Value::text).map(str::to_owned)
 }
 

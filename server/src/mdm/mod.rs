@@ -23,7 +23,7 @@ use baomi_core::posture::Posture;
 use baomi_core::time::Timestamp;
 use serde::Serialize;
 
-use crate::api::{ApiError, Server};
+use crate::api::{ApiError, Server, text};
 use crate::db::{Conn, Value};
 use connector::MdmConnector;
 use profile::Target;
@@ -66,9 +66,6 @@ pub struct CommandRow {
 
 const MAX_BACKOFF_MS: i64 = 300_000;
 
-fn t(r: &[Value], i: usize) -> Option<String> {
-    r.get(i).and_then(Value::text).map(str::to_owned)
-}
 fn n(r: &[Value], i: usize) -> Option<i64> {
     r.get(i).and_then(Value::int)
 }
@@ -107,14 +104,14 @@ impl Server {
         Ok(rows
             .iter()
             .map(|r| CommandRow {
-                command_uuid: t(r, 0).unwrap_or_default(),
-                device_id: t(r, 1).unwrap_or_default(),
-                mdm_id: t(r, 2).unwrap_or_default(),
-                kind: t(r, 3).unwrap_or_default(),
-                reason: t(r, 4).unwrap_or_default(),
-                status: t(r, 5).unwrap_or_default(),
+                command_uuid: text(r, 0).unwrap_or_default(),
+                device_id: text(r, 1).unwrap_or_default(),
+                mdm_id: text(r, 2).unwrap_or_default(),
+                kind: text(r, 3).unwrap_or_default(),
+                reason: text(r, 4).unwrap_or_default(),
+                status: text(r, 5).unwrap_or_default(),
                 attempts: n(r, 6).unwrap_or(0),
-                last_error: t(r, 7),
+                last_error: text(r, 7),
                 created_at: n(r, 8).unwrap_or(0),
                 queued_at: n(r, 9),
                 answered_at: n(r, 10),
@@ -134,10 +131,10 @@ impl Server {
             for r in &rows {
                 c.execute(
                     "UPDATE mdm_state SET custody_changed_at = $1 WHERE device_id = $2",
-                    &[now.0.into(), t(r, 0).unwrap_or_default().into()],
+                    &[now.0.into(), text(r, 0).unwrap_or_default().into()],
                 )?;
             }
-            Ok(rows.iter().filter_map(|r| t(r, 0)).collect())
+            Ok(rows.iter().filter_map(|r| text(r, 0)).collect())
         })?;
         for d in devices {
             self.mdm_reconcile(&d, "custody")?;
@@ -154,6 +151,10 @@ impl Server {
         device_id: &str,
         posture: &Posture,
     ) -> Result<(), ApiError> {
+        // Only a server driving an MDM looks: no extra transaction per check-in otherwise.
+        if self.mdm_config().is_none() {
+            return Ok(());
+        }
         let now = self.now();
         let linked = self.db().tx(|c| {
             let linked = !c.query("SELECT 1 FROM mdm_links WHERE device_id = $1", &[device_id.into()])?.is_empty();
@@ -167,9 +168,7 @@ impl Server {
         })?;
         if linked {
             self.mdm_reconcile(device_id, "check_in")?;
-            if self.mdm_config().is_some() {
-                self.mdm_dispatch_due()?;
-            }
+            self.mdm_dispatch_due()?;
         }
         Ok(())
     }
@@ -190,16 +189,16 @@ impl Server {
             )?.first().cloned() else {
                 return Ok(None);
             };
-            let platform = crate::fleet::platform_of(t(&link, 5).as_deref().unwrap_or_default());
+            let platform = crate::fleet::platform_of(text(&link, 5).as_deref().unwrap_or_default());
             let mut posture = custody_posture(c, device_id, platform, trust.as_ref(), now)?;
             if n(&link, 3).unwrap_or(0) > n(&link, 4).unwrap_or(0)
-                && let Some(p) = t(&link, 2).and_then(|p| serde_json::from_str::<Posture>(&p).ok())
+                && let Some(p) = text(&link, 2).and_then(|p| serde_json::from_str::<Posture>(&p).ok())
             {
                 posture = union(&posture, &p);
             }
             let target = Target::of(&posture).map_err(|e| ApiError::internal(format!("profile: {e}")))?;
             let digest = target.digest();
-            let desired = t(&link, 1);
+            let desired = text(&link, 1);
             // Nothing was ever asked and nothing is wanted: no command.
             if desired.as_deref() == Some(digest.as_str()) || (desired.is_none() && target == Target::Open) {
                 return Ok(None);
@@ -221,7 +220,7 @@ impl Server {
                 &[
                     uuid.clone().into(),
                     device_id.into(),
-                    t(&link, 0).unwrap_or_default().into(),
+                    text(&link, 0).unwrap_or_default().into(),
                     kind.into(),
                     reason.into(),
                     String::from_utf8_lossy(&body).into_owned().into(),
@@ -253,9 +252,9 @@ impl Server {
         let mut sent = 0;
         for r in due {
             let (uuid, mdm_id, body, attempts) = (
-                t(&r, 0).unwrap_or_default(),
-                t(&r, 1).unwrap_or_default(),
-                t(&r, 2).unwrap_or_default(),
+                text(&r, 0).unwrap_or_default(),
+                text(&r, 1).unwrap_or_default(),
+                text(&r, 2).unwrap_or_default(),
                 n(&r, 3).unwrap_or(0),
             );
             // Lease it, so another process (or the retry loop) does not send it meanwhile.
@@ -346,7 +345,7 @@ impl Server {
             && let Some(udid) = ev.pointer("/checkin_event/udid").and_then(|v| v.as_str())
         {
             let device = self.db().tx(|c| {
-                let d = c.query("SELECT device_id FROM mdm_links WHERE mdm_id = $1", &[udid.into()])?.first().and_then(|r| t(r, 0));
+                let d = c.query("SELECT device_id FROM mdm_links WHERE mdm_id = $1", &[udid.into()])?.first().and_then(|r| text(r, 0));
                 if let Some(d) = &d {
                     // Authenticate cleared the device's queue at the MDM: ask again.
                     c.execute("UPDATE mdm_state SET desired = NULL WHERE device_id = $1", &[d.clone().into()])?;
@@ -378,7 +377,7 @@ fn custody_posture(
             &[],
         )?
         .first()
-        .and_then(|r| t(r, 0))
+        .and_then(|r| text(r, 0))
     else {
         return Ok(Posture::open());
     };
