@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use baomi_core::agent::{Agent, SYNC_OVERDUE_RULE};
 use baomi_core::agent::{SyncError, enroll, sync_now, wait_for_change};
-use baomi_core::bundle::trust::{KeyEntry, RoleKeys, TrustRootDoc};
-use baomi_core::bundle::{BundleError, SigningKey, TrustRoot, sign_bundle};
+use baomi_core::bundle::{BundleError, SigningKey, sign_bundle};
 use baomi_core::compile::Platform;
 use baomi_core::engine::FailClosedReason;
 use baomi_core::event::Event;
@@ -95,28 +94,12 @@ struct Office {
 
 fn office() -> Office {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
-    let registry = SigningKey::generate().unwrap();
-    let upload = UploadKey::generate().unwrap();
-    let upload_key_file = dir.path().join("upload.key");
-    std::fs::write(&upload_key_file, upload.to_file().as_bytes()).unwrap();
-    let doc = TrustRootDoc {
-        version: 1,
-        issued_at: Timestamp::now(),
-        keys: vec![KeyEntry::of(key.public())],
-        threshold: 1,
-        registry: Some(RoleKeys {
-            keys: vec![KeyEntry::of(registry.public())],
-            threshold: 1,
-        }),
-        upload_key: Some(upload.public_base64()),
-        expires_at: None,
-    };
+    let k = common::office_keys(dir.path());
     Office {
-        root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(),
-        key,
-        registry,
-        upload_key_file,
+        root: k.root,
+        key: k.key,
+        registry: k.registry,
+        upload_key_file: k.upload_key_file,
         _dir: dir,
     }
 }

@@ -23,8 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baomi_core::agent::{Agent, enroll, sync_now};
-use baomi_core::bundle::trust::{KeyEntry, RoleKeys, TrustRootDoc};
-use baomi_core::bundle::{SigningKey, TrustRoot, sign_bundle};
+use baomi_core::bundle::{SigningKey, sign_bundle};
 use baomi_core::compile::Platform;
 use baomi_core::level::{Classification, Clearance};
 use baomi_core::policy::Policy;
@@ -35,7 +34,6 @@ use baomi_core::sync::http::HttpTransport;
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
 use baomi_server::mdm::profile::PROFILE_ID;
-use baomi_server::upload_key::UploadKey;
 use baomi_server::{Server, admin};
 use plist::Value;
 
@@ -293,28 +291,12 @@ struct Office {
 }
 
 fn office(dir: &Path) -> Office {
-    let key = SigningKey::generate().unwrap();
-    let registry = SigningKey::generate().unwrap();
-    let upload = UploadKey::generate().unwrap();
-    let upload_key = dir.join("upload.key");
-    std::fs::write(&upload_key, upload.to_file().as_bytes()).unwrap();
-    let doc = TrustRootDoc {
-        version: 1,
-        issued_at: Timestamp::now(),
-        keys: vec![KeyEntry::of(key.public())],
-        threshold: 1,
-        registry: Some(RoleKeys {
-            keys: vec![KeyEntry::of(registry.public())],
-            threshold: 1,
-        }),
-        upload_key: Some(upload.public_base64()),
-        expires_at: None,
-    };
+    let k = common::office_keys(dir);
     Office {
-        root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(),
-        key,
-        registry,
-        upload_key,
+        root: k.root,
+        key: k.key,
+        registry: k.registry,
+        upload_key: k.upload_key_file,
     }
 }
 

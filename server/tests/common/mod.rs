@@ -41,3 +41,48 @@ where
         .to_owned();
     (child, addr)
 }
+
+/// An office for the tests: its signing key, the registry's key, the upload key written to
+/// `DIR/upload.key`, and the first trust root naming all three.
+#[allow(dead_code, reason = "not every test binary needs an office")]
+pub struct OfficeKeys {
+    /// Signs bundles and roots.
+    pub key: baomi_core::bundle::SigningKey,
+    /// Signs custody records.
+    pub registry: baomi_core::bundle::SigningKey,
+    /// The upload key's file, for `serve --upload-key`.
+    pub upload_key_file: std::path::PathBuf,
+    /// Trust root v1, self-signed.
+    pub root: Vec<u8>,
+}
+
+/// See [`OfficeKeys`].
+#[allow(dead_code, reason = "not every test binary needs an office")]
+pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
+    use baomi_core::bundle::trust::{KeyEntry, RoleKeys, TrustRootDoc};
+    use baomi_core::bundle::{SigningKey, TrustRoot};
+    let key = SigningKey::generate().expect("a signing key");
+    let registry = SigningKey::generate().expect("a registry key");
+    let upload = baomi_server::upload_key::UploadKey::generate().expect("an upload key");
+    let upload_key_file = dir.join("upload.key");
+    std::fs::write(&upload_key_file, upload.to_file().as_bytes())
+        .expect("the upload key is written");
+    let doc = TrustRootDoc {
+        version: 1,
+        issued_at: baomi_core::time::Timestamp::now(),
+        keys: vec![KeyEntry::of(key.public())],
+        threshold: 1,
+        registry: Some(RoleKeys {
+            keys: vec![KeyEntry::of(registry.public())],
+            threshold: 1,
+        }),
+        upload_key: Some(upload.public_base64()),
+        expires_at: None,
+    };
+    OfficeKeys {
+        root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(),
+        key,
+        registry,
+        upload_key_file,
+    }
+}
