@@ -133,7 +133,30 @@ impl Conn for Sqlite {
     }
 }
 
-struct Postgres(postgres::Client);
+/// A PostgreSQL connection with its prepared statements: `Client::query(&str, ..)` would
+/// parse and describe the statement again on every call, one more round trip each time.
+struct Postgres {
+    client: postgres::Client,
+    statements: std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl Postgres {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, DbError> {
+        if let Some(st) = self.statements.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self
+            .client
+            .prepare(sql)
+            .map_err(|e| DbError(e.to_string()))?;
+        // Bounded: the server's statements are a fixed set (a few hundred at most).
+        if self.statements.len() >= 1024 {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+}
 
 /// NULL for a parameter of any column type (`Option<String>::None` only binds to text).
 #[derive(Debug)]
@@ -168,18 +191,20 @@ fn pg_params(params: &[Value]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
 
 impl Conn for Postgres {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let st = self.statement(sql)?;
         let p = pg_params(params);
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = p.iter().map(|b| &**b).collect();
-        self.0
-            .execute(sql, &refs)
+        self.client
+            .execute(&st, &refs)
             .map_err(|e| DbError(e.to_string()))
     }
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let st = self.statement(sql)?;
         let p = pg_params(params);
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = p.iter().map(|b| &**b).collect();
         let rows = self
-            .0
-            .query(sql, &refs)
+            .client
+            .query(&st, &refs)
             .map_err(|e| DbError(e.to_string()))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -205,7 +230,7 @@ impl Conn for Postgres {
         Ok(out)
     }
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        self.0
+        self.client
             .batch_execute(sql)
             .map_err(|e| DbError(e.to_string()))
     }
@@ -238,7 +263,10 @@ impl Db {
                 for _ in 0..pool.max(1) {
                     let c = postgres::Client::connect(url, postgres::NoTls)
                         .map_err(|e| DbError(format!("cannot connect to PostgreSQL: {e}")))?;
-                    v.push(Box::new(Postgres(c)));
+                    v.push(Box::new(Postgres {
+                        client: c,
+                        statements: std::collections::HashMap::new(),
+                    }));
                 }
                 (Kind::Postgres, v)
             } else {
@@ -270,14 +298,19 @@ impl Db {
         &self,
         f: impl FnOnce(&mut dyn Conn) -> Result<T, crate::ApiError>,
     ) -> Result<T, crate::ApiError> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len().max(1);
-        let slot = self
-            .conns
-            .get(i)
-            .ok_or_else(|| crate::ApiError::internal("no database connection"))?;
-        let mut guard = slot
-            .lock()
-            .map_err(|_| crate::ApiError::internal("database connection poisoned"))?;
+        let n = self.conns.len().max(1);
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        // The first idle connection from a rotating start; all busy: wait for the start one.
+        let idle = (0..n).find_map(|k| self.conns.get((i + k) % n)?.try_lock().ok());
+        let mut guard = match idle {
+            Some(g) => g,
+            None => self
+                .conns
+                .get(i)
+                .ok_or_else(|| crate::ApiError::internal("no database connection"))?
+                .lock()
+                .map_err(|_| crate::ApiError::internal("database connection poisoned"))?,
+        };
         let c: &mut dyn Conn = &mut **guard;
         c.batch(if self.kind == Kind::Sqlite {
             "BEGIN IMMEDIATE"
