@@ -1,7 +1,9 @@
 //! Server ingest under load: 1,000 simulated devices each run a sync (check-in, one upload
 //! of 5 sealed records, finish) against an in-process `baomi-server` on loopback HTTP, from
-//! 16 client threads. Reports completed device syncs per second and sync latency
-//! percentiles, for SQLite and (with `BAOMI_BENCH_PG_URL`) PostgreSQL.
+//! 16 client threads, both ways a device can: the three stage requests, and the one request
+//! (`/v1/sync`) an agent sends when its backlog fits one batch. Reports completed device
+//! syncs per second and sync latency percentiles, for SQLite and (with `BAOMI_BENCH_PG_URL`)
+//! PostgreSQL.
 //!
 //! `cargo bench -p baomi-server --bench sync_load`
 
@@ -25,7 +27,8 @@ use baomi_core::sync::http::HttpTransport;
 use baomi_core::sync::identity::DeviceIdentity;
 use baomi_core::sync::proof::{ProofKey, session_aad};
 use baomi_core::sync::protocol::{
-    ChainState, CheckIn, Finish, PROTOCOL_VERSION, Upload, UploadBatch, UploadedRecord, path,
+    ChainState, CheckIn, Finish, PROTOCOL_VERSION, SyncRequest, Upload, UploadBatch,
+    UploadedRecord, path,
 };
 use baomi_core::sync::seal::{batch_aad, seal};
 use baomi_core::time::Timestamp;
@@ -61,7 +64,7 @@ fn record() -> ViolationRecord {
     }
 }
 
-fn run(label: &str, url: &str) {
+fn run(label: &str, url: &str, one_request: bool) {
     let upload = UploadKey::generate().unwrap();
     let upload_pub: [u8; 32] = {
         use base64::Engine as _;
@@ -103,7 +106,7 @@ fn run(label: &str, url: &str) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(d) = devices.get(i) else { break };
                     let t0 = Instant::now();
-                    sync_one(&t, d, &upload_pub);
+                    sync_one(&t, d, &upload_pub, one_request);
                     lat.push(t0.elapsed());
                     if t0.elapsed() > Duration::from_millis(500)
                         && std::env::var("BAOMI_BENCH_DEBUG").is_ok()
@@ -126,11 +129,16 @@ fn run(label: &str, url: &str) {
     let elapsed = start.elapsed();
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let (label, requests) = if one_request {
+        (format!("{label}, 1 request"), DEVICES)
+    } else {
+        (format!("{label}, stages"), DEVICES * 3)
+    };
     println!(
-        "{label:<10} {DEVICES} devices in {:.2} s: {:.0} device syncs/s, {:.0} requests/s; sync latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "{label:<20} {DEVICES} devices in {:.2} s: {:.0} device syncs/s, {:.0} requests/s; sync latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         elapsed.as_secs_f64(),
         DEVICES as f64 / elapsed.as_secs_f64(),
-        (DEVICES * 3) as f64 / elapsed.as_secs_f64(),
+        requests as f64 / elapsed.as_secs_f64(),
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         lat.last().unwrap().as_secs_f64() * 1e3,
@@ -140,8 +148,9 @@ fn run(label: &str, url: &str) {
     l.stop();
 }
 
-/// Check-in, one sealed batch, finish: what a phone with five new violations sends.
-fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
+/// Check-in, one sealed batch, finish: what a phone with five new violations sends, as three
+/// requests or as one.
+fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32], one_request: bool) {
     let chain = ChainState {
         acked_through: 0,
         head_seq: RECORDS_PER_SYNC,
@@ -163,12 +172,6 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         custody_cursor: 0,
         session: seal(upload_pub, &session_aad(d.device_id()), session.as_bytes()).unwrap(),
     };
-    common::post(
-        t,
-        Some(d),
-        path::CHECK_IN,
-        serde_json::to_vec(&check_in).unwrap(),
-    );
     let receipt_key = ProofKey::generate().unwrap();
     let batch = UploadBatch {
         receipt_key: receipt_key.to_base64().to_string(),
@@ -192,7 +195,6 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         )
         .unwrap(),
     };
-    common::post(t, Some(d), path::UPLOAD, serde_json::to_vec(&up).unwrap());
     let finish = Finish {
         device_id: d.device_id().into(),
         posture: Posture::open(),
@@ -200,6 +202,27 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
         chain,
         custody_cursor: 0,
     };
+    if one_request {
+        let req = SyncRequest {
+            check_in,
+            upload: Some(up),
+            finish,
+        };
+        let answer = common::post(t, Some(d), path::SYNC, serde_json::to_vec(&req).unwrap());
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert!(
+            answer["finish"].is_object() && answer["upload"].is_object(),
+            "{answer}"
+        );
+        return;
+    }
+    common::post(
+        t,
+        Some(d),
+        path::CHECK_IN,
+        serde_json::to_vec(&check_in).unwrap(),
+    );
+    common::post(t, Some(d), path::UPLOAD, serde_json::to_vec(&up).unwrap());
     common::post(
         t,
         Some(d),
@@ -211,16 +234,25 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32]) {
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported here.
     let dir = tempfile::tempdir().unwrap();
-    run(
-        "sqlite",
-        &format!("sqlite:{}", dir.path().join("load.db").display()),
-    );
+    for (i, one) in [false, true].into_iter().enumerate() {
+        run(
+            "sqlite",
+            &format!(
+                "sqlite:{}",
+                dir.path().join(format!("load{i}.db")).display()
+            ),
+            one,
+        );
+    }
     if let Ok(base) = std::env::var("BAOMI_BENCH_PG_URL") {
-        let name = format!("baomi_load_{}", std::process::id());
-        let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let cut = base.rfind('/').unwrap();
-        run("postgres", &format!("{}/{name}", &base[..cut]));
+        for one in [false, true] {
+            let name = format!("baomi_load_{}_{}", std::process::id(), u8::from(one));
+            let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+            c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+            let cut = base.rfind('/').unwrap();
+            run("postgres", &format!("{}/{name}", &base[..cut]), one);
+            c.batch_execute(&format!("DROP DATABASE {name}")).unwrap();
+        }
     } else {
         println!("postgres   skipped: set BAOMI_BENCH_PG_URL (e.g. from .ci/postgres)");
     }

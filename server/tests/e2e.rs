@@ -30,7 +30,8 @@ use baomi_core::store::{HostFileKeyProvider, StoreOptions};
 use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, sign_custody_record};
 use baomi_core::sync::http::HttpTransport;
 use baomi_core::sync::protocol::{
-    CheckIn, CheckInResponse, CustodyFeedEntry, DownloadResponse, Upload, UploadResponse, path,
+    CheckIn, CheckInResponse, CustodyFeedEntry, DownloadResponse, FinishResponse, SyncRequest,
+    SyncResponse, Upload, UploadResponse, path,
 };
 use baomi_core::sync::{HttpRequest, HttpResponse, Transport, TransportError};
 use baomi_core::time::Timestamp;
@@ -493,6 +494,42 @@ fn a_server_killed_mid_upload_loses_nothing_and_duplicates_nothing() {
     }
 }
 
+#[test]
+fn a_server_killed_after_committing_a_one_request_sync_loses_nothing() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, _) = enrolled(&o, &admin, &srv.base);
+        let dev = d.id();
+        for i in 0..5 {
+            d.violate(Timestamp::now().plus_millis(i));
+        }
+        let synced = d.agent.sync_state().last_success;
+        // The one request commits check-in, batch and finish; the answer never comes back.
+        let killer = KillAfterUpload {
+            inner: transport(&srv.base),
+            kill_on: 1,
+            uploads: AtomicUsize::new(0),
+            server: Mutex::new(Some(srv)),
+        };
+        let err = sync_now(&mut d.agent, &killer, Timestamp::now()).unwrap_err();
+        assert!(matches!(err, SyncError::Transport(_)), "{err}");
+        assert_eq!(d.agent.store().unacked_count(), 5, "{}", b.label);
+        assert_eq!(d.agent.sync_state().last_success, synced);
+        assert_eq!(received(&admin, &dev), [1, 2, 3, 4, 5], "{}", b.label);
+
+        // Back up: the same five go again, change nothing, and are acknowledged.
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let r = sync_now(&mut d.agent, &transport(&srv.base), Timestamp::now()).unwrap();
+        assert_eq!(r.acked_through, 5, "{}", b.label);
+        assert_eq!(d.agent.store().unacked_count(), 0);
+        assert_eq!(received(&admin, &dev), [1, 2, 3, 4, 5], "{}", b.label);
+        assert!(d.agent.sync_state().last_success > synced);
+        d.agent.store().verify().unwrap();
+    }
+}
+
 static WEEK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
 fn shifted_clock() -> Timestamp {
     Timestamp::now().plus_millis(WEEK_OFFSET_MS.load(Ordering::SeqCst))
@@ -564,13 +601,25 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
         let o = office();
         let admin = o.admin(&b.url);
         let srv = spawn_server(&b.url, &o.upload_key_file);
-        let rec = Recording::new(transport(&srv.base));
+        let rec = Recording::stages_only(transport(&srv.base));
         let (mut a, _) = enrolled(&o, &admin, &srv.base);
         let mut other = device(&o, Timestamp::now());
         other.enroll(&admin, &transport(&srv.base), &srv.base, Timestamp::now());
         a.violate(Timestamp::now());
         sync_now(&mut a.agent, &rec, Timestamp::now()).unwrap();
+        // And once in one request.
+        let one = Recording::new(transport(&srv.base));
+        a.violate(Timestamp::now());
+        sync_now(&mut a.agent, &one, Timestamp::now()).unwrap();
+        let in_one = one.last(path::SYNC);
         let raw = transport(&srv.base);
+        let r = raw.send(&in_one).unwrap();
+        assert_eq!(
+            (r.status, code(&r)),
+            (401, "replayed".into()),
+            "{}",
+            b.label
+        );
 
         // Replayed verbatim.
         let check_in = rec.last(path::CHECK_IN);
@@ -612,7 +661,7 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
         // Another device signs a request that acts for the first one: upload, read its feed.
         let idb = other.agent.identity().unwrap();
         let upload = rec.last(path::UPLOAD);
-        for req in [&upload, &rec.last(path::FINISH), &check_in] {
+        for req in [&upload, &rec.last(path::FINISH), &check_in, &in_one] {
             let r = signed(&srv.base, &idb, &req.path, &req.body, Timestamp::now());
             assert_eq!(
                 (r.status, code(&r)),
@@ -676,8 +725,8 @@ fn replayed_forged_stale_and_foreign_requests_are_rejected() {
             })
             .unwrap();
         assert_eq!((huge.status, code(&huge)), (413, "too_large".into()));
-        // Still one record received, and the server still serves.
-        assert_eq!(received(&admin, &a.id()).len(), 1);
+        // Still the two records received (one per sync), and the server still serves.
+        assert_eq!(received(&admin, &a.id()), [1, 2]);
         sync_now(&mut a.agent, &raw, Timestamp::now()).unwrap();
     }
 }
@@ -868,7 +917,11 @@ fn a_relay_forging_acknowledgements_deletes_nothing() {
         let synced = d.agent.sync_state().last_success;
         // 1. The check-in answer says "everything received" (a lost ack), naming the real
         //    head tag it read from the request.
+        // The stage requests first (the relay hides the one-request path, as an old server).
         let forge_check_in = Relay::new(&srv.base, |req, inner| {
+            if req.path == path::SYNC {
+                return Ok(not_found());
+            }
             let mut resp = inner.send(req)?;
             if req.path == path::CHECK_IN {
                 let asked: CheckIn = serde_json::from_slice(&req.body).unwrap();
@@ -893,6 +946,9 @@ fn a_relay_forging_acknowledgements_deletes_nothing() {
         assert_eq!(d.agent.store().unacked_count(), 5, "{}", b.label);
         // 2. Uploads swallowed and acknowledged by the relay itself.
         let swallow = Relay::new(&srv.base, |req, inner| {
+            if req.path == path::SYNC {
+                return Ok(not_found());
+            }
             if req.path == path::UPLOAD {
                 let up: Upload = serde_json::from_slice(&req.body).unwrap();
                 let forged = UploadResponse {
@@ -916,6 +972,9 @@ fn a_relay_forging_acknowledgements_deletes_nothing() {
         // 3. The finish answered by the relay: the office never saw the sync through, so it
         //    does not count (an overdue device stays overdue).
         let fake_finish = Relay::new(&srv.base, |req, inner| {
+            if req.path == path::SYNC {
+                return Ok(not_found());
+            }
             if req.path == path::FINISH {
                 return Ok(HttpResponse {
                     status: 200,
@@ -937,6 +996,63 @@ fn a_relay_forging_acknowledgements_deletes_nothing() {
         sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
         assert!(d.agent.sync_state().last_success > synced);
         d.agent.store().verify().unwrap();
+
+        // 4. The one request, answered entirely by the relay: "all received", a receipt, a
+        //    finish, none of them proven. Nothing deleted, nothing counted.
+        let synced = d.agent.sync_state().last_success;
+        for i in 0..3 {
+            d.violate(Timestamp::now().plus_millis(i));
+        }
+        let answer_all = Relay::new(&srv.base, |req, _| {
+            assert_eq!(req.path, path::SYNC);
+            let asked: SyncRequest = serde_json::from_slice(&req.body).unwrap();
+            let forged = SyncResponse {
+                check_in: CheckInResponse {
+                    server_time: Timestamp::now(),
+                    acked_through: asked.check_in.chain.head_seq,
+                    acked_tag: asked.check_in.chain.head_tag,
+                    bundle: None,
+                    trust_root_version: 1,
+                    custody_pending: false,
+                    proof: "A".repeat(44),
+                },
+                upload: asked.upload.map(|u| UploadResponse {
+                    acked_through: u.last_seq,
+                    receipt: "A".repeat(44),
+                }),
+                finish: Some(FinishResponse {
+                    proof: "A".repeat(44),
+                }),
+            };
+            Ok(HttpResponse {
+                status: 200,
+                body: serde_json::to_vec(&forged).unwrap(),
+            })
+        });
+        let e = sync_now(&mut d.agent, &answer_all, Timestamp::now()).unwrap_err();
+        assert!(matches!(e, SyncError::Unproven { path: "/v1/sync" }), "{e}");
+        assert_eq!(d.agent.store().unacked_count(), 3, "{}", b.label);
+        assert_eq!(received(&admin, &d.id()), [1, 2, 3, 4, 5]);
+        assert_eq!(d.agent.sync_state().last_success, synced);
+        // 5. The real answer with the finish proof replaced: the office stored the batch (its
+        //    receipt is real, so those records go), but the sync does not count.
+        let fake_finish = Relay::new(&srv.base, |req, inner| {
+            let mut resp = inner.send(req)?;
+            let mut a: SyncResponse = serde_json::from_slice(&resp.body).unwrap();
+            assert!(a.finish.is_some(), "nothing waits: the office finished");
+            a.finish = Some(FinishResponse {
+                proof: "A".repeat(44),
+            });
+            resp.body = serde_json::to_vec(&a).unwrap();
+            Ok(resp)
+        });
+        let e = sync_now(&mut d.agent, &fake_finish, Timestamp::now()).unwrap_err();
+        assert!(matches!(e, SyncError::Unproven { path: "/v1/sync" }), "{e}");
+        assert_eq!(d.agent.sync_state().last_success, synced);
+        assert_eq!(d.agent.store().unacked_count(), 0);
+        assert_eq!(received(&admin, &d.id()), [1, 2, 3, 4, 5, 6, 7, 8]);
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert!(d.agent.sync_state().last_success > synced);
     }
 }
 
@@ -1270,8 +1386,8 @@ fn two_server_processes_on_one_database_behave_as_one() {
         let r = sync_now(&mut d.agent, &balancer, Timestamp::now()).unwrap();
         assert_eq!(r.acked_through, 3, "{}", b.label);
         assert_eq!(received(&admin, &d.id()), [1, 2, 3]);
-        // The check-in accepted by one process, replayed to the other.
-        let check_in = rec.last(path::CHECK_IN);
+        // The sync accepted by one process, replayed to the other.
+        let check_in = rec.last(path::SYNC);
         for base in [&one.base, &two.base] {
             let r = transport(base).send(&check_in).unwrap();
             assert_eq!(
@@ -1340,6 +1456,17 @@ where
 struct Recording {
     inner: HttpTransport,
     log: Mutex<Vec<HttpRequest>>,
+    /// Answers `/v1/sync` with 404, as a server without the one-request path: the device
+    /// runs the stages.
+    stages_only: bool,
+}
+
+/// A server's answer to a path it does not have.
+fn not_found() -> HttpResponse {
+    HttpResponse {
+        status: 404,
+        body: br#"{"error":"not_found","message":"no endpoint"}"#.to_vec(),
+    }
 }
 
 impl Recording {
@@ -1347,6 +1474,13 @@ impl Recording {
         Self {
             inner,
             log: Mutex::new(Vec::new()),
+            stages_only: false,
+        }
+    }
+    fn stages_only(inner: HttpTransport) -> Self {
+        Self {
+            stages_only: true,
+            ..Self::new(inner)
         }
     }
     fn last(&self, p: &str) -> HttpRequest {
@@ -1364,6 +1498,9 @@ impl Recording {
 impl Transport for Recording {
     fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
         self.log.lock().unwrap().push(req.clone());
+        if self.stages_only && req.path == path::SYNC {
+            return Ok(not_found());
+        }
         self.inner.send(req)
     }
 }
@@ -1377,7 +1514,7 @@ struct KillAfterUpload {
 
 impl Transport for KillAfterUpload {
     fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let n = if req.path == path::UPLOAD {
+        let n = if req.path == path::UPLOAD || req.path == path::SYNC {
             self.uploads.fetch_add(1, Ordering::SeqCst) + 1
         } else {
             0

@@ -224,6 +224,57 @@ fn every_wire_message_matches_its_schema() {
             json!(FinishResponse { proof: "p".into() }),
         ),
         (
+            "SyncRequest",
+            json!(SyncRequest {
+                check_in: CheckIn {
+                    protocol: PROTOCOL_VERSION,
+                    device_id: "d".into(),
+                    agent_version: "0.1.0".into(),
+                    policy: None,
+                    trust_root_version: 1,
+                    posture: Posture::open(),
+                    applied: Some(baomi_core::posture::AppliedPosture {
+                        enforcement: baomi_core::posture::Enforcement::Mdm,
+                        settings: vec![],
+                    }),
+                    fail_closed: Some("offline".into()),
+                    chain: chain(),
+                    device_time: t,
+                    custody_cursor: 3,
+                    session: sealed(),
+                },
+                upload: Some(Upload {
+                    device_id: "d".into(),
+                    first_seq: 1,
+                    last_seq: 2,
+                    sealed: sealed(),
+                }),
+                finish: Finish {
+                    device_id: "d".into(),
+                    posture: Posture::open(),
+                    policy: Some(policy()),
+                    chain: chain(),
+                    custody_cursor: 3,
+                },
+            }),
+        ),
+        (
+            "SyncResponse",
+            json!(SyncResponse {
+                check_in: CheckInResponse {
+                    server_time: t,
+                    acked_through: 0,
+                    acked_tag: String::new(),
+                    bundle: Some(policy()),
+                    trust_root_version: 1,
+                    custody_pending: false,
+                    proof: "p".into(),
+                },
+                upload: None,
+                finish: Some(FinishResponse { proof: "p".into() }),
+            }),
+        ),
+        (
             "WaitRequest",
             json!(WaitRequest {
                 device_id: "d".into(),

@@ -18,14 +18,14 @@ use crate::bundle::keys::hex;
 use crate::compile::Platform;
 use crate::posture::Posture;
 use crate::rules;
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredViolation};
 use crate::sync::custody::verify_custody_record;
 use crate::sync::identity::DeviceIdentity;
 use crate::sync::proof::{Answer, ProofKey, session_aad};
 use crate::sync::protocol::{
-    CheckIn, CheckInResponse, DownloadRequest, DownloadResponse, EnrollRequest, EnrollResponse,
-    ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION, Upload, UploadBatch,
-    UploadResponse, UploadedRecord, WaitRequest, WaitResponse, path,
+    CheckIn, DownloadRequest, DownloadResponse, EnrollRequest, EnrollResponse, ErrorBody, Finish,
+    FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION, SyncRequest, SyncResponse, Upload,
+    UploadBatch, UploadResponse, UploadedRecord, WaitRequest, WaitResponse, path,
 };
 use crate::sync::schedule::random_jitter;
 use crate::sync::seal::{batch_aad, seal};
@@ -301,8 +301,45 @@ fn run_stages(
         custody_cursor: agent.sync_state().custody_cursor,
         session: sealed_session,
     };
-    let (answer, request): (CheckInResponse, _) =
-        exchange(transport, id, path::CHECK_IN, &check_in, reading)?;
+    let acked_before = agent.store().acked_through();
+
+    // The usual case in one request: the whole backlog fits in one batch.
+    let backlog = agent.unacknowledged(MAX_BATCH_RECORDS + 1)?;
+    let mut in_one = None;
+    if backlog.len() <= MAX_BATCH_RECORDS {
+        let batch = seal_batch(&device, &upload_key, backlog)?;
+        let req = SyncRequest {
+            check_in: check_in.clone(),
+            upload: batch.as_ref().map(|b| b.upload.clone()),
+            finish: finish_message(agent, &device),
+        };
+        match exchange::<_, SyncResponse>(transport, id, path::SYNC, &req, reading) {
+            Ok((answer, request)) => in_one = Some((answer, request, batch)),
+            // A server without the one-request path: run the stages.
+            Err(SyncError::Server { status: 404, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (answer, finished, request, check_in_path) = match in_one {
+        Some((answer, request, batch)) => {
+            // The receipt first: the check-in's acknowledgement predates the batch.
+            match (&batch, &answer.upload) {
+                (Some(b), Some(r)) => b.accept(agent, r, path::SYNC)?,
+                (None, None) => {}
+                _ => {
+                    return Err(protocol(
+                        path::SYNC,
+                        "the answer's receipt does not match the request's batch".into(),
+                    ));
+                }
+            }
+            (answer.check_in, answer.finish, request, path::SYNC)
+        }
+        None => {
+            let (answer, request) = exchange(transport, id, path::CHECK_IN, &check_in, reading)?;
+            (answer, None, request, path::CHECK_IN)
+        }
+    };
     if !session.verify(
         Answer::CheckIn,
         &device,
@@ -311,7 +348,7 @@ fn run_stages(
         &answer.proof,
     ) {
         return Err(SyncError::Unproven {
-            path: path::CHECK_IN,
+            path: check_in_path,
         });
     }
     let skew = check_clock(agent, reading, answer.server_time)?;
@@ -320,17 +357,16 @@ fn run_stages(
 
     // The office may hold records whose acknowledgement never reached us (it was killed after
     // committing). Its proven word counts, for records this device actually has.
-    let acked_before = agent.store().acked_through();
-    if answer.acked_through > acked_before {
+    if answer.acked_through > agent.store().acked_through() {
         acknowledge(
             agent,
-            path::CHECK_IN,
+            check_in_path,
             answer.acked_through,
             &answer.acked_tag,
         )?;
     }
 
-    // 2. upload
+    // 2. upload (what the one request did not carry)
     upload(agent, transport, &identity, &upload_key, reading)?;
     let uploaded = agent.store().acked_through().saturating_sub(acked_before);
 
@@ -352,8 +388,25 @@ fn run_stages(
             .is_none_or(|i| i.version < b.version || i.id != b.id)
     });
     let trust_version = agent.trust_root().map_or(0, |t| t.version());
+    let wants_download =
+        wants_bundle || answer.trust_root_version > trust_version || answer.custody_pending;
+
+    // Finished in the one request: proven, and only when nothing waited.
+    if let Some(done) = finished {
+        if wants_download {
+            return Err(protocol(
+                path::SYNC,
+                "finished a sync with deliveries waiting".into(),
+            ));
+        }
+        if !session.verify(Answer::Finish, &device, &request, b"", &done.proof) {
+            return Err(SyncError::Unproven { path: path::SYNC });
+        }
+        return Ok(report);
+    }
+
     let mut rejected = None;
-    if wants_bundle || answer.trust_root_version > trust_version || answer.custody_pending {
+    if wants_download {
         rejected = download(agent, transport, &identity, reading, now, &mut report)?;
         // A rotation that untrusted the installed bundle resets the floor: fetch the office's
         // newest bundle now rather than run closed until the next sync.
@@ -364,13 +417,7 @@ fn run_stages(
     }
 
     // 4. finish: the sync counts only if the office proves it saw it through.
-    let finish = Finish {
-        device_id: device.clone(),
-        posture: agent.posture(),
-        policy: agent.policy_state(),
-        chain: agent.chain_state(),
-        custody_cursor: agent.sync_state().custody_cursor,
-    };
+    let finish = finish_message(agent, &device);
     let (done, request): (FinishResponse, _) =
         exchange(transport, id, path::FINISH, &finish, reading)?;
     if !session.verify(Answer::Finish, &device, &request, b"", &done.proof) {
@@ -380,6 +427,88 @@ fn run_stages(
         Some(e) => Err(SyncError::Rejected(e)),
         None => Ok(report),
     }
+}
+
+/// What the device reports at finish: the posture it asks of the platform now.
+fn finish_message(agent: &Agent, device: &str) -> Finish {
+    Finish {
+        device_id: device.to_owned(),
+        posture: agent.posture(),
+        policy: agent.policy_state(),
+        chain: agent.chain_state(),
+        custody_cursor: agent.sync_state().custody_cursor,
+    }
+}
+
+/// A batch sealed for the office, with what its receipt must prove.
+struct SealedBatch {
+    upload: Upload,
+    receipt_key: ProofKey,
+    last_tag: String,
+}
+
+impl SealedBatch {
+    /// Deletes the batch on a valid receipt, and on nothing else.
+    fn accept(
+        &self,
+        agent: &mut Agent,
+        resp: &UploadResponse,
+        path: &'static str,
+    ) -> Result<(), SyncError> {
+        let (device, first, last) = (
+            &self.upload.device_id,
+            self.upload.first_seq,
+            self.upload.last_seq,
+        );
+        if !self
+            .receipt_key
+            .verify_receipt(device, first, last, &self.last_tag, &resp.receipt)
+        {
+            return Err(SyncError::Unproven { path });
+        }
+        acknowledge(agent, path, last, &self.last_tag)
+    }
+}
+
+/// Seals records (oldest first) as one batch with a fresh receipt key; `None` for none.
+fn seal_batch(
+    device: &str,
+    upload_key: &[u8; 32],
+    batch: Vec<StoredViolation>,
+) -> Result<Option<SealedBatch>, SyncError> {
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return Ok(None);
+    };
+    let (first_seq, last_seq, last_tag) = (first.seq, last.seq, hex(&last.tag));
+    let receipt_key = ProofKey::generate().ok_or_else(|| random_failed(path::UPLOAD))?;
+    let mut contents = UploadBatch {
+        receipt_key: receipt_key.to_base64().to_string(),
+        records: batch
+            .into_iter()
+            .map(|v| UploadedRecord {
+                seq: v.seq,
+                tag: hex(&v.tag),
+                record: v.record,
+            })
+            .collect(),
+    };
+    let plain = Zeroizing::new(
+        serde_json::to_vec(&contents).map_err(|e| protocol(path::UPLOAD, e.to_string()))?,
+    );
+    contents.receipt_key.zeroize();
+    drop(contents);
+    let sealed = seal(upload_key, &batch_aad(device, first_seq, last_seq), &plain)
+        .map_err(|e| protocol(path::UPLOAD, e.to_string()))?;
+    Ok(Some(SealedBatch {
+        upload: Upload {
+            device_id: device.to_owned(),
+            first_seq,
+            last_seq,
+            sealed,
+        },
+        receipt_key,
+        last_tag,
+    }))
 }
 
 /// Deletes through `through` if it names a record this device has, with the tag it has.
@@ -415,42 +544,13 @@ fn upload(
 ) -> Result<(), SyncError> {
     let device = identity.device_id();
     loop {
-        let batch = agent.unacknowledged(MAX_BATCH_RECORDS)?;
-        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        let Some(batch) = seal_batch(device, upload_key, agent.unacknowledged(MAX_BATCH_RECORDS)?)?
+        else {
             return Ok(());
         };
-        let (first_seq, last_seq, last_tag) = (first.seq, last.seq, hex(&last.tag));
-        let receipt_key = ProofKey::generate().ok_or_else(|| random_failed(path::UPLOAD))?;
-        let mut contents = UploadBatch {
-            receipt_key: receipt_key.to_base64().to_string(),
-            records: batch
-                .into_iter()
-                .map(|v| UploadedRecord {
-                    seq: v.seq,
-                    tag: hex(&v.tag),
-                    record: v.record,
-                })
-                .collect(),
-        };
-        let plain = Zeroizing::new(
-            serde_json::to_vec(&contents).map_err(|e| protocol(path::UPLOAD, e.to_string()))?,
-        );
-        contents.receipt_key.zeroize();
-        drop(contents);
-        let sealed = seal(upload_key, &batch_aad(device, first_seq, last_seq), &plain)
-            .map_err(|e| protocol(path::UPLOAD, e.to_string()))?;
-        let req = Upload {
-            device_id: device.to_owned(),
-            first_seq,
-            last_seq,
-            sealed,
-        };
         let (resp, _): (UploadResponse, _) =
-            exchange(transport, Some(identity), path::UPLOAD, &req, now)?;
-        if !receipt_key.verify_receipt(device, first_seq, last_seq, &last_tag, &resp.receipt) {
-            return Err(SyncError::Unproven { path: path::UPLOAD });
-        }
-        acknowledge(agent, path::UPLOAD, last_seq, &last_tag)?;
+            exchange(transport, Some(identity), path::UPLOAD, &batch.upload, now)?;
+        batch.accept(agent, &resp, path::UPLOAD)?;
     }
 }
 

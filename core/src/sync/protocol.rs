@@ -24,17 +24,20 @@ pub mod path {
     pub const DOWNLOAD: &str = "/v1/download";
     /// Stage 4.
     pub const FINISH: &str = "/v1/finish";
+    /// Stages 1, 2 and 4 in one request, when nothing waits for the device.
+    pub const SYNC: &str = "/v1/sync";
     /// The document registry posts signed custody records here.
     pub const REGISTRY_CUSTODY: &str = "/v1/registry/custody";
     /// Long-poll: answered as soon as something for this device changed.
     pub const WAIT: &str = "/v1/wait";
     /// Every endpoint, for tests, fuzzers and the API description.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         ENROLL,
         CHECK_IN,
         UPLOAD,
         DOWNLOAD,
         FINISH,
+        SYNC,
         WAIT,
         REGISTRY_CUSTODY,
     ];
@@ -175,6 +178,35 @@ pub struct Upload {
     pub last_seq: u64,
     /// The records, sealed to the office's upload key ([`super::seal`]).
     pub sealed: super::seal::SealedBox,
+}
+
+/// `POST /v1/sync`: the usual sync in one request. A device whose unacknowledged records
+/// fit in one batch sends its check-in, that batch and the finish it will send if the server
+/// has nothing for it; the server does all three in one transaction, and finishes only if no
+/// newer bundle, trust root or custody record waits. Otherwise the answer carries the
+/// check-in and the receipt, and the device goes on with download and `/v1/finish` under the
+/// same session key. A server without this path answers 404 and the device runs the stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// Stage 1.
+    pub check_in: CheckIn,
+    /// Stage 2: the whole backlog (absent when there is none).
+    pub upload: Option<Upload>,
+    /// Stage 4, as it stands if nothing is delivered.
+    pub finish: Finish,
+}
+
+/// Answer to `POST /v1/sync`. Proofs are computed over the whole request body: the check-in
+/// answer's as at stage 1, the receipt as at stage 2, the finish's as at stage 4.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// Stage 1's answer (acknowledgement as it was before the upload).
+    pub check_in: CheckInResponse,
+    /// Stage 2's answer, when a batch was sent.
+    pub upload: Option<UploadResponse>,
+    /// Present when the server finished the sync: nothing waits for the device.
+    pub finish: Option<FinishResponse>,
 }
 
 /// What a sealed upload opens to.

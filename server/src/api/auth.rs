@@ -169,19 +169,36 @@ pub(super) fn base64_decode(s: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| ApiError::bad_request("not base64"))
 }
 
+/// What the stages read of the device row, returned by [`claim_request`].
+#[derive(Debug, Default)]
+pub(super) struct DeviceRow {
+    pub(super) acked_through: i64,
+    pub(super) acked_tag: String,
+    pub(super) head_seq: i64,
+    pub(super) head_tag: String,
+    pub(super) generation: i64,
+    /// The open sync's session key (base64), between check-in and finish.
+    pub(super) session_key: Option<zeroize::Zeroizing<String>>,
+}
+
 /// Replay protection without a write of its own: a device's signed request times strictly
 /// increase (the client makes them so), and each state-changing request moves the device
 /// row's `last_request_ms` forward in the transaction that does its work. A request at or
 /// before the last one claimed is a replay; outside the time window the timestamp check
 /// refuses it first. Correct across any number of server processes: the row is the state.
-pub(super) fn claim_request(c: &mut dyn Conn, dev: &str, at: i64) -> Result<(), ApiError> {
-    let moved = c.execute(
-        "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1",
+/// Returns the row as the stages need it (one round trip for the claim and the read).
+pub(super) fn claim_request(c: &mut dyn Conn, dev: &str, at: i64) -> Result<DeviceRow, ApiError> {
+    let rows = c.query(
+        "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1 RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key",
         &[at.into(), dev.into()],
     )?;
-    if moved == 1 {
-        Ok(())
-    } else {
-        Err(AuthError::Replayed.into())
-    }
+    let row = rows.first().ok_or(AuthError::Replayed)?;
+    Ok(DeviceRow {
+        acked_through: int(row, 0),
+        acked_tag: text(row, 1).unwrap_or_default(),
+        head_seq: int(row, 2),
+        head_tag: text(row, 3).unwrap_or_default(),
+        generation: int(row, 4),
+        session_key: text(row, 5).map(zeroize::Zeroizing::new),
+    })
 }

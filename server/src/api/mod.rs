@@ -2,7 +2,8 @@
 //!
 //! - this module: the router ([`Server::handle`]), errors, the server's state.
 //! - `auth`: enrolment, request signatures and replay protection.
-//! - `check_in`, `upload`, `download`, `finish`: one module per sync stage.
+//! - `check_in`, `upload`, `download`, `finish`: one module per sync stage; `sync`: stages
+//!   1, 2 and 4 in one request when nothing waits for the device.
 //! - `office`: publishing (bundles and trust roots signed offline), registry custody.
 //! - `queries`: typed queries the stages share.
 //! - `wait`: the long-poll's question (is anything newer waiting?) and the change counter.
@@ -13,12 +14,13 @@ mod download;
 mod finish;
 mod office;
 mod queries;
+mod sync;
 mod upload;
 mod wait;
 
-use auth::claim_request;
 pub use auth::token_hash;
-use queries::{custody_pending, holder_of, latest_bundle, latest_trust_root_version};
+use auth::{DeviceRow, claim_request};
+use queries::{custody_pending, holder_of, latest_bundle, latest_trust_root_version, waiting_for};
 
 use baomi_core::bundle::keys::{PublicKey, hex_digest};
 use baomi_core::bundle::{Installed, TrustRoot, verify_bundle};
@@ -31,7 +33,8 @@ use baomi_core::sync::proof::{Answer, ProofKey, session_aad};
 use baomi_core::sync::protocol::{
     CheckIn, CheckInResponse, CustodyFeedEntry, DownloadRequest, DownloadResponse, EnrollRequest,
     EnrollResponse, ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION,
-    PolicyState, Upload, UploadBatch, UploadResponse, path,
+    PolicyState, SyncRequest, SyncResponse, Upload, UploadBatch, UploadResponse, UploadedRecord,
+    path,
 };
 use baomi_core::sync::seal::batch_aad;
 use baomi_core::time::Timestamp;
@@ -248,6 +251,10 @@ impl Server {
             path::FINISH => {
                 let (dev, at) = self.authenticate(p, headers, body)?;
                 self.finish(&dev, at, parse(body)?, body)
+            }
+            path::SYNC => {
+                let (dev, at) = self.authenticate(p, headers, body)?;
+                self.sync(&dev, at, parse(body)?, body)
             }
             // Served here without holding (the HTTP layer holds waits open; see `http`).
             path::WAIT => {

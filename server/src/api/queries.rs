@@ -46,3 +46,26 @@ pub(super) fn latest_trust_root_version(c: &mut dyn Conn) -> Result<u64, ApiErro
         .first()
         .map_or(0, |r| int(r, 0))))
 }
+
+/// What waits for a device, in one round trip: the newest bundle, the newest trust root's
+/// version, and whether custody records for its holder wait after `custody_after`.
+pub(super) fn waiting_for(
+    c: &mut dyn Conn,
+    dev: &str,
+    custody_after: u64,
+) -> Result<(Option<PolicyState>, u64, bool), ApiError> {
+    let rows = c.query(
+        "SELECT b.policy_id, b.version, b.digest, \
+           (SELECT COALESCE(MAX(version), 0) FROM trust_roots), \
+           CASE WHEN EXISTS (SELECT 1 FROM custody WHERE holder = (SELECT holder FROM device_holders WHERE device_id = $1) AND cursor > $2) THEN 1 ELSE 0 END \
+         FROM (SELECT 1 AS one) o LEFT JOIN (SELECT policy_id, version, digest FROM bundles ORDER BY version DESC LIMIT 1) b ON 1 = 1",
+        &[dev.into(), seq_i64(custody_after)?.into()],
+    )?;
+    let row = rows.first().cloned().unwrap_or_default();
+    let bundle = text(&row, 0).map(|id| PolicyState {
+        id,
+        version: u(int(&row, 1)),
+        digest: text(&row, 2).unwrap_or_default(),
+    });
+    Ok((bundle, u(int(&row, 3)), int(&row, 4) == 1))
+}

@@ -2,8 +2,45 @@
 
 use super::*;
 
+/// An upload opened and checked (outside any transaction).
+pub(super) struct OpenedBatch {
+    first_seq: u64,
+    last_seq: u64,
+    receipt_key: ProofKey,
+    records: Vec<UploadedRecord>,
+}
+
+impl OpenedBatch {
+    /// The receipt, once the batch is committed: only now may the device delete it.
+    pub(super) fn receipt(&self, dev: &str, acked: i64) -> UploadResponse {
+        let last_tag = self
+            .records
+            .last()
+            .map(|r| r.tag.as_str())
+            .unwrap_or_default();
+        UploadResponse {
+            acked_through: u(acked),
+            receipt: self
+                .receipt_key
+                .receipt(dev, self.first_seq, self.last_seq, last_tag),
+        }
+    }
+}
+
 impl Server {
     pub(super) fn upload(&self, dev: &str, at: i64, req: Upload) -> Reply {
+        let batch = self.open_upload(dev, &req)?;
+        let now = self.now();
+        let acked = self.db.tx(|c| {
+            let row = claim_request(c, dev, at)?;
+            store_batch(c, dev, &batch, &row, now)
+        })?;
+        // Committed: only now does the receipt exist, so a device deletes only stored records.
+        json(&batch.receipt(dev, acked))
+    }
+
+    /// Checks the batch's device and range and opens it.
+    pub(super) fn open_upload(&self, dev: &str, req: &Upload) -> Result<OpenedBatch, ApiError> {
         Self::same_device(dev, &req.device_id)?;
         let key = self.upload_key()?;
         if req.first_seq == 0
@@ -30,65 +67,86 @@ impl Server {
                 "batch records do not match its seq range",
             ));
         }
-        let now = self.now();
-        let acked = self.db.tx(|c| {
-            claim_request(c, dev, at)?;
-            for r in &records {
-                let rec = serde_json::to_string(&r.record).map_err(|e| ApiError::internal(e.to_string()))?;
-                // Re-sent batches hit the primary key and change nothing: exactly once.
-                c.execute(
-                    "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, seq) DO NOTHING",
-                    &[
-                        dev.into(),
-                        seq_i64(r.seq)?.into(),
-                        now.0.into(),
-                        r.record.event.at.0.into(),
-                        r.record.rules.join(",").into(),
-                        rec.into(),
-                        r.tag.clone().into(),
-                    ],
-                )?;
-            }
-            let mut acked = c
-                .query("SELECT acked_through FROM devices WHERE device_id = $1", &[dev.into()])?
-                .first()
-                .map_or(0, |r| int(r, 0));
-            loop {
-                let next = c.query(
-                    "SELECT seq FROM violations WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000",
-                    &[dev.into(), acked.into()],
-                )?;
-                let before = acked;
-                for r in &next {
-                    if int(r, 0) == acked + 1 {
-                        acked += 1;
-                    } else {
-                        break;
-                    }
-                }
-                if acked == before || next.len() < 1000 {
-                    break;
-                }
-            }
-            let acked_tag = c
-                .query(
-                    "SELECT tag FROM violations WHERE device_id = $1 AND seq = $2",
-                    &[dev.into(), acked.into()],
-                )?
-                .first()
-                .and_then(|r| text(r, 0))
-                .unwrap_or_default();
-            c.execute(
-                "UPDATE devices SET acked_through = $1, acked_tag = $2 WHERE device_id = $3",
-                &[acked.into(), acked_tag.into(), dev.into()],
-            )?;
-            Ok(acked)
-        })?;
-        // Committed: only now does the receipt exist, so a device deletes only stored records.
-        let last_tag = records.last().map(|r| r.tag.as_str()).unwrap_or_default();
-        json(&UploadResponse {
-            acked_through: u(acked),
-            receipt: receipt_key.receipt(dev, req.first_seq, req.last_seq, last_tag),
+        Ok(OpenedBatch {
+            first_seq: req.first_seq,
+            last_seq: req.last_seq,
+            receipt_key,
+            records,
         })
     }
+}
+
+/// Stores a batch exactly once and advances the device's contiguous acknowledgement, inside
+/// the caller's transaction (which has claimed the request and read `row`); returns the new
+/// `acked_through`.
+pub(super) fn store_batch(
+    c: &mut dyn Conn,
+    dev: &str,
+    batch: &OpenedBatch,
+    row: &DeviceRow,
+    now: Timestamp,
+) -> Result<i64, ApiError> {
+    // One statement for the batch. Re-sent records hit the primary key and change nothing:
+    // exactly once.
+    let mut sql = String::from(
+        "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag) VALUES ",
+    );
+    let mut params: Vec<Value> = Vec::with_capacity(batch.records.len() * 7);
+    for (i, r) in batch.records.iter().enumerate() {
+        let rec =
+            serde_json::to_string(&r.record).map_err(|e| ApiError::internal(e.to_string()))?;
+        let n = i * 7;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7
+        ));
+        params.extend([
+            dev.into(),
+            seq_i64(r.seq)?.into(),
+            now.0.into(),
+            r.record.event.at.0.into(),
+            r.record.rules.join(",").into(),
+            rec.into(),
+            r.tag.clone().into(),
+        ]);
+    }
+    sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING");
+    if !batch.records.is_empty() {
+        c.execute(&sql, &params)?;
+    }
+    // The contiguous run after what was acknowledged, with the tag of its last record.
+    let (mut acked, mut acked_tag) = (row.acked_through, row.acked_tag.clone());
+    loop {
+        let next = c.query(
+            "SELECT seq, tag FROM violations WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000",
+            &[dev.into(), acked.into()],
+        )?;
+        let before = acked;
+        for r in &next {
+            if int(r, 0) != acked + 1 {
+                break;
+            }
+            acked += 1;
+            acked_tag = text(r, 1).unwrap_or_default();
+        }
+        if acked == before || next.len() < 1000 {
+            break;
+        }
+    }
+    if acked != row.acked_through {
+        c.execute(
+            "UPDATE devices SET acked_through = $1, acked_tag = $2 WHERE device_id = $3",
+            &[acked.into(), acked_tag.into(), dev.into()],
+        )?;
+    }
+    Ok(acked)
 }

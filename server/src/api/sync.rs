@@ -1,0 +1,50 @@
+//! Stages 1, 2 and 4 in one request and one transaction (`POST /v1/sync`): the scheduled
+//! sync of a phone with nothing waiting for it, which is most of them. The stages' own
+//! functions do the work; this only decides whether the sync can finish here.
+
+use super::*;
+use check_in::record_check_in;
+use finish::record_finish;
+use upload::store_batch;
+
+impl Server {
+    pub(super) fn sync(&self, dev: &str, at: i64, req: SyncRequest, body: &[u8]) -> Reply {
+        Self::same_device(dev, &req.finish.device_id)?;
+        // Crypto before the transaction: it never holds the database.
+        let session = self.open_check_in(dev, &req.check_in)?;
+        let batch = req
+            .upload
+            .as_ref()
+            .map(|u| self.open_upload(dev, u))
+            .transpose()?;
+        let now = self.now();
+        let (mut check_in, acked, finished) = self.db.tx(|c| {
+            let row = claim_request(c, dev, at)?;
+            let check_in = record_check_in(c, dev, &req.check_in, &row, &session, now)?;
+            let acked = batch
+                .as_ref()
+                .map(|b| store_batch(c, dev, b, &row, now))
+                .transpose()?;
+            // Anything to deliver: the device downloads it and finishes at stage 4.
+            let waiting = check_in.bundle.is_some()
+                || check_in.trust_root_version > req.check_in.trust_root_version
+                || check_in.custody_pending;
+            if !waiting {
+                record_finish(c, dev, &req.finish, now)?;
+            }
+            Ok((check_in, acked, !waiting))
+        })?;
+        check_in.proof = session
+            .key
+            .prove(Answer::CheckIn, dev, body, &check_in.proof_bytes());
+        let resp = SyncResponse {
+            check_in,
+            upload: batch.zip(acked).map(|(b, acked)| b.receipt(dev, acked)),
+            finish: finished.then(|| FinishResponse {
+                proof: session.key.prove(Answer::Finish, dev, body, b""),
+            }),
+        };
+        self.after_check_in(dev, &req.check_in);
+        json(&resp)
+    }
+}
