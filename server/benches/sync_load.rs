@@ -233,8 +233,19 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32], one_re
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported here.
+    // `BAOMI_BENCH_ONLY=postgres,one` (any of sqlite, postgres, stages, one): one engine or
+    // one flow, for profiling.
+    let only = std::env::var("BAOMI_BENCH_ONLY").unwrap_or_default();
+    let has = |w: &str| only.split(',').any(|o| o == w);
+    let flows: Vec<bool> = [false, true]
+        .into_iter()
+        .filter(|one| !(has("stages") && *one || has("one") && !one))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
-    for (i, one) in [false, true].into_iter().enumerate() {
+    for (i, one) in flows.iter().copied().enumerate() {
+        if has("postgres") {
+            break;
+        }
         run(
             "sqlite",
             &format!(
@@ -245,7 +256,10 @@ fn main() {
         );
     }
     if let Ok(base) = std::env::var("BAOMI_BENCH_PG_URL") {
-        for one in [false, true] {
+        for one in flows {
+            if has("sqlite") {
+                break;
+            }
             let name = format!("baomi_load_{}_{}", std::process::id(), u8::from(one));
             let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
             c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();

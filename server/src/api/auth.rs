@@ -189,16 +189,43 @@ pub(super) struct DeviceRow {
 /// Returns the row as the stages need it (one round trip for the claim and the read).
 pub(super) fn claim_request(c: &mut dyn Conn, dev: &str, at: i64) -> Result<DeviceRow, ApiError> {
     let rows = c.query(
-        "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1 RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key",
+        &format!("{CLAIM} {CLAIM_RETURNING}"),
         &[at.into(), dev.into()],
     )?;
+    rows.first()
+        .map(|r| device_row(r))
+        .ok_or_else(|| AuthError::Replayed.into())
+}
+
+/// [`claim_request`] for a check-in: also reads what waits for the device, in the same round
+/// trip.
+pub(super) fn claim_check_in(
+    c: &mut dyn Conn,
+    dev: &str,
+    at: i64,
+    custody_after: u64,
+) -> Result<(DeviceRow, Waiting), ApiError> {
+    let sql = format!("{CLAIM} {CLAIM_RETURNING}, {}", waiting_columns("$2", "$3"));
+    let rows = c.query(
+        &sql,
+        &[at.into(), dev.into(), seq_i64(custody_after)?.into()],
+    )?;
     let row = rows.first().ok_or(AuthError::Replayed)?;
-    Ok(DeviceRow {
+    Ok((device_row(row), waiting_from(row, 6)))
+}
+
+const CLAIM: &str =
+    "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1";
+const CLAIM_RETURNING: &str =
+    "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key";
+
+fn device_row(row: &[Value]) -> DeviceRow {
+    DeviceRow {
         acked_through: int(row, 0),
         acked_tag: text(row, 1).unwrap_or_default(),
         head_seq: int(row, 2),
         head_tag: text(row, 3).unwrap_or_default(),
         generation: int(row, 4),
         session_key: text(row, 5).map(zeroize::Zeroizing::new),
-    })
+    }
 }

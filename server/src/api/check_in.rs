@@ -15,8 +15,11 @@ impl Server {
         let session = self.open_check_in(dev, &req)?;
         let now = self.now();
         let mut resp = self.db.tx(|c| {
-            let row = claim_request(c, dev, at)?;
-            record_check_in(c, dev, &req, &row, &session, now)
+            let (row, waiting) = claim_check_in(c, dev, at, req.custody_cursor)?;
+            let mut update = DeviceUpdate::default();
+            let resp = record_check_in(dev, &req, &row, waiting, &session, now, &mut update)?;
+            update.write(c, dev)?;
+            Ok(resp)
         })?;
         resp.proof = session
             .key
@@ -57,22 +60,17 @@ impl Server {
     }
 }
 
-/// The check-in's writes and its answer (without its proof), inside the caller's transaction
-/// (which has claimed the request and read `row`).
+/// The check-in's writes (into `update`) and its answer without its proof, from the device
+/// row and what waits for it as the claim read them.
 pub(super) fn record_check_in(
-    c: &mut dyn Conn,
     dev: &str,
     req: &CheckIn,
     row: &DeviceRow,
+    waiting: Waiting,
     session: &Session,
     now: Timestamp,
+    update: &mut DeviceUpdate,
 ) -> Result<CheckInResponse, ApiError> {
-    let posture = serde_json::to_string(&req.posture).unwrap_or_default();
-    // Bounded like the device bounds it: the report is the phone's word, hostile or not.
-    let applied = req
-        .applied
-        .clone()
-        .map(|a| serde_json::to_string(&a.bounded()).unwrap_or_default());
     let alert = chain_alert(
         req,
         row.acked_through,
@@ -83,28 +81,25 @@ pub(super) fn record_check_in(
     if let Some(a) = &alert {
         log::warn!("device {dev}: {a}");
     }
-    c.execute(
-        "UPDATE devices SET last_check_in = $1, agent_version = $2, head_seq = $3, head_tag = $4, policy_id = $5, policy_version = $6, policy_digest = $7, posture = $8, fail_closed = $9, clock_skew_ms = $10, alert = COALESCE($11, alert), generation = $12, session_key = $13, applied = COALESCE($14, applied) WHERE device_id = $15",
-        &[
-            now.0.into(),
-            req.agent_version.clone().into(),
-            seq_i64(req.chain.head_seq)?.into(),
-            req.chain.head_tag.clone().into(),
-            req.policy.as_ref().map(|p| p.id.clone()).into(),
-            req.policy.as_ref().map(|p| p.version as i64).into(),
-            req.policy.as_ref().map(|p| p.digest.clone()).into(),
-            posture.into(),
-            req.fail_closed.clone().into(),
-            (req.device_time.0 - now.0).into(),
-            alert.into(),
-            seq_i64(req.chain.generation)?.into(),
-            session.stored.to_string().into(),
-            applied.into(),
-            dev.into(),
-        ],
-    )?;
-    let (bundle, trust_root_version, pending) = waiting_for(c, dev, req.custody_cursor)?;
-    let bundle = bundle.filter(|b| {
+    update.set("last_check_in", now.0);
+    update.set("agent_version", req.agent_version.clone());
+    update.set(
+        "posture",
+        serde_json::to_string(&req.posture).unwrap_or_default(),
+    );
+    update.set("fail_closed", req.fail_closed.clone());
+    update.set("clock_skew_ms", req.device_time.0 - now.0);
+    update.set_unless_null("alert", alert);
+    update.set("session_key", session.stored.to_string());
+    // Bounded like the device bounds it: the report is the phone's word, hostile or not.
+    update.set_unless_null(
+        "applied",
+        req.applied
+            .as_ref()
+            .map(|a| serde_json::to_string(&a.clone().bounded()).unwrap_or_default()),
+    );
+    set_reported_state(update, req.policy.as_ref(), &req.chain)?;
+    let bundle = waiting.bundle.filter(|b| {
         req.policy
             .as_ref()
             .is_none_or(|p| p.version < b.version || p.id != b.id)
@@ -114,10 +109,25 @@ pub(super) fn record_check_in(
         acked_through: u(row.acked_through),
         acked_tag: row.acked_tag.clone(),
         bundle,
-        trust_root_version,
-        custody_pending: pending,
+        trust_root_version: waiting.trust_root_version,
+        custody_pending: waiting.custody_pending,
         proof: String::new(),
     })
+}
+
+/// The installed policy and the chain as the device reports them (check-in and finish).
+pub(super) fn set_reported_state(
+    update: &mut DeviceUpdate,
+    policy: Option<&PolicyState>,
+    chain: &ChainState,
+) -> Result<(), ApiError> {
+    update.set("policy_id", policy.map(|p| p.id.clone()));
+    update.set("policy_version", policy.map(|p| p.version as i64));
+    update.set("policy_digest", policy.map(|p| p.digest.clone()));
+    update.set("head_seq", seq_i64(chain.head_seq)?);
+    update.set("head_tag", chain.head_tag.clone());
+    update.set("generation", seq_i64(chain.generation)?);
+    Ok(())
 }
 
 /// Compares what a device reports of its store with what it reported before: a head below the

@@ -1,6 +1,7 @@
 //! Stage 4: finish. Records the posture applied and proves the sync complete.
 
 use super::*;
+use check_in::set_reported_state;
 
 impl Server {
     pub(super) fn finish(&self, dev: &str, at: i64, req: Finish, body: &[u8]) -> Reply {
@@ -8,7 +9,9 @@ impl Server {
         let now = self.now();
         let session = self.db.tx(|c| {
             let row = claim_request(c, dev, at)?;
-            record_finish(c, dev, &req, now)?;
+            let mut update = DeviceUpdate::default();
+            record_finish(c, dev, &req, now, &mut update)?;
+            update.write(c, dev)?;
             Ok(row.session_key)
         })?;
         let stored =
@@ -21,28 +24,20 @@ impl Server {
     }
 }
 
-/// The finish's writes (the session key is spent), inside the caller's transaction.
+/// The finish's writes (the device row's into `update`; the session key is spent), inside the
+/// caller's transaction.
 pub(super) fn record_finish(
     c: &mut dyn Conn,
     dev: &str,
     req: &Finish,
     now: Timestamp,
+    update: &mut DeviceUpdate,
 ) -> Result<(), ApiError> {
     let posture = serde_json::to_string(&req.posture).unwrap_or_default();
-    c.execute(
-        "UPDATE devices SET posture = $1, policy_id = $2, policy_version = $3, policy_digest = $4, head_seq = $5, head_tag = $6, custody_cursor = $7, generation = $8, session_key = NULL WHERE device_id = $9",
-        &[
-            posture.clone().into(),
-            req.policy.as_ref().map(|p| p.id.clone()).into(),
-            req.policy.as_ref().map(|p| p.version as i64).into(),
-            req.policy.as_ref().map(|p| p.digest.clone()).into(),
-            seq_i64(req.chain.head_seq)?.into(),
-            req.chain.head_tag.clone().into(),
-            seq_i64(req.custody_cursor)?.into(),
-            seq_i64(req.chain.generation)?.into(),
-            dev.into(),
-        ],
-    )?;
+    update.set("posture", posture.clone());
+    set_reported_state(update, req.policy.as_ref(), &req.chain)?;
+    update.set("custody_cursor", seq_i64(req.custody_cursor)?);
+    update.set("session_key", Value::Null);
     // The device's sync history for the officer (the posture after the sync, custody
     // applied: the console's "camera off confirmed" reads it), 30 days kept; pruned about
     // once a day per device (a device syncs ~96 times a day).

@@ -19,8 +19,10 @@ mod upload;
 mod wait;
 
 pub use auth::token_hash;
-use auth::{DeviceRow, claim_request};
-use queries::{custody_pending, holder_of, latest_bundle, latest_trust_root_version, waiting_for};
+use auth::{DeviceRow, claim_check_in, claim_request};
+use queries::{
+    DeviceUpdate, Waiting, holder_of, latest_bundle, waiting_columns, waiting_for, waiting_from,
+};
 
 use baomi_core::bundle::keys::{PublicKey, hex_digest};
 use baomi_core::bundle::{Installed, TrustRoot, verify_bundle};
@@ -31,10 +33,10 @@ use baomi_core::sync::identity::{
 };
 use baomi_core::sync::proof::{Answer, ProofKey, session_aad};
 use baomi_core::sync::protocol::{
-    CheckIn, CheckInResponse, CustodyFeedEntry, DownloadRequest, DownloadResponse, EnrollRequest,
-    EnrollResponse, ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION,
-    PolicyState, SyncRequest, SyncResponse, Upload, UploadBatch, UploadResponse, UploadedRecord,
-    path,
+    ChainState, CheckIn, CheckInResponse, CustodyFeedEntry, DownloadRequest, DownloadResponse,
+    EnrollRequest, EnrollResponse, ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS,
+    PROTOCOL_VERSION, PolicyState, SyncRequest, SyncResponse, Upload, UploadBatch, UploadResponse,
+    UploadedRecord, path,
 };
 use baomi_core::sync::seal::batch_aad;
 use baomi_core::time::Timestamp;

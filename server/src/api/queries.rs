@@ -26,46 +26,98 @@ pub(super) fn holder_of(c: &mut dyn Conn, dev: &str) -> Result<Option<String>, A
     .and_then(|r| text(r, 0)))
 }
 
-/// Whether custody records for the device's holder wait after `after`.
-pub(super) fn custody_pending(c: &mut dyn Conn, dev: &str, after: u64) -> Result<bool, ApiError> {
-    Ok(match holder_of(c, dev)? {
-        Some(h) => !c
-            .query(
-                "SELECT cursor FROM custody WHERE holder = $1 AND cursor > $2 LIMIT 1",
-                &[h.into(), seq_i64(after)?.into()],
-            )?
-            .is_empty(),
-        None => false,
-    })
+/// What waits for a device: the newest bundle, the newest trust root's version, and whether
+/// custody records for its holder wait after the device's cursor.
+#[derive(Debug, Default)]
+pub(super) struct Waiting {
+    pub(super) bundle: Option<PolicyState>,
+    pub(super) trust_root_version: u64,
+    pub(super) custody_pending: bool,
 }
 
-/// The newest published trust root's version (0 before the first).
-pub(super) fn latest_trust_root_version(c: &mut dyn Conn) -> Result<u64, ApiError> {
-    Ok(u(c
-        .query("SELECT COALESCE(MAX(version), 0) FROM trust_roots", &[])?
-        .first()
-        .map_or(0, |r| int(r, 0))))
+/// The five columns [`Waiting`] reads, as SQL expressions over parameters named `dev` and
+/// `after` (the custody cursor): a query of their own, or a claim's RETURNING.
+pub(super) fn waiting_columns(dev: &str, after: &str) -> String {
+    format!(
+        "(SELECT policy_id FROM bundles ORDER BY version DESC LIMIT 1), \
+         (SELECT version FROM bundles ORDER BY version DESC LIMIT 1), \
+         (SELECT digest FROM bundles ORDER BY version DESC LIMIT 1), \
+         (SELECT COALESCE(MAX(version), 0) FROM trust_roots), \
+         CASE WHEN EXISTS (SELECT 1 FROM custody WHERE holder = (SELECT holder FROM device_holders WHERE device_id = {dev}) AND cursor > {after}) THEN 1 ELSE 0 END"
+    )
 }
 
-/// What waits for a device, in one round trip: the newest bundle, the newest trust root's
-/// version, and whether custody records for its holder wait after `custody_after`.
+/// [`Waiting`] from the five columns at `at` of `row`.
+pub(super) fn waiting_from(row: &[Value], at: usize) -> Waiting {
+    Waiting {
+        bundle: text(row, at).map(|id| PolicyState {
+            id,
+            version: u(int(row, at + 1)),
+            digest: text(row, at + 2).unwrap_or_default(),
+        }),
+        trust_root_version: u(int(row, at + 3)),
+        custody_pending: int(row, at + 4) == 1,
+    }
+}
+
+/// What waits for a device, in one round trip.
 pub(super) fn waiting_for(
     c: &mut dyn Conn,
     dev: &str,
     custody_after: u64,
-) -> Result<(Option<PolicyState>, u64, bool), ApiError> {
+) -> Result<Waiting, ApiError> {
     let rows = c.query(
-        "SELECT b.policy_id, b.version, b.digest, \
-           (SELECT COALESCE(MAX(version), 0) FROM trust_roots), \
-           CASE WHEN EXISTS (SELECT 1 FROM custody WHERE holder = (SELECT holder FROM device_holders WHERE device_id = $1) AND cursor > $2) THEN 1 ELSE 0 END \
-         FROM (SELECT 1 AS one) o LEFT JOIN (SELECT policy_id, version, digest FROM bundles ORDER BY version DESC LIMIT 1) b ON 1 = 1",
+        &format!("SELECT {}", waiting_columns("$1", "$2")),
         &[dev.into(), seq_i64(custody_after)?.into()],
     )?;
-    let row = rows.first().cloned().unwrap_or_default();
-    let bundle = text(&row, 0).map(|id| PolicyState {
-        id,
-        version: u(int(&row, 1)),
-        digest: text(&row, 2).unwrap_or_default(),
-    });
-    Ok((bundle, u(int(&row, 3)), int(&row, 4) == 1))
+    Ok(rows.first().map(|r| waiting_from(r, 0)).unwrap_or_default())
+}
+
+/// The device row's new values, collected by the stages of one request and written in one
+/// UPDATE (a stage that runs later overrides a column an earlier one set).
+#[derive(Debug, Default)]
+pub(super) struct DeviceUpdate {
+    sets: Vec<(&'static str, bool, Value)>,
+}
+
+impl DeviceUpdate {
+    /// `column = value`.
+    pub(super) fn set(&mut self, column: &'static str, value: impl Into<Value>) {
+        self.put(column, false, value.into());
+    }
+
+    /// `column = COALESCE(value, column)`: NULL keeps what the row has.
+    pub(super) fn set_unless_null(&mut self, column: &'static str, value: impl Into<Value>) {
+        self.put(column, true, value.into());
+    }
+
+    fn put(&mut self, column: &'static str, keep_on_null: bool, value: Value) {
+        self.sets.retain(|(c, _, _)| *c != column);
+        self.sets.push((column, keep_on_null, value));
+    }
+
+    /// Writes the row (nothing to write: no statement).
+    pub(super) fn write(self, c: &mut dyn Conn, dev: &str) -> Result<(), ApiError> {
+        if self.sets.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from("UPDATE devices SET ");
+        let mut params = Vec::with_capacity(self.sets.len() + 1);
+        for (i, (column, keep, value)) in self.sets.into_iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let n = i + 1;
+            if keep {
+                sql.push_str(&format!("{column} = COALESCE(${n}, {column})"));
+            } else {
+                sql.push_str(&format!("{column} = ${n}"));
+            }
+            params.push(value);
+        }
+        sql.push_str(&format!(" WHERE device_id = ${}", params.len() + 1));
+        params.push(dev.into());
+        c.execute(&sql, &params)?;
+        Ok(())
+    }
 }

@@ -19,19 +19,30 @@ impl Server {
             .transpose()?;
         let now = self.now();
         let (mut check_in, acked, finished) = self.db.tx(|c| {
-            let row = claim_request(c, dev, at)?;
-            let check_in = record_check_in(c, dev, &req.check_in, &row, &session, now)?;
+            let (row, waiting) = claim_check_in(c, dev, at, req.check_in.custody_cursor)?;
+            // One write of the device row for the three stages.
+            let mut update = DeviceUpdate::default();
+            let check_in = record_check_in(
+                dev,
+                &req.check_in,
+                &row,
+                waiting,
+                &session,
+                now,
+                &mut update,
+            )?;
             let acked = batch
                 .as_ref()
-                .map(|b| store_batch(c, dev, b, &row, now))
+                .map(|b| store_batch(c, dev, b, &row, now, &mut update))
                 .transpose()?;
             // Anything to deliver: the device downloads it and finishes at stage 4.
             let waiting = check_in.bundle.is_some()
                 || check_in.trust_root_version > req.check_in.trust_root_version
                 || check_in.custody_pending;
             if !waiting {
-                record_finish(c, dev, &req.finish, now)?;
+                record_finish(c, dev, &req.finish, now, &mut update)?;
             }
+            update.write(c, dev)?;
             Ok((check_in, acked, !waiting))
         })?;
         check_in.proof = session

@@ -33,7 +33,10 @@ impl Server {
         let now = self.now();
         let acked = self.db.tx(|c| {
             let row = claim_request(c, dev, at)?;
-            store_batch(c, dev, &batch, &row, now)
+            let mut update = DeviceUpdate::default();
+            let acked = store_batch(c, dev, &batch, &row, now, &mut update)?;
+            update.write(c, dev)?;
+            Ok(acked)
         })?;
         // Committed: only now does the receipt exist, so a device deletes only stored records.
         json(&batch.receipt(dev, acked))
@@ -77,14 +80,15 @@ impl Server {
 }
 
 /// Stores a batch exactly once and advances the device's contiguous acknowledgement, inside
-/// the caller's transaction (which has claimed the request and read `row`); returns the new
-/// `acked_through`.
+/// the caller's transaction (which has claimed the request and read `row`; the device row's
+/// new acknowledgement goes into `update`); returns the new `acked_through`.
 pub(super) fn store_batch(
     c: &mut dyn Conn,
     dev: &str,
     batch: &OpenedBatch,
     row: &DeviceRow,
     now: Timestamp,
+    update: &mut DeviceUpdate,
 ) -> Result<i64, ApiError> {
     // One statement for the batch. Re-sent records hit the primary key and change nothing:
     // exactly once.
@@ -143,10 +147,8 @@ pub(super) fn store_batch(
         }
     }
     if acked != row.acked_through {
-        c.execute(
-            "UPDATE devices SET acked_through = $1, acked_tag = $2 WHERE device_id = $3",
-            &[acked.into(), acked_tag.into(), dev.into()],
-        )?;
+        update.set("acked_through", acked);
+        update.set("acked_tag", acked_tag);
     }
     Ok(acked)
 }

@@ -22,15 +22,10 @@ impl Server {
     /// Whether a trust root, a bundle or a custody record newer than what the device reports
     /// is waiting for it.
     pub fn pending_for(&self, dev: &str, req: &WaitRequest) -> Result<bool, ApiError> {
-        self.db.tx(|c| {
-            if latest_trust_root_version(c)? > req.trust_root_version {
-                return Ok(true);
-            }
-            if latest_bundle(c)?.is_some_and(|b| b.version > req.policy_version) {
-                return Ok(true);
-            }
-            custody_pending(c, dev, req.custody_after)
-        })
+        let w = self.db.tx(|c| waiting_for(c, dev, req.custody_after))?;
+        Ok(w.trust_root_version > req.trust_root_version
+            || w.bundle.is_some_and(|b| b.version > req.policy_version)
+            || w.custody_pending)
     }
 
     /// A number that grows whenever anything a device may wait for is added (custody records,
