@@ -124,11 +124,25 @@ pub(super) fn store_batch(
         ]);
     }
     sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING");
-    if !batch.records.is_empty() {
-        c.execute(&sql, &params)?;
-    }
-    // The contiguous run after what was acknowledged, with the tag of its last record.
+    let inserted = if batch.records.is_empty() {
+        0
+    } else {
+        c.execute(&sql, &params)?
+    };
     let (mut acked, mut acked_tag) = (row.acked_through, row.acked_tag.clone());
+    // The usual batch: it starts right after the acknowledged run and every record is new, so
+    // the run now ends at its last record, with its tag (no query). Records stored beyond it
+    // out of order are picked up by the next batch that finds a record already there.
+    if u64::try_from(acked).ok().map(|a| a + 1) == Some(batch.first_seq)
+        && inserted == batch.records.len() as u64
+        && let Some(last) = batch.records.last()
+    {
+        update.set("acked_through", seq_i64(last.seq)?);
+        update.set("acked_tag", last.tag.clone());
+        return seq_i64(last.seq);
+    }
+    // Otherwise: the contiguous run after what was acknowledged, with the stored tag of its
+    // last record.
     loop {
         let next = c.query(
             "SELECT seq, tag FROM violations WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000",
@@ -151,4 +165,96 @@ pub(super) fn store_batch(
         update.set("acked_tag", acked_tag);
     }
     Ok(acked)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use super::*;
+    use baomi_core::event::Event;
+    use baomi_core::store::ViolationRecord;
+
+    fn server() -> (tempfile::TempDir, Server) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}", dir.path().join("s.db").display()), 1).unwrap();
+        let s = Server::new(db, None, Timestamp::now).unwrap();
+        s.db.tx(|c| {
+            c.execute(
+                "INSERT INTO devices (device_id, public_key, platform, agent_version, enrolled_at) VALUES ('d', 'k', 'android', 't', 0)",
+                &[],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        (dir, s)
+    }
+
+    fn batch(seqs: std::ops::RangeInclusive<u64>) -> OpenedBatch {
+        let record = ViolationRecord {
+            event: Event::from_json_line(
+                1,
+                r#"{"at":"2026-11-28T10:00:00+08:00","type":"app_launched","package":"com.tencent.mm"}"#,
+            )
+            .unwrap(),
+            verdict: baomi_core::Verdict::Deny,
+            rules: vec!["no-messengers".into()],
+            severity: None,
+            reason: "banned".into(),
+            posture: baomi_core::posture::Posture::open(),
+            policy: None,
+        };
+        OpenedBatch {
+            first_seq: *seqs.start(),
+            last_seq: *seqs.end(),
+            receipt_key: ProofKey::generate().unwrap(),
+            records: seqs
+                .map(|seq| UploadedRecord {
+                    seq,
+                    tag: format!("{seq:032x}"),
+                    record: record.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Stores `b` as an upload would; returns the acknowledgement and the stored tag.
+    fn store(s: &Server, b: &OpenedBatch) -> (i64, String) {
+        s.db.tx(|c| {
+            let row = claim_request(c, "d", Timestamp::now().0 + i64::from(later()))?;
+            let mut update = DeviceUpdate::default();
+            let acked = store_batch(c, "d", b, &row, Timestamp::now(), &mut update)?;
+            update.write(c, "d")?;
+            let tag = c.query(
+                "SELECT acked_tag, (SELECT COUNT(*) FROM violations) FROM devices",
+                &[],
+            )?;
+            Ok((acked, text(&tag[0], 0).unwrap_or_default(), int(&tag[0], 1)))
+        })
+        .map(|(a, t, n)| {
+            assert!(n <= 10, "never more rows than records sent");
+            (a, t)
+        })
+        .unwrap()
+    }
+
+    /// Request times only grow: each store claims a later one.
+    fn later() -> u16 {
+        static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn batches_out_of_order_or_again_are_stored_once_and_acknowledged_contiguously() {
+        let (_d, s) = server();
+        // A batch past a gap: stored, acknowledges nothing.
+        assert_eq!(store(&s, &batch(6..=10)), (0, String::new()));
+        // The batch that fills the gap: acknowledged through its end at least.
+        let (acked, tag) = store(&s, &batch(1..=5));
+        assert!(acked >= 5, "{acked}");
+        assert_eq!(tag, format!("{acked:032x}"));
+        // The later batch again (what the device sends next): through 10, nothing twice.
+        assert_eq!(store(&s, &batch(6..=10)), (10, format!("{:032x}", 10)));
+        assert_eq!(store(&s, &batch(1..=5)), (10, format!("{:032x}", 10)));
+    }
 }
