@@ -90,8 +90,15 @@ fn run(label: &str, url: &str, one_request: bool) {
     .unwrap();
     let base = format!("http://{}", l.addr().unwrap());
 
-    // Enrol the fleet (not timed).
+    // Enrol the fleet and give every phone its first sync (not timed): the timed sync is a
+    // phone's scheduled one, with five new violations since the last.
     let devices = common::enroll_fleet(&server, &base, "load", DEVICES);
+    {
+        let t = HttpTransport::new(&base);
+        for d in &devices {
+            sync_one(&t, d, &upload_pub, one_request, 0);
+        }
+    }
 
     let devices = Arc::new(devices);
     let next = Arc::new(AtomicUsize::new(0));
@@ -106,7 +113,7 @@ fn run(label: &str, url: &str, one_request: bool) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(d) = devices.get(i) else { break };
                     let t0 = Instant::now();
-                    sync_one(&t, d, &upload_pub, one_request);
+                    sync_one(&t, d, &upload_pub, one_request, 1);
                     lat.push(t0.elapsed());
                     if t0.elapsed() > Duration::from_millis(500)
                         && std::env::var("BAOMI_BENCH_DEBUG").is_ok()
@@ -144,16 +151,23 @@ fn run(label: &str, url: &str, one_request: bool) {
         lat.last().unwrap().as_secs_f64() * 1e3,
     );
     let received = admin::violations(&server, None).unwrap().len();
-    assert_eq!(received, DEVICES * RECORDS_PER_SYNC as usize);
+    assert_eq!(received, 2 * DEVICES * RECORDS_PER_SYNC as usize);
     l.stop();
 }
 
-/// Check-in, one sealed batch, finish: what a phone with five new violations sends, as three
-/// requests or as one.
-fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32], one_request: bool) {
+/// Check-in, one sealed batch, finish: what a phone with five new violations sends (its
+/// `round`-th sync, counting from 0), as three requests or as one.
+fn sync_one(
+    t: &HttpTransport,
+    d: &DeviceIdentity,
+    upload_pub: &[u8; 32],
+    one_request: bool,
+    round: u64,
+) {
+    let (first, last) = (round * RECORDS_PER_SYNC + 1, (round + 1) * RECORDS_PER_SYNC);
     let chain = ChainState {
-        acked_through: 0,
-        head_seq: RECORDS_PER_SYNC,
+        acked_through: first - 1,
+        head_seq: last,
         head_tag: "00".repeat(16),
         generation: 1,
     };
@@ -175,7 +189,7 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32], one_re
     let receipt_key = ProofKey::generate().unwrap();
     let batch = UploadBatch {
         receipt_key: receipt_key.to_base64().to_string(),
-        records: (1..=RECORDS_PER_SYNC)
+        records: (first..=last)
             .map(|seq| UploadedRecord {
                 seq,
                 tag: format!("{seq:032x}"),
@@ -186,14 +200,9 @@ fn sync_one(t: &HttpTransport, d: &DeviceIdentity, upload_pub: &[u8; 32], one_re
     let plain = serde_json::to_vec(&batch).unwrap();
     let up = Upload {
         device_id: d.device_id().into(),
-        first_seq: 1,
-        last_seq: RECORDS_PER_SYNC,
-        sealed: seal(
-            upload_pub,
-            &batch_aad(d.device_id(), 1, RECORDS_PER_SYNC),
-            &plain,
-        )
-        .unwrap(),
+        first_seq: first,
+        last_seq: last,
+        sealed: seal(upload_pub, &batch_aad(d.device_id(), first, last), &plain).unwrap(),
     };
     let finish = Finish {
         device_id: d.device_id().into(),

@@ -775,6 +775,26 @@ fn registry_custody_closes_the_camera_until_a_signed_return() {
         let srv = spawn_server(&b.url, &o.upload_key_file);
         let (mut d, t) = enrolled(&o, &admin, &srv.base);
         assert!(!d.agent.posture().camera_disabled);
+        // The officer's history: the first sync's posture; quiet syncs (one request, nothing
+        // delivered, posture unchanged) add nothing to it.
+        let d_id = d.id();
+        let history = || -> Vec<bool> {
+            admin
+                .db()
+                .tx(|c| {
+                    Ok(c.query(
+                        "SELECT posture FROM checkins WHERE device_id = $1 ORDER BY at",
+                        &[d_id.clone().into()],
+                    )?)
+                })
+                .unwrap()
+                .iter()
+                .map(|r| r[0].text().unwrap().contains("\"camera_disabled\":true"))
+                .collect()
+        };
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(history(), [false], "{}", b.label);
         // The registry posts a sign-out; the holder never scans the document.
         let raw = transport(&srv.base);
         let post = |body: Vec<u8>| {
@@ -796,6 +816,8 @@ fn registry_custody_closes_the_camera_until_a_signed_return() {
         let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
         assert_eq!(r.custody_applied, 1, "{}", b.label);
         assert!(d.agent.posture().camera_disabled);
+        // The sync that delivered the sign-out is in the history with the camera off.
+        assert_eq!(history(), [false, true], "{}", b.label);
         // The holder claiming a return on the phone does not end registry custody.
         let at = Timestamp::now().to_rfc3339();
         d.event(&format!(

@@ -179,6 +179,8 @@ pub(super) struct DeviceRow {
     pub(super) generation: i64,
     /// The open sync's session key (base64), between check-in and finish.
     pub(super) session_key: Option<zeroize::Zeroizing<String>>,
+    /// The posture last reported (JSON), before this request.
+    pub(super) posture: Option<String>,
 }
 
 /// Replay protection without a write of its own: a device's signed request times strictly
@@ -211,13 +213,13 @@ pub(super) fn claim_check_in(
         &[at.into(), dev.into(), seq_i64(custody_after)?.into()],
     )?;
     let row = rows.first().ok_or(AuthError::Replayed)?;
-    Ok((device_row(row), waiting_from(row, 6)))
+    Ok((device_row(row), waiting_from(row, 7)))
 }
 
 const CLAIM: &str =
     "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1";
 const CLAIM_RETURNING: &str =
-    "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key";
+    "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture";
 
 fn device_row(row: &[Value]) -> DeviceRow {
     DeviceRow {
@@ -227,5 +229,6 @@ fn device_row(row: &[Value]) -> DeviceRow {
         head_tag: text(row, 3).unwrap_or_default(),
         generation: int(row, 4),
         session_key: text(row, 5).map(zeroize::Zeroizing::new),
+        posture: text(row, 6),
     }
 }

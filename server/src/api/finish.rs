@@ -10,7 +10,7 @@ impl Server {
         let session = self.db.tx(|c| {
             let row = claim_request(c, dev, at)?;
             let mut update = DeviceUpdate::default();
-            record_finish(c, dev, &req, now, &mut update)?;
+            record_finish(c, dev, &req, now, None, &mut update)?;
             update.write(c, dev)?;
             Ok(row.session_key)
         })?;
@@ -25,12 +25,14 @@ impl Server {
 }
 
 /// The finish's writes (the device row's into `update`; the session key is spent), inside the
-/// caller's transaction.
+/// caller's transaction. `unchanged_from`: the posture the device row had, when a finish that
+/// reports the same one needs no history row (a sync that delivered nothing); `None` records.
 pub(super) fn record_finish(
     c: &mut dyn Conn,
     dev: &str,
     req: &Finish,
     now: Timestamp,
+    unchanged_from: Option<&str>,
     update: &mut DeviceUpdate,
 ) -> Result<(), ApiError> {
     let posture = serde_json::to_string(&req.posture).unwrap_or_default();
@@ -38,13 +40,16 @@ pub(super) fn record_finish(
     set_reported_state(update, req.policy.as_ref(), &req.chain)?;
     update.set("custody_cursor", seq_i64(req.custody_cursor)?);
     update.set("session_key", Value::Null);
-    // The device's sync history for the officer (the posture after the sync, custody
-    // applied: the console's "camera off confirmed" reads it), 30 days kept; pruned about
-    // once a day per device (a device syncs ~96 times a day).
-    c.execute(
-        "INSERT INTO checkins (device_id, at, posture, fail_closed) VALUES ($1, $2, $3, $4)",
-        &[dev.into(), now.0.into(), posture.into(), Value::Null],
-    )?;
+    // The device's history for the officer: the posture after every sync that delivered
+    // something (custody applied: the console's "camera off confirmed" reads it) or changed
+    // it, 30 days kept; the time of the last sync is on the device row. A scheduled sync that
+    // changed nothing adds no row (a million phones at 96 syncs a day would add 96 million).
+    if unchanged_from != Some(posture.as_str()) {
+        c.execute(
+            "INSERT INTO checkins (device_id, at, posture, fail_closed) VALUES ($1, $2, $3, $4)",
+            &[dev.into(), now.0.into(), posture.into(), Value::Null],
+        )?;
+    }
     if now.0 % 97 == 0 {
         c.execute(
             "DELETE FROM checkins WHERE device_id = $1 AND at < $2",

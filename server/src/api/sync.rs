@@ -40,7 +40,14 @@ impl Server {
                 || check_in.trust_root_version > req.check_in.trust_root_version
                 || check_in.custody_pending;
             if !waiting {
-                record_finish(c, dev, &req.finish, now, &mut update)?;
+                record_finish(
+                    c,
+                    dev,
+                    &req.finish,
+                    now,
+                    row.posture.as_deref(),
+                    &mut update,
+                )?;
             }
             update.write(c, dev)?;
             Ok((check_in, acked, !waiting))
