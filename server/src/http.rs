@@ -147,8 +147,8 @@ impl Listener {
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
         let (stop, stopped) = watch::channel(false);
-        // Dropped last, outside the runtime: the synchronous `postgres` client closes its
-        // connections with a `block_on` of its own, which must not run inside ours.
+        // Dropped last, outside the runtime: each PostgreSQL connection owns a runtime of its
+        // own (`db`), which must not be dropped inside ours.
         let keep = server.clone();
         let shared = Arc::new(Shared {
             server,
