@@ -37,7 +37,13 @@ use baomi_server::http::Listener;
 use baomi_server::upload_key::UploadKey;
 use baomi_server::{Server, admin};
 
-const DEVICES: usize = 1000;
+/// Simulated phones (`BAOMI_BENCH_DEVICES`, default 1,000): each runs one timed sync.
+fn devices() -> usize {
+    std::env::var("BAOMI_BENCH_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
 const CLIENT_THREADS: usize = 16;
 /// Server runtime threads (`BAOMI_BENCH_SERVER_THREADS`, default 8 as `baomi-server serve`).
 fn server_threads() -> usize {
@@ -92,7 +98,8 @@ fn run(label: &str, url: &str, one_request: bool) {
 
     // Enrol the fleet and give every phone its first sync (not timed): the timed sync is a
     // phone's scheduled one, with five new violations since the last.
-    let devices = common::enroll_fleet(&server, &base, "load", DEVICES);
+    let n = devices();
+    let devices = common::enroll_fleet(&server, &base, "load", n);
     {
         let t = HttpTransport::new(&base);
         for d in &devices {
@@ -137,21 +144,21 @@ fn run(label: &str, url: &str, one_request: bool) {
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     let (label, requests) = if one_request {
-        (format!("{label}, 1 request"), DEVICES)
+        (format!("{label}, 1 request"), n)
     } else {
-        (format!("{label}, stages"), DEVICES * 3)
+        (format!("{label}, stages"), n * 3)
     };
     println!(
-        "{label:<20} {DEVICES} devices in {:.2} s: {:.0} device syncs/s, {:.0} requests/s; sync latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "{label:<20} {n} devices in {:.2} s: {:.0} device syncs/s, {:.0} requests/s; sync latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         elapsed.as_secs_f64(),
-        DEVICES as f64 / elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
         requests as f64 / elapsed.as_secs_f64(),
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         lat.last().unwrap().as_secs_f64() * 1e3,
     );
     let received = admin::violations(&server, None).unwrap().len();
-    assert_eq!(received, 2 * DEVICES * RECORDS_PER_SYNC as usize);
+    assert_eq!(received, 2 * n * RECORDS_PER_SYNC as usize);
     l.stop();
 }
 
