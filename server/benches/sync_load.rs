@@ -109,6 +109,18 @@ fn run(label: &str, url: &str, one_request: bool) {
 
     let devices = Arc::new(devices);
     let next = Arc::new(AtomicUsize::new(0));
+    // PostgreSQL: how much WAL the timed syncs write (for the fleet projection).
+    let wal = |url: &str| -> Option<i64> {
+        let mut c = postgres::Client::connect(url, postgres::NoTls).ok()?;
+        c.query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
+            &[],
+        )
+        .ok()?
+        .try_get(0)
+        .ok()
+    };
+    let wal_before = url.starts_with("postgres").then(|| wal(url)).flatten();
     let start = Instant::now();
     let workers: Vec<_> = (0..CLIENT_THREADS)
         .map(|_| {
@@ -141,6 +153,7 @@ fn run(label: &str, url: &str, one_request: bool) {
         .flat_map(|w| w.join().unwrap())
         .collect();
     let elapsed = start.elapsed();
+    let wal_bytes = wal_before.zip(wal(url)).map(|(a, b)| b - a);
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     let (label, requests) = if one_request {
@@ -159,6 +172,13 @@ fn run(label: &str, url: &str, one_request: bool) {
     );
     let received = admin::violations(&server, None).unwrap().len();
     assert_eq!(received, 2 * n * RECORDS_PER_SYNC as usize);
+    if let Some(w) = wal_bytes {
+        println!(
+            "{:<20} WAL written by the timed syncs: {:.1} KiB per sync (the cluster's, so an upper bound)",
+            "",
+            w as f64 / n as f64 / 1024.0
+        );
+    }
     l.stop();
 }
 
