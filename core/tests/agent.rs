@@ -7,11 +7,12 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::path::Path;
 
 use baomi_core::agent::{Agent, AgentError, STORE_FULL_RULE};
-use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
-use baomi_core::bundle::{BundleError, SigningKey, TrustRoot, sign_bundle};
+use baomi_core::bundle::{BundleError, SigningKey, sign_bundle};
 use baomi_core::compile::{FAIL_CLOSED_RULE, Platform};
 use baomi_core::engine::FailClosedReason;
 use baomi_core::event::{Event, parse_jsonl};
@@ -35,17 +36,8 @@ fn now() -> Timestamp {
 
 fn office() -> Office {
     let key = SigningKey::generate().unwrap();
-    let doc = TrustRootDoc {
-        upload_key: None,
-        expires_at: None,
-        version: 1,
-        issued_at: now(),
-        keys: vec![KeyEntry::of(key.public())],
-        threshold: 1,
-        registry: None,
-    };
     Office {
-        root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(),
+        root: common::signed_root(&common::root_doc(1, &[&key], 1, now()), &[&key]),
         key,
     }
 }
@@ -253,16 +245,7 @@ fn a_full_store_keeps_evidence_records_store_full_once_and_fails_closed() {
 }
 
 fn root_v(version: u64, keys: &[&SigningKey], signers: &[&SigningKey]) -> Vec<u8> {
-    let doc = TrustRootDoc {
-        upload_key: None,
-        expires_at: None,
-        version,
-        issued_at: now(),
-        keys: keys.iter().map(|k| KeyEntry::of(k.public())).collect(),
-        threshold: 1,
-        registry: None,
-    };
-    TrustRoot::sign(&doc, signers).to_json().into_bytes()
+    common::signed_root(&common::root_doc(version, keys, 1, now()), signers)
 }
 
 /// An MDM delivers its whole managed configuration again on every change, and may hold older

@@ -7,6 +7,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use baomi_core::bundle::envelope::Envelope;
 use baomi_core::bundle::trust::{KeyEntry, RoleKeys, TrustRootDoc};
 use baomi_core::bundle::{
@@ -30,15 +32,7 @@ fn now() -> Timestamp {
 }
 
 fn root_doc(keys: &[&SigningKey], threshold: u32, version: u64) -> TrustRootDoc {
-    TrustRootDoc {
-        upload_key: None,
-        expires_at: None,
-        version,
-        issued_at: now(),
-        keys: keys.iter().map(|k| KeyEntry::of(k.public())).collect(),
-        threshold,
-        registry: None,
-    }
+    common::root_doc(version, keys, threshold, now())
 }
 
 /// Three office keys, two must sign.

@@ -8,13 +8,12 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::path::Path;
 
 use baomi_core::agent::{Agent, AgentError, CustodyOutcome, enroll};
-use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
-use baomi_core::bundle::{
-    BundleError, Envelope, POLICY_BUNDLE_TYPE, SigningKey, TrustRoot, sign_bundle,
-};
+use baomi_core::bundle::{BundleError, Envelope, POLICY_BUNDLE_TYPE, SigningKey, sign_bundle};
 use baomi_core::compile::Platform;
 use baomi_core::engine::FailClosedReason;
 use baomi_core::event::Event;
@@ -41,16 +40,9 @@ fn root(
     signers: &[&SigningKey],
     expires: Option<Timestamp>,
 ) -> Vec<u8> {
-    let doc = TrustRootDoc {
-        version,
-        issued_at: t0(),
-        keys: keys.iter().map(|k| KeyEntry::of(k.public())).collect(),
-        threshold: 1,
-        registry: None,
-        upload_key: None,
-        expires_at: expires,
-    };
-    TrustRoot::sign(&doc, signers).to_json().into_bytes()
+    let mut doc = common::root_doc(version, keys, 1, t0());
+    doc.expires_at = expires;
+    common::signed_root(&doc, signers)
 }
 
 fn policy(device: &str) -> Policy {

@@ -12,12 +12,13 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use baomi_core::agent::Agent;
-use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
-use baomi_core::bundle::{SigningKey, TrustRoot, sign_bundle};
+use baomi_core::bundle::{SigningKey, sign_bundle};
 use baomi_core::compile::Platform;
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
@@ -117,20 +118,9 @@ fn a_full_disk_keeps_evidence_fails_closed_and_recovers() {
     std::fs::write(dir.path().join("office.key"), key.to_file().as_bytes()).unwrap();
     {
         let mut a = open(dir.path());
-        let doc = TrustRootDoc {
-            upload_key: None,
-            expires_at: None,
-            version: 1,
-            issued_at: Timestamp(Timestamp::now().0 - 60_000),
-            keys: vec![KeyEntry::of(key.public())],
-            threshold: 1,
-            registry: None,
-        };
-        a.provision_trust_root(
-            TrustRoot::sign(&doc, &[&key]).to_json().as_bytes(),
-            Timestamp::now(),
-        )
-        .unwrap();
+        let doc = common::root_doc(1, &[&key], 1, Timestamp(Timestamp::now().0 - 60_000));
+        a.provision_trust_root(&common::signed_root(&doc, &[&key]), Timestamp::now())
+            .unwrap();
         let device = a.store().device_id().to_owned();
         a.install_bundle(
             &bundle(&key, &device, 1, Clearance::General),

@@ -15,6 +15,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,8 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use baomi_core::agent::Agent;
-use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
-use baomi_core::bundle::{SigningKey, TrustRoot, sign_bundle};
+use baomi_core::bundle::{SigningKey, sign_bundle};
 use baomi_core::compile::Platform;
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
@@ -67,21 +68,13 @@ fn keys(dir: &Path) -> Vec<SigningKey> {
 /// Root version `n` names key `n - 1`; roots after the first are signed by the old and new keys.
 fn root(ks: &[SigningKey], n: u64) -> Vec<u8> {
     let k = &ks[(n - 1) as usize];
-    let doc = TrustRootDoc {
-        upload_key: None,
-        expires_at: None,
-        version: n,
-        issued_at: Timestamp(now().0 - 60_000),
-        keys: vec![KeyEntry::of(k.public())],
-        threshold: 1,
-        registry: None,
-    };
+    let doc = common::root_doc(n, &[k], 1, Timestamp(now().0 - 60_000));
     let signers: Vec<&SigningKey> = if n == 1 {
         vec![k]
     } else {
         vec![&ks[(n - 2) as usize], k]
     };
-    TrustRoot::sign(&doc, &signers).to_json().into_bytes()
+    common::signed_root(&doc, &signers)
 }
 
 fn open(dir: &Path) -> Agent {

@@ -15,6 +15,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::sync::Arc;
 
 use baomi_core::compile::{CompiledPolicy, Platform};
@@ -165,18 +167,7 @@ proptest! {
 }
 
 fn trust(key: &baomi_core::bundle::SigningKey) -> Vec<u8> {
-    use baomi_core::bundle::TrustRoot;
-    use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
-    let doc = TrustRootDoc {
-        upload_key: None,
-        expires_at: None,
-        version: 1,
-        issued_at: Timestamp(T0),
-        keys: vec![KeyEntry::of(key.public())],
-        threshold: 1,
-        registry: None,
-    };
-    TrustRoot::sign(&doc, &[key]).to_json().into_bytes()
+    common::signed_root(&common::root_doc(1, &[key], 1, Timestamp(T0)), &[key])
 }
 
 proptest! {
