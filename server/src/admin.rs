@@ -86,11 +86,17 @@ pub struct DeviceRow {
 
 /// The fleet.
 pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
+    devices_matching(server, None)
+}
+
+/// [`devices`], or only the one named (a device page reads one row, not the fleet).
+pub fn devices_matching(server: &Server, only: Option<&str>) -> Result<Vec<DeviceRow>, ApiError> {
+    const SELECT: &str = "SELECT d.device_id, d.platform, d.enrolled_at, d.last_check_in, d.policy_id, d.policy_version, d.posture, d.fail_closed, d.acked_through, d.head_seq, d.clock_skew_ms, d.alert, d.generation, h.holder, d.enrolled_for, d.applied FROM devices d LEFT JOIN device_holders h ON h.device_id = d.device_id";
     let rows = server.db().tx(|c| {
-        Ok(c.query(
-            "SELECT d.device_id, d.platform, d.enrolled_at, d.last_check_in, d.policy_id, d.policy_version, d.posture, d.fail_closed, d.acked_through, d.head_seq, d.clock_skew_ms, d.alert, d.generation, h.holder, d.enrolled_for, d.applied FROM devices d LEFT JOIN device_holders h ON h.device_id = d.device_id ORDER BY d.device_id",
-            &[],
-        )?)
+        Ok(match only {
+            Some(id) => c.query(&format!("{SELECT} WHERE d.device_id = $1"), &[id.into()])?,
+            None => c.query(&format!("{SELECT} ORDER BY d.device_id"), &[])?,
+        })
     })?;
     Ok(rows
         .into_iter()

@@ -38,13 +38,23 @@ pub struct FleetRow {
     pub clock: i64,
 }
 
-fn counts(server: &Server, rule: &str) -> Result<BTreeMap<String, i64>, ApiError> {
+fn counts(
+    server: &Server,
+    rule: &str,
+    only: Option<&str>,
+) -> Result<BTreeMap<String, i64>, ApiError> {
     let pattern = format!("%\"{rule}\"%");
     let rows = server.db().tx(|c| {
-        Ok(c.query(
-            "SELECT device_id, COUNT(*) FROM violations WHERE record LIKE $1 GROUP BY device_id",
-            &[pattern.clone().into()],
-        )?)
+        Ok(match only {
+            Some(id) => c.query(
+                "SELECT device_id, COUNT(*) FROM violations WHERE device_id = $2 AND record LIKE $1 GROUP BY device_id",
+                &[pattern.clone().into(), id.into()],
+            )?,
+            None => c.query(
+                "SELECT device_id, COUNT(*) FROM violations WHERE record LIKE $1 GROUP BY device_id",
+                &[pattern.clone().into()],
+            )?,
+        })
     })?;
     Ok(rows
         .iter()
@@ -70,11 +80,16 @@ fn newest_policy(server: &Server) -> Result<Option<(i64, ValidPolicy)>, ApiError
 
 /// The fleet.
 pub fn fleet(server: &Server) -> Result<Vec<FleetRow>, ApiError> {
+    fleet_rows(server, None)
+}
+
+/// The fleet, or only the device named.
+fn fleet_rows(server: &Server, only: Option<&str>) -> Result<Vec<FleetRow>, ApiError> {
     let now = server.now().0;
     let newest = newest_policy(server)?;
-    let tamper = counts(server, "baomi.tamper")?;
-    let clock = counts(server, "baomi.clock")?;
-    Ok(admin::devices(server)?
+    let tamper = counts(server, "baomi.tamper", only)?;
+    let clock = counts(server, "baomi.clock", only)?;
+    Ok(admin::devices_matching(server, only)?
         .into_iter()
         .map(|d| {
             let clearance = newest
@@ -346,10 +361,7 @@ pub struct DevicePage {
 
 /// See [`DevicePage`].
 pub fn device_page(server: &Server, device_id: &str) -> Result<Option<DevicePage>, ApiError> {
-    let Some(row) = fleet(server)?
-        .into_iter()
-        .find(|r| r.device.device_id == device_id)
-    else {
+    let Some(row) = fleet_rows(server, Some(device_id))?.into_iter().next() else {
         return Ok(None);
     };
     let rows = server.db().tx(|c| {
@@ -493,4 +505,50 @@ pub fn impact(server: &Server, bytes: &[u8]) -> Result<Impact, ApiError> {
         changes,
         devices: devices.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use super::*;
+    use crate::db::Db;
+
+    /// A device page reads its own device: its row and its own counts, not the fleet's.
+    #[test]
+    fn a_device_page_counts_only_its_own_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}", dir.path().join("v.db").display()), 1).unwrap();
+        let server = Server::new(db, None, baomi_core::time::Timestamp::now).unwrap();
+        server
+            .db()
+            .tx(|c| {
+                for (d, tampers) in [("a", 2), ("b", 5)] {
+                    c.execute(
+                        "INSERT INTO devices (device_id, public_key, platform, agent_version, enrolled_at) VALUES ($1, 'k', 'android', 't', 0)",
+                        &[d.into()],
+                    )?;
+                    for seq in 1..=tampers {
+                        c.execute(
+                            "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag) VALUES ($1, $2, 0, 0, 'baomi.tamper', $3, '')",
+                            &[d.into(), seq.into(), r#"{"rules":["baomi.tamper"]}"#.into()],
+                        )?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        let page = device_page(&server, "a").unwrap().unwrap();
+        assert_eq!(
+            (page.row.device.device_id.as_str(), page.row.tamper),
+            ("a", 2)
+        );
+        assert_eq!(device_page(&server, "b").unwrap().unwrap().row.tamper, 5);
+        assert!(device_page(&server, "c").unwrap().is_none());
+        let fleet = fleet(&server).unwrap();
+        assert_eq!(
+            fleet.iter().map(|r| r.tamper).collect::<Vec<_>>(),
+            vec![2, 5]
+        );
+    }
 }
