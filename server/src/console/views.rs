@@ -462,23 +462,32 @@ pub fn impact(server: &Server, bytes: &[u8]) -> Result<Impact, ApiError> {
     let devices = admin::devices(server)?;
     let mut changes = Vec::new();
     server.db().tx(|c| {
+        // Each holder's custody read and verified once, however many devices they hold.
+        let mut by_holder: BTreeMap<String, Vec<crate::fleet::SignedOut>> = BTreeMap::new();
+        let mut custody_for = |c: &mut dyn crate::db::Conn,
+                               p: &ValidPolicy,
+                               device: &str|
+         -> Result<Vec<crate::fleet::SignedOut>, ApiError> {
+            let (Some(h), Some(t)) = (p.holder_for_device(device), trust.as_ref()) else {
+                return Ok(Vec::new());
+            };
+            if let Some(v) = by_holder.get(&h.holder) {
+                return Ok(v.clone());
+            }
+            let v = signed_out(c, &h.holder, t)?;
+            by_holder.insert(h.holder.clone(), v.clone());
+            Ok(v)
+        };
         for d in &devices {
             let platform = platform_of(&d.platform);
-            let custody_for =
-                |c: &mut dyn crate::db::Conn, p: &ValidPolicy| -> Result<Vec<_>, ApiError> {
-                    match (p.holder_for_device(&d.device_id), trust.as_ref()) {
-                        (Some(h), Some(t)) => signed_out(c, &h.holder, t),
-                        _ => Ok(Vec::new()),
-                    }
-                };
             let before = match &current {
                 Some((_, p)) => {
-                    let cu = custody_for(c, p)?;
+                    let cu = custody_for(c, p, &d.device_id)?;
                     posture_under(p, &d.device_id, platform, &cu, now)
                 }
                 None => Posture::open(),
             };
-            let cu = custody_for(c, &policy)?;
+            let cu = custody_for(c, &policy, &d.device_id)?;
             let after = posture_under(&policy, &d.device_id, platform, &cu, now);
             if before == after {
                 continue;
