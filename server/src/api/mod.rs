@@ -25,7 +25,8 @@ use queries::{
 };
 
 use baomi_core::bundle::keys::{PublicKey, hex_digest};
-use baomi_core::bundle::{Installed, TrustRoot, verify_bundle};
+use baomi_core::bundle::{Installed, TrustRoot, read_unverified, verify_bundle};
+use baomi_core::policy::ValidPolicy;
 use baomi_core::sync::custody::verify_custody_record;
 use baomi_core::sync::identity::{
     AuthError, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestAuth,
@@ -137,6 +138,8 @@ pub struct Server {
     device_keys: std::sync::Mutex<std::collections::HashMap<String, PublicKey>>,
     /// The MDM connector, when this server drives one (`crate::mdm`).
     mdm: Option<crate::mdm::MdmConfig>,
+    /// The newest published policy, parsed once per version ([`Server::newest_policy`]).
+    newest_policy: std::sync::Mutex<Option<(i64, std::sync::Arc<ValidPolicy>)>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -185,6 +188,7 @@ impl Server {
             clock,
             device_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
             mdm: None,
+            newest_policy: std::sync::Mutex::new(None),
         })
     }
 

@@ -121,3 +121,102 @@ impl DeviceUpdate {
         Ok(())
     }
 }
+
+impl Server {
+    /// The newest published policy and its version, parsed once per version: published
+    /// bundles never change, and a newer one published through any process shows in the table.
+    pub(crate) fn newest_policy(
+        &self,
+        c: &mut dyn Conn,
+    ) -> Result<Option<(i64, std::sync::Arc<ValidPolicy>)>, ApiError> {
+        let Some(version) = c
+            .query("SELECT MAX(version) FROM bundles", &[])?
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::int)
+        else {
+            return Ok(None);
+        };
+        let cached = self.newest_policy.lock().ok().and_then(|g| g.clone());
+        if let Some((v, p)) = cached
+            && v == version
+        {
+            return Ok(Some((v, p)));
+        }
+        let Some(envelope) = c
+            .query(
+                "SELECT envelope FROM bundles WHERE version = $1",
+                &[version.into()],
+            )?
+            .first()
+            .and_then(|r| text(r, 0))
+        else {
+            return Ok(None);
+        };
+        // Verified when it was published; read again here, not trusted from anywhere else.
+        let policy = std::sync::Arc::new(
+            read_unverified(envelope.as_bytes())
+                .map_err(|e| ApiError::internal(format!("published bundle: {e}")))?
+                .policy,
+        );
+        if let Ok(mut g) = self.newest_policy.lock() {
+            *g = Some((version, policy.clone()));
+        }
+        Ok(Some((version, policy)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use super::*;
+    use baomi_core::bundle::{SigningKey, sign_bundle};
+    use baomi_core::level::Clearance;
+    use baomi_core::policy::{HolderAssignment, Policy};
+
+    const BASELINE: &str = include_str!("../../../policies/baseline.json");
+
+    fn publish(s: &Server, version: u64, holder: &str) {
+        let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
+        p.holders = vec![HolderAssignment {
+            holder: holder.into(),
+            clearance: Clearance::Important,
+            devices: vec!["d".into()],
+        }];
+        let now = Timestamp::now();
+        let key = SigningKey::generate().unwrap();
+        let env = sign_bundle(&p, version, now, now.plus_seconds(86_400), &[&key])
+            .unwrap()
+            .to_json();
+        s.db.tx(|c| {
+            c.execute(
+                "INSERT INTO bundles (version, policy_id, digest, envelope, holders, published_at) VALUES ($1, 'baseline', '', $2, '[]', 0)",
+                &[(version as i64).into(), env.into()],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn newest(s: &Server) -> Option<(i64, String)> {
+        s.db.tx(|c| s.newest_policy(c))
+            .unwrap()
+            .map(|(v, p)| (v, p.holder_for_device("d").unwrap().holder.clone()))
+    }
+
+    /// Parsed once per version; a newer version (from any process: it is in the table) is
+    /// read at once.
+    #[test]
+    fn the_newest_policy_follows_the_published_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}", dir.path().join("q.db").display()), 1).unwrap();
+        let s = Server::new(db, None, Timestamp::now).unwrap();
+        assert_eq!(newest(&s), None);
+        publish(&s, 1, "hong");
+        assert_eq!(newest(&s), Some((1, "hong".into())));
+        assert_eq!(newest(&s), Some((1, "hong".into())));
+        publish(&s, 2, "ming");
+        assert_eq!(newest(&s), Some((2, "ming".into())));
+    }
+}

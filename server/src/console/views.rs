@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use baomi_core::bundle::{read_unverified, verify_signed};
+use baomi_core::bundle::verify_signed;
 use baomi_core::policy::{Policy, ValidPolicy};
 use baomi_core::posture::Posture;
 use serde::Serialize;
@@ -62,20 +62,8 @@ fn counts(
         .collect())
 }
 
-fn newest_policy(server: &Server) -> Result<Option<(i64, ValidPolicy)>, ApiError> {
-    let row = server.db().tx(|c| {
-        Ok(c.query(
-            "SELECT version, envelope FROM bundles ORDER BY version DESC LIMIT 1",
-            &[],
-        )?
-        .first()
-        .cloned())
-    })?;
-    Ok(row.and_then(|r| {
-        let v = r.first().and_then(Value::int)?;
-        let b = read_unverified(r.get(1)?.text()?.as_bytes()).ok()?;
-        Some((v, b.policy))
-    }))
+fn newest_policy(server: &Server) -> Result<Option<(i64, std::sync::Arc<ValidPolicy>)>, ApiError> {
+    server.db().tx(|c| server.newest_policy(c))
 }
 
 /// The fleet.

@@ -17,8 +17,8 @@
 pub mod connector;
 pub mod profile;
 
-use baomi_core::bundle::read_unverified;
 use baomi_core::compile::Platform;
+use baomi_core::policy::ValidPolicy;
 use baomi_core::posture::Posture;
 use baomi_core::time::Timestamp;
 use serde::Serialize;
@@ -190,7 +190,15 @@ impl Server {
                 return Ok(None);
             };
             let platform = crate::fleet::platform_of(text(&link, 5).as_deref().unwrap_or_default());
-            let mut posture = custody_posture(c, device_id, platform, trust.as_ref(), now)?;
+            let policy = self.newest_policy(c)?;
+            let mut posture = custody_posture(
+                c,
+                policy.as_ref().map(|(_, p)| &**p),
+                device_id,
+                platform,
+                trust.as_ref(),
+                now,
+            )?;
             if n(&link, 3).unwrap_or(0) > n(&link, 4).unwrap_or(0)
                 && let Some(p) = text(&link, 2).and_then(|p| serde_json::from_str::<Posture>(&p).ok())
             {
@@ -366,34 +374,21 @@ impl Server {
 /// under the newest published policy; open before any policy.
 fn custody_posture(
     c: &mut dyn Conn,
+    policy: Option<&ValidPolicy>,
     device_id: &str,
     platform: Platform,
     trust: Option<&baomi_core::bundle::TrustRoot>,
     now: Timestamp,
 ) -> Result<Posture, ApiError> {
-    let Some(envelope) = c
-        .query(
-            "SELECT envelope FROM bundles ORDER BY version DESC LIMIT 1",
-            &[],
-        )?
-        .first()
-        .and_then(|r| text(r, 0))
-    else {
+    let Some(policy) = policy else {
         return Ok(Posture::open());
     };
-    // Verified when it was published; read again here, not trusted from anywhere else.
-    let bundle = read_unverified(envelope.as_bytes())
-        .map_err(|e| ApiError::internal(format!("published bundle: {e}")))?;
-    let custody = match (bundle.policy.holder_for_device(device_id), trust) {
+    let custody = match (policy.holder_for_device(device_id), trust) {
         (Some(h), Some(trust)) => crate::fleet::signed_out(c, &h.holder, trust)?,
         _ => Vec::new(),
     };
     Ok(crate::fleet::posture_under(
-        &bundle.policy,
-        device_id,
-        platform,
-        &custody,
-        now,
+        policy, device_id, platform, &custody, now,
     ))
 }
 
