@@ -13,13 +13,12 @@ use std::path::Path;
 
 use baomi_core::agent::{Agent, AgentError, STORE_FULL_RULE};
 use baomi_core::bundle::{BundleError, SigningKey, sign_bundle};
-use baomi_core::compile::{FAIL_CLOSED_RULE, Platform};
+use baomi_core::compile::FAIL_CLOSED_RULE;
 use baomi_core::engine::FailClosedReason;
 use baomi_core::event::{Event, parse_jsonl};
 use baomi_core::level::Clearance;
 use baomi_core::policy::Policy;
-use baomi_core::policy::model::HolderAssignment;
-use baomi_core::store::{HostFileKeyProvider, StoreOptions};
+use baomi_core::store::StoreOptions;
 use baomi_core::time::Timestamp;
 
 const BASELINE: &str = include_str!("../../policies/baseline.json");
@@ -56,19 +55,7 @@ fn bundle(o: &Office, policy: &Policy, version: u64) -> Vec<u8> {
 }
 
 fn open(dir: &Path, opts: StoreOptions) -> Agent {
-    let kek = HostFileKeyProvider::open_or_create(&dir.join("kek")).unwrap();
-    Agent::open(&dir.join("store"), &kek, opts, Platform::Android, now()).unwrap()
-}
-
-/// The baseline with this device assigned to a holder of `clearance`.
-fn assigned(device: &str, clearance: Clearance) -> Policy {
-    let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
-    p.holders = vec![HolderAssignment {
-        holder: "hong".into(),
-        clearance,
-        devices: vec![device.into()],
-    }];
-    p
+    common::agent_in(dir, opts, now()).unwrap()
 }
 
 #[test]
@@ -79,7 +66,7 @@ fn violations_are_recorded_and_everything_survives_a_restart() {
     let device = a.store().device_id().to_owned();
     assert_eq!(a.provision_trust_root(&o.root, now()).unwrap(), 1);
     a.install_bundle(
-        &bundle(&o, &assigned(&device, Clearance::General), 2),
+        &bundle(&o, &common::assigned(&device, Clearance::General), 2),
         now(),
     )
     .unwrap();
@@ -111,7 +98,7 @@ fn violations_are_recorded_and_everything_survives_a_restart() {
     );
     assert_eq!(a.store().verify().unwrap().records, 5);
     // Anti-rollback survives the restart too.
-    let old = bundle(&o, &assigned(&device, Clearance::General), 1);
+    let old = bundle(&o, &common::assigned(&device, Clearance::General), 1);
     assert_eq!(
         a.install_bundle(&old, now()).unwrap_err(),
         AgentError::Bundle(BundleError::Rollback {
@@ -133,7 +120,7 @@ fn clearance_comes_only_from_the_signed_assignment() {
     a.provision_trust_root(&o.root, now()).unwrap();
     // Assigned to nobody (the policy names some other device): fail-closed, not open.
     a.install_bundle(
-        &bundle(&o, &assigned("someone-else", Clearance::Core), 1),
+        &bundle(&o, &common::assigned("someone-else", Clearance::Core), 1),
         now(),
     )
     .unwrap();
@@ -152,12 +139,18 @@ fn clearance_comes_only_from_the_signed_assignment() {
     );
     // Assigned to an uncleared holder: the office decided, WeChat is allowed.
     let device = a.store().device_id().to_owned();
-    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::None), 2), now())
-        .unwrap();
+    a.install_bundle(
+        &bundle(&o, &common::assigned(&device, Clearance::None), 2),
+        now(),
+    )
+    .unwrap();
     assert!(!a.handle(&launch).unwrap().violation);
     assert!(!a.posture().camera_disabled);
-    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::Core), 3), now())
-        .unwrap();
+    a.install_bundle(
+        &bundle(&o, &common::assigned(&device, Clearance::Core), 3),
+        now(),
+    )
+    .unwrap();
     assert!(a.handle(&launch).unwrap().violation);
 }
 
@@ -200,8 +193,11 @@ fn a_full_store_keeps_evidence_records_store_full_once_and_fails_closed() {
     );
     a.provision_trust_root(&o.root, now()).unwrap();
     let device = a.store().device_id().to_owned();
-    a.install_bundle(&bundle(&o, &assigned(&device, Clearance::None), 1), now())
-        .unwrap();
+    a.install_bundle(
+        &bundle(&o, &common::assigned(&device, Clearance::None), 1),
+        now(),
+    )
+    .unwrap();
     assert!(!a.posture().camera_disabled);
     let tamper = |i: u32| {
         let at = now().plus_seconds(i64::from(i)).to_rfc3339();
@@ -257,7 +253,7 @@ fn managed_configuration_is_taken_whatever_the_mdm_redelivers() {
     let dir = tempfile::tempdir().unwrap();
     let o = office();
     let mut a = open(dir.path(), StoreOptions::default());
-    let p = assigned(a.store().device_id(), Clearance::General);
+    let p = common::assigned(a.store().device_id(), Clearance::General);
     let v1 = bundle(&o, &p, 1);
     let first = a
         .apply_managed_config(Some(&o.root), Some(&v1), now())
@@ -377,7 +373,7 @@ fn a_bundle_without_a_root_is_an_outcome_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let o = office();
     let mut a = open(dir.path(), StoreOptions::default());
-    let p = assigned(a.store().device_id(), Clearance::General);
+    let p = common::assigned(a.store().device_id(), Clearance::General);
     let r = a
         .apply_managed_config(None, Some(&bundle(&o, &p, 1)), now())
         .unwrap();

@@ -19,15 +19,13 @@ use baomi_core::engine::FailClosedReason;
 use baomi_core::event::Event;
 use baomi_core::level::{Classification, Clearance};
 use baomi_core::policy::Policy;
-use baomi_core::policy::model::HolderAssignment;
 use baomi_core::rules;
-use baomi_core::store::{ChainError, DB_FILE, HostFileKeyProvider, StoreError, StoreOptions};
+use baomi_core::store::{ChainError, DB_FILE, StoreError, StoreOptions};
 use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc};
 use baomi_core::sync::{HttpRequest, HttpResponse, Transport, TransportError};
 use baomi_core::time::Timestamp;
 use rusqlite::Connection;
 
-const BASELINE: &str = include_str!("../../policies/baseline.json");
 const DAY: i64 = 86_400;
 
 fn t0() -> Timestamp {
@@ -46,13 +44,7 @@ fn root(
 }
 
 fn policy(device: &str) -> Policy {
-    let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
-    p.holders = vec![HolderAssignment {
-        holder: "hong".into(),
-        clearance: Clearance::Important,
-        devices: vec![device.into()],
-    }];
-    p
+    common::assigned(device, Clearance::Important)
 }
 
 fn bundle(p: &Policy, version: u64, issued: Timestamp, days: i64, key: &SigningKey) -> Vec<u8> {
@@ -63,14 +55,7 @@ fn bundle(p: &Policy, version: u64, issued: Timestamp, days: i64, key: &SigningK
 }
 
 fn open(dir: &Path) -> Result<Agent, AgentError> {
-    let kek = HostFileKeyProvider::open_or_create(&dir.join("kek")).unwrap();
-    Agent::open(
-        &dir.join("store"),
-        &kek,
-        StoreOptions::default(),
-        Platform::Android,
-        t0(),
-    )
+    common::agent_in(dir, StoreOptions::default(), t0())
 }
 
 fn at(t: Timestamp, kind: &str) -> Event {

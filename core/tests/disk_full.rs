@@ -19,38 +19,21 @@ use std::process::Command;
 
 use baomi_core::agent::Agent;
 use baomi_core::bundle::{SigningKey, sign_bundle};
-use baomi_core::compile::Platform;
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
-use baomi_core::policy::Policy;
-use baomi_core::policy::model::HolderAssignment;
-use baomi_core::store::{HostFileKeyProvider, StoreOptions};
+use baomi_core::store::StoreOptions;
 use baomi_core::time::Timestamp;
 
 const CHILD_ENV: &str = "BAOMI_DISK_FULL_DIR";
-const BASELINE: &str = include_str!("../../policies/baseline.json");
 
 fn open(dir: &Path) -> Agent {
-    let kek = HostFileKeyProvider::open_or_create(&dir.join("kek")).unwrap();
-    Agent::open(
-        &dir.join("store"),
-        &kek,
-        StoreOptions::default(),
-        Platform::Android,
-        Timestamp::now(),
-    )
-    .unwrap()
+    common::agent_in(dir, StoreOptions::default(), Timestamp::now()).unwrap()
 }
 
 fn bundle(key: &SigningKey, device: &str, version: u64, clearance: Clearance) -> Vec<u8> {
-    let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
+    let mut p = common::assigned(device, clearance);
     // A long description makes the bundle big enough not to fit in what little room is left.
     p.description = "x".repeat(200_000);
-    p.holders = vec![HolderAssignment {
-        holder: "h".into(),
-        clearance,
-        devices: vec![device.into()],
-    }];
     let t = Timestamp::now();
     sign_bundle(
         &p,

@@ -25,17 +25,13 @@ use std::time::Duration;
 
 use baomi_core::agent::Agent;
 use baomi_core::bundle::{SigningKey, sign_bundle};
-use baomi_core::compile::Platform;
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
-use baomi_core::policy::Policy;
-use baomi_core::policy::model::HolderAssignment;
-use baomi_core::store::{HostFileKeyProvider, StoreOptions};
+use baomi_core::store::StoreOptions;
 use baomi_core::time::Timestamp;
 use ring::rand::{SecureRandom, SystemRandom};
 
 const CHILD_ENV: &str = "BAOMI_POWER_CHILD_DIR";
-const BASELINE: &str = include_str!("../../policies/baseline.json");
 const KEYS: usize = 64;
 
 fn rounds() -> usize {
@@ -78,15 +74,7 @@ fn root(ks: &[SigningKey], n: u64) -> Vec<u8> {
 }
 
 fn open(dir: &Path) -> Agent {
-    let kek = HostFileKeyProvider::open_or_create(&dir.join("kek")).unwrap();
-    Agent::open(
-        &dir.join("store"),
-        &kek,
-        StoreOptions::default(),
-        Platform::Android,
-        now(),
-    )
-    .unwrap()
+    common::agent_in(dir, StoreOptions::default(), now()).unwrap()
 }
 
 /// The child: works forever, printing each durable step once it returned.
@@ -109,17 +97,12 @@ fn power_loss_child() {
         if i.is_multiple_of(9) || a.installed().is_none() {
             // A newer bundle, alternating between two policies, signed by the current key.
             let v = a.installed().map_or(1, |b| b.header.version + 1);
-            let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
             let c = if v.is_multiple_of(2) {
                 Clearance::Important
             } else {
                 Clearance::General
             };
-            p.holders = vec![HolderAssignment {
-                holder: "h".into(),
-                clearance: c,
-                devices: vec![device.clone()],
-            }];
+            let p = common::assigned(&device, c);
             let t = now();
             let env = sign_bundle(
                 &p,

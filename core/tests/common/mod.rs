@@ -1,11 +1,22 @@
-//! What more than one core test file builds: trust roots, signed as an office would.
+//! What more than one core test file builds: trust roots signed as an office would, the
+//! baseline assigned to a device, an agent over a directory.
 
 #![allow(dead_code, reason = "each test file uses some of these")]
 
+use std::path::Path;
+
+use baomi_core::agent::{Agent, AgentError};
 use baomi_core::bundle::SigningKey;
 use baomi_core::bundle::TrustRoot;
 use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
+use baomi_core::compile::Platform;
+use baomi_core::level::Clearance;
+use baomi_core::policy::Policy;
+use baomi_core::policy::model::HolderAssignment;
+use baomi_core::store::{HostFileKeyProvider, StoreOptions};
 use baomi_core::time::Timestamp;
+
+const BASELINE: &str = include_str!("../../../policies/baseline.json");
 
 /// A trust root naming `keys`, any `threshold` of which sign bundles, issued at `issued_at`;
 /// no upload key, no registry, no expiry (set them on the result where a test needs them).
@@ -29,4 +40,21 @@ pub fn root_doc(
 /// `doc` signed by `signers`: the envelope an agent is provisioned with.
 pub fn signed_root(doc: &TrustRootDoc, signers: &[&SigningKey]) -> Vec<u8> {
     TrustRoot::sign(doc, signers).to_json().into_bytes()
+}
+
+/// The baseline policy with `device` issued to holder `hong` of `clearance`.
+pub fn assigned(device: &str, clearance: Clearance) -> Policy {
+    let mut p = Policy::from_json(BASELINE.as_bytes()).expect("the baseline parses");
+    p.holders = vec![HolderAssignment {
+        holder: "hong".into(),
+        clearance,
+        devices: vec![device.into()],
+    }];
+    p
+}
+
+/// An Android agent over the store in `dir` (its key in a host file beside it), opened at `at`.
+pub fn agent_in(dir: &Path, opts: StoreOptions, at: Timestamp) -> Result<Agent, AgentError> {
+    let kek = HostFileKeyProvider::open_or_create(&dir.join("kek")).expect("key file");
+    Agent::open(&dir.join("store"), &kek, opts, Platform::Android, at)
 }
