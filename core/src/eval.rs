@@ -438,12 +438,6 @@ mod tests {
             .filter(|i| policy.gates[*i].is_some())
             .collect();
         assert_eq!(gated, [0, 1, 2, 3, 4, 6, 7], "which shapes are gates");
-        let levels = [
-            Clearance::None,
-            Clearance::General,
-            Clearance::Important,
-            Clearance::Core,
-        ];
         let custody = [
             None,
             Some(Classification::WorkSecret),
@@ -457,7 +451,7 @@ mod tests {
                     zones.insert(z);
                 }
             }
-            for clearance in levels {
+            for clearance in Clearance::ALL {
                 for custody_max in custody {
                     let f = Facts {
                         clearance,
@@ -489,21 +483,11 @@ mod gates_agree_with_trees {
     use proptest::prelude::*;
 
     fn clearance() -> impl Strategy<Value = Clearance> {
-        prop::sample::select(vec![
-            Clearance::None,
-            Clearance::General,
-            Clearance::Important,
-            Clearance::Core,
-        ])
+        prop::sample::select(Clearance::ALL.to_vec())
     }
 
     fn classification() -> impl Strategy<Value = Classification> {
-        prop::sample::select(vec![
-            Classification::WorkSecret,
-            Classification::Secret,
-            Classification::HighlySecret,
-            Classification::TopSecret,
-        ])
+        prop::sample::select(Classification::ALL.to_vec())
     }
 
     fn zones() -> impl Strategy<Value = Vec<u32>> {

@@ -111,12 +111,7 @@ fn stream() -> impl Strategy<Value = Vec<Event>> {
 }
 
 fn clearance() -> impl Strategy<Value = Clearance> {
-    prop::sample::select(vec![
-        Clearance::None,
-        Clearance::General,
-        Clearance::Important,
-        Clearance::Core,
-    ])
+    prop::sample::select(Clearance::ALL.to_vec())
 }
 
 proptest! {
