@@ -464,12 +464,7 @@ fn a_server_killed_mid_upload_loses_nothing_and_duplicates_nothing() {
         }
         // The second batch reaches the server and is committed, then the server dies before
         // the acknowledgement gets back.
-        let killer = KillAfterUpload {
-            inner: transport(&srv.base),
-            kill_on: 2,
-            uploads: AtomicUsize::new(0),
-            server: Mutex::new(Some(srv)),
-        };
+        let killer = KillAfterUpload::new(srv, 2);
         let err = sync_now(&mut d.agent, &killer, Timestamp::now()).unwrap_err();
         assert!(matches!(err, SyncError::Transport(_)), "{err}");
         assert_eq!(d.agent.store().acked_through(), 100, "{}", b.label);
@@ -507,12 +502,7 @@ fn a_server_killed_after_committing_a_one_request_sync_loses_nothing() {
         }
         let synced = d.agent.sync_state().last_success;
         // The one request commits check-in, batch and finish; the answer never comes back.
-        let killer = KillAfterUpload {
-            inner: transport(&srv.base),
-            kill_on: 1,
-            uploads: AtomicUsize::new(0),
-            server: Mutex::new(Some(srv)),
-        };
+        let killer = KillAfterUpload::new(srv, 1);
         let err = sync_now(&mut d.agent, &killer, Timestamp::now()).unwrap_err();
         assert!(matches!(err, SyncError::Transport(_)), "{err}");
         assert_eq!(d.agent.store().unacked_count(), 5, "{}", b.label);
@@ -1532,6 +1522,19 @@ struct KillAfterUpload {
     kill_on: usize,
     uploads: AtomicUsize,
     server: Mutex<Option<ServerProcess>>,
+}
+
+impl KillAfterUpload {
+    /// Kills `server` once it has answered the `kill_on`-th request carrying a batch, and
+    /// loses that answer.
+    fn new(server: ServerProcess, kill_on: usize) -> Self {
+        Self {
+            inner: transport(&server.base),
+            kill_on,
+            uploads: AtomicUsize::new(0),
+            server: Mutex::new(Some(server)),
+        }
+    }
 }
 
 impl Transport for KillAfterUpload {
