@@ -190,10 +190,7 @@ pub(super) struct DeviceRow {
 /// refuses it first. Correct across any number of server processes: the row is the state.
 /// Returns the row as the stages need it (one round trip for the claim and the read).
 pub(super) fn claim_request(c: &mut dyn Conn, dev: &str, at: i64) -> Result<DeviceRow, ApiError> {
-    let rows = c.query(
-        &format!("{CLAIM} {CLAIM_RETURNING}"),
-        &[at.into(), dev.into()],
-    )?;
+    let rows = c.query(&CLAIM_SQL, &[at.into(), dev.into()])?;
     rows.first()
         .map(|r| device_row(r))
         .ok_or_else(|| AuthError::Replayed.into())
@@ -207,19 +204,27 @@ pub(super) fn claim_check_in(
     at: i64,
     custody_after: u64,
 ) -> Result<(DeviceRow, Waiting), ApiError> {
-    let sql = format!("{CLAIM} {CLAIM_RETURNING}, {}", waiting_columns("$2", "$3"));
     let rows = c.query(
-        &sql,
+        &CLAIM_CHECK_IN_SQL,
         &[at.into(), dev.into(), seq_i64(custody_after)?.into()],
     )?;
     let row = rows.first().ok_or(AuthError::Replayed)?;
-    Ok((device_row(row), waiting_from(row, 7)))
+    Ok((device_row(row), waiting_from(row, DEVICE_ROW_COLUMNS)))
 }
+
+/// The statements, built once (every request runs one of them).
+static CLAIM_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{CLAIM} {CLAIM_RETURNING}"));
+static CLAIM_CHECK_IN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("{CLAIM} {CLAIM_RETURNING}, {}", waiting_columns("$2", "$3"))
+});
 
 const CLAIM: &str =
     "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1";
 const CLAIM_RETURNING: &str =
     "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture";
+/// The columns of [`CLAIM_RETURNING`], read by [`device_row`]; what waits follows them.
+const DEVICE_ROW_COLUMNS: usize = 7;
 
 fn device_row(row: &[Value]) -> DeviceRow {
     DeviceRow {

@@ -47,6 +47,10 @@ pub(super) fn waiting_columns(dev: &str, after: &str) -> String {
     )
 }
 
+/// The long-poll's question, built once.
+static WAITING_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {}", waiting_columns("$1", "$2")));
+
 /// [`Waiting`] from the five columns at `at` of `row`.
 pub(super) fn waiting_from(row: &[Value], at: usize) -> Waiting {
     Waiting {
@@ -66,10 +70,7 @@ pub(super) fn waiting_for(
     dev: &str,
     custody_after: u64,
 ) -> Result<Waiting, ApiError> {
-    let rows = c.query(
-        &format!("SELECT {}", waiting_columns("$1", "$2")),
-        &[dev.into(), seq_i64(custody_after)?.into()],
-    )?;
+    let rows = c.query(&WAITING_SQL, &[dev.into(), seq_i64(custody_after)?.into()])?;
     Ok(rows.first().map(|r| waiting_from(r, 0)).unwrap_or_default())
 }
 
