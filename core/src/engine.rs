@@ -29,6 +29,9 @@ pub enum FailClosedReason {
     /// A trust-root rotation left the installed bundle's signers untrusted: it runs closed
     /// until a bundle signed under the new root arrives.
     PolicyUntrusted,
+    /// The violation store was found damaged (or restored): it runs closed until the office
+    /// has the record that reports it.
+    StoreDamaged,
 }
 
 impl FailClosedReason {
@@ -40,6 +43,7 @@ impl FailClosedReason {
             Self::StoreFull => "violation store full",
             Self::Unassigned => "device assigned to no holder",
             Self::PolicyUntrusted => "installed policy no longer signed by the trust root",
+            Self::StoreDamaged => "violation store damaged: waiting for the office to receive the report",
         }
     }
 }
@@ -55,6 +59,7 @@ pub struct Engine {
     store_full: bool,
     unassigned: bool,
     untrusted: bool,
+    store_damaged: bool,
 }
 
 impl Engine {
@@ -76,6 +81,7 @@ impl Engine {
             store_full: false,
             unassigned: false,
             untrusted: false,
+            store_damaged: false,
         }
     }
 
@@ -145,10 +151,18 @@ impl Engine {
         self.recompute(now, false)
     }
 
+    /// Marks the violation store as damaged until the office holds the report (or clears it).
+    pub fn set_store_damaged(&mut self, damaged: bool, now: Timestamp) -> bool {
+        self.store_damaged = damaged;
+        self.recompute(now, false)
+    }
+
     /// Why the fail-closed posture applies at `now`, if it does.
     pub fn fail_closed_reason(&self, now: Timestamp) -> Option<FailClosedReason> {
         if self.untrusted {
             Some(FailClosedReason::PolicyUntrusted)
+        } else if self.store_damaged {
+            Some(FailClosedReason::StoreDamaged)
         } else if self.unassigned {
             Some(FailClosedReason::Unassigned)
         } else if self.store_full {
@@ -189,7 +203,10 @@ impl Engine {
     fn recompute(&mut self, now: Timestamp, inputs_changed: bool) -> bool {
         let fail_closed = self.fail_closed_reason(now).is_some();
         let expired = self.act.valid_until.is_some_and(|t| now >= t);
-        if !(inputs_changed || expired || fail_closed != self.act.fail_closed) {
+        // Time went back (the office's proven clock settled a mark that ran ahead): the cached
+        // activation and its deadline were derived for a later time and say nothing now.
+        let went_back = now < self.act.at;
+        if !(inputs_changed || expired || went_back || fail_closed != self.act.fail_closed) {
             return false;
         }
         let act = activate(&self.policy, &self.ctx, now, fail_closed, Some(&self.act));

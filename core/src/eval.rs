@@ -29,6 +29,8 @@ pub struct Activation {
     pub(crate) fail_closed: bool,
     /// The activation must be recomputed at or after this time even without an event.
     pub(crate) valid_until: Option<Timestamp>,
+    /// The time it was derived at: a later call at an earlier time derives it again.
+    pub(crate) at: Timestamp,
 }
 
 impl Activation {
@@ -163,6 +165,7 @@ pub fn activate(
         posture,
         fail_closed,
         valid_until,
+        at: now,
     }
 }
 

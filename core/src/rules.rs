@@ -15,6 +15,16 @@ pub const CLOCK: &str = "baomi.clock";
 /// The server (or a relay) delivered something that did not verify.
 pub const REJECTED_DELIVERY: &str = "baomi.rejected_delivery";
 
+/// The violation store was damaged (records deleted, edited, inserted, cut off) or restored
+/// from an older copy: what could be read is kept, the rest is named.
+pub const STORE_DAMAGED: &str = "baomi.store_damaged";
+/// The office announced something (a custody record, a bundle, a trust root) that did not
+/// arrive: a relay withheld it.
+pub const WITHHELD: &str = "baomi.withheld_delivery";
+/// A trust root the device had installed was replaced out of band (managed configuration):
+/// its chain had forked from the office's.
+pub const TRUST_ROOT_REPLACED: &str = "baomi.trust_root_replaced";
+
 /// Every agent rule id with what it means (for documentation and the officer's console).
 pub const ALL: &[(&str, &str)] = &[
     (FAIL_CLOSED, "the fail-closed posture is in force"),
@@ -31,5 +41,17 @@ pub const ALL: &[(&str, &str)] = &[
     (
         REJECTED_DELIVERY,
         "signed material from the network did not verify",
+    ),
+    (
+        STORE_DAMAGED,
+        "the violation store was damaged or restored from an older copy",
+    ),
+    (
+        WITHHELD,
+        "something the office sent did not arrive (withheld in transit)",
+    ),
+    (
+        TRUST_ROOT_REPLACED,
+        "the trust root was replaced out of band after its chain forked",
     ),
 ];

@@ -1,6 +1,7 @@
 //! Power loss at the agent level (issue 15): a child process appends violations, acknowledges
 //! them as a sync's receipts would, installs newer bundles (two different policies in turn),
-//! and rotates the trust root, until it is SIGKILLed at a random moment. After every round the
+//! and rotates the trust root, until it is SIGKILLed at a random
+//! moment (counted in its own steps, never in wall time: CI must not depend on timing). After every round the
 //! agent opens, its store verifies, no record the child reported committed is gone, and the
 //! installed policy is exactly one bundle the child installed (the old one or the new one,
 //! never a mix: it re-verifies under the installed root at open), never older than reported.
@@ -89,6 +90,9 @@ fn power_loss_child() {
     if a.trust_root().is_none() {
         a.provision_trust_root(&root(&ks, 1), now()).unwrap();
     }
+    // The parent kills only after this line: a child killed while still starting up (a
+    // loaded machine) has nothing to lose and proves nothing.
+    println!("ready");
     let device = a.store().device_id().to_owned();
     let mut i: u64 = 0;
     loop {
@@ -175,17 +179,42 @@ fn power_loss_at_random_moments_loses_nothing_and_never_mixes_policies() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Kill at a point counted in the child's own durable steps, not in wall time: after it
+        // is ready and has reported a random number (0-40) of steps, plus up to 3 ms so the
+        // kill lands anywhere inside the step that follows. On a loaded machine the child is
+        // slower, not killed earlier, so every round does work (round 0 used to fail with the
+        // child killed before it provisioned its trust root).
         let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
         });
-        std::thread::sleep(Duration::from_millis(random_ms(20, 200)));
+        let steps = random_ms(0, 41);
+        let mut lines = Vec::new();
+        let mut seen_steps = 0;
+        let mut was_ready = false;
+        while let Ok(line) = rx.recv() {
+            // (The test harness prints "test power_loss_child ... " before it, on one line.)
+            let ready = line.ends_with("ready");
+            was_ready |= ready;
+            lines.push(line);
+            if was_ready && !ready {
+                seen_steps += 1;
+            }
+            if was_ready && seen_steps >= steps {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(random_ms(0, 3_000)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        for line in reader.join().unwrap() {
+        reader.join().unwrap();
+        lines.extend(rx.try_iter());
+        for line in lines {
             let mut w = line.split_whitespace();
             match (w.next(), w.next(), w.next(), w.next()) {
                 (Some("committed"), Some(s), ..) => committed = committed.max(s.parse().unwrap()),

@@ -205,6 +205,7 @@ fn sync_one(
         agent_version: "bench".into(),
         policy: None,
         trust_root_version: 1,
+        trust_root_digest: Some("ab".repeat(32)),
         posture: Posture::open(),
         applied: None,
         fail_closed: None,

@@ -144,6 +144,7 @@ fn every_wire_message_matches_its_schema() {
                 agent_version: "0.1.0".into(),
                 policy: Some(policy()),
                 trust_root_version: 1,
+                trust_root_digest: Some("ab".repeat(32)),
                 posture: posture.clone(),
                 applied: Some(baomi_core::posture::AppliedPosture {
                     enforcement: baomi_core::posture::Enforcement::DeviceOwner,
@@ -207,6 +208,8 @@ fn every_wire_message_matches_its_schema() {
                     cursor: 4,
                     envelope: "{}".into(),
                 }],
+                custody_more: false,
+                proof: "bWFj".into(),
             }),
         ),
         (
@@ -232,6 +235,7 @@ fn every_wire_message_matches_its_schema() {
                     agent_version: "0.1.0".into(),
                     policy: None,
                     trust_root_version: 1,
+                    trust_root_digest: Some("ab".repeat(32)),
                     posture: Posture::open(),
                     applied: Some(baomi_core::posture::AppliedPosture {
                         enforcement: baomi_core::posture::Enforcement::Mdm,

@@ -237,7 +237,85 @@ impl Agent {
             };
             agent.activate(v, trusted, ctx, now)?;
         }
+        // A tail cut off, a row deleted or inserted since the last run: keep what reads, name
+        // what does not, tell the office, and run closed until it has the report.
+        if let Some(damage) = agent.store.damage().cloned() {
+            agent.repair_store(&damage, now)?;
+        }
         Ok(agent)
+    }
+
+    /// Whether a damage report is waiting for the office's acknowledgement.
+    fn damage_pending(&self) -> bool {
+        self.sync
+            .damage_seq
+            .is_some_and(|d| d > self.store.acked_through())
+    }
+
+    /// Salvages the unacknowledged records after damage `why`: every record that still
+    /// authenticates is kept (sealed anew as one chain after the anchor), the lost seqs are
+    /// named in a `baomi.store_damaged` record that goes to the office with the next sync,
+    /// and the device runs closed until the office has acknowledged that record.
+    pub fn repair_store(&mut self, why: &ChainError, now: Timestamp) -> Result<(), AgentError> {
+        let salvage = self.store.salvage()?;
+        let reason = format!(
+            "the violation store was damaged ({why}): {} record(s) could not be read ({}); {} kept",
+            salvage.lost_count(),
+            if salvage.lost.is_empty() {
+                "none".to_owned()
+            } else {
+                salvage.lost_ranges()
+            },
+            salvage.records.len()
+        );
+        log::error!("{reason}");
+        let anchor = self.store.anchor();
+        self.rewrite_after(anchor, salvage.records, now, "store_damaged", reason)
+    }
+
+    /// Continues the chain past what the office proved it holds (`office_seq` with
+    /// `office_tag`), after a restore of an older copy made this store reuse seqs the office
+    /// already has: every record not acknowledged is renumbered after it (nothing recorded
+    /// since the restore is lost; the office may get a record twice, never none), with a
+    /// `baomi.store_damaged` record that says so.
+    pub fn continue_past(
+        &mut self,
+        office_seq: u64,
+        office_tag: [u8; 16],
+        now: Timestamp,
+    ) -> Result<(), AgentError> {
+        let salvage = self.store.salvage()?;
+        let (acked, head) = (self.store.acked_through(), self.store.head().seq);
+        let reason = format!(
+            "the office holds records through seq {office_seq} that this store does not have (restored from an older copy): records {}..={head} renumbered from {}",
+            acked + 1,
+            office_seq + 1
+        );
+        log::error!("{reason}");
+        let anchor = crate::store::Link {
+            seq: office_seq,
+            tag: office_tag,
+        };
+        self.rewrite_after(anchor, salvage.records, now, "store_restored", reason)
+    }
+
+    fn rewrite_after(
+        &mut self,
+        anchor: crate::store::Link,
+        mut records: Vec<ViolationRecord>,
+        now: Timestamp,
+        kind: &str,
+        reason: String,
+    ) -> Result<(), AgentError> {
+        let now = self.clock.effective(now);
+        records.push(self.agent_record(now, kind, rules::STORE_DAMAGED, reason));
+        let seqs = self.store.rewrite(anchor, &records)?;
+        let last = seqs.last().copied();
+        self.update_sync(|s| s.damage_seq = last)?;
+        if let Some(e) = &mut self.engine {
+            e.set_store_damaged(true, now);
+        }
+        Ok(())
     }
 
     fn activate(
@@ -264,6 +342,7 @@ impl Agent {
         engine.set_clearance(clearance, now);
         engine.set_unassigned(assigned.is_none(), now);
         engine.set_untrusted(!trusted, now);
+        engine.set_store_damaged(self.damage_pending(), now);
         self.clock.raise(v.header.issued_at);
         self.installed = Some(InstalledBundle {
             header: v.header,
@@ -548,7 +627,12 @@ impl Agent {
         rule: &str,
         reason: String,
     ) -> Result<u64, AgentError> {
-        let record = ViolationRecord {
+        let record = self.agent_record(at, kind, rule, reason);
+        Ok(self.store.append(&record)?)
+    }
+
+    fn agent_record(&self, at: Timestamp, kind: &str, rule: &str, reason: String) -> ViolationRecord {
+        ViolationRecord {
             event: Event {
                 at,
                 kind: EventKind::Tamper { kind: kind.into() },
@@ -559,8 +643,7 @@ impl Agent {
             reason,
             posture: self.posture(),
             policy: self.policy_ref(),
-        };
-        Ok(self.store.append(&record)?)
+        }
     }
 
     /// Decides a tamper report the platform or the agent itself raises (an enforcement call
@@ -656,14 +739,36 @@ impl Agent {
             return Err(StoreError::Integrity(ChainError::Unauthentic { seq: through }).into());
         }
         self.store.acknowledge(through)?;
+        if self.sync.damage_seq.is_some() && !self.damage_pending() {
+            // The office has the damage report: the store is whole again.
+            self.update_sync(|s| s.damage_seq = None)?;
+            if let Some(e) = &mut self.engine {
+                // No new time: re-derived at the time of the activation in force.
+                let at = e.activation().at;
+                e.set_store_damaged(false, at);
+            }
+        }
         Ok(true)
     }
 
-    /// Unacknowledged records after the anchor, oldest first, at most `limit`.
-    pub fn unacknowledged(&self, limit: usize) -> Result<Vec<StoredViolation>, AgentError> {
-        Ok(self
-            .store
-            .records_after(self.store.acked_through(), limit)?)
+    /// Unacknowledged records after the anchor, oldest first, at most `limit`. A record that
+    /// does not read (deleted, edited, swapped in the file) is damage: the store is repaired
+    /// ([`Agent::repair_store`]) and the read runs again, so a damaged row never stops the
+    /// rest of the evidence from reaching the office.
+    pub fn unacknowledged(
+        &mut self,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<StoredViolation>, AgentError> {
+        match self.store.records_after(self.store.acked_through(), limit) {
+            Err(StoreError::Integrity(e)) => {
+                self.repair_store(&e, now)?;
+                Ok(self
+                    .store
+                    .records_after(self.store.acked_through(), limit)?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// The chain as check-in and finish report it.

@@ -82,6 +82,14 @@ pub enum SyncError {
         /// Path.
         path: &'static str,
     },
+    /// The office's proven check-in announced a delivery (a custody record, a newer bundle, a
+    /// trust-root rotation) that the download did not carry: withheld in transit. The sync
+    /// fails (and is recorded); if it persists the device fails closed as when overdue.
+    #[error("the office announced {what} but it did not arrive (withheld in transit)")]
+    Withheld {
+        /// What was missing.
+        what: String,
+    },
     /// Signed material from the server did not verify (rollback, bad signature, ...); it was
     /// not installed and the refusal is recorded as a violation.
     #[error("refused delivery: {0}")]
@@ -290,6 +298,9 @@ fn run_stages(
         agent_version: AGENT_VERSION.into(),
         policy: agent.policy_state(),
         trust_root_version: agent.trust_root().map_or(0, |t| t.version()),
+        trust_root_digest: agent
+            .trust_root()
+            .map(|t| crate::bundle::keys::hex_digest(t.envelope_bytes())),
         posture: agent.posture(),
         applied: agent.sync_state().applied.clone(),
         fail_closed: agent
@@ -304,7 +315,7 @@ fn run_stages(
     let acked_before = agent.store().acked_through();
 
     // The usual case in one request: the whole backlog fits in one batch.
-    let backlog = agent.unacknowledged(MAX_BATCH_RECORDS + 1)?;
+    let backlog = agent.unacknowledged(MAX_BATCH_RECORDS + 1, now)?;
     let mut in_one = None;
     if backlog.len() <= MAX_BATCH_RECORDS {
         let batch = seal_batch(&device, &upload_key, backlog)?;
@@ -325,8 +336,10 @@ fn run_stages(
             // The receipt first: the check-in's acknowledgement predates the batch.
             match (&batch, &answer.upload) {
                 (Some(b), Some(r)) => b.accept(agent, r, path::SYNC)?,
-                (None, None) => {}
-                _ => {
+                // Not stored (the office holds those seqs with other records: this store was
+                // restored): nothing is deleted; the check-in below says how far it holds.
+                (Some(_), None) | (None, None) => {}
+                (None, Some(_)) => {
                     return Err(protocol(
                         path::SYNC,
                         "the answer's receipt does not match the request's batch".into(),
@@ -356,14 +369,23 @@ fn run_stages(
     let now = agent.settle_time(answer.server_time, reading);
 
     // The office may hold records whose acknowledgement never reached us (it was killed after
-    // committing). Its proven word counts, for records this device actually has.
+    // committing). Its proven word counts, for records this device actually has. If it holds
+    // a record this device does not have at that seq (the store was restored from an older
+    // copy and reused seqs), the chain continues past the office's: nothing recorded since is
+    // deleted, and no seq the office holds is sent again.
     if answer.acked_through > agent.store().acked_through() {
-        acknowledge(
-            agent,
-            check_in_path,
-            answer.acked_through,
-            &answer.acked_tag,
-        )?;
+        let office = answer.acked_through;
+        let ours = if office <= agent.store().head().seq {
+            agent.store().tag_at(office).map_err(AgentError::from)?
+        } else {
+            None
+        };
+        if ours.map(|t| hex(&t)).as_deref() == Some(answer.acked_tag.as_str()) {
+            acknowledge(agent, check_in_path, office, &answer.acked_tag)?;
+        } else {
+            let tag = parse_tag(&answer.acked_tag);
+            agent.continue_past(office, tag, now)?;
+        }
     }
 
     // 2. upload (what the one request did not carry)
@@ -407,13 +429,61 @@ fn run_stages(
 
     let mut rejected = None;
     if wants_download {
-        rejected = download(agent, transport, &identity, reading, now, &mut report)?;
-        // A rotation that untrusted the installed bundle resets the floor: fetch the office's
-        // newest bundle now rather than run closed until the next sync.
-        let untrusted = agent.installed().is_some_and(|i| !i.trusted);
-        if untrusted && report.bundle_installed.is_none() && rejected.is_none() {
-            rejected = download(agent, transport, &identity, reading, now, &mut report)?;
+        let mut delivered = Delivered::default();
+        let result = (|| {
+            let mut rejected = None;
+            let mut refetched = false;
+            for _ in 0..MAX_DOWNLOADS {
+                let (r, more) = download(
+                    agent,
+                    transport,
+                    &identity,
+                    &session,
+                    reading,
+                    now,
+                    &mut report,
+                    &mut delivered,
+                )?;
+                rejected = rejected.or(r);
+                // A rotation that untrusted the installed bundle resets the floor: fetch the
+                // office's newest bundle now rather than run closed until the next sync.
+                let untrusted = agent.installed().is_some_and(|i| !i.trusted);
+                let refetch = untrusted
+                    && !refetched
+                    && report.bundle_installed.is_none()
+                    && rejected.is_none();
+                refetched |= refetch;
+                if !(more || refetch) {
+                    break;
+                }
+            }
+            // What the proven check-in announced must have arrived.
+            let missing = [
+                (wants_bundle && !delivered.bundle, "the newer policy bundle"),
+                (
+                    answer.trust_root_version > trust_version && !delivered.trust_root,
+                    "the trust-root rotation",
+                ),
+                (answer.custody_pending && !delivered.custody, "the custody records"),
+            ];
+            if let Some((_, what)) = missing.iter().find(|(m, _)| *m) {
+                return Err(SyncError::Withheld {
+                    what: (*what).to_owned(),
+                });
+            }
+            Ok(rejected)
+        })();
+        match result {
+            Ok(r) => rejected = r,
+            Err(e @ (SyncError::Withheld { .. } | SyncError::Unproven { .. })) => {
+                record_withheld(agent, now, &e)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         }
+    }
+    if agent.sync_state().withheld_reported {
+        agent.update_sync(|s| s.withheld_reported = false)?;
     }
 
     // 4. finish: the sync counts only if the office proves it saw it through.
@@ -544,7 +614,7 @@ fn upload(
 ) -> Result<(), SyncError> {
     let device = identity.device_id();
     loop {
-        let Some(batch) = seal_batch(device, upload_key, agent.unacknowledged(MAX_BATCH_RECORDS)?)?
+        let Some(batch) = seal_batch(device, upload_key, agent.unacknowledged(MAX_BATCH_RECORDS, now)?)?
         else {
             return Ok(());
         };
@@ -554,24 +624,72 @@ fn upload(
     }
 }
 
+/// Most download requests in one sync (custody pages and the refetch after a rotation).
+const MAX_DOWNLOADS: usize = 8;
+
+/// What the downloads of one sync carried (proven), against what the check-in announced.
+#[derive(Debug, Default)]
+struct Delivered {
+    bundle: bool,
+    trust_root: bool,
+    custody: bool,
+}
+
+/// Records a withheld or altered delivery once per run of failed syncs: the sync fails (so
+/// `sync_overdue` and the fail-closed posture follow if it persists), and the office learns
+/// of it with the first sync that gets through.
+fn record_withheld(agent: &mut Agent, now: Timestamp, e: &SyncError) -> Result<(), SyncError> {
+    log::warn!("delivery withheld: {e}");
+    if agent.sync_state().withheld_reported {
+        return Ok(());
+    }
+    agent.record_agent_violation(
+        now,
+        "withheld_delivery",
+        rules::WITHHELD,
+        format!("the office's delivery did not arrive as sent: {e}"),
+    )?;
+    agent.update_sync(|s| s.withheld_reported = true)?;
+    Ok(())
+}
+
 /// Installs what the server delivers. A delivery that does not verify is recorded and
-/// returned (the rest of the sync still completes); the device keeps what it had.
+/// returned (the rest of the sync still completes); the device keeps what it had. The answer
+/// counts only with the office's proof under this sync's session key, so nothing can be
+/// dropped from it in transit. Returns the first refusal and whether more custody waits.
+#[allow(clippy::too_many_arguments)]
 fn download(
     agent: &mut Agent,
     transport: &dyn Transport,
     identity: &DeviceIdentity,
+    session: &ProofKey,
     reading: Timestamp,
     now: Timestamp,
     report: &mut SyncReport,
-) -> Result<Option<BundleError>, SyncError> {
+    delivered: &mut Delivered,
+) -> Result<(Option<BundleError>, bool), SyncError> {
     let req = DownloadRequest {
         device_id: identity.device_id().to_owned(),
         trust_root_version: agent.trust_root().map_or(0, |t| t.version()),
         policy_version: agent.policy_state().map_or(0, |p| p.version),
         custody_after: agent.sync_state().custody_cursor,
     };
-    let (resp, _): (DownloadResponse, _) =
+    let (resp, request): (DownloadResponse, _) =
         exchange(transport, Some(identity), path::DOWNLOAD, &req, reading)?;
+    if !session.verify(
+        Answer::Download,
+        identity.device_id(),
+        &request,
+        &resp.proof_bytes(),
+        &resp.proof,
+    ) {
+        return Err(SyncError::Unproven {
+            path: path::DOWNLOAD,
+        });
+    }
+    delivered.bundle |= resp.bundle.is_some();
+    delivered.trust_root |= !resp.trust_roots.is_empty();
+    delivered.custody |= !resp.custody.is_empty();
     let mut first_rejection = None;
     for root in &resp.trust_roots {
         // Only rotations: the first root never comes from the network.
@@ -627,10 +745,26 @@ fn download(
         }
         cursor = entry.cursor;
     }
+    let stopped_early = resp.custody.last().is_some_and(|e| e.cursor != cursor);
     if cursor != start {
         agent.update_sync(|s| s.custody_cursor = cursor)?;
     }
-    Ok(first_rejection)
+    Ok((first_rejection, resp.custody_more && !stopped_early))
+}
+
+/// The office's acknowledged tag as bytes (zeros when it is not 16 bytes of hex: the anchor
+/// of a renumbered chain only needs to be fixed, not secret).
+fn parse_tag(hex_tag: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    if hex_tag.len() == 32 {
+        for (i, b) in out.iter_mut().enumerate() {
+            match hex_tag.get(2 * i..2 * i + 2).map(|h| u8::from_str_radix(h, 16)) {
+                Some(Ok(v)) => *b = v,
+                _ => return [0u8; 16],
+            }
+        }
+    }
+    out
 }
 
 fn refuse(agent: &mut Agent, now: Timestamp, what: &str, e: &BundleError) -> Result<(), SyncError> {

@@ -88,6 +88,20 @@ pub enum StoreError {
     /// Any other SQLite failure.
     #[error("sqlite: {0}")]
     Sqlite(String),
+    /// Another agent (another process, or another handle in this one) has the store open:
+    /// two writers would interleave records and break the chain.
+    #[error("{path} is open in another agent: close it first (one agent per store)")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A time outside 1970-01-01..=9999-12-31 (a broken clock or a hostile caller): refused
+    /// before anything is sealed with it.
+    #[error("time {ms} ms is outside 1970-01-01..9999-12-31: refused")]
+    TimeOutOfRange {
+        /// The milliseconds given.
+        ms: i64,
+    },
 }
 
 /// The first broken link found by [`super::Store::verify`].
@@ -122,6 +136,13 @@ pub enum ChainError {
     Bookkeeping {
         /// `head` or `anchor`.
         which: &'static str,
+    },
+    /// A record lies where the committed chain has none (beyond the head, or at or below the
+    /// acknowledged anchor): inserted or copied back.
+    #[error("record {seq} lies outside the committed chain (inserted or copied back)")]
+    Inserted {
+        /// Seq of the row.
+        seq: u64,
     },
     /// Sealed agent state does not match the head's state root: rows were copied back from
     /// an older copy of the store, deleted, or moved.

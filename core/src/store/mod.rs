@@ -143,7 +143,51 @@ pub struct Store {
     nonce_pool: Vec<u8>,
     max_bytes: u64,
     bookkeeping_ok: bool,
+    /// Damage to the unacknowledged records found at open (a tail cut off, a row deleted,
+    /// a row inserted): the agent salvages what it can read and reports the rest.
+    damage: Option<ChainError>,
+    /// Held while the store is open: one agent per store (a second open is
+    /// [`StoreError::Locked`]). Released when the store is dropped.
+    _lock: std::fs::File,
 }
+
+/// What [`Store::salvage`] could read of the unacknowledged records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Salvage {
+    /// Every record that still authenticates, oldest first.
+    pub records: Vec<ViolationRecord>,
+    /// Seq ranges (inclusive) that could not be read: deleted, edited, swapped, cut off.
+    pub lost: Vec<(u64, u64)>,
+}
+
+impl Salvage {
+    /// How many records were lost.
+    pub fn lost_count(&self) -> u64 {
+        self.lost.iter().map(|(a, b)| b - a + 1).sum()
+    }
+
+    /// The lost ranges as people read them (`4, 7..=9`).
+    pub fn lost_ranges(&self) -> String {
+        let parts: Vec<String> = self
+            .lost
+            .iter()
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}..={b}")
+                }
+            })
+            .collect();
+        parts.join(", ")
+    }
+}
+
+/// Name of the lock file beside the database.
+pub const LOCK_FILE: &str = "baomi.lock";
+
+/// Largest sequence number: SQLite integers are signed.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,6 +216,7 @@ impl Store {
             path: dir.to_owned(),
             reason: e.to_string(),
         })?;
+        let lock = lock_dir(dir)?;
         let path = dir.join(DB_FILE);
         let sql = |e| StoreError::sqlite(&path, e);
         check_header(&path)?;
@@ -260,13 +305,237 @@ impl Store {
             nonce_pool: Vec::new(),
             max_bytes: opts.max_bytes,
             bookkeeping_ok: true,
+            damage: None,
+            _lock: lock,
         };
         if fresh {
             // Head and anchor exist from the first moment, so deleting them is detectable.
             store.write_genesis()?;
         }
         store.load_links()?;
+        if store.bookkeeping_ok {
+            store.damage = store.inspect()?;
+        }
         Ok(store)
+    }
+
+    /// The cheap checks at open (no decryption): every row lies between the anchor and the
+    /// head, the head's row is there with the head's tag, and no seq in between is missing.
+    /// Edited or swapped rows in the middle are found when they are read
+    /// ([`Store::records_after`]) or by [`Store::verify`].
+    fn inspect(&self) -> Result<Option<ChainError>, StoreError> {
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let (anchor, head) = (self.anchor.seq, self.head.seq);
+        let outside: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT seq FROM violations WHERE seq <= ?1 OR seq > ?2 LIMIT 1",
+                params![to_sql(anchor), to_sql(head)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        if let Some(seq) = outside {
+            return Ok(Some(ChainError::Inserted { seq: from_sql(seq) }));
+        }
+        if head > anchor && self.tag_at(head)? != Some(self.head.tag) {
+            let last: Option<i64> = self
+                .conn
+                .query_row("SELECT max(seq) FROM violations", [], |r| r.get(0))
+                .map_err(sql)?;
+            return Ok(Some(match last {
+                Some(l) if from_sql(l) == head => ChainError::Unauthentic { seq: head },
+                l => ChainError::Truncated {
+                    last_present: l.map_or(anchor, from_sql),
+                    head,
+                },
+            }));
+        }
+        let count: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM violations", [], |r| r.get(0))
+            .map_err(sql)?;
+        if from_sql(count) != head - anchor {
+            // Find the first gap: sequence numbers only, nothing decrypted.
+            let mut stmt = self
+                .conn
+                .prepare("SELECT seq FROM violations ORDER BY seq")
+                .map_err(sql)?;
+            let seqs = stmt
+                .query_map([], |r| r.get::<_, i64>(0))
+                .map_err(sql)?;
+            let mut expected = anchor + 1;
+            for seq in seqs {
+                let seq = from_sql(seq.map_err(sql)?);
+                if seq != expected {
+                    return Ok(Some(ChainError::Missing {
+                        from: expected,
+                        to: seq.saturating_sub(1),
+                    }));
+                }
+                expected = seq + 1;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Damage to the unacknowledged records found at open, if any (see [`Store::salvage`]).
+    pub fn damage(&self) -> Option<&ChainError> {
+        self.damage.as_ref()
+    }
+
+    /// Reads every unacknowledged record that still authenticates, and names the seqs that do
+    /// not (deleted, edited, swapped, cut off the tail). A record whose predecessor is gone is
+    /// tried against the tags of the other rows that failed (so a swap costs the swapped
+    /// rows, not the rest of the chain). Reads the whole backlog into memory: bounded by the
+    /// store's size cap. Changes nothing; [`Store::rewrite`] writes the result.
+    pub fn salvage(&self) -> Result<Salvage, StoreError> {
+        const MAX_CANDIDATES: usize = 16;
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let (anchor, head) = (self.anchor, self.head.seq);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, CAST(nonce AS BLOB), CAST(sealed AS BLOB) FROM violations WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![to_sql(anchor.seq), to_sql(head)], |r| {
+                Ok((
+                    from_sql(r.get(0)?),
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut out = Salvage {
+            records: Vec::new(),
+            lost: Vec::new(),
+        };
+        let lose = |lost: &mut Vec<(u64, u64)>, from: u64, to: u64| match lost.last_mut() {
+            Some((_, end)) if *end + 1 == from => *end = to,
+            _ => lost.push((from, to)),
+        };
+        let mut prev = Some((anchor.seq, anchor.tag));
+        let mut failed_tags: Vec<[u8; TAG_LEN]> = Vec::new();
+        let mut expected = anchor.seq + 1;
+        for row in rows {
+            let (seq, nonce, sealed) = row.map_err(sql)?;
+            if seq > expected {
+                lose(&mut out.lost, expected, seq - 1);
+            }
+            let mut candidates: Vec<[u8; TAG_LEN]> = Vec::with_capacity(1 + failed_tags.len());
+            if let Some((p, t)) = prev
+                && p + 1 == seq
+            {
+                candidates.push(t);
+            }
+            candidates.extend(failed_tags.iter().rev().take(MAX_CANDIDATES));
+            let record = candidates.iter().find_map(|t| {
+                keys::open(&self.keys.seal, &nonce, &self.record_aad(seq, t), &sealed)
+                    .and_then(|plain| serde_json::from_slice::<ViolationRecord>(&plain).ok())
+            });
+            let tag = tag_of(&sealed);
+            match record {
+                Some(r) => out.records.push(r),
+                None => {
+                    lose(&mut out.lost, seq, seq);
+                    if let Some(t) = tag {
+                        failed_tags.push(t);
+                    }
+                }
+            }
+            prev = tag.map(|t| (seq, t));
+            expected = seq + 1;
+        }
+        if head >= expected {
+            lose(&mut out.lost, expected, head);
+        }
+        Ok(out)
+    }
+
+    /// Replaces every unacknowledged row with `records`, sealed anew as one chain after
+    /// `anchor` (which becomes the acknowledged anchor), in one transaction; returns their
+    /// seqs. Used after damage (the anchor stays) and after a restore the office proved (the
+    /// chain continues past what the office holds, so nothing the device recorded since is
+    /// lost and no seq is reused).
+    pub fn rewrite(
+        &mut self,
+        anchor: Link,
+        records: &[ViolationRecord],
+    ) -> Result<Vec<u64>, StoreError> {
+        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+        if anchor.seq.checked_add(count).is_none_or(|end| end > MAX_SEQ) {
+            return Err(StoreError::Encode(format!(
+                "{count} records after seq {} would pass the largest seq",
+                anchor.seq
+            )));
+        }
+        let nonces = records
+            .iter()
+            .map(|_| self.next_nonce())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut head = anchor;
+        let mut rows = Vec::with_capacity(records.len());
+        for (rec, nonce) in records.iter().zip(nonces) {
+            let (seq, buf) = self.seal_record(rec, nonce, &head)?;
+            head = Link {
+                seq,
+                tag: tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
+            };
+            rows.push((seq, nonce, buf));
+        }
+        let generation = self.generation + 1;
+        let head_bytes = self.encode_head(&HeadMark {
+            link: head,
+            generation,
+            state_root: self.state_root,
+        });
+        let anchor_bytes = self.encode_link(META_ANCHOR, &anchor);
+        let path = self.path.clone();
+        let sql = |e| StoreError::sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute("DELETE FROM violations", []).map_err(sql)?;
+        {
+            let mut ins = tx
+                .prepare_cached("INSERT INTO violations (seq, nonce, sealed) VALUES (?1, ?2, ?3)")
+                .map_err(sql)?;
+            for (seq, nonce, sealed) in &rows {
+                ins.execute(params![to_sql(*seq), &nonce[..], sealed])
+                    .map_err(sql)?;
+            }
+        }
+        put_meta(&tx, META_ANCHOR, &anchor_bytes).map_err(sql)?;
+        put_meta(&tx, META_HEAD, &head_bytes).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.anchor = anchor;
+        self.head = head;
+        self.generation = generation;
+        self.damage = None;
+        Ok(rows.into_iter().map(|(s, _, _)| s).collect())
+    }
+
+    /// The acknowledged anchor (seq and tag of the last record the office holds).
+    pub fn anchor(&self) -> Link {
+        self.anchor
+    }
+
+    /// Seals one record after `prev`; returns its seq and sealed bytes.
+    fn seal_record(
+        &self,
+        rec: &ViolationRecord,
+        nonce: [u8; NONCE_LEN],
+        prev: &Link,
+    ) -> Result<(u64, Vec<u8>), StoreError> {
+        let seq = prev
+            .seq
+            .checked_add(1)
+            .filter(|s| *s <= MAX_SEQ)
+            .ok_or_else(|| StoreError::Encode("the chain passed the largest seq".into()))?;
+        let mut buf = serde_json::to_vec(rec).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let aad = self.record_aad(seq, &prev.tag);
+        keys::seal(&self.keys.seal, nonce, &aad, &mut buf).ok_or(StoreError::Crypto("seal"))?;
+        Ok((seq, buf))
     }
 
     fn provision(
@@ -432,7 +701,7 @@ impl Store {
         let last: Option<(u64, Vec<u8>)> = self
             .conn
             .query_row(
-                "SELECT seq, sealed FROM violations ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, CAST(sealed AS BLOB) FROM violations ORDER BY seq DESC LIMIT 1",
                 [],
                 |r| Ok((from_sql(r.get(0)?), r.get(1)?)),
             )
@@ -460,8 +729,10 @@ impl Store {
             }
         };
         self.generation = head.map_or(0, |h| h.generation);
+        // The next seq comes from the MAC'd head, never from the file's largest row: a junk row
+        // at 2^63-1 (or at head + 1) must not decide where evidence goes. Rows beyond the head
+        // are damage ([`Store::inspect`]).
         self.head = match (head.map(|h| h.link), from_rows) {
-            (Some(h), Some(r)) if r.seq > h.seq => r,
             (Some(h), _) => h,
             (None, Some(r)) => r,
             (None, None) => self.anchor,
@@ -473,7 +744,7 @@ impl Store {
         let sql = |e| StoreError::sqlite(&self.path, e);
         let mut stmt = self
             .conn
-            .prepare("SELECT name, sealed FROM state")
+            .prepare("SELECT name, CAST(sealed AS BLOB) FROM state")
             .map_err(sql)?;
         let rows = stmt
             .query_map([], |r| {
@@ -570,10 +841,7 @@ impl Store {
         let mut head = self.head;
         let mut rows = Vec::with_capacity(recs.len());
         for (rec, nonce) in recs.iter().zip(nonces) {
-            let seq = head.seq + 1;
-            let mut buf = serde_json::to_vec(rec).map_err(|e| StoreError::Encode(e.to_string()))?;
-            let aad = self.record_aad(seq, &head.tag);
-            keys::seal(&self.keys.seal, nonce, &aad, &mut buf).ok_or(StoreError::Crypto("seal"))?;
+            let (seq, buf) = self.seal_record(rec, nonce, &head)?;
             head = Link {
                 seq,
                 tag: tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
@@ -586,7 +854,17 @@ impl Store {
             generation,
             state_root: self.state_root,
         });
+        let inserted_beyond = matches!(self.damage, Some(ChainError::Inserted { .. }));
         let tx = self.conn.transaction().map_err(sql)?;
+        if inserted_beyond {
+            // Rows nobody committed sit where this record goes: they are not evidence (the
+            // damage was reported at open), and must not block recording.
+            tx.execute(
+                "DELETE FROM violations WHERE seq > ?1",
+                [to_sql(self.head.seq)],
+            )
+            .map_err(sql)?;
+        }
         {
             let mut ins = tx
                 .prepare_cached("INSERT INTO violations (seq, nonce, sealed) VALUES (?1, ?2, ?3)")
@@ -610,6 +888,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredViolation>, StoreError> {
         let sql = |e| StoreError::sqlite(&self.path, e);
+        // Records at or below the anchor were acknowledged and deleted: "after 0" on a store
+        // that acknowledged anything means "everything it still has".
+        let after_seq = after_seq.max(self.anchor.seq);
         // The previous tag is needed to open the first record.
         let mut prev = if after_seq == self.anchor.seq {
             self.anchor.tag
@@ -617,7 +898,7 @@ impl Store {
             let sealed: Option<Vec<u8>> = self
                 .conn
                 .query_row(
-                    "SELECT sealed FROM violations WHERE seq = ?1",
+                    "SELECT CAST(sealed AS BLOB) FROM violations WHERE seq = ?1",
                     [to_sql(after_seq)],
                     |r| r.get(0),
                 )
@@ -638,7 +919,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT seq, nonce, sealed FROM violations WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, CAST(nonce AS BLOB), CAST(sealed AS BLOB) FROM violations WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(sql)?;
         let rows = stmt
@@ -692,7 +973,7 @@ impl Store {
         let sealed: Option<Vec<u8>> = self
             .conn
             .query_row(
-                "SELECT sealed FROM violations WHERE seq = ?1",
+                "SELECT CAST(sealed AS BLOB) FROM violations WHERE seq = ?1",
                 [to_sql(seq)],
                 |r| r.get(0),
             )
@@ -713,7 +994,7 @@ impl Store {
         let head = mark.link;
         let mut stmt = self
             .conn
-            .prepare("SELECT seq, nonce, sealed FROM violations ORDER BY seq")
+            .prepare("SELECT seq, CAST(nonce AS BLOB), CAST(sealed AS BLOB) FROM violations ORDER BY seq")
             .map_err(sql)?;
         let rows = stmt
             .query_map([], |r| {
@@ -788,7 +1069,7 @@ impl Store {
         let sealed: Vec<u8> = self
             .conn
             .query_row(
-                "SELECT sealed FROM violations WHERE seq = ?1",
+                "SELECT CAST(sealed AS BLOB) FROM violations WHERE seq = ?1",
                 [to_sql(through)],
                 |r| r.get(0),
             )
@@ -876,7 +1157,7 @@ impl Store {
         let row: Option<(Vec<u8>, Vec<u8>)> = self
             .conn
             .query_row(
-                "SELECT nonce, sealed FROM state WHERE name = ?1",
+                "SELECT CAST(nonce AS BLOB), CAST(sealed AS BLOB) FROM state WHERE name = ?1",
                 [name],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -999,6 +1280,26 @@ fn random_id() -> Result<String, StoreError> {
         .fill(&mut b)
         .map_err(|_| StoreError::Random)?;
     Ok(format!("dev-{}", crate::bundle::keys::hex(&b)))
+}
+
+/// Takes the store's lock file (created beside the database) without waiting.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let io = |e: std::io::Error| StoreError::Io {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 /// Refuses a file that exists and is not SQLite, before SQLite can touch it.

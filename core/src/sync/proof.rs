@@ -6,7 +6,7 @@
 //! (named in the signed trust root) can compute:
 //!
 //! - **Session key.** At check-in the device seals a fresh random 32-byte key to the upload key
-//!   ([`super::seal`]). The server opens it and MACs its check-in and finish answers with it
+//!   ([`super::seal`]). The server opens it and MACs its check-in, download and finish answers with it
 //!   (HMAC-SHA256 over a label, the device id, the SHA-256 of the exact request body and of
 //!   the answer's canonical JSON without its proof), so an answer is bound to one request.
 //! - **Receipt.** Every upload batch carries its own random key inside the sealed batch; the
@@ -40,6 +40,9 @@ pub enum Answer {
     CheckIn,
     /// The finish answer: the sync completed at the office.
     Finish,
+    /// The download answer: exactly what the office delivered (a relay that drops a custody
+    /// record, a bundle or a rotation from it breaks the proof).
+    Download,
 }
 
 impl Answer {
@@ -47,6 +50,7 @@ impl Answer {
         match self {
             Self::CheckIn => b"check-in",
             Self::Finish => b"finish",
+            Self::Download => b"download",
         }
     }
 }

@@ -116,6 +116,10 @@ pub struct CheckIn {
     pub policy: Option<PolicyState>,
     /// Installed trust root version.
     pub trust_root_version: u64,
+    /// Hex SHA-256 of the installed trust root's envelope: the office alerts on a root it
+    /// never published (a thief's rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_root_digest: Option<String>,
     /// Posture the core currently wants.
     pub posture: Posture,
     /// What the platform reported it applied, setting by setting (absent before the first
@@ -255,7 +259,9 @@ pub struct DownloadRequest {
     pub custody_after: u64,
 }
 
-/// Newer signed material. The device verifies all of it as if it came from anywhere else.
+/// Newer signed material. The device verifies all of it as if it came from anywhere else,
+/// and takes the answer as a whole only with the office's proof: a relay that drops one item
+/// (a custody sign-out, a bundle, a rotation) breaks it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DownloadResponse {
     /// Trust roots newer than the device's, oldest first (each rotation verifies against the
@@ -265,6 +271,23 @@ pub struct DownloadResponse {
     pub bundle: Option<String>,
     /// Custody records, in feed order.
     pub custody: Vec<CustodyFeedEntry>,
+    /// More custody records wait after the last one here (the download is paged): the
+    /// device downloads again.
+    #[serde(default)]
+    pub custody_more: bool,
+    /// HMAC under the sync's session key over this answer with `proof` empty
+    /// ([`super::proof`]).
+    #[serde(default)]
+    pub proof: String,
+}
+
+impl DownloadResponse {
+    /// The canonical bytes the proof covers: this answer with `proof` empty.
+    pub fn proof_bytes(&self) -> Vec<u8> {
+        let mut c = self.clone();
+        c.proof.clear();
+        serde_json::to_vec(&c).unwrap_or_default()
+    }
 }
 
 /// One signed custody record and its feed position.

@@ -50,6 +50,13 @@ pub struct SyncState {
     /// replayed after it does not start custody again.
     #[serde(default)]
     pub custody_returned: BTreeMap<String, Timestamp>,
+    /// Seq of the record that reported damage to the store (or a restore): the device runs
+    /// closed until the office has acknowledged it.
+    #[serde(default)]
+    pub damage_seq: Option<u64>,
+    /// Whether the current run of withheld deliveries was recorded.
+    #[serde(default)]
+    pub withheld_reported: bool,
 }
 
 /// How many custody record ids and returned documents the device remembers.

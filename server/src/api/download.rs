@@ -4,10 +4,10 @@
 use super::*;
 
 impl Server {
-    pub(super) fn download(&self, dev: &str, at: i64, req: DownloadRequest) -> Reply {
+    pub(super) fn download(&self, dev: &str, at: i64, req: DownloadRequest, body: &[u8]) -> Reply {
         Self::same_device(dev, &req.device_id)?;
-        let resp = self.db.tx(|c| {
-            claim_request(c, dev, at)?;
+        let (mut resp, session) = self.db.tx(|c| {
+            let row = claim_request(c, dev, at)?;
             let trust_roots = c
                 .query(
                     "SELECT envelope FROM trust_roots WHERE version > $1 ORDER BY version",
@@ -27,7 +27,7 @@ impl Server {
                 Some(h) => c
                     .query(
                         "SELECT cursor, envelope FROM custody WHERE holder = $1 AND cursor > $2 ORDER BY cursor LIMIT $3",
-                        &[h.into(), seq_i64(req.custody_after)?.into(), MAX_CUSTODY_PER_DOWNLOAD.into()],
+                        &[h.into(), seq_i64(req.custody_after)?.into(), (MAX_CUSTODY_PER_DOWNLOAD + 1).into()],
                     )?
                     .iter()
                     .map(|r| CustodyFeedEntry {
@@ -37,12 +37,28 @@ impl Server {
                     .collect(),
                 None => Vec::new(),
             };
-            Ok(DownloadResponse {
-                trust_roots,
-                bundle,
-                custody,
-            })
+            // One more than a page was read: more waits after this page.
+            let mut custody: Vec<CustodyFeedEntry> = custody;
+            let custody_more = custody.len() as i64 > MAX_CUSTODY_PER_DOWNLOAD;
+            custody.truncate(usize::try_from(MAX_CUSTODY_PER_DOWNLOAD).unwrap_or(0));
+            Ok((
+                DownloadResponse {
+                    trust_roots,
+                    bundle,
+                    custody,
+                    custody_more,
+                    proof: String::new(),
+                },
+                row.session_key,
+            ))
         })?;
+        // Proven with the session key of the sync's check-in, over exactly this answer: a relay
+        // cannot drop a custody record, a bundle or a rotation from it unseen.
+        let stored =
+            session.ok_or_else(|| ApiError::conflict("download without a check-in in this sync"))?;
+        let key = ProofKey::from_base64(&stored)
+            .ok_or_else(|| ApiError::internal("stored session key is damaged"))?;
+        resp.proof = key.prove(Answer::Download, dev, body, &resp.proof_bytes());
         json(&resp)
     }
 }

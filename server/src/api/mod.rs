@@ -252,7 +252,7 @@ impl Server {
             }
             path::DOWNLOAD => {
                 let (dev, at) = self.authenticate(p, headers, body)?;
-                self.download(&dev, at, parse(body)?)
+                self.download(&dev, at, parse(body)?, body)
             }
             path::FINISH => {
                 let (dev, at) = self.authenticate(p, headers, body)?;

@@ -18,7 +18,41 @@ impl Server {
             .map(|u| self.open_upload(dev, u))
             .transpose()?;
         let now = self.now();
-        let (mut check_in, acked, finished) = self.db.tx(|c| {
+        let mut batch = batch;
+        let mut result = self.sync_tx(dev, at, &req, &session, batch.as_ref(), now);
+        if matches!(&result, Err(e) if e.code == upload::SEQ_CONFLICT) {
+            // The batch reuses seqs the office holds with other records (a restored store):
+            // nothing of it is stored and it gets no receipt; the check-in still goes through
+            // so the device learns, proven, how far the office holds its chain.
+            batch = None;
+            result = self.sync_tx(dev, at, &req, &session, None, now);
+        }
+        let (mut check_in, acked, finished) = result?;
+        check_in.proof = session
+            .key
+            .prove(Answer::CheckIn, dev, body, &check_in.proof_bytes());
+        let resp = SyncResponse {
+            check_in,
+            upload: batch.zip(acked).map(|(b, acked)| b.receipt(dev, acked)),
+            finish: finished.then(|| FinishResponse {
+                proof: session.key.prove(Answer::Finish, dev, body, b""),
+            }),
+        };
+        self.after_check_in(dev, &req.check_in);
+        json(&resp)
+    }
+
+    /// The one transaction of a one-request sync.
+    fn sync_tx(
+        &self,
+        dev: &str,
+        at: i64,
+        req: &SyncRequest,
+        session: &check_in::Session,
+        batch: Option<&upload::OpenedBatch>,
+        now: Timestamp,
+    ) -> Result<(CheckInResponse, Option<i64>, bool), ApiError> {
+        self.db.tx(|c| {
             let (row, waiting) = claim_check_in(c, dev, at, req.check_in.custody_cursor)?;
             // One write of the device row for the three stages.
             let mut update = DeviceUpdate::default();
@@ -27,12 +61,11 @@ impl Server {
                 &req.check_in,
                 &row,
                 waiting,
-                &session,
+                session,
                 now,
                 &mut update,
             )?;
             let acked = batch
-                .as_ref()
                 .map(|b| store_batch(c, dev, b, &row, now, &mut update))
                 .transpose()?;
             // Anything to deliver: the device downloads it and finishes at stage 4.
@@ -51,18 +84,6 @@ impl Server {
             }
             update.write(c, dev)?;
             Ok((check_in, acked, !waiting))
-        })?;
-        check_in.proof = session
-            .key
-            .prove(Answer::CheckIn, dev, body, &check_in.proof_bytes());
-        let resp = SyncResponse {
-            check_in,
-            upload: batch.zip(acked).map(|(b, acked)| b.receipt(dev, acked)),
-            finish: finished.then(|| FinishResponse {
-                proof: session.key.prove(Answer::Finish, dev, body, b""),
-            }),
-        };
-        self.after_check_in(dev, &req.check_in);
-        json(&resp)
+        })
     }
 }

@@ -79,6 +79,9 @@ impl Server {
     }
 }
 
+/// Error code of a batch that reuses a seq the office holds with another record.
+pub(super) const SEQ_CONFLICT: &str = "seq_conflict";
+
 /// Stores a batch exactly once and advances the device's contiguous acknowledgement, inside
 /// the caller's transaction (which has claimed the request and read `row`; the device row's
 /// new acknowledgement goes into `update`); returns the new `acked_through`.
@@ -129,6 +132,32 @@ pub(super) fn store_batch(
     } else {
         c.execute(&sql, &params)?
     };
+    // Some seqs were already there: a re-sent batch (same records: exactly once), or a store
+    // restored from an older copy reusing seqs for other records. A receipt now would make
+    // the device delete records the office never stored, so the request fails whole (the
+    // caller's transaction rolls back what this statement inserted) and the device, told by
+    // its next proven check-in how far the office holds its chain, continues past it.
+    if inserted < batch.records.len() as u64
+        && let (Some(first), Some(last)) = (batch.records.first(), batch.records.last())
+    {
+        let stored = c.query(
+            "SELECT seq, tag FROM violations WHERE device_id = $1 AND seq >= $2 AND seq <= $3",
+            &[dev.into(), seq_i64(first.seq)?.into(), seq_i64(last.seq)?.into()],
+        )?;
+        for r in &stored {
+            let seq = u(int(r, 0));
+            let sent = batch.records.iter().find(|x| x.seq == seq);
+            if sent.is_some_and(|x| Some(x.tag.as_str()) != text(r, 1).as_deref()) {
+                return Err(ApiError::new_pub(
+                    409,
+                    SEQ_CONFLICT,
+                    format!(
+                        "seq {seq} is already stored with another record (the device's store was restored from an older copy): nothing of this batch was stored"
+                    ),
+                ));
+            }
+        }
+    }
     let (mut acked, mut acked_tag) = (row.acked_through, row.acked_tag.clone());
     // The usual batch: it starts right after the acknowledged run and every record is new, so
     // the run now ends at its last record, with its tag (no query). Records stored beyond it
