@@ -182,7 +182,7 @@ fn bundle_verify_rejects_with_exit_3_and_the_reason() {
                 assert!(o.sign(2, &["a"], "one-sig.json").status.success());
                 o.verify("one-sig.json", &[])
             },
-            "1 valid signature(s) from the trust root, 2 required",
+            "1 valid signature(s) from the policy keys, 2 required",
         ),
         (
             {
@@ -331,7 +331,7 @@ fn demo_runs_end_to_end() {
     let (stdout, err) = text(&out);
     assert!(out.status.success(), "{err}");
     for want in [
-        "2-of-3 office keys",
+        "2-of-3 root keys, 2-of-3 policy keys",
         "rollback refused",
         "a frozen policy is refused",
         "case1-urgent-relay",

@@ -43,7 +43,9 @@ impl FailClosedReason {
             Self::StoreFull => "violation store full",
             Self::Unassigned => "device assigned to no holder",
             Self::PolicyUntrusted => "installed policy no longer signed by the trust root",
-            Self::StoreDamaged => "violation store damaged: waiting for the office to receive the report",
+            Self::StoreDamaged => {
+                "violation store damaged: waiting for the office to receive the report"
+            }
         }
     }
 }

@@ -18,10 +18,40 @@ pub struct TimestampError {
     value: String,
 }
 
+/// A time outside what the agent accepts (see [`Timestamp::checked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("time {ms} ms is outside 1970-01-01T00:00:00Z..=9999-12-31T23:59:59.999Z: refused")]
+pub struct TimeRangeError {
+    /// The milliseconds given.
+    pub ms: i64,
+}
+
 const MS_PER_MINUTE: i64 = 60_000;
 const MS_PER_DAY: i64 = 86_400_000;
 
 impl Timestamp {
+    /// The latest time the agent accepts: 9999-12-31T23:59:59.999Z (the latest RFC 3339 can
+    /// write; a later one sealed into the store could never be read back).
+    pub const MAX_VALID: Timestamp = Timestamp(253_402_300_799_999);
+    /// The earliest: the Unix epoch (where a phone whose clock was reset starts).
+    pub const MIN_VALID: Timestamp = Timestamp(0);
+
+    /// A platform's reading in milliseconds, refused outside
+    /// [`Timestamp::MIN_VALID`]..=[`Timestamp::MAX_VALID`].
+    pub fn checked(ms: i64) -> Result<Self, TimeRangeError> {
+        let t = Self(ms);
+        if (Self::MIN_VALID..=Self::MAX_VALID).contains(&t) {
+            Ok(t)
+        } else {
+            Err(TimeRangeError { ms })
+        }
+    }
+
+    /// Whether this time is one the agent accepts.
+    pub fn is_valid(self) -> bool {
+        (Self::MIN_VALID..=Self::MAX_VALID).contains(&self)
+    }
+
     /// Parses an RFC 3339 timestamp with an explicit offset.
     pub fn parse(s: &str) -> Result<Self, TimestampError> {
         let err = || TimestampError {

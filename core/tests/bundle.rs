@@ -112,7 +112,7 @@ fn a_bundle_signed_by_keys_outside_the_root_is_an_unknown_key() {
         err,
         BundleError::UnknownKey {
             keyid: stranger.public().keyid().0.clone(),
-            role: "trust root"
+            role: "policy keys"
         }
     );
 }
@@ -125,7 +125,7 @@ fn one_signature_where_two_are_required_fails_the_threshold() {
     assert_eq!(
         err,
         BundleError::ThresholdNotMet {
-            role: "trust root",
+            role: "policy keys",
             valid: 1,
             threshold: 2
         }
@@ -137,7 +137,7 @@ fn one_signature_where_two_are_required_fails_the_threshold() {
     assert_eq!(
         err,
         BundleError::ThresholdNotMet {
-            role: "trust root",
+            role: "policy keys",
             valid: 1,
             threshold: 2
         }

@@ -33,6 +33,7 @@ pub fn trust_root() -> TrustRoot {
         // batches, so the sync gets past `NoUploadKey` to the answers the fuzzer writes.
         upload_key: Some("CQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
         expires_at: None,
+        policy: None,
     };
     let env = TrustRoot::sign(&doc, &[&key]).to_json();
     TrustRoot::from_self_signed(env.as_bytes()).expect("the fixture root verifies")

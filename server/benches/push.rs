@@ -60,6 +60,7 @@ fn main() {
         }),
         upload_key: Some(upload.public_base64()),
         expires_at: None,
+        policy: None,
     };
     let server =
         Arc::new(Server::new(Db::open(&url, 1).unwrap(), Some(upload), Timestamp::now).unwrap());

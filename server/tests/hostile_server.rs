@@ -144,6 +144,7 @@ fn device(dir: &std::path::Path) -> Agent {
         registry: None,
         upload_key: Some(upload),
         expires_at: None,
+        policy: None,
     };
     a.provision_trust_root(
         TrustRoot::sign(&doc, &[&key]).to_json().as_bytes(),

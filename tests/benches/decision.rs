@@ -280,6 +280,7 @@ fn office(keys: usize) -> (Vec<SigningKey>, TrustRoot) {
         registry: None,
         upload_key: None,
         expires_at: None,
+        policy: None,
     };
     let env = TrustRoot::sign(&doc, &ks.iter().collect::<Vec<_>>()).to_json();
     (ks, TrustRoot::from_self_signed(env.as_bytes()).unwrap())
@@ -390,6 +391,7 @@ fn bundle_and_start(c: &mut Criterion) {
             registry: None,
             upload_key: None,
             expires_at: None,
+            policy: None,
         };
         agent
             .provision_trust_root(TrustRoot::sign(&doc, &[&ks[0]]).to_json().as_bytes(), now)

@@ -47,9 +47,11 @@ pub fn run(a: &DemoArgs) -> Result<(), CliError> {
     std::fs::create_dir_all(&dir).map_err(|e| CliError::io(&dir, e))?;
     println!("Baomi demo: working in {}\n", dir.display());
 
-    // 1. The security office: three keys, two of which must sign; one registry key.
-    println!("== 1. Security office keys and trust root (2-of-3)");
+    // 1. The security office: three offline root keys (two sign a root), three policy keys
+    // (two sign a bundle: a stolen one cannot rotate the root), one registry key.
+    println!("== 1. Security office keys and trust root (2-of-3 root keys, 2-of-3 policy keys)");
     let new_key = || SigningKey::generate().map_err(|e| CliError::Io(e.to_string()));
+    let root_keys = [new_key()?, new_key()?, new_key()?];
     let office = [new_key()?, new_key()?, new_key()?];
     let registry = new_key()?;
     // The office's upload key: devices seal violation batches to it (step 5).
@@ -60,14 +62,18 @@ pub fn run(a: &DemoArgs) -> Result<(), CliError> {
         expires_at: None,
         version: 1,
         issued_at: Timestamp::now(),
-        keys: office.iter().map(|k| KeyEntry::of(k.public())).collect(),
+        keys: root_keys.iter().map(|k| KeyEntry::of(k.public())).collect(),
         threshold: 2,
         registry: Some(RoleKeys {
             keys: vec![KeyEntry::of(registry.public())],
             threshold: 1,
         }),
+        policy: Some(RoleKeys {
+            keys: office.iter().map(|k| KeyEntry::of(k.public())).collect(),
+            threshold: 2,
+        }),
     };
-    let root_env = TrustRoot::sign(&doc, &[&office[0], &office[1]]).to_json();
+    let root_env = TrustRoot::sign(&doc, &[&root_keys[0], &root_keys[1]]).to_json();
     write(&dir.join("trust.json"), root_env.as_bytes())?;
     let root = TrustRoot::from_self_signed(root_env.as_bytes()).map_err(CliError::refused)?;
     println!("   {}", crate::command::trust::summary(&root));

@@ -25,10 +25,10 @@ pub enum TrustCmd {
 
 #[derive(Args)]
 pub struct NewArgs {
-    /// Office public keys (.pub), repeated.
+    /// Root public keys (.pub), repeated: they sign trust roots.
     #[arg(long = "key", required = true)]
     keys: Vec<PathBuf>,
-    /// How many office keys must sign a policy or root.
+    /// How many root keys must sign a root (and a policy, when no --policy-key is given).
     #[arg(long)]
     threshold: u32,
     /// Private keys (.key) to sign this root with: a threshold of its own keys and, for a
@@ -38,6 +38,14 @@ pub struct NewArgs {
     /// Version: 1 for the first root, current + 1 for a rotation.
     #[arg(long, default_value_t = 1)]
     version: u64,
+    /// Policy public keys (.pub) that sign bundles, repeated. Keep the root keys (`--key`)
+    /// offline: with policy keys of their own, a stolen bundle key cannot rotate the root.
+    /// Without any, the root keys sign bundles too (a warning says so).
+    #[arg(long = "policy-key")]
+    policy_keys: Vec<PathBuf>,
+    /// How many policy keys must sign a bundle.
+    #[arg(long, default_value_t = 1)]
+    policy_threshold: u32,
     /// Document registry public keys (.pub) that sign custody records.
     #[arg(long = "registry-key")]
     registry_keys: Vec<PathBuf>,
@@ -75,8 +83,14 @@ pub fn run(cmd: TrustCmd) -> Result<(), CliError> {
 
 pub fn summary(root: &TrustRoot) -> String {
     let (reg, reg_t) = root.registry_keys();
+    let (pol, pol_t) = root.policy_keys();
+    let policy = if root.roles_separated() {
+        format!("{pol_t}-of-{} policy keys", pol.len())
+    } else {
+        "the root keys sign policies".to_owned()
+    };
     format!(
-        "trust root v{}: {}-of-{} office keys, {}-of-{} registry keys",
+        "trust root v{}: {}-of-{} root keys, {policy}, {}-of-{} registry keys",
         root.version(),
         root.threshold(),
         root.office_keys().len(),
@@ -91,6 +105,16 @@ fn new(a: &NewArgs) -> Result<(), CliError> {
         .iter()
         .map(|p| files::public_key(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let policy = a
+        .policy_keys
+        .iter()
+        .map(|p| files::public_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if policy.is_empty() {
+        eprintln!(
+            "warning: no --policy-key: the root keys sign bundles too, so a thief of one bundle-signing key could rotate the root; give bundles keys of their own"
+        );
+    }
     let registry = a
         .registry_keys
         .iter()
@@ -115,6 +139,10 @@ fn new(a: &NewArgs) -> Result<(), CliError> {
         registry: (!registry.is_empty()).then(|| RoleKeys {
             keys: registry.iter().map(KeyEntry::of).collect(),
             threshold: a.registry_threshold,
+        }),
+        policy: (!policy.is_empty()).then(|| RoleKeys {
+            keys: policy.iter().map(KeyEntry::of).collect(),
+            threshold: a.policy_threshold,
         }),
     };
     let env = TrustRoot::sign(&doc, &signers.iter().collect::<Vec<_>>());

@@ -14,7 +14,7 @@ use crate::platform::{Clock, HttpClient, HttpTransportAdapter, KeyStore, KeyStor
 use crate::types::{
     AgentStatus, AppliedSettingInfo, BaomiError, BundleInfo, ChainReport, DecisionInfo,
     EnforcementMode, ManagedConfigOutcome, PlatformKind, PostureChange, PostureState, SyncOutcome,
-    ViolationEntry,
+    ViolationEntry, text,
 };
 
 /// The device agent: one per store directory.
@@ -39,7 +39,10 @@ impl BaomiAgent {
     }
 
     fn now(&self) -> Result<Timestamp, BaomiError> {
-        self.clock.now_ms().map(Timestamp)
+        let ms = self.clock.now_ms()?;
+        Timestamp::checked(ms).map_err(|e| BaomiError::InvalidInput {
+            reason: format!("the platform clock: {e}"),
+        })
     }
 
     /// Decides a parsed event (shared by the uniffi and JNI paths).
@@ -59,7 +62,10 @@ impl BaomiAgent {
         platform: PlatformKind,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, BaomiError> {
-        let now = Timestamp(clock.now_ms()?);
+        let dir = text(dir, "the store directory")?;
+        let now = Timestamp::checked(clock.now_ms()?).map_err(|e| BaomiError::InvalidInput {
+            reason: format!("the platform clock: {e}"),
+        })?;
         let agent = Agent::open(
             Path::new(&dir),
             &KeyStoreProvider(key_store),
@@ -104,6 +110,19 @@ impl BaomiAgent {
         mode: EnforcementMode,
         settings: Vec<AppliedSettingInfo>,
     ) -> Result<(), BaomiError> {
+        let settings = settings
+            .into_iter()
+            .map(|s| {
+                Ok(AppliedSettingInfo {
+                    setting: text(s.setting, "a setting name")?,
+                    detail: s
+                        .detail
+                        .map(|d| text(d, "a setting's detail"))
+                        .transpose()?,
+                    ..s
+                })
+            })
+            .collect::<Result<Vec<_>, BaomiError>>()?;
         Ok(self
             .lock()?
             .report_applied(crate::types::applied_posture(mode, settings))?)
@@ -122,6 +141,7 @@ impl BaomiAgent {
 
     /// Decides one event given as a JSON object (`{"at": ..., "type": ..., ...}`).
     pub fn handle_event_json(&self, json: String) -> Result<DecisionInfo, BaomiError> {
+        let json = text(json, "the event")?;
         let event = Event::from_json_line(1, &json).map_err(|e| BaomiError::BadEvent {
             reason: e.to_string(),
         })?;
@@ -135,6 +155,7 @@ impl BaomiAgent {
         action: String,
         detail: String,
     ) -> Result<DecisionInfo, BaomiError> {
+        let (action, detail) = (text(action, "the action")?, text(detail, "the detail")?);
         let now = self.now()?;
         let d = self
             .lock()?
@@ -152,6 +173,7 @@ impl BaomiAgent {
     /// `SystemClock.elapsedRealtime()`, iOS `mach_continuous_time`). Lets the core count time
     /// offline whatever the wall clock says; call it at start and with every tick.
     pub fn observe_uptime(&self, boot_id: String, uptime_ms: i64) -> Result<(), BaomiError> {
+        let boot_id = text(boot_id, "the boot id")?;
         Ok(self.lock()?.observe_uptime(&boot_id, uptime_ms)?)
     }
 
@@ -171,6 +193,7 @@ impl BaomiAgent {
         token: String,
         http: Arc<dyn HttpClient>,
     ) -> Result<String, BaomiError> {
+        let (server, token) = (text(server, "the server URL")?, text(token, "the token")?);
         let now = self.now()?;
         let mut agent = self.lock()?;
         let r = enroll(
@@ -280,10 +303,12 @@ impl BaomiAgent {
         Ok(out)
     }
 
-    /// A handle for the JNI fast path (`cn.baomi.agent.FastPath`), valid until
-    /// `release_fast_path` or process end.
+    /// The handle for the JNI fast path (`cn.baomi.agent.FastPath`): the same number each
+    /// time for this agent, valid until `release_fast_path` or until the agent is destroyed
+    /// (calls then answer -1; the handle never keeps the agent or its store open). 0 when
+    /// the handle table is full.
     pub fn fast_path_handle(self: Arc<Self>) -> u64 {
-        crate::jni_fast_path::register(self)
+        crate::jni_fast_path::register(&self)
     }
 
     /// Forgets a fast path handle.

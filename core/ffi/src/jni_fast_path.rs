@@ -8,12 +8,13 @@
 //! `external fun packageEvent(handle: Long, atMs: Long, kind: Int, pkg: String): Long`
 //!
 //! Result bits: 0-1 verdict (0 allow, 1 deny, 2 warn), 2 violation, 3 posture changed,
-//! 4 camera disabled, 5 screen capture disabled. `-1`: unknown handle or a failure (logged;
-//! call the uniffi method for the typed error).
+//! 4 camera disabled, 5 screen capture disabled. `-1`: unknown or released handle, a destroyed
+//! agent, a null package, a time out of range, or a failure (logged; call the uniffi method
+//! for the typed error).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use baomi_core::decision::{Decision, Verdict};
 use baomi_core::event::{BeaconUuid, Event, EventKind};
@@ -24,9 +25,16 @@ use jni::sys::{jint, jlong};
 
 use crate::agent::BaomiAgent;
 
-static AGENTS: LazyLock<Mutex<HashMap<u64, Arc<BaomiAgent>>>> =
+/// Handles to agents. Weak: a handle never keeps an agent (and its store's lock) alive after
+/// the app destroyed it; a call on it then answers -1. One handle per agent, so asking again
+/// returns the same number and the table never holds more entries than live agents (plus the
+/// dead ones, pruned on every registration).
+static AGENTS: LazyLock<Mutex<HashMap<u64, Weak<BaomiAgent>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// Most live handles at once (one per open agent is the norm: a store admits one agent).
+pub const MAX_HANDLES: usize = 1024;
 
 /// Result bit: violation recorded.
 pub const VIOLATION: i64 = 1 << 2;
@@ -37,12 +45,26 @@ pub const CAMERA_DISABLED: i64 = 1 << 4;
 /// Result bit: screen capture disabled.
 pub const SCREEN_CAPTURE_DISABLED: i64 = 1 << 5;
 
-pub(crate) fn register(agent: Arc<BaomiAgent>) -> u64 {
-    let h = NEXT.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut m) = AGENTS.lock() {
-        m.insert(h, agent);
+/// The agent's handle (the same one each time); 0 when the table is full.
+pub(crate) fn register(agent: &Arc<BaomiAgent>) -> u64 {
+    let Ok(mut m) = AGENTS.lock() else { return 0 };
+    m.retain(|_, w| w.strong_count() > 0);
+    let target = Arc::downgrade(agent);
+    if let Some((h, _)) = m.iter().find(|(_, w)| Weak::ptr_eq(w, &target)) {
+        return *h;
     }
+    if m.len() >= MAX_HANDLES {
+        log::error!("fast path: {MAX_HANDLES} live handles; refusing another");
+        return 0;
+    }
+    let h = NEXT.fetch_add(1, Ordering::Relaxed);
+    m.insert(h, target);
     h
+}
+
+/// Entries in the handle table (live or not yet pruned), for tests.
+pub fn handle_count() -> usize {
+    AGENTS.lock().map_or(0, |m| m.len())
 }
 
 pub(crate) fn release(handle: u64) {
@@ -53,7 +75,7 @@ pub(crate) fn release(handle: u64) {
 
 fn agent(handle: jlong) -> Option<Arc<BaomiAgent>> {
     let h = u64::try_from(handle).ok()?;
-    AGENTS.lock().ok()?.get(&h).cloned()
+    AGENTS.lock().ok()?.get(&h)?.upgrade()
 }
 
 /// Packs a decision into the result bits.
@@ -116,8 +138,9 @@ pub fn beacon_event(
 }
 
 /// A package event: 0 launched, 1 camera opened, 2 photo captured, 3 screen captured,
-/// 4 installed, 5 removed.
-pub fn package_event(at_ms: i64, kind: i32, package: String) -> Option<Event> {
+/// 4 installed, 5 removed. `None` for an unknown kind or no package (a null from Java).
+pub fn package_event(at_ms: i64, kind: i32, package: Option<String>) -> Option<Event> {
+    let package = package?;
     let kind = match kind {
         0 => EventKind::AppLaunched { package },
         1 => EventKind::CameraOpened { package },
@@ -164,7 +187,12 @@ pub extern "system" fn Java_cn_baomi_agent_FastPath_packageEvent<'caller>(
     package: JString<'caller>,
 ) -> jlong {
     env.with_env(|env| -> jni::errors::Result<jlong> {
-        let package = package.try_to_string(env)?;
+        // A null (or unreadable) package name is a failure (-1), never a default "allow" (0).
+        let package = if package.is_null() {
+            None
+        } else {
+            package.try_to_string(env).ok()
+        };
         Ok(match package_event(at_ms, kind, package) {
             Some(e) => decide_packed(handle, &e),
             None => -1,

@@ -53,12 +53,28 @@ pub enum BaomiError {
         /// Stage and reason.
         reason: String,
     },
+    /// A value from the platform the core refuses: a time outside 1970..9999, text that is
+    /// not UTF-8 (from a caller that bypassed the generated encoders).
+    #[error("invalid input: {reason}")]
+    InvalidInput {
+        /// What was wrong.
+        reason: String,
+    },
     /// A platform callback (key store, HTTP client, clock) failed or threw.
     #[error("platform: {reason}")]
     Platform {
         /// What the platform said.
         reason: String,
     },
+}
+
+/// Checks text the platform passed in before the core parses or stores it. uniffi lifts
+/// strings without checking their bytes, so a caller that bypasses the generated encoders
+/// could hand in invalid UTF-8, which would be sealed and break every later read.
+pub(crate) fn text(s: String, what: &str) -> Result<String, BaomiError> {
+    String::from_utf8(s.into_bytes()).map_err(|_| BaomiError::InvalidInput {
+        reason: format!("{what} is not UTF-8"),
+    })
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for BaomiError {
@@ -82,6 +98,9 @@ impl From<AgentError> for BaomiError {
             },
             AgentError::NoTrustRoot => BaomiError::NoTrustRoot,
             AgentError::NoPolicy => BaomiError::NoPolicy,
+            AgentError::TimeOutOfRange(t) => BaomiError::InvalidInput {
+                reason: t.to_string(),
+            },
             other @ AgentError::BadState { .. } => BaomiError::Store {
                 reason: other.to_string(),
             },

@@ -83,6 +83,7 @@ fn events_are_decided_while_the_push_channel_waits() {
         registry: None,
         upload_key: Some(upload),
         expires_at: None,
+        policy: None,
     };
     agent
         .install_trust_root(TrustRoot::sign(&doc, &[&key]).to_json().into_bytes())

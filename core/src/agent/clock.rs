@@ -124,8 +124,10 @@ impl TimeGuard {
             && a.boot == boot
             && uptime_ms >= a.uptime_ms
         {
-            let floor = a.mark.plus_millis(uptime_ms - a.uptime_ms);
-            self.raise(floor);
+            // Checked: an uptime near i64::MAX must not wrap (or saturate into year 292 million).
+            if let Some(ms) = a.mark.0.checked_add(uptime_ms - a.uptime_ms) {
+                self.raise(Timestamp(ms));
+            }
         }
         if let Some(mark) = self.high_water {
             // A stored anchor older than this one still gives a true lower bound, so the
@@ -143,7 +145,8 @@ impl TimeGuard {
 
     /// Raises the mark to a trusted time (authenticated server time, a signed `issued_at`).
     pub fn raise(&mut self, t: Timestamp) {
-        if self.high_water.is_none_or(|h| t > h) {
+        // Nothing past the last writable time is ever kept (it could not be read back).
+        if t.is_valid() && self.high_water.is_none_or(|h| t > h) {
             self.high_water = Some(t);
         }
     }

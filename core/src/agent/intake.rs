@@ -109,16 +109,68 @@ impl Agent {
             return Ok(IntakeItem::AlreadyInstalled { version: installed });
         }
         let offered = TrustRoot::claimed_version(bytes)?;
-        if offered < installed {
-            return Ok(IntakeItem::Older { offered, installed });
+        let rotation = if offered > installed {
+            match self.rotate_trust_root(bytes, now) {
+                Ok(version) => return Ok(IntakeItem::Installed { version }),
+                Err(AgentError::Bundle(e)) => Some(e),
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        // Step 5: a rotation of an earlier root this device trusted, other than the one it
+        // then installed at that version: the chain forked there.
+        let history = self.root_history()?;
+        let roots: Vec<TrustRoot> = history
+            .iter()
+            .filter_map(|b| TrustRoot::from_stored(b).ok())
+            .collect();
+        let fork = roots
+            .iter()
+            .enumerate()
+            .find_map(|(i, prev)| prev.rotate(bytes).ok().map(|next| (i, next)));
+        match fork {
+            Some((i, next)) => {
+                let same = roots
+                    .get(i + 1)
+                    .is_some_and(|taken| taken.digest() == next.digest());
+                if same || roots.last().is_some_and(|r| r.digest() == next.digest()) {
+                    return Ok(IntakeItem::Older { offered, installed });
+                }
+                let version = next.version();
+                let prev_index = history
+                    .iter()
+                    .position(|b| {
+                        TrustRoot::from_stored(b).is_ok_and(|r| r.digest() == roots[i].digest())
+                    })
+                    .unwrap_or(i);
+                self.replace_trust_root(next, history, prev_index, now)?;
+                let reason = format!(
+                    "trust root v{installed} replaced by the office's v{version} from managed configuration: the installed chain forked from it after v{}",
+                    version - 1
+                );
+                log::error!("{reason}");
+                let at = self.acting_time(now);
+                self.record_agent_violation(
+                    at,
+                    "trust_root_replaced",
+                    crate::rules::TRUST_ROOT_REPLACED,
+                    reason,
+                )?;
+                Ok(IntakeItem::Installed { version })
+            }
+            None if offered < installed => Ok(IntakeItem::Older { offered, installed }),
+            None => Err(AgentError::Bundle(rotation.unwrap_or(
+                crate::bundle::BundleError::TrustRootVersion { installed, offered },
+            ))),
         }
-        let version = self.rotate_trust_root(bytes, now)?;
-        Ok(IntakeItem::Installed { version })
     }
 
     fn intake_bundle(&mut self, bytes: &[u8], now: Timestamp) -> Result<IntakeItem, AgentError> {
         let offered = read_unverified(bytes)?;
-        if let Some(i) = self.installed() {
+        // An untrusted bundle (its signers left with a rotation) is no floor: the office's
+        // next bundle installs whatever version it is.
+        if let Some(i) = self.installed().filter(|i| i.trusted) {
             let installed = i.header.version;
             if offered.header.version == installed && offered.digest == i.digest {
                 return Ok(IntakeItem::AlreadyInstalled { version: installed });

@@ -52,6 +52,11 @@ pub use intake::{IntakeItem, IntakeOutcome};
 pub use sync::{SyncError, SyncReport, enroll, prepare_wait, send_wait, sync_now, wait_for_change};
 
 const STATE_TRUST: &str = "trust_root";
+const STATE_ROOTS: &str = "trust_root_history";
+
+/// Roots the agent remembers besides the one in force: the out-of-band anchor (the first)
+/// and the newest ones, so managed configuration can recover a chain a thief forked.
+pub const ROOT_HISTORY: usize = 32;
 const STATE_POLICY: &str = "installed_bundle";
 const STATE_CONTEXT: &str = "context";
 const STATE_IDENTITY: &str = "identity";
@@ -83,6 +88,10 @@ pub enum AgentError {
     /// An event arrived before any policy was installed.
     #[error("no policy is installed")]
     NoPolicy,
+    /// A time outside what the agent accepts, from the platform's clock, an event or the
+    /// fast path: refused before anything is decided or sealed with it.
+    #[error(transparent)]
+    TimeOutOfRange(#[from] crate::time::TimeRangeError),
     /// Stored state that does not parse (written by this agent, so a bug or a downgrade).
     #[error("stored `{name}` does not parse: {reason}")]
     BadState {
@@ -197,6 +206,7 @@ impl Agent {
         platform: Platform,
         now: Timestamp,
     ) -> Result<Agent, AgentError> {
+        let now = Timestamp::checked(now.0)?;
         let store = Store::open(dir, keys, opts)?;
         let trust = match store.get_state(STATE_TRUST)? {
             Some(b) => Some(TrustRoot::from_stored(&b)?),
@@ -343,7 +353,13 @@ impl Agent {
         engine.set_unassigned(assigned.is_none(), now);
         engine.set_untrusted(!trusted, now);
         engine.set_store_damaged(self.damage_pending(), now);
-        self.clock.raise(v.header.issued_at);
+        // A signed `issued_at` raises the mark, but never past what verification allowed
+        // (a bundle "issued" in 9999 must not make the office's next bundle look expired).
+        self.clock.raise(
+            v.header
+                .issued_at
+                .min(now.plus_millis(crate::bundle::MAX_ISSUED_AHEAD_MS)),
+        );
         self.installed = Some(InstalledBundle {
             header: v.header,
             digest: v.digest,
@@ -381,7 +397,7 @@ impl Agent {
             None => {
                 let root = TrustRoot::from_self_signed(bytes)?;
                 root.check_current(now)?;
-                self.store.put_state(STATE_TRUST, root.envelope_bytes())?;
+                self.put_root(&root, Vec::new())?;
                 let v = root.version();
                 self.trust = Some(root);
                 self.refresh_deadlines(now);
@@ -398,9 +414,73 @@ impl Agent {
         let current = self.trust.as_ref().ok_or(AgentError::NoTrustRoot)?;
         let next = current.rotate(bytes)?;
         next.check_current(now)?;
-        self.store.put_state(STATE_TRUST, next.envelope_bytes())?;
+        let history = self.root_history()?;
+        self.put_root(&next, history)?;
         let v = next.version();
         self.trust = Some(next);
+        self.reverify_installed(now)?;
+        self.refresh_deadlines(now);
+        Ok(v)
+    }
+
+    /// The roots installed so far (oldest first; the first is the out-of-band anchor).
+    pub fn root_history(&self) -> Result<Vec<Vec<u8>>, AgentError> {
+        Ok(match self.store.get_state(STATE_ROOTS)? {
+            Some(raw) => serde_json::from_slice::<Vec<String>>(&raw)
+                .map_err(bad_state(STATE_ROOTS))?
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
+            // Stores from before the history: the root in force is all there is.
+            None => self
+                .trust
+                .iter()
+                .map(|t| t.envelope_bytes().to_vec())
+                .collect(),
+        })
+    }
+
+    /// The history as it is to be stored with `root` in force: kept to the anchor and the
+    /// newest [`ROOT_HISTORY`] - 1.
+    fn history_with(mut history: Vec<Vec<u8>>, root: &TrustRoot) -> Vec<u8> {
+        history.push(root.envelope_bytes().to_vec());
+        if history.len() > ROOT_HISTORY {
+            let cut = history.len() - (ROOT_HISTORY - 1);
+            history.drain(1..cut);
+        }
+        let texts: Vec<String> = history
+            .into_iter()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect();
+        serde_json::to_vec(&texts).unwrap_or_default()
+    }
+
+    /// Writes `root` as the root in force, and `history` (with it appended) in one commit.
+    fn put_root(&mut self, root: &TrustRoot, history: Vec<Vec<u8>>) -> Result<(), AgentError> {
+        let h = Self::history_with(history, root);
+        self.store
+            .put_states(&[(STATE_TRUST, root.envelope_bytes()), (STATE_ROOTS, &h)])?;
+        Ok(())
+    }
+
+    /// Replaces the installed trust root with one delivered out of band (managed
+    /// configuration) that is not its rotation but a rotation of an earlier root this device
+    /// trusted (`prev`, its index in the history): the device's chain forked there. The
+    /// installed bundle is then re-verified under it (see [`intake`](self::intake) step 5).
+    /// Never called with anything from the network.
+    pub(crate) fn replace_trust_root(
+        &mut self,
+        root: TrustRoot,
+        mut history: Vec<Vec<u8>>,
+        prev: usize,
+        now: Timestamp,
+    ) -> Result<u64, AgentError> {
+        let now = self.clock.effective(Timestamp::checked(now.0)?);
+        root.check_current(now)?;
+        history.truncate(prev + 1);
+        self.put_root(&root, history)?;
+        let v = root.version();
+        self.trust = Some(root);
         self.reverify_installed(now)?;
         self.refresh_deadlines(now);
         Ok(v)
@@ -448,7 +528,7 @@ impl Agent {
         now: Timestamp,
     ) -> Result<BundleHeader, AgentError> {
         let trust = self.trust.as_ref().ok_or(AgentError::NoTrustRoot)?;
-        let now = self.clock.effective(now);
+        let now = self.clock.effective(Timestamp::checked(now.0)?);
         let v = verify_bundle(bytes, trust, &self.floor(), now)?;
         let header = v.header.clone();
         // Persist before use: a crash after this point restarts under the new policy.
@@ -508,6 +588,7 @@ impl Agent {
     /// Runs a platform clock reading through the high-water guard: returns the time to act
     /// at, and records `baomi.clock` once per set-back.
     pub fn observe_time(&mut self, reading: Timestamp) -> Result<Timestamp, AgentError> {
+        let reading = Timestamp::checked(reading.0)?;
         let seen = self.clock.observe(reading);
         if let Some(high_water) = seen.first_set_back {
             self.record_agent_violation(
@@ -596,7 +677,7 @@ impl Agent {
     /// deadline) and records the sync-overdue violation once per lapse. Returns the new posture
     /// if it changed.
     pub fn tick(&mut self, now: Timestamp) -> Result<Option<Posture>, AgentError> {
-        let now = self.clock.effective(now);
+        let now = self.clock.effective(Timestamp::checked(now.0)?);
         let Some(engine) = self.engine.as_mut() else {
             return Ok(None);
         };
@@ -631,7 +712,13 @@ impl Agent {
         Ok(self.store.append(&record)?)
     }
 
-    fn agent_record(&self, at: Timestamp, kind: &str, rule: &str, reason: String) -> ViolationRecord {
+    fn agent_record(
+        &self,
+        at: Timestamp,
+        kind: &str,
+        rule: &str,
+        reason: String,
+    ) -> ViolationRecord {
         ViolationRecord {
             event: Event {
                 at,
@@ -704,7 +791,12 @@ impl Agent {
     /// time offline so a clock set back while the phone sat unused cannot hold an expiry or a
     /// sync deadline off. Call it with every tick and at start.
     pub fn observe_uptime(&mut self, boot: &str, uptime_ms: i64) -> Result<(), AgentError> {
-        self.clock.uptime(boot, uptime_ms);
+        if uptime_ms < 0 {
+            return Err(crate::time::TimeRangeError { ms: uptime_ms }.into());
+        }
+        // The boot id is platform text that is stored: bounded.
+        let boot: String = boot.chars().take(64).collect();
+        self.clock.uptime(&boot, uptime_ms);
         self.persist(&[])
     }
 

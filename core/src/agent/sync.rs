@@ -298,9 +298,7 @@ fn run_stages(
         agent_version: AGENT_VERSION.into(),
         policy: agent.policy_state(),
         trust_root_version: agent.trust_root().map_or(0, |t| t.version()),
-        trust_root_digest: agent
-            .trust_root()
-            .map(|t| crate::bundle::keys::hex_digest(t.envelope_bytes())),
+        trust_root_digest: agent.trust_root().map(|t| t.digest().to_owned()),
         posture: agent.posture(),
         applied: agent.sync_state().applied.clone(),
         fail_closed: agent
@@ -464,7 +462,10 @@ fn run_stages(
                     answer.trust_root_version > trust_version && !delivered.trust_root,
                     "the trust-root rotation",
                 ),
-                (answer.custody_pending && !delivered.custody, "the custody records"),
+                (
+                    answer.custody_pending && !delivered.custody,
+                    "the custody records",
+                ),
             ];
             if let Some((_, what)) = missing.iter().find(|(m, _)| *m) {
                 return Err(SyncError::Withheld {
@@ -614,7 +615,11 @@ fn upload(
 ) -> Result<(), SyncError> {
     let device = identity.device_id();
     loop {
-        let Some(batch) = seal_batch(device, upload_key, agent.unacknowledged(MAX_BATCH_RECORDS, now)?)?
+        let Some(batch) = seal_batch(
+            device,
+            upload_key,
+            agent.unacknowledged(MAX_BATCH_RECORDS, now)?,
+        )?
         else {
             return Ok(());
         };
@@ -758,7 +763,10 @@ fn parse_tag(hex_tag: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
     if hex_tag.len() == 32 {
         for (i, b) in out.iter_mut().enumerate() {
-            match hex_tag.get(2 * i..2 * i + 2).map(|h| u8::from_str_radix(h, 16)) {
+            match hex_tag
+                .get(2 * i..2 * i + 2)
+                .map(|h| u8::from_str_radix(h, 16))
+            {
                 Some(Ok(v)) => *b = v,
                 _ => return [0u8; 16],
             }

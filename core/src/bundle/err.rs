@@ -73,6 +73,15 @@ pub enum BundleError {
         /// Offered version.
         offered: u64,
     },
+    /// Issued more than a day after the device's time: dated to push the device's clock
+    /// forward (so the office's next bundle would look expired).
+    #[error("issued at {issued_at}, more than a day after now ({now}): refused")]
+    IssuedInFuture {
+        /// Claimed signing time.
+        issued_at: Timestamp,
+        /// The device's time.
+        now: Timestamp,
+    },
     /// Past its expiry (freeze attack, or a policy nobody renewed).
     #[error("expired at {expires_at} (now {now}): a frozen policy is refused")]
     Expired {

@@ -19,6 +19,6 @@ pub use err::BundleError;
 pub use keys::{KeyId, PublicKey, SigningKey};
 pub use trust::TrustRoot;
 pub use verify::{
-    BundleHeader, Installed, MAX_BUNDLE_BYTES, MAX_BUNDLE_VALIDITY_DAYS, VerifiedBundle,
-    read_unverified, sign_bundle, verify_bundle, verify_signed,
+    BundleHeader, Installed, MAX_BUNDLE_BYTES, MAX_BUNDLE_VALIDITY_DAYS, MAX_ISSUED_AHEAD_MS,
+    VerifiedBundle, read_unverified, sign_bundle, verify_bundle, verify_signed,
 };

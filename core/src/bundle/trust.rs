@@ -1,5 +1,15 @@
-//! The trust root: the security office's keys with a k-of-n threshold, and the document
-//! registry's keys for custody records.
+//! The trust root: who may sign what, as TUF separates its roles.
+//!
+//! - **Root keys** (`keys`, `threshold`): kept offline, sign trust roots only.
+//! - **Policy keys** (`policy`): sign policy bundles. A thief of a policy key can sign a
+//!   bundle until the office rotates the root, but cannot rotate the root itself, so the
+//!   office keeps control of the fleet.
+//! - **Registry keys** (`registry`): sign custody records.
+//!
+//! A key holds one role: a root that lists a key under two roles is refused. A root without
+//! `policy` (written before the roles were separated) lets its root keys sign bundles too:
+//! such a root cannot stop a bundle-key thief from rotating it; `baomi trust new` always writes
+//! the roles apart.
 //!
 //! The first root reaches the phone out of band (MDM managed configuration at enrolment) and
 //! must be signed by its own threshold. A new root is accepted only if its version is exactly
@@ -13,6 +23,12 @@ use super::err::BundleError;
 use super::keys::{KeyId, PublicKey};
 use crate::time::Timestamp;
 
+/// How long a root without `expires_at` vouches for anything (from its `issued_at`): no root
+/// is valid forever.
+pub const DEFAULT_ROOT_VALIDITY_DAYS: i64 = 365;
+/// The longest validity a root may claim (`expires_at - issued_at`).
+pub const MAX_ROOT_VALIDITY_DAYS: i64 = 3 * 366;
+
 /// Largest trust root the agent reads.
 pub const MAX_TRUST_ROOT_BYTES: usize = 64 * 1024;
 
@@ -24,13 +40,16 @@ pub struct TrustRootDoc {
     pub version: u64,
     /// When it was issued.
     pub issued_at: Timestamp,
-    /// Security office keys that sign policies and roots.
+    /// Root keys: they sign trust roots (and bundles too when `policy` is absent).
     pub keys: Vec<KeyEntry>,
     /// How many of `keys` must sign.
     pub threshold: u32,
     /// Document registry keys that sign custody records.
     #[serde(default)]
     pub registry: Option<RoleKeys>,
+    /// Policy keys that sign bundles (and nothing else); when absent, the root keys do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RoleKeys>,
     /// Base64 X25519 public key the office opens upload batches with (sync seals each batch
     /// to it). Signed here so no relay can substitute its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,7 +96,9 @@ pub struct TrustRoot {
     doc: TrustRootDoc,
     office: KeySet,
     registry: KeySet,
+    policy: Option<KeySet>,
     envelope_bytes: Vec<u8>,
+    digest: String,
 }
 
 const WHAT: &str = "trust root";
@@ -122,6 +143,14 @@ impl TrustRoot {
         if doc.version == 0 {
             return Err(BundleError::InvalidTrustRoot("version starts at 1".into()));
         }
+        if let Some(e) = doc.expires_at
+            && e.0.saturating_sub(doc.issued_at.0) > MAX_ROOT_VALIDITY_DAYS * 86_400_000
+        {
+            return Err(BundleError::InvalidTrustRoot(format!(
+                "expires_at {e} is more than {MAX_ROOT_VALIDITY_DAYS} days after issued_at {}",
+                doc.issued_at
+            )));
+        }
         let office = key_set(&doc.keys, doc.threshold, "office")?;
         if let Some(k) = &doc.upload_key
             && decode_upload_key(k).is_none()
@@ -134,11 +163,27 @@ impl TrustRoot {
             Some(r) => key_set(&r.keys, r.threshold, "registry")?,
             None => KeySet::default(),
         };
+        let policy = match &doc.policy {
+            Some(r) => Some(key_set(&r.keys, r.threshold, "policy")?),
+            None => None,
+        };
+        // One role per key: a policy or registry key that could also sign roots would let
+        // its thief rotate the root.
+        for (role, set) in [("policy", policy.as_ref()), ("registry", Some(&registry))] {
+            if let Some(k) = set.and_then(|s| s.iter().find(|k| office.iter().any(|o| o == *k))) {
+                return Err(BundleError::InvalidTrustRoot(format!(
+                    "key `{}` is both a root key and a {role} key: a key holds one role",
+                    k.keyid()
+                )));
+            }
+        }
         let root = TrustRoot {
             doc,
             office,
             registry,
+            policy,
             envelope_bytes: bytes.to_vec(),
+            digest: super::keys::hex(&super::envelope::payload_digest(&payload)),
         };
         Ok((env, payload, root))
     }
@@ -164,15 +209,25 @@ impl TrustRoot {
 
     /// Refuses a root past its `expires_at` (at provisioning and rotation).
     pub fn check_current(&self, now: Timestamp) -> Result<(), BundleError> {
-        match self.doc.expires_at {
-            Some(expires_at) if now >= expires_at => Err(BundleError::Expired { expires_at, now }),
-            _ => Ok(()),
+        let expires_at = self.expires_at_or_default();
+        if now >= expires_at {
+            return Err(BundleError::Expired { expires_at, now });
         }
+        Ok(())
     }
 
-    /// When the root expires, if it does.
+    /// When the root expires: its `expires_at`, or [`DEFAULT_ROOT_VALIDITY_DAYS`] after its
+    /// `issued_at` when it names none.
     pub fn expires_at(&self) -> Option<Timestamp> {
-        self.doc.expires_at
+        Some(self.expires_at_or_default())
+    }
+
+    fn expires_at_or_default(&self) -> Timestamp {
+        self.doc.expires_at.unwrap_or_else(|| {
+            self.doc
+                .issued_at
+                .plus_seconds(DEFAULT_ROOT_VALIDITY_DAYS * 86_400)
+        })
     }
 
     /// Reloads a root the agent verified and stored itself.
@@ -222,9 +277,23 @@ impl TrustRoot {
         self.doc.threshold as usize
     }
 
-    /// Office keys.
+    /// Root keys (they sign trust roots).
     pub fn office_keys(&self) -> &KeySet {
         &self.office
+    }
+
+    /// The keys and threshold that sign policy bundles: the policy role, or the root keys on
+    /// a root written before the roles were separated.
+    pub fn policy_keys(&self) -> (&KeySet, usize) {
+        match (&self.policy, &self.doc.policy) {
+            (Some(set), Some(r)) => (set, r.threshold as usize),
+            _ => (&self.office, self.threshold()),
+        }
+    }
+
+    /// Whether bundles are signed by keys of their own (not the root keys).
+    pub fn roles_separated(&self) -> bool {
+        self.policy.is_some()
     }
 
     /// Registry keys and threshold (threshold 0 when no registry is configured).
@@ -246,6 +315,18 @@ impl TrustRoot {
     /// The document.
     pub fn doc(&self) -> &TrustRootDoc {
         &self.doc
+    }
+
+    /// Hex SHA-256 of the signed payload: the root's identity whatever the envelope's
+    /// formatting (check-in reports it; the office compares it with what it published).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The payload digest of a root envelope, read without checking any signature (the
+    /// office, for roots it published itself).
+    pub fn claimed_digest(bytes: &[u8]) -> Result<String, BundleError> {
+        Self::parse(bytes).map(|(_, _, root)| root.digest)
     }
 
     /// The exact envelope bytes, for storing.

@@ -17,6 +17,10 @@ pub const MAX_BUNDLE_BYTES: usize = 1024 * 1024;
 /// keys cannot outlive this, and a device offline that long freezes.
 pub const MAX_BUNDLE_VALIDITY_DAYS: i64 = 90;
 
+/// How far ahead of the device's time a bundle's `issued_at` may be (clocks differ; more than
+/// this is a bundle dated to move the device's high-water time, refused).
+pub const MAX_ISSUED_AHEAD_MS: i64 = 86_400_000;
+
 const WHAT: &str = "policy bundle";
 
 /// The bundle's metadata.
@@ -86,14 +90,10 @@ pub fn verify_signed(bytes: &[u8], trust: &TrustRoot) -> Result<VerifiedBundle, 
     // Steps 1-4: size cap, envelope, payload type, payload bytes.
     let (env, payload) = Envelope::open(bytes, WHAT, POLICY_BUNDLE_TYPE, MAX_BUNDLE_BYTES)?;
     let digest = payload_digest(&payload);
-    // Step 5: signatures by a threshold of the office's keys, before reading the payload.
-    env.check_threshold_digest(
-        WHAT,
-        &digest,
-        trust.office_keys(),
-        trust.threshold(),
-        "trust root",
-    )?;
+    // Step 5: signatures by a threshold of the policy role's keys, before reading the
+    // payload.
+    let (keys, threshold) = trust.policy_keys();
+    env.check_threshold_digest(WHAT, &digest, keys, threshold, "policy keys")?;
     read_payload(&payload, &digest)
 }
 
@@ -170,6 +170,12 @@ fn check_rollback(h: &BundleHeader, installed: &Installed) -> Result<(), BundleE
 }
 
 fn check_expiry(h: &BundleHeader, now: Timestamp) -> Result<(), BundleError> {
+    if h.issued_at.0 > now.0.saturating_add(MAX_ISSUED_AHEAD_MS) {
+        return Err(BundleError::IssuedInFuture {
+            issued_at: h.issued_at,
+            now,
+        });
+    }
     if h.expires_at <= h.issued_at {
         return Err(BundleError::Malformed {
             what: WHAT,

@@ -95,13 +95,6 @@ pub enum StoreError {
         /// The lock file.
         path: PathBuf,
     },
-    /// A time outside 1970-01-01..=9999-12-31 (a broken clock or a hostile caller): refused
-    /// before anything is sealed with it.
-    #[error("time {ms} ms is outside 1970-01-01..9999-12-31: refused")]
-    TimeOutOfRange {
-        /// The milliseconds given.
-        ms: i64,
-    },
 }
 
 /// The first broken link found by [`super::Store::verify`].

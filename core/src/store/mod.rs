@@ -361,9 +361,7 @@ impl Store {
                 .conn
                 .prepare("SELECT seq FROM violations ORDER BY seq")
                 .map_err(sql)?;
-            let seqs = stmt
-                .query_map([], |r| r.get::<_, i64>(0))
-                .map_err(sql)?;
+            let seqs = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(sql)?;
             let mut expected = anchor + 1;
             for seq in seqs {
                 let seq = from_sql(seq.map_err(sql)?);
@@ -465,7 +463,11 @@ impl Store {
         records: &[ViolationRecord],
     ) -> Result<Vec<u64>, StoreError> {
         let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
-        if anchor.seq.checked_add(count).is_none_or(|end| end > MAX_SEQ) {
+        if anchor
+            .seq
+            .checked_add(count)
+            .is_none_or(|end| end > MAX_SEQ)
+        {
             return Err(StoreError::Encode(format!(
                 "{count} records after seq {} would pass the largest seq",
                 anchor.seq

@@ -116,7 +116,7 @@ pub struct CheckIn {
     pub policy: Option<PolicyState>,
     /// Installed trust root version.
     pub trust_root_version: u64,
-    /// Hex SHA-256 of the installed trust root's envelope: the office alerts on a root it
+    /// Hex SHA-256 of the installed trust root's signed payload: the office alerts on a root it
     /// never published (a thief's rotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_root_digest: Option<String>,

@@ -34,6 +34,7 @@ pub fn root_doc(
         keys: keys.iter().map(|k| KeyEntry::of(k.public())).collect(),
         threshold,
         registry: None,
+        policy: None,
     }
 }
 

@@ -648,8 +648,10 @@ public protocol BaomiAgentProtocol: AnyObject, Sendable {
     func exportViolationsJsonl() throws  -> String
     
     /**
-     * A handle for the JNI fast path (`cn.baomi.agent.FastPath`), valid until
-     * `release_fast_path` or process end.
+     * The handle for the JNI fast path (`cn.baomi.agent.FastPath`): the same number each
+     * time for this agent, valid until `release_fast_path` or until the agent is destroyed
+     * (calls then answer -1; the handle never keeps the agent or its store open). 0 when
+     * the handle table is full.
      */
     func fastPathHandle()  -> UInt64
     
@@ -851,8 +853,10 @@ open func exportViolationsJsonl()throws  -> String  {
 }
     
     /**
-     * A handle for the JNI fast path (`cn.baomi.agent.FastPath`), valid until
-     * `release_fast_path` or process end.
+     * The handle for the JNI fast path (`cn.baomi.agent.FastPath`): the same number each
+     * time for this agent, valid until `release_fast_path` or until the agent is destroyed
+     * (calls then answer -1; the handle never keeps the agent or its store open). 0 when
+     * the handle table is full.
      */
 open func fastPathHandle() -> UInt64  {
     return try!  FfiConverterUInt64.lift(try! rustCall() {
@@ -3125,6 +3129,15 @@ enum BaomiError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */reason: String
     )
     /**
+     * A value from the platform the core refuses: a time outside 1970..9999, text that is
+     * not UTF-8 (from a caller that bypassed the generated encoders).
+     */
+    case InvalidInput(
+        /**
+         * What was wrong.
+         */reason: String
+    )
+    /**
      * A platform callback (key store, HTTP client, clock) failed or threw.
      */
     case Platform(
@@ -3181,7 +3194,10 @@ public struct FfiConverterTypeBaomiError: FfiConverterRustBuffer {
         case 8: return .Sync(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 9: return .Platform(
+        case 9: return .InvalidInput(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 10: return .Platform(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -3234,8 +3250,13 @@ public struct FfiConverterTypeBaomiError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Platform(reason):
+        case let .InvalidInput(reason):
             writeInt(&buf, Int32(9))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Platform(reason):
+            writeInt(&buf, Int32(10))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -4057,7 +4078,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_baomi_ffi_checksum_method_baomiagent_export_violations_jsonl() != 38171) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_baomi_ffi_checksum_method_baomiagent_fast_path_handle() != 36079) {
+    if (uniffi_baomi_ffi_checksum_method_baomiagent_fast_path_handle() != 37257) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_baomi_ffi_checksum_method_baomiagent_handle_event_json() != 60647) {

@@ -8,6 +8,8 @@ pub(super) struct Session {
     pub(super) key: ProofKey,
     /// Base64 of the key, as the device row keeps it until finish.
     pub(super) stored: zeroize::Zeroizing<String>,
+    /// The device reports a trust root or bundle the office never published.
+    pub(super) alert: Option<String>,
 }
 
 impl Server {
@@ -48,7 +50,67 @@ impl Server {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.encode(raw.as_slice())
         });
-        Ok(Session { key, stored })
+        let alert = self.unpublished(req);
+        Ok(Session { key, stored, alert })
+    }
+
+    /// A trust root or bundle the device reports that this office never published (a
+    /// thief's rotation or bundle reached it): the alert's text. Digests of what was published
+    /// are read once per version and kept.
+    fn unpublished(&self, req: &CheckIn) -> Option<String> {
+        let root = req.trust_root_digest.as_deref().and_then(|d| {
+            let published = self.published_digest(Published::Root, req.trust_root_version)?;
+            (published.as_deref() != Some(d)).then(|| {
+                format!(
+                    "reports trust root v{} that the office never published: rotated by someone else (push the office's root through managed configuration)",
+                    req.trust_root_version
+                )
+            })
+        });
+        let bundle = req.policy.as_ref().and_then(|p| {
+            let published = self.published_digest(Published::Bundle, p.version)?;
+            (published.as_deref() != Some(p.digest.as_str())).then(|| {
+                format!(
+                    "reports policy {} v{} that the office never published",
+                    p.id, p.version
+                )
+            })
+        });
+        root.or(bundle)
+    }
+
+    /// The digest of the root or bundle the office published at `version` (`Some(None)`: none
+    /// was); `None` when the database could not say (no alert then).
+    fn published_digest(&self, what: Published, version: u64) -> Option<Option<String>> {
+        if let Some(d) = self
+            .published
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(what, version)).cloned())
+        {
+            return Some(Some(d));
+        }
+        let v = i64::try_from(version).ok()?;
+        let sql = match what {
+            Published::Root => "SELECT envelope FROM trust_roots WHERE version = $1",
+            Published::Bundle => "SELECT digest FROM bundles WHERE version = $1",
+        };
+        let rows = self
+            .db
+            .tx(|c| Ok(c.query(sql, &[v.into()])?))
+            .map_err(|e: ApiError| log::warn!("published digest: {}", e.message))
+            .ok()?;
+        let Some(value) = rows.first().and_then(|r| text(r, 0)) else {
+            return Some(None);
+        };
+        let digest = match what {
+            Published::Root => TrustRoot::claimed_digest(value.as_bytes()).ok()?,
+            Published::Bundle => value,
+        };
+        if let Ok(mut m) = self.published.lock() {
+            m.insert((what, version), digest.clone());
+        }
+        Some(Some(digest))
     }
 
     /// Zones only the phone sees: its posture goes to the MDM when the MDM applies it. A
@@ -77,7 +139,8 @@ pub(super) fn record_check_in(
         row.head_seq,
         &row.head_tag,
         row.generation,
-    )?;
+    )?
+    .or_else(|| session.alert.clone());
     if let Some(a) = &alert {
         log::warn!("device {dev}: {a}");
     }

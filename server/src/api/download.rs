@@ -54,8 +54,8 @@ impl Server {
         })?;
         // Proven with the session key of the sync's check-in, over exactly this answer: a relay
         // cannot drop a custody record, a bundle or a rotation from it unseen.
-        let stored =
-            session.ok_or_else(|| ApiError::conflict("download without a check-in in this sync"))?;
+        let stored = session
+            .ok_or_else(|| ApiError::conflict("download without a check-in in this sync"))?;
         let key = ProofKey::from_base64(&stored)
             .ok_or_else(|| ApiError::internal("stored session key is damaged"))?;
         resp.proof = key.prove(Answer::Download, dev, body, &resp.proof_bytes());

@@ -140,6 +140,15 @@ pub struct Server {
     mdm: Option<crate::mdm::MdmConfig>,
     /// The newest published policy, parsed once per version ([`Server::newest_policy`]).
     newest_policy: std::sync::Mutex<Option<(i64, std::sync::Arc<ValidPolicy>)>>,
+    /// Digests of published roots and bundles by version (published ones never change).
+    published: std::sync::Mutex<std::collections::HashMap<(Published, u64), String>>,
+}
+
+/// What a device reports that the office may or may not have published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Published {
+    Root,
+    Bundle,
 }
 
 impl std::fmt::Debug for Server {
@@ -189,6 +198,7 @@ impl Server {
             device_keys: std::sync::Mutex::new(std::collections::HashMap::new()),
             mdm: None,
             newest_policy: std::sync::Mutex::new(None),
+            published: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 

@@ -56,15 +56,8 @@ impl Server {
             let (row, waiting) = claim_check_in(c, dev, at, req.check_in.custody_cursor)?;
             // One write of the device row for the three stages.
             let mut update = DeviceUpdate::default();
-            let check_in = record_check_in(
-                dev,
-                &req.check_in,
-                &row,
-                waiting,
-                session,
-                now,
-                &mut update,
-            )?;
+            let check_in =
+                record_check_in(dev, &req.check_in, &row, waiting, session, now, &mut update)?;
             let acked = batch
                 .map(|b| store_batch(c, dev, b, &row, now, &mut update))
                 .transpose()?;

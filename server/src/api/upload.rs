@@ -142,7 +142,11 @@ pub(super) fn store_batch(
     {
         let stored = c.query(
             "SELECT seq, tag FROM violations WHERE device_id = $1 AND seq >= $2 AND seq <= $3",
-            &[dev.into(), seq_i64(first.seq)?.into(), seq_i64(last.seq)?.into()],
+            &[
+                dev.into(),
+                seq_i64(first.seq)?.into(),
+                seq_i64(last.seq)?.into(),
+            ],
         )?;
         for r in &stored {
             let seq = u(int(r, 0));

@@ -78,6 +78,7 @@ pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
         }),
         upload_key: Some(upload.public_base64()),
         expires_at: None,
+        policy: None,
     };
     OfficeKeys {
         root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(),

@@ -1041,7 +1041,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_export_violations_jsonl() and 0xFFFF) != 38171) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_fast_path_handle() and 0xFFFF) != 36079) {
+    if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_fast_path_handle() and 0xFFFF) != 37257) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_baomi_ffi_checksum_method_baomiagent_handle_event_json() and 0xFFFF) != 60647) {
@@ -1614,8 +1614,10 @@ public interface BaomiAgentInterface {
     fun `exportViolationsJsonl`(): kotlin.String
     
     /**
-     * A handle for the JNI fast path (`cn.baomi.agent.FastPath`), valid until
-     * `release_fast_path` or process end.
+     * The handle for the JNI fast path (`cn.baomi.agent.FastPath`): the same number each
+     * time for this agent, valid until `release_fast_path` or until the agent is destroyed
+     * (calls then answer -1; the handle never keeps the agent or its store open). 0 when
+     * the handle table is full.
      */
     fun `fastPathHandle`(): kotlin.ULong
     
@@ -1867,8 +1869,10 @@ open class BaomiAgent: Disposable, AutoCloseable, BaomiAgentInterface
 
     
     /**
-     * A handle for the JNI fast path (`cn.baomi.agent.FastPath`), valid until
-     * `release_fast_path` or process end.
+     * The handle for the JNI fast path (`cn.baomi.agent.FastPath`): the same number each
+     * time for this agent, valid until `release_fast_path` or until the agent is destroyed
+     * (calls then answer -1; the handle never keeps the agent or its store open). 0 when
+     * the handle table is full.
      */override fun `fastPathHandle`(): kotlin.ULong {
             return FfiConverterULong.lift(
     callWithHandle {
@@ -4439,6 +4443,21 @@ sealed class BaomiException: kotlin.Exception() {
     }
     
     /**
+     * A value from the platform the core refuses: a time outside 1970..9999, text that is
+     * not UTF-8 (from a caller that bypassed the generated encoders).
+     */
+    class InvalidInput(
+        
+        /**
+         * What was wrong.
+         */
+        val `reason`: kotlin.String
+        ) : BaomiException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
      * A platform callback (key store, HTTP client, clock) failed or threw.
      */
     class Platform(
@@ -4491,7 +4510,10 @@ public object FfiConverterTypeBaomiError : FfiConverterRustBuffer<BaomiException
             8 -> BaomiException.Sync(
                 FfiConverterString.read(buf),
                 )
-            9 -> BaomiException.Platform(
+            9 -> BaomiException.InvalidInput(
+                FfiConverterString.read(buf),
+                )
+            10 -> BaomiException.Platform(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4534,6 +4556,11 @@ public object FfiConverterTypeBaomiError : FfiConverterRustBuffer<BaomiException
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is BaomiException.Sync -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is BaomiException.InvalidInput -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -4586,8 +4613,13 @@ public object FfiConverterTypeBaomiError : FfiConverterRustBuffer<BaomiException
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is BaomiException.Platform -> {
+            is BaomiException.InvalidInput -> {
                 buf.putInt(9)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is BaomiException.Platform -> {
+                buf.putInt(10)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
