@@ -1690,3 +1690,290 @@ fn what_the_phone_applied_reaches_the_fleet_view() {
     assert_eq!(row.compliant, Some(false));
     assert_eq!(row.enforcement, Some(Enforcement::ProfileOwnerPersonal));
 }
+
+/// Rules of the records the device still holds.
+fn device_rules(a: &Agent) -> Vec<String> {
+    a.store()
+        .records_after(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .flat_map(|v| v.record.rules)
+        .collect()
+}
+
+/// Rules of the records the office received from `dev`.
+fn office_rules(admin: &Server, dev: &str) -> Vec<String> {
+    admin::violations(admin, Some(dev))
+        .unwrap()
+        .iter()
+        .flat_map(|v| {
+            v["record"]["rules"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+        })
+        .collect()
+}
+
+// Issue 19, item 1: a relay drops a custody sign-out (or a newer bundle) from the download.
+// Before, the sync counted as good three times in a row with the camera on. Now the download
+// answer is proven over exactly what it carries: the sync fails, the failure is recorded once,
+// `last_success` stays (so the device fails closed when it persists), and the next honest sync
+// delivers the sign-out and the record.
+#[test]
+fn a_relay_withholding_what_the_office_sent_fails_the_sync_and_is_recorded() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        let dev = d.id();
+        let raw = transport(&srv.base);
+        let posted = raw
+            .send(&HttpRequest {
+                method: "POST".into(),
+                path: path::REGISTRY_CUSTODY.into(),
+                headers: vec![],
+                body: o.custody("w-1", CustodyAction::SignOut, &o.registry),
+            })
+            .unwrap();
+        assert_eq!(posted.status, 200);
+        admin.publish_bundle(&o.bundle(&[&dev], 2)).unwrap();
+        let relay = Relay::new(&srv.base, |req: &HttpRequest, inner: &HttpTransport| {
+            let mut resp = inner.send(req)?;
+            if req.path == path::DOWNLOAD && resp.status == 200 {
+                let mut dl: DownloadResponse = serde_json::from_slice(&resp.body).unwrap();
+                dl.custody.clear();
+                dl.bundle = None;
+                resp.body = serde_json::to_vec(&dl).unwrap();
+            }
+            Ok(resp)
+        });
+        let before = d.agent.sync_state().last_success.unwrap();
+        for _ in 0..3 {
+            let e = sync_now(&mut d.agent, &relay, Timestamp::now()).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    SyncError::Unproven {
+                        path: "/v1/download"
+                    }
+                ),
+                "{}: {e}",
+                b.label
+            );
+            assert!(!d.agent.posture().camera_disabled);
+        }
+        assert_eq!(d.agent.sync_state().last_success, Some(before));
+        let withheld = |rules: Vec<String>| {
+            rules
+                .iter()
+                .filter(|r| *r == "baomi.withheld_delivery")
+                .count()
+        };
+        // Recorded once (it reaches the office with the next batch that gets through).
+        assert_eq!(
+            withheld(device_rules(&d.agent)) + withheld(office_rules(&admin, &dev)),
+            1,
+            "{}",
+            b.label
+        );
+        // Persisting, it fails closed as an overdue sync does.
+        let max_offline = d.agent.engine().unwrap().policy().source.sync.max_offline_s;
+        let later = before.plus_seconds(i64::from(max_offline) + 1);
+        d.agent.tick(later).unwrap();
+        assert_eq!(
+            d.agent.engine().unwrap().fail_closed_reason(later),
+            Some(FailClosedReason::SyncOverdue)
+        );
+        // The honest path: the sign-out and bundle arrive, the record reaches the office.
+        let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!((r.custody_applied, r.bundle_installed), (1, Some(2)));
+        assert!(d.agent.posture().camera_disabled);
+        assert_eq!(withheld(office_rules(&admin, &dev)), 1, "{}", b.label);
+    }
+}
+
+// Issue 19, item 3: a restored store records again at seqs the office already holds. Before,
+// the office stored nothing (`ON CONFLICT DO NOTHING`) yet sent a valid receipt, the phone
+// deleted the new records, and every later sync failed before the download. Now the office
+// gives no receipt for a seq it holds with another record, and the phone continues its chain
+// past what the office holds: nothing recorded after the restore is lost, and a newer bundle
+// still installs.
+#[test]
+fn a_store_restored_and_written_again_loses_nothing_and_still_installs_newer_policy() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let mut version = 0;
+        for stages in [false, true] {
+            let t = if stages {
+                Recording::stages_only(transport(&srv.base))
+            } else {
+                Recording::new(transport(&srv.base))
+            };
+            let phone = Phone {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            let mut a = phone.open();
+            a.provision_trust_root(&o.root, Timestamp::now()).unwrap();
+            let token = admin::new_token(&admin, 1).unwrap();
+            enroll(
+                &mut a,
+                &t,
+                &srv.base,
+                &token,
+                Platform::Android,
+                Timestamp::now(),
+            )
+            .unwrap();
+            let dev = a.store().device_id().to_owned();
+            version += 1;
+            admin.publish_bundle(&o.bundle(&[&dev], version)).unwrap();
+            sync_now(&mut a, &t, Timestamp::now()).unwrap();
+            let mut d = Device {
+                agent: a,
+                _dir: tempfile::tempdir().unwrap(),
+            };
+            d.violate(Timestamp::now());
+            sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+            drop(d);
+            phone.copy_store("older");
+            let mut d = Device {
+                agent: phone.open(),
+                _dir: tempfile::tempdir().unwrap(),
+            };
+            for _ in 0..3 {
+                d.violate(Timestamp::now());
+            }
+            sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+            let held = received(&admin, &dev);
+            assert_eq!(held, [1, 2, 3, 4], "{}", b.label);
+            drop(d);
+            phone.restore_store("older");
+            // After the restore: two new records at seqs 2 and 3, which the office holds.
+            let mut d = Device {
+                agent: phone.open(),
+                _dir: tempfile::tempdir().unwrap(),
+            };
+            let marks: Vec<Timestamp> = (0..2)
+                .map(|i| Timestamp::now().plus_millis(i * 1_000 + 500))
+                .collect();
+            for m in &marks {
+                d.violate(*m);
+            }
+            version += 1;
+            admin.publish_bundle(&o.bundle(&[&dev], version)).unwrap();
+            let r = sync_now(&mut d.agent, &t, Timestamp::now())
+                .unwrap_or_else(|e| panic!("{} stages={stages}: {e}", b.label));
+            assert_eq!(
+                r.bundle_installed,
+                Some(version),
+                "{} stages={stages}",
+                b.label
+            );
+            // Nothing the office held was overwritten, nothing recorded since was lost.
+            let office = admin::violations(&admin, Some(&dev)).unwrap();
+            let times: Vec<String> = office
+                .iter()
+                .map(|v| v["record"]["event"]["at"].as_str().unwrap_or("").to_owned())
+                .collect();
+            for m in &marks {
+                assert!(
+                    times.contains(&m.to_rfc3339()),
+                    "{} stages={stages}: {} missing from {times:?}",
+                    b.label,
+                    m.to_rfc3339()
+                );
+            }
+            assert_eq!(&received(&admin, &dev)[..4], held, "{}", b.label);
+            assert!(
+                office_rules(&admin, &dev).contains(&"baomi.store_damaged".to_owned()),
+                "{} stages={stages}",
+                b.label
+            );
+            assert_eq!(d.agent.store().unacked_count(), 0);
+            // And the next syncs are ordinary.
+            sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+            assert_eq!(
+                d.agent
+                    .engine()
+                    .unwrap()
+                    .fail_closed_reason(Timestamp::now()),
+                None
+            );
+        }
+    }
+}
+
+// Issue 19, item 2 (the office's side): a phone that reports a trust root the office never
+// published (a thief rotated it through a relay) raises an alert in the fleet view.
+#[test]
+fn a_phone_reporting_a_root_the_office_never_published_raises_an_alert() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        assert_eq!(admin::devices(&admin).unwrap()[0].alert, None);
+        // The thief (with the office key) rotates the phone's root to one of its own.
+        let thief = SigningKey::generate().unwrap();
+        let current = d.agent.trust_root().unwrap().doc().clone();
+        let mut forged = current.clone();
+        forged.version = 2;
+        forged.keys = vec![baomi_core::bundle::trust::KeyEntry::of(thief.public())];
+        let env = baomi_core::bundle::TrustRoot::sign(&forged, &[&o.key, &thief])
+            .to_json()
+            .into_bytes();
+        d.agent.rotate_trust_root(&env, Timestamp::now()).unwrap();
+        let _ = sync_now(&mut d.agent, &t, Timestamp::now());
+        let alert = admin::devices(&admin).unwrap()[0]
+            .alert
+            .clone()
+            .unwrap_or_default();
+        assert!(alert.contains("never published"), "{}: {alert:?}", b.label);
+    }
+}
+
+// Issue 19, item 6: batches had a count limit (100) but no byte limit: 100 inventory reports
+// of 600 packages made a 2.5 MB request answered 413 forever, and one report of 200,000
+// packages (8.7 MB) never went through. Now batches are cut by bytes and an oversized record
+// goes compacted, with the digest of the whole.
+#[test]
+fn a_backlog_of_large_records_uploads_and_a_huge_one_goes_compacted() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        let dev = d.id();
+        let inventory = |n: usize, tag: usize| -> String {
+            let mut pkgs: Vec<String> = (0..n)
+                .map(|i| format!("\"com.example.vendor{tag}.app{i:06}\""))
+                .collect();
+            pkgs.push("\"com.tencent.mm\"".into());
+            format!(
+                r#"{{"at":"{}","type":"app_inventory","packages":[{}]}}"#,
+                Timestamp::now().to_rfc3339(),
+                pkgs.join(",")
+            )
+        };
+        for i in 0..100 {
+            assert!(d.event(&inventory(600, i)).violation);
+        }
+        assert!(d.event(&inventory(200_000, 999)).violation);
+        let r = sync_now(&mut d.agent, &t, Timestamp::now())
+            .unwrap_or_else(|e| panic!("{}: {e}", b.label));
+        assert_eq!(r.uploaded, 101, "{}", b.label);
+        assert_eq!(d.agent.store().unacked_count(), 0);
+        let office = admin::violations(&admin, Some(&dev)).unwrap();
+        assert_eq!(office.len(), 101);
+        let huge = office.last().unwrap();
+        let reason = huge["record"]["reason"].as_str().unwrap();
+        assert!(reason.contains("compacted for upload"), "{reason}");
+        assert!(reason.contains("SHA-256"), "{reason}");
+    }
+}

@@ -313,9 +313,11 @@ fn run_stages(
     let acked_before = agent.store().acked_through();
 
     // The usual case in one request: the whole backlog fits in one batch.
-    let backlog = agent.unacknowledged(MAX_BATCH_RECORDS + 1, now)?;
+    let mut backlog = agent.unacknowledged(MAX_BATCH_RECORDS + 1, now)?;
+    let all = backlog.len();
+    fit_batch(&mut backlog);
     let mut in_one = None;
-    if backlog.len() <= MAX_BATCH_RECORDS {
+    if backlog.len() == all && all <= MAX_BATCH_RECORDS {
         let batch = seal_batch(&device, &upload_key, backlog)?;
         let req = SyncRequest {
             check_in: check_in.clone(),
@@ -511,6 +513,31 @@ fn finish_message(agent: &Agent, device: &str) -> Finish {
     }
 }
 
+/// Most bytes of records (as uploaded JSON) in one batch: sealed and in base64 a batch of this
+/// size stays well under the server's body limit ([`crate::sync::protocol::MAX_REQUEST_BYTES`],
+/// 2 MiB) with the check-in beside it.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Cuts a batch (oldest first) to [`MAX_BATCH_BYTES`], keeping at least one record, and
+/// compacts any record over [`MAX_UPLOAD_RECORD_BYTES`](crate::store::record::MAX_UPLOAD_RECORD_BYTES):
+/// a backlog of large records uploads in several batches and none is stuck behind a 413.
+fn fit_batch(records: &mut Vec<StoredViolation>) {
+    let mut total = 0usize;
+    let mut keep = 0usize;
+    for r in records.iter_mut() {
+        if let Some(c) = r.record.compacted() {
+            r.record = c;
+        }
+        let size = r.record.upload_size();
+        if keep > 0 && total.saturating_add(size) > MAX_BATCH_BYTES {
+            break;
+        }
+        total = total.saturating_add(size);
+        keep += 1;
+    }
+    records.truncate(keep);
+}
+
 /// A batch sealed for the office, with what its receipt must prove.
 struct SealedBatch {
     upload: Upload,
@@ -615,12 +642,9 @@ fn upload(
 ) -> Result<(), SyncError> {
     let device = identity.device_id();
     loop {
-        let Some(batch) = seal_batch(
-            device,
-            upload_key,
-            agent.unacknowledged(MAX_BATCH_RECORDS, now)?,
-        )?
-        else {
+        let mut records = agent.unacknowledged(MAX_BATCH_RECORDS, now)?;
+        fit_batch(&mut records);
+        let Some(batch) = seal_batch(device, upload_key, records)? else {
             return Ok(());
         };
         let (resp, _): (UploadResponse, _) =

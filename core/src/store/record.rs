@@ -62,3 +62,52 @@ pub struct StoredViolation {
     #[serde(flatten)]
     pub record: ViolationRecord,
 }
+
+/// Largest record, as uploaded JSON, that goes to the office whole; a larger one (an
+/// inventory of 200,000 packages) goes compacted ([`ViolationRecord::compacted`]).
+pub const MAX_UPLOAD_RECORD_BYTES: usize = 256 * 1024;
+
+/// Longest list and longest text a compacted record keeps.
+const COMPACT_LIST: usize = 200;
+const COMPACT_TEXT: usize = 1024;
+
+impl ViolationRecord {
+    /// The record as uploaded JSON, and its size.
+    pub fn upload_size(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |v| v.len())
+    }
+
+    /// A copy that fits [`MAX_UPLOAD_RECORD_BYTES`]: every list cut to its first 200 items and
+    /// every text to 1,024 characters, with the reason naming the SHA-256 and size of the full
+    /// record (which stays on the device until acknowledged, and in exports). `None` if it
+    /// fits as it is.
+    pub fn compacted(&self) -> Option<ViolationRecord> {
+        let full = serde_json::to_vec(self).ok()?;
+        if full.len() <= MAX_UPLOAD_RECORD_BYTES {
+            return None;
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(&full).ok()?;
+        fn shrink(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Array(a) => {
+                    a.truncate(COMPACT_LIST);
+                    a.iter_mut().for_each(shrink);
+                }
+                serde_json::Value::Object(o) => o.values_mut().for_each(shrink),
+                serde_json::Value::String(s) if s.chars().count() > COMPACT_TEXT => {
+                    *s = s.chars().take(COMPACT_TEXT).collect();
+                }
+                _ => {}
+            }
+        }
+        shrink(&mut v);
+        let mut out: ViolationRecord = serde_json::from_value(v).ok()?;
+        out.reason = format!(
+            "{} [compacted for upload: the full record is {} bytes, SHA-256 {}]",
+            out.reason,
+            full.len(),
+            crate::bundle::keys::hex_digest(&full)
+        );
+        Some(out)
+    }
+}
