@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use baomi_core::agent::{Agent, SYNC_OVERDUE_RULE};
 use baomi_core::agent::{SyncError, enroll, sync_now, wait_for_change};
-use baomi_core::bundle::{BundleError, SigningKey, sign_bundle};
+use baomi_core::bundle::{SigningKey, sign_bundle};
 use baomi_core::compile::Platform;
 use baomi_core::engine::FailClosedReason;
 use baomi_core::event::Event;
@@ -735,7 +735,9 @@ fn a_newer_bundle_flows_to_the_device_and_a_rolled_back_one_is_refused() {
         // The server itself refuses to publish an older version.
         assert!(admin.publish_bundle(&v1).is_err());
         // A relay slips version 1 into a download (one the check-in asked for: custody is
-        // waiting). Downloads are signed material, verified on the device.
+        // waiting). The download is proven over what it carries, so the substitution itself
+        // fails the sync (and the bundle inside is signed material the device would refuse as a
+        // rollback anyway: `core/tests/bundle.rs`).
         admin
             .accept_custody(&o.custody("r-1", CustodyAction::SignOut, &o.registry))
             .unwrap();
@@ -745,14 +747,19 @@ fn a_newer_bundle_flows_to_the_device_and_a_rolled_back_one_is_refused() {
         };
         let e = sync_now(&mut d.agent, &liar, Timestamp::now()).unwrap_err();
         assert!(
-            matches!(e, SyncError::Rejected(BundleError::Rollback { .. })),
+            matches!(
+                e,
+                SyncError::Unproven {
+                    path: "/v1/download"
+                }
+            ),
             "{e}"
         );
         assert_eq!(d.agent.installed().unwrap().header.version, 2);
         let log = d.agent.store().records_after(0, 10).unwrap();
         assert!(
             log.iter()
-                .any(|r| r.record.rules == ["baomi.rejected_delivery"])
+                .any(|r| r.record.rules == ["baomi.withheld_delivery"])
         );
     }
 }
@@ -1206,7 +1213,9 @@ fn custody_records_replayed_or_early_are_neither_applied_twice_nor_lost() {
             }
             Ok(resp)
         });
-        sync_now(&mut d.agent, &drop_bundle, Timestamp::now()).unwrap();
+        // The download no longer carries its proof: the sync fails, nothing is applied.
+        let e = sync_now(&mut d.agent, &drop_bundle, Timestamp::now()).unwrap_err();
+        assert!(matches!(e, SyncError::Unproven { .. }), "{e}");
         assert_eq!(d.agent.sync_state().custody_cursor, 0, "{}", b.label);
         // The next honest sync applies both: the sign-out was not skipped.
         let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
@@ -1253,12 +1262,19 @@ fn custody_records_replayed_or_early_are_neither_applied_twice_nor_lost() {
             }
             Ok(resp)
         });
-        sync_now(&mut d.agent, &replay, Timestamp::now()).unwrap();
+        // Spliced into the download, the replay breaks its proof: nothing is applied (the
+        // device's own refusal of a replayed return, had it arrived signed, is
+        // `core/tests/device_integrity.rs::replayed_or_out_of_order_custody_records_end_nothing`).
+        let e = sync_now(&mut d.agent, &replay, Timestamp::now()).unwrap_err();
+        assert!(matches!(e, SyncError::Unproven { .. }), "{e}");
         assert!(
             d.agent.posture().camera_disabled,
             "{}: a replayed return ended custody",
             b.label
         );
+        // The honest sync applies the real record behind it; custody stays on.
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert!(d.agent.posture().camera_disabled);
     }
 }
 
@@ -1895,6 +1911,13 @@ fn a_store_restored_and_written_again_loses_nothing_and_still_installs_newer_pol
                 "{} stages={stages}",
                 b.label
             );
+            let fleet = admin::devices(&admin).unwrap();
+            let alert = fleet
+                .iter()
+                .find(|x| x.device_id == dev)
+                .and_then(|x| x.alert.clone())
+                .unwrap_or_default();
+            assert!(!alert.is_empty(), "{} stages={stages}: an alert", b.label);
             assert_eq!(d.agent.store().unacked_count(), 0);
             // And the next syncs are ordinary.
             sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();

@@ -8,8 +8,8 @@
 //!
 //! A key holds one role: a root that lists a key under two roles is refused. A root without
 //! `policy` (written before the roles were separated) lets its root keys sign bundles too:
-//! such a root cannot stop a bundle-key thief from rotating it; `baomi trust new` always writes
-//! the roles apart.
+//! such a root cannot stop a bundle-key thief from rotating it (`baomi trust new` warns when
+//! no `--policy-key` is given).
 //!
 //! The first root reaches the phone out of band (MDM managed configuration at enrolment) and
 //! must be signed by its own threshold. A new root is accepted only if its version is exactly

@@ -162,6 +162,20 @@ pub(super) fn store_batch(
             }
         }
     }
+    // The device found its store damaged (or restored) and says so in a record: an alert the
+    // officer sees in the fleet, not only a row among the violations.
+    if let Some(r) = batch.records.iter().find(|r| {
+        r.record
+            .rules
+            .iter()
+            .any(|x| x == baomi_core::rules::STORE_DAMAGED)
+    }) {
+        let reason: String = r.record.reason.chars().take(300).collect();
+        update.set(
+            "alert",
+            format!("the device reports its store damaged: {reason}"),
+        );
+    }
     let (mut acked, mut acked_tag) = (row.acked_through, row.acked_tag.clone());
     // The usual batch: it starts right after the acknowledged run and every record is new, so
     // the run now ends at its last record, with its tag (no query). Records stored beyond it

@@ -80,20 +80,25 @@ class AgentTest {
     fun `the Kotlin key store wraps the data key, state survives a reopen, and another key is refused`() {
         val dir = tempDir("baomi-keys")
         val keys = JvmKeyStore()
-        openAgent(dir, keys).apply {
-            installTrustRoot(office.trustRoot.readBytes())
-            installBundle(office.bundle(status().deviceId, "important", 1))
-            handleEventJson("""{"at":"${at()}","type":"app_launched","package":"com.tencent.mm"}""")
+        openAgent(dir, keys).use {
+            it.installTrustRoot(office.trustRoot.readBytes())
+            it.installBundle(office.bundle(it.status().deviceId, "important", 1))
+            it.handleEventJson("""{"at":"${at()}","type":"app_launched","package":"com.tencent.mm"}""")
         }
         assertTrue(keys.calls >= 1)
         val again = openAgent(dir, keys)
         assertEquals(1uL, again.status().policyVersion)
         assertEquals(1, again.violations(0uL, 10u).size)
         assertEquals(1uL, again.verifyLog().records)
+        // One agent per store: a second open while this one lives is refused (two writers
+        // interleaved records and broke the chain), and works once it is destroyed.
+        val twice = assertThrows<BaomiException.Store> { openAgent(dir, keys) }
+        assertTrue(twice.reason.contains("another agent"), twice.reason)
+        again.destroy()
         val e = assertThrows<BaomiException.Store> { openAgent(dir, JvmKeyStore()) }
         assertTrue(e.reason.contains("data key does not match"), e.reason)
         // Nothing was harmed by the wrong key.
-        assertEquals(1uL, openAgent(dir, keys).verifyLog().records)
+        assertEquals(1uL, openAgent(dir, keys).use { it.verifyLog().records })
     }
 
     @Test
@@ -118,6 +123,17 @@ class AgentTest {
         assertEquals(-1L, FastPath.packageEvent(h + 1000, at, FastPath.LAUNCHED, "x"))
         agent.releaseFastPath(h.toULong())
         assertEquals(-1L, FastPath.packageEvent(h, at, FastPath.LAUNCHED, "x"))
+        // A handle never outlives its agent: once destroyed, an old handle records nothing.
+        val h2 = agent.fastPathHandle().toLong()
+        assertEquals(h2, agent.fastPathHandle().toLong(), "one handle per agent")
+        // A null package name (a Java caller) is a failure, never "allow".
+        val nullPkg = FastPath::class.java.getMethod(
+            "packageEvent", Long::class.javaPrimitiveType, Long::class.javaPrimitiveType,
+            Int::class.javaPrimitiveType, String::class.java,
+        ).invoke(null, h2, at + 3, FastPath.LAUNCHED, null) as Long
+        assertEquals(-1L, nullPkg)
+        agent.destroy()
+        assertEquals(-1L, FastPath.packageEvent(h2, at + 4, FastPath.LAUNCHED, "com.tencent.mm"))
     }
 }
 

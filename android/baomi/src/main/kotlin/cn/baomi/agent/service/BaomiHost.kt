@@ -224,6 +224,10 @@ class BaomiHost private constructor(
             intake.stop()
         }.get(10, TimeUnit.SECONDS)
         worker.shutdown()
+        worker.awaitTermination(10, TimeUnit.SECONDS)
+        // Releases the store (one agent per store) and every fast-path handle to it, so the
+        // host can be opened again in this process.
+        agent.destroy()
     }
 
     companion object {
