@@ -60,9 +60,16 @@ def test_refusals_are_typed_and_lose_nothing(office, open_agent):
     assert agent.status().policy_version == 2
     with pytest.raises(ffi.BaomiError.BadEvent):
         agent.handle_event_json('{"at": "yesterday", "type": "app_launched"}')
+    # One agent per store: a second open while the first lives is refused ...
+    with pytest.raises(ffi.BaomiError.Store, match="another agent"):
+        open_agent(keys=keys)
+    # ... and works once it is gone.
+    del agent
+    import gc
+    gc.collect()
     # Another Keychain key does not open the store, and harms nothing.
     from testkit import KeychainStandIn
-    with pytest.raises(ffi.BaomiError.Store):
+    with pytest.raises(ffi.BaomiError.Store, match="data key"):
         open_agent(keys=KeychainStandIn())
     again, _ = open_agent(keys=keys)
     assert again.status().policy_version == 2
