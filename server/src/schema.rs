@@ -130,6 +130,11 @@ CREATE TABLE IF NOT EXISTS login_failures (
     at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS login_failures_name ON login_failures (name, at);
+CREATE TABLE IF NOT EXISTS login_attempts (
+    name TEXT PRIMARY KEY,
+    window_start BIGINT NOT NULL,
+    count BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkins (
     device_id TEXT NOT NULL,
     at BIGINT NOT NULL,

@@ -2000,3 +2000,89 @@ fn a_backlog_of_large_records_uploads_and_a_huge_one_goes_compacted() {
         assert!(reason.contains("SHA-256"), "{reason}");
     }
 }
+
+// Issue 20, item 12: a `/v1/finish` with no check-in before it was refused (409) after it had
+// written the head and generation it carried, so a later restore went unseen. Now nothing a
+// refused request carries changes state.
+#[test]
+fn a_refused_finish_changes_nothing() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, _t) = enrolled(&o, &admin, &srv.base);
+        let row = || {
+            admin
+                .db()
+                .tx(|c| Ok(c.query("SELECT head_seq, generation FROM devices", &[])?))
+                .unwrap()[0]
+                .iter()
+                .map(|v| v.int().unwrap_or(-1))
+                .collect::<Vec<i64>>()
+        };
+        let before = row();
+        let id = d.agent.identity().unwrap();
+        let mut chain = d.agent.chain_state();
+        chain.head_seq = 999;
+        chain.generation = 999;
+        let finish = baomi_core::sync::protocol::Finish {
+            device_id: d.id(),
+            posture: d.agent.posture(),
+            policy: d.agent.policy_state(),
+            chain,
+            custody_cursor: 0,
+        };
+        let body = serde_json::to_vec(&finish).unwrap();
+        let r = signed(&srv.base, &id, path::FINISH, &body, Timestamp::now());
+        assert_eq!(
+            (r.status, code(&r)),
+            (409, "conflict".into()),
+            "{}",
+            b.label
+        );
+        assert_eq!(row(), before, "{}", b.label);
+    }
+}
+
+// Issue 20, item 13: a device id with a space, `#` or `?` enrolled and then its console page
+// was unreachable; a non-ASCII one enrolled and could never sync. Refused at enrolment.
+#[test]
+fn device_ids_that_cannot_travel_in_a_url_are_refused_at_enrolment() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let t = transport(&srv.base);
+        for bad in ["dev 1", "dev#1", "dev?x=1", "设备-1", "dev/1"] {
+            let dir = tempfile::tempdir().unwrap();
+            let kek = HostFileKeyProvider::open_or_create(&dir.path().join("kek")).unwrap();
+            let mut a = Agent::open(
+                &dir.path().join("store"),
+                &kek,
+                StoreOptions {
+                    device_id: Some(bad.into()),
+                    ..StoreOptions::default()
+                },
+                Platform::Android,
+                Timestamp::now(),
+            )
+            .unwrap();
+            a.provision_trust_root(&o.root, Timestamp::now()).unwrap();
+            let token = admin::new_token(&admin, 1).unwrap();
+            let e = enroll(
+                &mut a,
+                &t,
+                &srv.base,
+                &token,
+                Platform::Android,
+                Timestamp::now(),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(e, SyncError::Server { status: 400, .. }),
+                "{}: `{bad}`: {e}",
+                b.label
+            );
+        }
+    }
+}

@@ -12,8 +12,13 @@ impl Server {
                 req.protocol
             )));
         }
-        if req.device_id.is_empty() || req.device_id.len() > 128 {
-            return Err(ApiError::bad_request("device id must be 1-128 characters"));
+        // Ids travel in URL paths, headers and logs: restricted at enrolment so every page
+        // that names a device reaches it (a space, `#` or `?` made its console page
+        // unreachable; a non-ASCII id enrolled but could never sync).
+        if !valid_device_id(&req.device_id) {
+            return Err(ApiError::bad_request(
+                "device id must be 1-128 of A-Z, a-z, 0-9, '.', '_', '-'",
+            ));
         }
         let key = PublicKey::from_base64(&req.public_key)
             .map_err(|e| ApiError::bad_request(format!("public key: {e}")))?;
@@ -236,4 +241,12 @@ fn device_row(row: &[Value]) -> DeviceRow {
         session_key: text(row, 5).map(zeroize::Zeroizing::new),
         posture: text(row, 6),
     }
+}
+
+/// What a device id may be: 1-128 of `A-Za-z0-9._-`.
+pub fn valid_device_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }

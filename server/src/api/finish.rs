@@ -7,15 +7,18 @@ impl Server {
     pub(super) fn finish(&self, dev: &str, at: i64, req: Finish, body: &[u8]) -> Reply {
         Self::same_device(dev, &req.device_id)?;
         let now = self.now();
-        let session = self.db.tx(|c| {
+        let stored = self.db.tx(|c| {
             let row = claim_request(c, dev, at)?;
+            // Refused before anything is written: a finish without a check-in must not move
+            // the head or the generation (that hid a restored store from the alert).
+            let stored = row
+                .session_key
+                .ok_or_else(|| ApiError::conflict("finish without a check-in in this sync"))?;
             let mut update = DeviceUpdate::default();
             record_finish(c, dev, &req, now, None, &mut update)?;
             update.write(c, dev)?;
-            Ok(row.session_key)
+            Ok(stored)
         })?;
-        let stored =
-            session.ok_or_else(|| ApiError::conflict("finish without a check-in in this sync"))?;
         let key = ProofKey::from_base64(&stored)
             .ok_or_else(|| ApiError::internal("stored session key is damaged"))?;
         json(&FinishResponse {

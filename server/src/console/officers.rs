@@ -53,6 +53,25 @@ pub struct Officer {
 pub const MAX_FAILURES: usize = 5;
 /// The window failed logins are counted in.
 pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// Longest officer name, in bytes, anything anonymous may send.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest password anything anonymous may send (argon2 over megabytes is a cost of its own).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A fixed argon2id hash that unknown names are checked against (its password is random and
+/// thrown away): the same work as for a real officer.
+fn dummy_hash() -> Option<PasswordHash<'static>> {
+    static HASH: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
+        let salt = SaltString::encode_b64(b"baomi-dummy-salt").ok()?;
+        let secret = random_token(24).ok()?;
+        Argon2::default()
+            .hash_password(secret.as_bytes(), &salt)
+            .ok()
+            .map(|h| h.to_string())
+    });
+    HASH.as_deref().and_then(|h| PasswordHash::new(h).ok())
+}
+
 /// How long a session lasts.
 pub const SESSION_MS: i64 = 8 * 3600 * 1000;
 
@@ -109,6 +128,10 @@ impl Server {
                 "INSERT INTO officers (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET role = $2, password_hash = $3",
                 &[name.into(), role.as_str().into(), hash.clone().into(), now.0.into()],
             )?;
+            // A new password ends every session opened with the old one (a reset after a
+            // leak must lock out whoever had it), and clears the failed-login count.
+            c.execute("DELETE FROM officer_sessions WHERE officer = $1", &[name.into()])?;
+            c.execute("DELETE FROM login_attempts WHERE name = $1", &[name.into()])?;
             Ok(())
         })?;
         self.audit(name, "officer_add", &format!("role {}", role.as_str()))
@@ -118,16 +141,35 @@ impl Server {
     /// officer. After [`MAX_FAILURES`] failures in [`FAILURE_WINDOW_MS`], refused with 429
     /// before the password is even looked at.
     pub fn officer_login(&self, name: &str, password: &str) -> Result<(String, Officer), ApiError> {
+        // Anything longer than a name can be is refused before it is written anywhere (a 2 MiB
+        // name used to go into the failure table and the audit log).
+        if name.is_empty() || name.len() > MAX_NAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
+            return Err(ApiError::unauthorized("wrong name or password"));
+        }
         let now = self.now();
-        let (failures, row) = self.db().tx(|c| {
-            let f = c
+        // Check and count in one statement (an upsert takes the row's lock on both engines):
+        // every attempt counts before argon2 runs, so concurrent guesses cannot all slip in
+        // under the limit as they did when the count was read before and written after.
+        let (attempts, row) = self.db().tx(|c| {
+            let window_open = now.0 - FAILURE_WINDOW_MS;
+            let n = c
                 .query(
-                    "SELECT COUNT(*) FROM login_failures WHERE name = $1 AND at > $2",
-                    &[name.into(), (now.0 - FAILURE_WINDOW_MS).into()],
+                    "INSERT INTO login_attempts (name, window_start, count) VALUES ($1, $2, 1)
+                     ON CONFLICT (name) DO UPDATE SET
+                       count = CASE WHEN login_attempts.window_start > $3 THEN login_attempts.count + 1 ELSE 1 END,
+                       window_start = CASE WHEN login_attempts.window_start > $3 THEN login_attempts.window_start ELSE $2 END
+                     RETURNING count",
+                    &[name.into(), now.0.into(), window_open.into()],
                 )?
                 .first()
                 .and_then(|r| r.first().and_then(Value::int))
-                .unwrap_or(0);
+                .unwrap_or(i64::MAX);
+            // Attempts outside the window count for nothing: forgotten, so guessing names
+            // cannot grow the table without bound.
+            c.execute(
+                "DELETE FROM login_attempts WHERE window_start <= $1",
+                &[window_open.into()],
+            )?;
             let row = c
                 .query(
                     "SELECT role, password_hash FROM officers WHERE name = $1",
@@ -135,50 +177,43 @@ impl Server {
                 )?
                 .first()
                 .cloned();
-            Ok((f, row))
+            Ok((n, row))
         })?;
-        if failures >= MAX_FAILURES as i64 {
+        if attempts > MAX_FAILURES as i64 {
             return Err(ApiError::new_pub(
                 429,
                 "too_many_failures",
-                format!("{MAX_FAILURES} failed logins for {name}: wait 15 minutes"),
+                format!(
+                    "{MAX_FAILURES} failed logins for {name}: wait 15 minutes (or reset the password with `baomi-server officer add` on the server)"
+                ),
             ));
         }
-        let ok = row.as_ref().is_some_and(|r| {
-            r.get(1)
-                .and_then(Value::text)
-                .and_then(|h| PasswordHash::new(h).ok())
-                .is_some_and(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
+        // Argon2 runs whether or not the name exists (against a fixed hash for an unknown
+        // one), so the answer's timing does not tell which officer names exist.
+        let stored = row
+            .as_ref()
+            .and_then(|r| r.get(1).and_then(Value::text))
+            .and_then(|h| PasswordHash::new(h).ok());
+        let dummy = dummy_hash();
+        let checked = stored.as_ref().or(dummy.as_ref());
+        let verified = checked.is_some_and(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), h)
+                .is_ok()
         });
+        let ok = verified && stored.is_some();
         let role = row
             .as_ref()
             .and_then(|r| r.first().and_then(Value::text))
             .and_then(Role::parse);
         let (true, Some(role)) = (ok, role) else {
-            self.db().tx(|c| {
-                // Failures outside the window count for nothing: forgotten, so guessing names
-                // cannot grow the table without bound.
-                c.execute(
-                    "DELETE FROM login_failures WHERE at <= $1",
-                    &[(now.0 - FAILURE_WINDOW_MS).into()],
-                )?;
-                c.execute(
-                    "INSERT INTO login_failures (name, at) VALUES ($1, $2)",
-                    &[name.into(), now.0.into()],
-                )?;
-                Ok(())
-            })?;
             let _ = self.audit(name, "login_failed", "");
             return Err(ApiError::unauthorized("wrong name or password"));
         };
         let token = random_token(32)?;
         let csrf = random_token(24)?;
         self.db().tx(|c| {
-            c.execute("DELETE FROM login_failures WHERE name = $1", &[name.into()])?;
+            c.execute("DELETE FROM login_attempts WHERE name = $1", &[name.into()])?;
             c.execute("DELETE FROM officer_sessions WHERE expires_at < $1", &[now.0.into()])?;
             c.execute(
                 "INSERT INTO officer_sessions (token_hash, officer, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",

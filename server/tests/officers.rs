@@ -1,0 +1,130 @@
+//! Issue 20, "logins and sessions", against the server on SQLite and PostgreSQL (when
+//! `BAOMI_TEST_PG_URL` is set): the failed-login limit holds under concurrency, a name longer
+//! than any officer's is refused before anything is written, and a new password ends every
+//! session opened with the old one.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use baomi_core::time::Timestamp;
+use baomi_server::Server;
+use baomi_server::console::officers::{MAX_FAILURES, Role};
+use baomi_server::db::Db;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A server per backend, each on an empty database.
+fn servers() -> Vec<(&'static str, Server, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("s.db").display());
+    let mut v = vec![(
+        "sqlite",
+        Server::new(Db::open(&url, 4).unwrap(), None, Timestamp::now).unwrap(),
+        Some(dir),
+    )];
+    if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "baomi_o{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        v.push((
+            "postgres",
+            Server::new(Db::open(&url, 8).unwrap(), None, Timestamp::now).unwrap(),
+            None,
+        ));
+    }
+    v
+}
+
+fn audit_rows(s: &Server) -> usize {
+    s.audit_log(100_000).unwrap().len()
+}
+
+// Issue 20, item 7: after 4 failures, 40 concurrent guesses were all checked (the count was
+// read before argon2 and written after). Now each attempt is counted in the statement that
+// checks the limit: exactly one more guess is checked, the rest are refused with 429.
+#[test]
+fn concurrent_guesses_cannot_pass_the_failed_login_limit() {
+    for (label, s, _dir) in servers() {
+        s.officer_add("chen.admin", Role::Admin, PASSWORD).unwrap();
+        for _ in 0..MAX_FAILURES - 1 {
+            assert_eq!(
+                s.officer_login("chen.admin", "wrong password!")
+                    .unwrap_err()
+                    .status,
+                401
+            );
+        }
+        let s = Arc::new(s);
+        let threads: Vec<_> = (0..40)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    s.officer_login("chen.admin", "another guess!!")
+                        .unwrap_err()
+                        .status
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let checked = statuses.iter().filter(|s| **s == 401).count();
+        let refused = statuses.iter().filter(|s| **s == 429).count();
+        assert_eq!((checked, refused), (1, 39), "{label}: {statuses:?}");
+        // The right password is refused too until the window passes ...
+        assert_eq!(
+            s.officer_login("chen.admin", PASSWORD).unwrap_err().status,
+            429,
+            "{label}"
+        );
+        // ... or the local operator resets it (the recovery path).
+        s.officer_add("chen.admin", Role::Admin, PASSWORD).unwrap();
+        s.officer_login("chen.admin", PASSWORD).unwrap();
+    }
+}
+
+// Issue 20, item 6: 50 failed logins with 2 MiB names added 200 MiB to the database. A name
+// longer than any officer's is refused before anything is written.
+#[test]
+fn an_oversized_login_writes_nothing() {
+    for (label, s, _dir) in servers() {
+        let before = audit_rows(&s);
+        let huge = "x".repeat(2 * 1024 * 1024);
+        for _ in 0..50 {
+            assert_eq!(s.officer_login(&huge, "pw").unwrap_err().status, 401);
+            assert_eq!(
+                s.officer_login("chen", &huge).unwrap_err().status,
+                401,
+                "{label}"
+            );
+        }
+        assert_eq!(audit_rows(&s), before, "{label}");
+    }
+}
+
+// Issue 20, item 10: a password reset left live sessions valid for 8 hours.
+#[test]
+fn a_password_reset_ends_every_session() {
+    for (label, s, _dir) in servers() {
+        s.officer_add("li.auditor", Role::Auditor, PASSWORD)
+            .unwrap();
+        let (token, _) = s.officer_login("li.auditor", PASSWORD).unwrap();
+        assert!(s.officer_session(&token).unwrap().is_some());
+        s.officer_add("li.auditor", Role::Auditor, "a brand new password")
+            .unwrap();
+        assert!(s.officer_session(&token).unwrap().is_none(), "{label}");
+        s.officer_login("li.auditor", "a brand new password")
+            .unwrap();
+    }
+}
