@@ -10,8 +10,12 @@
 //! | body size | [`MAX_REQUEST_BYTES`] (declared or streamed) | 413 JSON |
 //! | time to send the body | `body_timeout` | 408 JSON |
 //! | open connections | `max_connections` | over it, closed at accept |
+//! | open connections from one address | `max_connections_per_peer` | over it, closed at accept |
+//! | request bodies held in memory, all clients | `max_body_bytes` (reserved as they arrive, the declared length at once) | over it, 503 JSON |
+//! | request bodies held in memory, one address | `max_body_bytes_per_peer` | over it, 503 JSON |
+//! | open long-polls (`/v1/wait`) | `max_waits`; one per device, the newest by signed time (an older or replayed one is refused, a newer one ends the one it replaces) | 503 / 401 JSON |
 //! | a connection's lifetime (idle keep-alive included) | `connection_lifetime` | closed |
-//! | requests doing database work at once | `max_in_flight` | the rest wait |
+//! | requests doing database work at once (a wait's checks included) | `max_in_flight` | the rest wait |
 //!
 //! The database is synchronous (rusqlite, and the `postgres` client with its own small
 //! runtime), so each request's work runs on tokio's blocking pool (`spawn_blocking`), as the
@@ -61,6 +65,14 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// How long a stop waits for requests in flight.
     pub drain_timeout: Duration,
+    /// Open connections from one address.
+    pub max_connections_per_peer: usize,
+    /// Bytes of request bodies held at once, all clients together.
+    pub max_body_bytes: usize,
+    /// Bytes of request bodies held at once from one address.
+    pub max_body_bytes_per_peer: usize,
+    /// Long-polls held open at once.
+    pub max_waits: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +86,10 @@ impl Default for Limits {
             connection_lifetime: Duration::from_secs(120),
             max_in_flight: 64,
             drain_timeout: Duration::from_secs(10),
+            max_connections_per_peer: 256,
+            max_body_bytes: 64 * 1024 * 1024,
+            max_body_bytes_per_peer: 8 * 1024 * 1024,
+            max_waits: 2048,
         }
     }
 }
@@ -101,6 +117,121 @@ struct Shared {
     changes: watch::Sender<i64>,
     /// Poke the change poller now (a change came through this process).
     poke: tokio::sync::Notify,
+    /// Body bytes held, in KiB permits (`max_body_bytes`).
+    body_budget: Arc<Semaphore>,
+    /// What each address holds now (connections, body KiB).
+    peers: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, PeerUse>>,
+    /// The open wait of each device: its signed time and the signal that ends it.
+    waits: std::sync::Mutex<std::collections::HashMap<String, (i64, Arc<tokio::sync::Notify>)>>,
+}
+
+/// What one address holds.
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerUse {
+    connections: usize,
+    body_kib: usize,
+}
+
+impl Shared {
+    fn with_peer<T>(&self, ip: std::net::IpAddr, f: impl FnOnce(&mut PeerUse) -> T) -> T {
+        let mut m = self
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = m.entry(ip).or_default();
+        let out = f(e);
+        if e.connections == 0 && e.body_kib == 0 {
+            m.remove(&ip);
+        }
+        out
+    }
+}
+
+/// A connection counted against its address; uncounted on drop.
+struct PeerConnection {
+    shared: Arc<Shared>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        self.shared
+            .with_peer(self.ip, |p| p.connections = p.connections.saturating_sub(1));
+    }
+}
+
+/// Body bytes reserved for one request (globally and for its address); released on drop.
+struct BodyBudget {
+    shared: Arc<Shared>,
+    ip: std::net::IpAddr,
+    kib: usize,
+    permits: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl BodyBudget {
+    /// Reserves room for `total_bytes` of body in all (grows, never shrinks). Bodies up to
+    /// [`SMALL_BODY`] need no reservation (a check-in, a login, a probe): they cost at most
+    /// that per connection, so a flood of large bodies never stops the small requests.
+    fn reserve(&mut self, total_bytes: u64) -> Result<(), ApiError> {
+        if total_bytes <= SMALL_BODY {
+            return Ok(());
+        }
+        let want = usize::try_from(total_bytes.div_ceil(1024)).unwrap_or(usize::MAX);
+        if want <= self.kib {
+            return Ok(());
+        }
+        let more = want - self.kib;
+        let per_peer = self.shared.limits.max_body_bytes_per_peer / 1024;
+        let ok = self.shared.with_peer(self.ip, |p| {
+            if p.body_kib.saturating_add(more) > per_peer {
+                false
+            } else {
+                p.body_kib += more;
+                true
+            }
+        });
+        if !ok {
+            return Err(busy("this address has too many request bodies in flight"));
+        }
+        let got = u32::try_from(more).ok().and_then(|n| {
+            self.shared
+                .body_budget
+                .clone()
+                .try_acquire_many_owned(n)
+                .ok()
+        });
+        let Some(got) = got else {
+            self.shared
+                .with_peer(self.ip, |p| p.body_kib = p.body_kib.saturating_sub(more));
+            return Err(busy("too many request bodies in flight"));
+        };
+        match &mut self.permits {
+            Some(p) => p.merge(got),
+            None => self.permits = Some(got),
+        }
+        self.kib = want;
+        Ok(())
+    }
+}
+
+impl Drop for BodyBudget {
+    fn drop(&mut self) {
+        let kib = self.kib;
+        self.shared
+            .with_peer(self.ip, |p| p.body_kib = p.body_kib.saturating_sub(kib));
+    }
+}
+
+/// Bodies up to this size are not counted against the body budget (bounded by the
+/// connection cap instead: 4,096 x 16 KiB).
+const SMALL_BODY: u64 = 16 * 1024;
+
+fn busy(m: &str) -> ApiError {
+    ApiError {
+        status: 503,
+        code: "busy",
+        message: format!("{m}: retry later"),
+    }
 }
 
 /// How often the change counter is read while devices wait (a change made through another
@@ -156,6 +287,9 @@ impl Listener {
             in_flight: Semaphore::new(limits.max_in_flight.max(1)),
             changes: watch::channel(0).0,
             poke: tokio::sync::Notify::new(),
+            body_budget: Arc::new(Semaphore::new((limits.max_body_bytes / 1024).max(1))),
+            peers: std::sync::Mutex::new(std::collections::HashMap::new()),
+            waits: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let thread = std::thread::Builder::new()
             .name("baomi-listener".into())
@@ -257,8 +391,8 @@ async fn accept_loop(
             _ = stopped.changed() => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => (stream, peer.ip()),
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 log::warn!("accept: {e}");
@@ -270,22 +404,42 @@ async fn accept_loop(
             log::warn!("connection limit reached: closing a new connection");
             continue;
         };
+        let per_peer = limits.max_connections_per_peer.max(1);
+        let admitted = shared.with_peer(peer, |p| {
+            if p.connections >= per_peer {
+                false
+            } else {
+                p.connections += 1;
+                true
+            }
+        });
+        if !admitted {
+            log::warn!("{peer}: {per_peer} connections open: closing a new one");
+            continue;
+        }
+        let counted = PeerConnection {
+            shared: shared.clone(),
+            ip: peer,
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let _counted = counted;
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(s)) => serve_connection(TokioIo::new(s), shared, watcher).await,
+                        Ok(Ok(s)) => {
+                            serve_connection(TokioIo::new(s), shared, watcher, peer).await;
+                        }
                         Ok(Err(e)) => log::info!("TLS handshake: {e}"),
                         Err(_) => log::info!("TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(TokioIo::new(stream), shared, watcher).await,
+                None => serve_connection(TokioIo::new(stream), shared, watcher, peer).await,
             }
         });
     }
@@ -347,29 +501,92 @@ async fn long_poll(shared: Arc<Shared>, headers: Vec<(String, String)>, body: By
     let mut changes = shared.changes.subscribe();
     changes.mark_unchanged();
     let server = shared.server.clone();
-    let first = tokio::task::spawn_blocking(move || server.wait_check(&headers, &body)).await;
-    let (dev, req) = match first {
-        Ok(Ok((_, _, true))) => return answer(Server::wait_answer(true)),
-        Ok(Ok((dev, req, false))) => (dev, req),
+    let first = {
+        // Database work, inside the concurrency limit like every request.
+        let Ok(_permit) = shared.in_flight.acquire().await else {
+            return error(&ApiError::internal("shutting down"));
+        };
+        tokio::task::spawn_blocking(move || server.wait_check(&headers, &body)).await
+    };
+    let check = match first {
+        Ok(Ok(c)) if c.pending => return answer(Server::wait_answer(true)),
+        Ok(Ok(c)) => c,
         Ok(Err(e)) => return error(&e),
         Err(_) => return error(&ApiError::internal("the request failed")),
     };
+    // One open wait per device, the newest by signed time: a captured wait replayed on many
+    // connections holds one of them, and a device's newer wait ends its older one.
+    let ended = Arc::new(tokio::sync::Notify::new());
+    {
+        let mut waits = shared
+            .waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match waits.get(&check.device) {
+            Some((at, _)) if *at >= check.at => {
+                return error(&ApiError::new_pub(
+                    401,
+                    "replayed",
+                    "a wait signed at this time or later is already open for this device",
+                ));
+            }
+            Some((_, older)) => older.notify_one(),
+            None if waits.len() >= shared.limits.max_waits => {
+                return error(&busy("too many waits open"));
+            }
+            None => {}
+        }
+        waits.insert(check.device.clone(), (check.at, ended.clone()));
+    }
+    let _registered = WaitRegistration {
+        shared: shared.clone(),
+        device: check.device.clone(),
+        signal: ended.clone(),
+    };
     shared.poke.notify_one();
-    let wait = Duration::from_millis(u64::from(req.max_wait_ms.min(MAX_WAIT_MS)));
+    let wait = Duration::from_millis(u64::from(check.req.max_wait_ms.min(MAX_WAIT_MS)));
     let deadline = tokio::time::Instant::now() + wait;
-    let req = Arc::new(req);
+    let (dev, req) = (check.device, Arc::new(check.req));
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return answer(Server::wait_answer(false)),
+            // A newer wait from the same device took over: this one answers "nothing yet".
+            _ = ended.notified() => return answer(Server::wait_answer(false)),
             r = changes.changed() => if r.is_err() { return answer(Server::wait_answer(false)) },
         }
         let server = shared.server.clone();
         let (d, r) = (dev.clone(), req.clone());
+        let Ok(_permit) = shared.in_flight.acquire().await else {
+            return error(&ApiError::internal("shutting down"));
+        };
         match tokio::task::spawn_blocking(move || server.pending_for(&d, &r)).await {
             Ok(Ok(true)) => return answer(Server::wait_answer(true)),
             Ok(Ok(false)) => {}
             Ok(Err(e)) => return error(&e),
             Err(_) => return error(&ApiError::internal("the request failed")),
+        }
+    }
+}
+
+/// A device's open wait, removed from the table when it ends (unless a newer one replaced it).
+struct WaitRegistration {
+    shared: Arc<Shared>,
+    device: String,
+    signal: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for WaitRegistration {
+    fn drop(&mut self) {
+        let mut waits = self
+            .shared
+            .waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if waits
+            .get(&self.device)
+            .is_some_and(|(_, s)| Arc::ptr_eq(s, &self.signal))
+        {
+            waits.remove(&self.device);
         }
     }
 }
@@ -385,11 +602,12 @@ async fn serve_connection<I>(
     io: TokioIo<I>,
     shared: Arc<Shared>,
     watcher: hyper_util::server::graceful::Watcher,
+    peer: std::net::IpAddr,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.limits;
-    let service = hyper::service::service_fn(move |req| dispatch(shared.clone(), req));
+    let service = hyper::service::service_fn(move |req| dispatch(shared.clone(), req, peer));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -426,7 +644,7 @@ const DRAIN_CAP: u64 = 2 * MAX_REQUEST_BYTES as u64;
 
 /// The body, up to [`MAX_REQUEST_BYTES`]; past it, discarded up to [`DRAIN_CAP`], then 413.
 /// Memory held is the limit at most, whatever the client sends.
-async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+async fn read_body(mut body: Incoming, budget: &mut BodyBudget) -> Result<Bytes, ApiError> {
     let mut buf: Vec<u8> = Vec::new();
     let mut seen: u64 = 0;
     while let Some(frame) = body.frame().await {
@@ -439,6 +657,8 @@ async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
             return Err(too_large());
         }
         if seen <= MAX_REQUEST_BYTES as u64 {
+            // Held only with room reserved for it (all clients, and this address).
+            budget.reserve(seen)?;
             buf.extend_from_slice(&data);
         }
     }
@@ -498,7 +718,11 @@ async fn office(
 /// The API description, served at `GET /openapi.json` (kept true by `server/tests/openapi.rs`).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
-async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+async fn dispatch(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: std::net::IpAddr,
+) -> Result<Reply, Infallible> {
     let (parts, body) = req.into_parts();
     if parts.method == hyper::Method::GET && parts.uri.path() == "/openapi.json" {
         return Ok(json(200, OPENAPI.as_bytes().to_vec()));
@@ -515,7 +739,20 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, 
     if declared.is_some_and(|n| n > DRAIN_CAP) {
         return Ok(error(&too_large()));
     }
-    let body = match tokio::time::timeout(shared.limits.body_timeout, read_body(body)).await {
+    // Held until the answer is built: what this request's body costs in memory.
+    let mut budget = BodyBudget {
+        shared: shared.clone(),
+        ip: peer,
+        kib: 0,
+        permits: None,
+    };
+    if let Some(n) = declared.filter(|n| *n <= MAX_REQUEST_BYTES as u64)
+        && let Err(e) = budget.reserve(n)
+    {
+        return Ok(error(&e));
+    }
+    let read = read_body(body, &mut budget);
+    let body = match tokio::time::timeout(shared.limits.body_timeout, read).await {
         Err(_) => {
             return Ok(error(&ApiError {
                 status: 408,

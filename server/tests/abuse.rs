@@ -75,6 +75,17 @@ fn probe(addr: &str) -> (u16, Duration) {
     (status, t.elapsed())
 }
 
+/// A connection from the loopback address `src` (127.0.0.0/8 is all this machine's), as a
+/// client on another host would come from another address.
+fn connect_from(src: [u8; 4], addr: &str) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::from((src, 0)).into())
+        .unwrap();
+    s.connect(&addr.parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    s.into()
+}
+
 fn status_of(raw: &[u8]) -> u16 {
     String::from_utf8_lossy(raw)
         .split_whitespace()
@@ -173,9 +184,9 @@ fn a_body_one_byte_over_the_limit_is_refused_with_json() {
 fn idle_and_slowloris_connections_do_not_starve_other_clients() {
     let srv = spawn();
     let before = rss(&srv);
-    // A thousand connections that say nothing.
-    let idle: Vec<TcpStream> = (0..1000)
-        .map(|_| TcpStream::connect(&srv.addr).unwrap())
+    // A thousand connections that say nothing, from 250 addresses.
+    let idle: Vec<TcpStream> = (0..1000u32)
+        .map(|i| connect_from([127, 0, 1, (i % 250 + 1) as u8], &srv.addr))
         .collect();
     // Sixteen that send a header byte now and then.
     let slow: Vec<TcpStream> = (0..16)
@@ -269,4 +280,94 @@ fn sigterm_drains_and_exits_cleanly() {
     assert!(status.success(), "{status:?}");
     // New connections are refused once it is gone.
     assert!(TcpStream::connect(&srv.addr).is_err());
+}
+
+// Issue 20, item 1: 1,000 anonymous clients each sending 2 MiB minus one byte and stalling
+// raised the server from 8 MB to 2.7 GB (bodies were buffered before any limit applied). Now a
+// body is held only with room reserved for it: 64 MiB for all clients, 8 MiB per address; the
+// rest are answered 503 at once.
+#[test]
+fn a_thousand_stalled_two_mib_bodies_hold_bounded_memory() {
+    let srv = spawn();
+    let before = rss(&srv);
+    let addr = srv.addr.clone();
+    let started = Instant::now();
+    // 50 threads of 20 clients from 250 addresses (4 each): every one sends its headers and
+    // as much of 2 MiB - 1 as the server takes within its write timeouts, then stalls.
+    let threads: Vec<_> = (0..50u32)
+        .map(|t| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut held = Vec::new();
+                for c in 0..20u32 {
+                    let i = t * 20 + c;
+                    let mut s = connect_from([127, 0, 2, (i % 250 + 1) as u8], &addr);
+                    s.set_write_timeout(Some(Duration::from_millis(100)))
+                        .unwrap();
+                    let len = 2 * MIB as usize;
+                    let head = format!(
+                        "POST /v1/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n"
+                    );
+                    if s.write_all(head.as_bytes()).is_err() {
+                        continue;
+                    }
+                    let mut sent = 0;
+                    while sent + chunk.len() < len {
+                        if s.write_all(&chunk).is_err() {
+                            break;
+                        }
+                        sent += chunk.len();
+                    }
+                    held.push(s);
+                }
+                held
+            })
+        })
+        .collect();
+    let held: Vec<TcpStream> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let grown = rss(&srv).saturating_sub(before);
+    let (status, took) = probe(&srv.addr);
+    eprintln!(
+        "1,000 stalled 2 MiB bodies ({} s to send): RSS {} MiB -> grew {} MiB; another client answered {status} in {took:?}",
+        started.elapsed().as_secs(),
+        before / MIB,
+        grown / MIB
+    );
+    assert_eq!(status, 404);
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    // 64 MiB of bodies, plus buffers and the connections themselves.
+    assert!(grown < 160 * MIB, "grew {} MiB", grown / MIB);
+    drop(held);
+}
+
+// Issue 20, item 1 (per-peer connections): one address may hold 256 connections; more are
+// closed at accept, and other clients are still answered.
+#[test]
+fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let srv = spawn();
+    let conns: Vec<TcpStream> = (0..300)
+        .map(|_| connect_from([127, 0, 3, 1], &srv.addr))
+        .collect();
+    let (status, took) = probe(&srv.addr);
+    assert_eq!(status, 404);
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    // Closed by the server: a read sees the end at once.
+    std::thread::sleep(Duration::from_millis(300));
+    let closed = conns
+        .iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            let mut r: &TcpStream = s;
+            let mut b = [0u8; 1];
+            matches!(r.read(&mut b), Ok(0) | Err(_)) && {
+                // A timeout is an open connection; an end or a reset is a closed one.
+                !matches!(r.read(&mut b), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
+            }
+        })
+        .count();
+    assert!(closed >= 44, "only {closed} of 300 closed");
 }

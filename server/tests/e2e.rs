@@ -2086,3 +2086,64 @@ fn device_ids_that_cannot_travel_in_a_url_are_refused_at_enrolment() {
         }
     }
 }
+
+// Issue 20, item 2: one captured signed `/v1/wait`, replayed by a relay on thousands of
+// connections, held every connection slot. Now a device has one open wait, the newest by
+// signed time: the replays are refused at once, and the device's own newer wait takes over.
+#[test]
+fn a_replayed_wait_holds_one_slot_and_a_newer_wait_takes_over() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        let rec = Recording::new(t);
+        assert!(!wait_for_change(&mut d.agent, &rec, 300, Timestamp::now()).unwrap());
+        let captured = rec.last(path::WAIT);
+        // Replayed on 40 connections at once (the first wait has ended).
+        let base = srv.base.clone();
+        let replays: Vec<_> = (0..40)
+            .map(|_| {
+                let (base, req) = (base.clone(), captured.clone());
+                std::thread::spawn(move || {
+                    let start = std::time::Instant::now();
+                    let r = transport(&base).send(&req).unwrap();
+                    (r.status, start.elapsed())
+                })
+            })
+            .collect();
+        let answers: Vec<(u16, std::time::Duration)> =
+            replays.into_iter().map(|h| h.join().unwrap()).collect();
+        let held = answers.iter().filter(|(s, _)| *s == 200).count();
+        let refused = answers.iter().filter(|(s, _)| *s == 401).count();
+        assert_eq!((held, refused), (1, 39), "{}: {answers:?}", b.label);
+        // A wait the device holds ends when the device opens a newer one.
+        let id = Arc::new(d.agent.identity().unwrap());
+        let (_, req) = baomi_core::agent::prepare_wait(&mut d.agent, 20_000).unwrap();
+        let body = serde_json::to_vec(&req).unwrap();
+        let first_at = Timestamp::now();
+        let older = {
+            let (base, body, id) = (srv.base.clone(), body.clone(), id.clone());
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                let r = signed(&base, &id, path::WAIT, &body, first_at);
+                (r.status, start.elapsed())
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let newer = {
+            let (base, body) = (srv.base.clone(), body.clone());
+            std::thread::spawn(move || {
+                signed(&base, &id, path::WAIT, &body, first_at.plus_millis(1_000)).status
+            })
+        };
+        let (status, took) = older.join().unwrap();
+        assert_eq!(status, 200, "{}", b.label);
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{}: the older wait was held {took:?}",
+            b.label
+        );
+        drop(newer);
+    }
+}

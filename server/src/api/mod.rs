@@ -17,6 +17,7 @@ mod queries;
 mod sync;
 mod upload;
 mod wait;
+pub use wait::WaitCheck;
 
 pub use auth::token_hash;
 use auth::{DeviceRow, claim_check_in, claim_request};
@@ -274,7 +275,7 @@ impl Server {
             }
             // Served here without holding (the HTTP layer holds waits open; see `http`).
             path::WAIT => {
-                let (_, _, pending) = self.wait_check(headers, body)?;
+                let pending = self.wait_check(headers, body)?.pending;
                 Self::wait_answer(pending)
             }
             MDM_EVENTS => {

@@ -4,19 +4,39 @@
 use super::*;
 use baomi_core::sync::protocol::{WaitRequest, WaitResponse};
 
+/// An authenticated wait: whose, signed when, asking what, and whether something waits now.
+#[derive(Debug)]
+pub struct WaitCheck {
+    /// The device.
+    pub device: String,
+    /// The request's signed time.
+    pub at: i64,
+    /// The request.
+    pub req: WaitRequest,
+    /// Something is waiting already.
+    pub pending: bool,
+}
+
 impl Server {
     /// Authenticates a wait and answers whether something is already waiting.
     pub fn wait_check(
         &self,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Result<(String, WaitRequest, bool), ApiError> {
-        // Read-only: a replayed wait learns only "something changed", so it claims no counter.
-        let (dev, _) = self.authenticate(path::WAIT, headers, body)?;
+    ) -> Result<WaitCheck, ApiError> {
+        // Read-only in the database: a replayed wait learns only "something changed". The
+        // HTTP layer holds one open wait per device, the newest by request time (`at`), so a
+        // captured wait replayed on thousands of connections holds one of them.
+        let (dev, at) = self.authenticate(path::WAIT, headers, body)?;
         let req: WaitRequest = parse(body)?;
         Self::same_device(&dev, &req.device_id)?;
         let pending = self.pending_for(&dev, &req)?;
-        Ok((dev, req, pending))
+        Ok(WaitCheck {
+            device: dev,
+            at,
+            req,
+            pending,
+        })
     }
 
     /// Whether a trust root, a bundle or a custody record newer than what the device reports
