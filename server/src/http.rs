@@ -46,6 +46,19 @@ pub struct Tls {
     pub key_pem: Vec<u8>,
 }
 
+/// Which requests a listener serves. With a listener of its own for the console and the
+/// officer API (`baomi-server serve --office-listen`), no device or anonymous peer on the
+/// device listener can fill the slots the officers need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything (one listener).
+    All,
+    /// The device protocol, the registry feed and the MDM webhook; not the console.
+    Devices,
+    /// The console and the officer API only.
+    Office,
+}
+
 /// What one client may cost the server (see the module table).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -112,6 +125,7 @@ impl std::fmt::Debug for Listener {
 struct Shared {
     server: Arc<Server>,
     limits: Limits,
+    scope: Scope,
     in_flight: Semaphore,
     /// The fleet's change counter, for requests held open by `POST /v1/wait`.
     changes: watch::Sender<i64>,
@@ -257,6 +271,18 @@ impl Listener {
         threads: usize,
         limits: Limits,
     ) -> Result<Listener, String> {
+        Self::start_scoped(server, addr, tls, threads, limits, Scope::All)
+    }
+
+    /// Like [`Listener::start_with`], serving only `scope`'s requests (others answer 404).
+    pub fn start_scoped(
+        server: Arc<Server>,
+        addr: SocketAddr,
+        tls: Option<Tls>,
+        threads: usize,
+        limits: Limits,
+        scope: Scope,
+    ) -> Result<Listener, String> {
         if tls.is_none() && !addr.ip().is_loopback() {
             return Err(format!(
                 "refusing plain HTTP on {addr}: give --tls-cert and --tls-key, or listen on loopback behind a TLS proxy"
@@ -284,6 +310,7 @@ impl Listener {
         let shared = Arc::new(Shared {
             server,
             limits,
+            scope,
             in_flight: Semaphore::new(limits.max_in_flight.max(1)),
             changes: watch::channel(0).0,
             poke: tokio::sync::Notify::new(),
@@ -729,6 +756,24 @@ async fn dispatch(
     }
     let method = parts.method.as_str().to_owned();
     let url = parts.uri.to_string();
+    let office_path = crate::console::is_office_path(parts.uri.path());
+    match (shared.scope, office_path) {
+        (Scope::Devices, true) => {
+            return Ok(error(&ApiError::new_pub(
+                404,
+                "not_found",
+                "the console and the officer API are served on the office listener",
+            )));
+        }
+        (Scope::Office, false) => {
+            return Ok(error(&ApiError::new_pub(
+                404,
+                "not_found",
+                "the device protocol is served on the device listener",
+            )));
+        }
+        _ => {}
+    }
     let declared = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
-use baomi_server::http::{Limits, Listener, Tls};
+use baomi_server::http::{Limits, Listener, Scope, Tls};
 use baomi_server::upload_key::UploadKey;
 use baomi_server::{Server, admin};
 use clap::{Parser, Subcommand};
@@ -32,6 +32,11 @@ enum Cmd {
         /// Address to listen on (plain HTTP only on loopback).
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
+        /// Serve the console and the officer API on this address of their own (the same TLS):
+        /// then `--listen` serves devices only, and no device or stranger can fill the
+        /// officers' connections. Prints a second line, `office listening on ADDR`.
+        #[arg(long)]
+        office_listen: Option<std::net::SocketAddr>,
         /// `sqlite:PATH` (default) or `postgres://user@host/db`.
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
@@ -204,6 +209,7 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
         Cmd::Serve {
             listen,
+            office_listen,
             db,
             upload_key,
             tls_cert,
@@ -238,15 +244,48 @@ fn run(cli: Cli) -> Result<(), String> {
                 header_timeout: std::time::Duration::from_secs(header_timeout_secs.max(1)),
                 ..Limits::default()
             };
-            let l = Listener::start_with(server, listen, tls, threads, limits)?;
+            let scope = if office_listen.is_some() {
+                Scope::Devices
+            } else {
+                Scope::All
+            };
+            let l = Listener::start_scoped(
+                server.clone(),
+                listen,
+                tls.clone(),
+                threads,
+                limits,
+                scope,
+            )?;
             // The line tests and scripts wait for.
             println!(
                 "listening on {}",
                 l.addr()
                     .map_or_else(|| listen.to_string(), |a| a.to_string())
             );
+            let office = match office_listen {
+                Some(addr) => {
+                    // Officers are few: a small cap of its own, never shared with devices.
+                    let office_limits = Limits {
+                        max_connections: 256,
+                        max_in_flight: 8,
+                        ..limits
+                    };
+                    let o =
+                        Listener::start_scoped(server, addr, tls, 2, office_limits, Scope::Office)?;
+                    println!(
+                        "office listening on {}",
+                        o.addr().map_or_else(|| addr.to_string(), |a| a.to_string())
+                    );
+                    Some(o)
+                }
+                None => None,
+            };
             // Until SIGTERM (or Ctrl-C): then stop accepting and drain requests in flight.
             l.run_until_signal()?;
+            if let Some(o) = office {
+                o.stop();
+            }
             Ok(())
         }
         Cmd::Token(TokenCmd::New {

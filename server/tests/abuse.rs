@@ -371,3 +371,68 @@ fn one_address_cannot_hold_more_than_its_share_of_connections() {
         .count();
     assert!(closed >= 44, "only {closed} of 300 closed");
 }
+
+// Issue 20, item 2 (the officers' side): 4,200 connections held every slot and the console's
+// login page got connection resets. With `--office-listen`, the console and the officer API
+// have a listener of their own that no device or stranger can fill.
+#[test]
+fn the_console_answers_while_4200_connections_hold_the_device_listener() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--office-listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--threads",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let devices = lines.next().unwrap().unwrap();
+    let office = lines.next().unwrap().unwrap();
+    let srv = ServerProcess {
+        child,
+        addr: devices.strip_prefix("listening on ").unwrap().to_owned(),
+        _dir: dir,
+    };
+    let office = office
+        .strip_prefix("office listening on ")
+        .unwrap()
+        .to_owned();
+    // 4,200 connections from 20 addresses (210 each, under the per-address cap).
+    let held: Vec<TcpStream> = (0..4200u32)
+        .map(|i| connect_from([127, 0, 4, (i % 20 + 1) as u8], &srv.addr))
+        .collect();
+    let login = || {
+        let t = Instant::now();
+        let mut s = TcpStream::connect(&office).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /console/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        (status_of(&out), t.elapsed())
+    };
+    for _ in 0..10 {
+        let (status, took) = login();
+        assert_eq!(status, 200, "the login page");
+        assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    }
+    // The device listener does not serve the console, the office listener not the devices.
+    let mut s = TcpStream::connect(&office).unwrap();
+    s.write_all(b"POST /v1/check-in HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert_eq!(status_of(&out), 404);
+    drop(held);
+}
