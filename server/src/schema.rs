@@ -112,6 +112,10 @@ CREATE TABLE IF NOT EXISTS mdm_commands (
     answered_at BIGINT
 );
 CREATE INDEX IF NOT EXISTS mdm_commands_due ON mdm_commands (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS mdm_events_seen (
+    event_id TEXT PRIMARY KEY,
+    at BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS officers (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,

@@ -28,6 +28,9 @@ use crate::db::{Conn, Value};
 use connector::MdmConnector;
 use profile::Target;
 
+/// How far an MDM event's `created_at` may be from now.
+pub const MDM_EVENT_WINDOW_MS: i64 = 10 * 60 * 1000;
+
 /// The server's MDM side: where commands go, and the key NanoMDM signs its events with.
 pub struct MdmConfig {
     /// Where commands go.
@@ -304,6 +307,49 @@ impl Server {
         Ok(sent)
     }
 
+    /// Refuses an event seen before (its `event_id`) or created outside the window
+    /// ([`MDM_EVENT_WINDOW_MS`] either way of now): a captured, signed event replayed later
+    /// (an `mdm.Authenticate` that re-queues commands, an acknowledgement that marks one)
+    /// changes nothing. Seen ids are kept for the window only.
+    fn mdm_event_fresh(&self, ev: &serde_json::Value) -> Result<(), ApiError> {
+        let now = self.now();
+        let id = ev
+            .get("event_id")
+            .and_then(|v| v.as_str())
+            .filter(|id| !id.is_empty() && id.len() <= 128)
+            .ok_or_else(|| ApiError::bad_request("an MDM event needs its event_id"))?;
+        let created = ev
+            .get("created_at")
+            .and_then(|v| v.as_str())
+            .and_then(|t| Timestamp::parse(t).ok())
+            .ok_or_else(|| ApiError::bad_request("an MDM event needs its created_at"))?;
+        if (created.0 - now.0).abs() > MDM_EVENT_WINDOW_MS {
+            return Err(ApiError::new_pub(
+                401,
+                "stale",
+                format!("MDM event created at {created}, outside the window of now"),
+            ));
+        }
+        let fresh = self.db().tx(|c| {
+            c.execute(
+                "DELETE FROM mdm_events_seen WHERE at < $1",
+                &[(now.0 - 2 * MDM_EVENT_WINDOW_MS).into()],
+            )?;
+            Ok(c.execute(
+                "INSERT INTO mdm_events_seen (event_id, at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING",
+                &[id.into(), now.0.into()],
+            )? == 1)
+        })?;
+        if !fresh {
+            return Err(ApiError::new_pub(
+                401,
+                "replayed",
+                format!("MDM event {id} was seen before"),
+            ));
+        }
+        Ok(())
+    }
+
     /// NanoMDM's webhook (`POST /v1/mdm/nanomdm`): the device's answers to commands, and
     /// re-enrolments (which clear its queue, so the target is queued again).
     pub fn mdm_event(&self, headers: &[(String, String)], body: &[u8]) -> Result<(), ApiError> {
@@ -326,12 +372,23 @@ impl Server {
         let ev: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("malformed event: {e}")))?;
         let topic = ev.get("topic").and_then(|v| v.as_str()).unwrap_or_default();
+        self.mdm_event_fresh(&ev)?;
         if let Some(ack) = ev.get("acknowledge_event") {
             let (Some(uuid), Some(status)) = (
                 ack.get("command_uuid").and_then(|v| v.as_str()),
                 ack.get("status").and_then(|v| v.as_str()),
             ) else {
                 return Ok(()); // An Idle poll: no command to account for.
+            };
+            // The enrolment that answered: an acknowledgement marks only a command sent to it.
+            let Some(udid) = ack
+                .get("udid")
+                .or_else(|| ack.pointer("/ids/id"))
+                .and_then(|v| v.as_str())
+            else {
+                return Err(ApiError::bad_request(
+                    "an acknowledgement without the enrolment that sent it",
+                ));
             };
             let new = match status {
                 "Acknowledged" => "acknowledged",
@@ -342,8 +399,8 @@ impl Server {
             let now = self.now();
             self.db().tx(|c| {
                 c.execute(
-                    "UPDATE mdm_commands SET status = $1, answered_at = $2 WHERE command_uuid = $3 AND status IN ('queued', 'not_now')",
-                    &[new.into(), now.0.into(), uuid.into()],
+                    "UPDATE mdm_commands SET status = $1, answered_at = $2 WHERE command_uuid = $3 AND mdm_id = $4 AND status IN ('queued', 'not_now')",
+                    &[new.into(), now.0.into(), uuid.into(), udid.into()],
                 )?;
                 Ok(())
             })?;
