@@ -140,3 +140,38 @@ fn deeply_nested_conditions_are_refused() {
     let errs = errors_of(&doc);
     assert!(errs.to_string().contains("nest at most"), "{errs}");
 }
+
+// Issue 20, item 4: policy sizes were unbounded; an auditor's draft of one app set of 20,000
+// packages and 2,500 rules stalled the office's server for 12-15 s, a 2 MB draft aborted it.
+// Every place that accepts a policy (CLI, server, device) parses through here.
+#[test]
+fn policies_over_the_size_limits_are_refused_with_the_path() {
+    let huge = with(|v| {
+        let pkgs: Vec<String> = (0..20_000).map(|i| format!("com.example.app{i}")).collect();
+        v["app_sets"]["messengers"]["android"] = serde_json::json!(pkgs);
+        let rule = v["rules"][0].clone();
+        let rules: Vec<serde_json::Value> = (0..2_500)
+            .map(|i| {
+                let mut r = rule.clone();
+                r["id"] = serde_json::json!(format!("rule-{i}"));
+                r
+            })
+            .collect();
+        v["rules"] = serde_json::json!(rules);
+    });
+    let e = errors_of(&huge).to_string();
+    assert!(
+        e.contains("rules") && e.contains("over the limit of 2000"),
+        "{e}"
+    );
+    assert!(
+        e.contains("app_sets") && e.contains("over the limit of 10000"),
+        "{e}"
+    );
+    // Over the byte limit: refused before it is parsed at all.
+    let padded = with(|v| {
+        v["description"] = serde_json::json!("x".repeat(1024 * 1024));
+    });
+    let e = errors_of(&padded).to_string();
+    assert!(e.contains("over the 1048576-byte limit"), "{e}");
+}

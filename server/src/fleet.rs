@@ -84,11 +84,22 @@ pub fn posture_under(
     custody: &[SignedOut],
     now: Timestamp,
 ) -> Posture {
+    let compiled = Arc::new(CompiledPolicy::from_valid(policy.clone(), platform));
+    posture_compiled(&compiled, policy, device_id, custody, now)
+}
+
+/// [`posture_under`] with the policy compiled already (once per platform for a whole fleet).
+pub fn posture_compiled(
+    compiled: &Arc<CompiledPolicy>,
+    policy: &ValidPolicy,
+    device_id: &str,
+    custody: &[SignedOut],
+    now: Timestamp,
+) -> Posture {
     let clearance = policy
         .holder_for_device(device_id)
         .map_or(Clearance::None, |h| h.clearance);
-    let compiled = Arc::new(CompiledPolicy::from_valid(policy.clone(), platform));
-    let mut engine = Engine::new(compiled, clearance, now);
+    let mut engine = Engine::new(compiled.clone(), clearance, now);
     for s in custody {
         engine
             .context_mut()

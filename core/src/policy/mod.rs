@@ -20,6 +20,14 @@ pub const FORMAT: u32 = 1;
 /// Upper bound on condition nesting, so a hostile policy cannot exhaust the stack of the
 /// evaluator (serde already bounds JSON nesting at 128).
 pub const MAX_CONDITION_DEPTH: usize = 16;
+/// Largest policy document read (the same as a bundle's limit): refused before parsing.
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
+/// Most rules in one policy (a province's policy has tens; the benchmarks run 1,000).
+pub const MAX_RULES: usize = 2_000;
+/// Most app ids across all app sets and both platforms.
+pub const MAX_APP_IDS: usize = 10_000;
+/// Most zones.
+pub const MAX_ZONES: usize = 1_000;
 
 impl Policy {
     /// Parses and validates a policy document.
@@ -27,6 +35,16 @@ impl Policy {
     /// The typed parse runs straight off the bytes (the fast path used for every bundle);
     /// only on failure is the document re-read to locate the error precisely.
     pub fn from_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
+        if bytes.len() > MAX_POLICY_BYTES {
+            return Err(PolicyErrors::one(err::PolicyError::invalid(
+                "",
+                None,
+                format!(
+                    "the policy is {} bytes, over the {MAX_POLICY_BYTES}-byte limit",
+                    bytes.len()
+                ),
+            )));
+        }
         let policy: Policy = match serde_json::from_slice(bytes) {
             Ok(p) => p,
             Err(_) => return Err(PolicyErrors::one(err::locate_parse_error(bytes))),

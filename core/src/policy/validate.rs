@@ -9,7 +9,7 @@ use std::fmt;
 
 use super::err::{PolicyError, PolicyErrorKind};
 use super::model::*;
-use super::{FORMAT, MAX_CONDITION_DEPTH};
+use super::{FORMAT, MAX_APP_IDS, MAX_CONDITION_DEPTH, MAX_RULES, MAX_ZONES};
 
 /// Prefix reserved for rules the agent itself reports (`baomi.tamper`, `baomi.fail_closed`).
 pub const RESERVED_RULE_PREFIX: &str = "baomi.";
@@ -96,6 +96,26 @@ impl Validator<'_> {
         }
         if !is_id(&p.policy_id) {
             self.invalid(&At::root("policy_id"), None, id_rule_text(&p.policy_id));
+        }
+        // Sizes first: every device compiles what it is sent, and the office's preview
+        // compiles drafts (a 20,000-package, 2,500-rule draft stalled the server).
+        let ids: usize = p
+            .app_sets
+            .values()
+            .map(|s| s.android.len() + s.ios.len())
+            .sum();
+        for (key, n, max) in [
+            ("rules", p.rules.len(), MAX_RULES),
+            ("app_sets", ids, MAX_APP_IDS),
+            ("zones", p.zones.len(), MAX_ZONES),
+        ] {
+            if n > max {
+                self.invalid(
+                    &At::root(key),
+                    None,
+                    format!("{n} entries, over the limit of {max}"),
+                );
+            }
         }
         let sets = At::root("app_sets");
         for (name, set) in &p.app_sets {

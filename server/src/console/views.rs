@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::admin::{self, DeviceRow};
 use crate::api::{ApiError, Server};
 use crate::db::Value;
-use crate::fleet::{platform_of, posture_under, signed_out};
+use crate::fleet::{platform_of, signed_out};
 
 /// A device is stale when it has not checked in for this long.
 pub const STALE_MS: i64 = 2 * 3600 * 1000;
@@ -448,54 +448,83 @@ pub fn impact(server: &Server, bytes: &[u8]) -> Result<Impact, ApiError> {
     let now = server.now();
     let current = newest_policy(server)?;
     let devices = admin::devices(server)?;
-    let mut changes = Vec::new();
-    server.db().tx(|c| {
-        // Each holder's custody read and verified once, however many devices they hold.
-        let mut by_holder: BTreeMap<String, Vec<crate::fleet::SignedOut>> = BTreeMap::new();
-        let mut custody_for = |c: &mut dyn crate::db::Conn,
-                               p: &ValidPolicy,
-                               device: &str|
-         -> Result<Vec<crate::fleet::SignedOut>, ApiError> {
-            let (Some(h), Some(t)) = (p.holder_for_device(device), trust.as_ref()) else {
-                return Ok(Vec::new());
-            };
-            if let Some(v) = by_holder.get(&h.holder) {
-                return Ok(v.clone());
-            }
-            let v = signed_out(c, &h.holder, t)?;
-            by_holder.insert(h.holder.clone(), v.clone());
-            Ok(v)
-        };
+    // Each holder's custody, read and verified once, in short read-only transactions: the
+    // preview never holds the database while it compiles and evaluates (it held SQLite's only
+    // connection, and every phone's sync with it, for the whole preview).
+    let mut holders: BTreeMap<String, Vec<crate::fleet::SignedOut>> = BTreeMap::new();
+    if let Some(t) = trust.as_ref() {
         for d in &devices {
-            let platform = platform_of(&d.platform);
-            let before = match &current {
-                Some((_, p)) => {
-                    let cu = custody_for(c, p, &d.device_id)?;
-                    posture_under(p, &d.device_id, platform, &cu, now)
+            let names = [
+                current
+                    .as_ref()
+                    .and_then(|(_, p)| p.holder_for_device(&d.device_id)),
+                policy.holder_for_device(&d.device_id),
+            ];
+            for h in names.into_iter().flatten() {
+                if !holders.contains_key(&h.holder) {
+                    let v = server.db().tx(|c| signed_out(c, &h.holder, t))?;
+                    holders.insert(h.holder.clone(), v);
                 }
-                None => Posture::open(),
-            };
-            let cu = custody_for(c, &policy, &d.device_id)?;
-            let after = posture_under(&policy, &d.device_id, platform, &cu, now);
-            if before == after {
-                continue;
             }
-            let diff = before.diff_to(&after);
-            changes.push(ImpactRow {
-                device_id: d.device_id.clone(),
-                holder: policy
-                    .holder_for_device(&d.device_id)
-                    .map(|h| h.holder.clone()),
-                camera_disabled: diff.camera_disabled,
-                screen_capture_disabled: diff.screen_capture_disabled,
-                newly_blocked: diff.block,
-                newly_unblocked: diff.unblock,
-                before,
-                after,
-            });
         }
-        Ok(())
-    })?;
+    }
+    let custody = |p: &ValidPolicy, device: &str| -> &[crate::fleet::SignedOut] {
+        p.holder_for_device(device)
+            .and_then(|h| holders.get(&h.holder))
+            .map_or(&[], Vec::as_slice)
+    };
+    // Each policy compiled once per platform (it was compiled once per device).
+    let mut compiled: BTreeMap<(bool, bool), std::sync::Arc<baomi_core::compile::CompiledPolicy>> =
+        BTreeMap::new();
+    let mut compile = |candidate: bool, p: &ValidPolicy, platform| {
+        let ios = platform == baomi_core::compile::Platform::Ios;
+        compiled
+            .entry((candidate, ios))
+            .or_insert_with(|| {
+                std::sync::Arc::new(baomi_core::compile::CompiledPolicy::from_valid(
+                    p.clone(),
+                    platform,
+                ))
+            })
+            .clone()
+    };
+    let mut changes = Vec::new();
+    for d in &devices {
+        let platform = platform_of(&d.platform);
+        let before = match &current {
+            Some((_, p)) => crate::fleet::posture_compiled(
+                &compile(false, p, platform),
+                p,
+                &d.device_id,
+                custody(p, &d.device_id),
+                now,
+            ),
+            None => Posture::open(),
+        };
+        let after = crate::fleet::posture_compiled(
+            &compile(true, &policy, platform),
+            &policy,
+            &d.device_id,
+            custody(&policy, &d.device_id),
+            now,
+        );
+        if before == after {
+            continue;
+        }
+        let diff = before.diff_to(&after);
+        changes.push(ImpactRow {
+            device_id: d.device_id.clone(),
+            holder: policy
+                .holder_for_device(&d.device_id)
+                .map(|h| h.holder.clone()),
+            camera_disabled: diff.camera_disabled,
+            screen_capture_disabled: diff.screen_capture_disabled,
+            newly_blocked: diff.block,
+            newly_unblocked: diff.unblock,
+            before,
+            after,
+        });
+    }
     Ok(Impact {
         candidate,
         publishable,
