@@ -154,6 +154,13 @@ enum OfficerCmd {
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
+    /// Disable an officer: their sessions end at once and no login succeeds until `officer
+    /// add` gives them a new password.
+    Disable {
+        name: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -356,6 +363,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 .officer_add(&name, role, &password)
                 .map_err(|e| e.message)?;
             println!("officer {name} ready");
+            Ok(())
+        }
+        Cmd::Officer(OfficerCmd::Disable { name, db }) => {
+            // The local operator acts; the audit log names the host's user.
+            let by = format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "operator".into())
+            );
+            open(&db, 1, None)?
+                .officer_disable(&name, &by)
+                .map_err(|e| e.message)?;
+            println!("officer {name} disabled: sessions ended");
             Ok(())
         }
         Cmd::Mdm(MdmCmd::Link { device, mdm_id, db }) => {

@@ -8,8 +8,11 @@ use crate::db::{Conn, DbError, Kind};
 /// `nonces` table of version 1 is no longer written). Version 3: the platform's report of
 /// what it applied, setting by setting (`devices.applied`). Version 4: MDM links, state and the
 /// command ledger (new tables only). Version 5: officers, their sessions, failed logins, the
-/// append-only audit log, and each device's check-in history (new tables only).
-pub const VERSION: i64 = 5;
+/// append-only audit log, and each device's check-in history (new tables only). Version 6:
+/// each device's received records and bytes today (`quota_day`, `quota_records`,
+/// `quota_bytes`), officers that can be disabled (`officers.disabled_at`); new tables for
+/// login attempts and MDM events seen.
+pub const VERSION: i64 = 6;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
@@ -25,6 +28,13 @@ const LADDER: &[(i64, &str)] = &[
      ALTER TABLE tokens ADD COLUMN holder TEXT;",
     ),
     (3, "ALTER TABLE devices ADD COLUMN applied TEXT;"),
+    (
+        6,
+        "ALTER TABLE devices ADD COLUMN quota_day BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN quota_records BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN quota_bytes BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE officers ADD COLUMN disabled_at BIGINT;",
+    ),
 ];
 
 const TABLES: &str = "

@@ -128,3 +128,29 @@ fn a_password_reset_ends_every_session() {
             .unwrap();
     }
 }
+
+// Issue 20, item 10: there was no way to disable an officer.
+#[test]
+fn a_disabled_officer_is_logged_out_and_cannot_log_in() {
+    for (label, s, _dir) in servers() {
+        s.officer_add("wang.admin", Role::Admin, PASSWORD).unwrap();
+        let (token, _) = s.officer_login("wang.admin", PASSWORD).unwrap();
+        s.officer_disable("wang.admin", "cli:root").unwrap();
+        assert!(s.officer_session(&token).unwrap().is_none(), "{label}");
+        assert_eq!(
+            s.officer_login("wang.admin", PASSWORD).unwrap_err().status,
+            401,
+            "{label}"
+        );
+        assert_eq!(
+            s.officer_disable("nobody", "cli:root").unwrap_err().status,
+            404
+        );
+        let log = s.audit_log(10).unwrap();
+        assert!(
+            log.iter()
+                .any(|e| e.action == "officer_disable" && e.officer == "cli:root"),
+            "{label}"
+        );
+    }
+}

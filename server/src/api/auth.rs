@@ -186,6 +186,12 @@ pub(super) struct DeviceRow {
     pub(super) session_key: Option<zeroize::Zeroizing<String>>,
     /// The posture last reported (JSON), before this request.
     pub(super) posture: Option<String>,
+    /// The day (ms / 86,400,000) the received counts below are for.
+    pub(super) quota_day: i64,
+    /// Records received from the device that day.
+    pub(super) quota_records: i64,
+    /// Bytes of records received from the device that day.
+    pub(super) quota_bytes: i64,
 }
 
 /// Replay protection without a write of its own: a device's signed request times strictly
@@ -226,10 +232,9 @@ static CLAIM_CHECK_IN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::ne
 
 const CLAIM: &str =
     "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1";
-const CLAIM_RETURNING: &str =
-    "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture";
+const CLAIM_RETURNING: &str = "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture, quota_day, quota_records, quota_bytes";
 /// The columns of [`CLAIM_RETURNING`], read by [`device_row`]; what waits follows them.
-const DEVICE_ROW_COLUMNS: usize = 7;
+const DEVICE_ROW_COLUMNS: usize = 10;
 
 fn device_row(row: &[Value]) -> DeviceRow {
     DeviceRow {
@@ -240,6 +245,9 @@ fn device_row(row: &[Value]) -> DeviceRow {
         generation: int(row, 4),
         session_key: text(row, 5).map(zeroize::Zeroizing::new),
         posture: text(row, 6),
+        quota_day: int(row, 7),
+        quota_records: int(row, 8),
+        quota_bytes: int(row, 9),
     }
 }
 

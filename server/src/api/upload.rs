@@ -79,6 +79,12 @@ impl Server {
     }
 }
 
+/// Most records one device may deliver in a day (a phone records a handful; a phone with its
+/// own keys stored 199 MiB in 10 s before this).
+pub const MAX_RECORDS_PER_DAY: i64 = 20_000;
+/// Most bytes of records one device may deliver in a day.
+pub const MAX_BYTES_PER_DAY: i64 = 64 * 1024 * 1024;
+
 /// Error code of a batch that reuses a seq the office holds with another record.
 pub(super) const SEQ_CONFLICT: &str = "seq_conflict";
 
@@ -99,9 +105,11 @@ pub(super) fn store_batch(
         "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag) VALUES ",
     );
     let mut params: Vec<Value> = Vec::with_capacity(batch.records.len() * 7);
+    let mut bytes: i64 = 0;
     for (i, r) in batch.records.iter().enumerate() {
         let rec =
             serde_json::to_string(&r.record).map_err(|e| ApiError::internal(e.to_string()))?;
+        bytes = bytes.saturating_add(i64::try_from(rec.len()).unwrap_or(i64::MAX));
         let n = i * 7;
         if i > 0 {
             sql.push_str(", ");
@@ -127,6 +135,31 @@ pub(super) fn store_batch(
         ]);
     }
     sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING");
+    // The device's daily quota, checked before anything is stored: over it, the batch is
+    // refused whole (the phone keeps it and retries the next day; nothing of it is stored).
+    let day = now.0.div_euclid(86_400_000);
+    let (records_today, bytes_today) = if row.quota_day == day {
+        (row.quota_records, row.quota_bytes)
+    } else {
+        (0, 0)
+    };
+    let n = i64::try_from(batch.records.len()).unwrap_or(i64::MAX);
+    let (records_after, bytes_after) = (
+        records_today.saturating_add(n),
+        bytes_today.saturating_add(bytes),
+    );
+    if records_after > MAX_RECORDS_PER_DAY || bytes_after > MAX_BYTES_PER_DAY {
+        return Err(ApiError::new_pub(
+            429,
+            "quota",
+            format!(
+                "this device delivered {records_today} records ({bytes_today} bytes) today: over its daily quota of {MAX_RECORDS_PER_DAY} records or {MAX_BYTES_PER_DAY} bytes; nothing of this batch was stored, retry tomorrow"
+            ),
+        ));
+    }
+    update.set("quota_day", day);
+    update.set("quota_records", records_after);
+    update.set("quota_bytes", bytes_after);
     let inserted = if batch.records.is_empty() {
         0
     } else {
@@ -289,6 +322,52 @@ mod tests {
     fn later() -> u16 {
         static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
         N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    // Issue 20, item 5: one phone stored 199 MiB of violations in 10 s. Over its daily quota a
+    // batch is refused whole, and nothing of it is stored.
+    #[test]
+    fn a_device_over_its_daily_quota_is_refused_and_nothing_is_stored() {
+        let (_d, s) = server();
+        let per = 100u64;
+        let full = u64::try_from(MAX_RECORDS_PER_DAY).unwrap();
+        for first in (1..=full).step_by(per as usize) {
+            s.db.tx(|c| {
+                let row = claim_request(c, "d", Timestamp::now().0 + i64::from(later()))?;
+                let mut update = DeviceUpdate::default();
+                store_batch(
+                    c,
+                    "d",
+                    &batch(first..=first + per - 1),
+                    &row,
+                    Timestamp::now(),
+                    &mut update,
+                )?;
+                update.write(c, "d")?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let count = || -> i64 {
+            s.db.tx(|c| Ok(int(&c.query("SELECT COUNT(*) FROM violations", &[])?[0], 0)))
+                .unwrap()
+        };
+        assert_eq!(count(), MAX_RECORDS_PER_DAY);
+        let over = s.db.tx(|c| {
+            let row = claim_request(c, "d", Timestamp::now().0 + i64::from(later()))?;
+            let mut update = DeviceUpdate::default();
+            store_batch(
+                c,
+                "d",
+                &batch(full + 1..=full + 1),
+                &row,
+                Timestamp::now(),
+                &mut update,
+            )
+        });
+        let e = over.unwrap_err();
+        assert_eq!((e.status, e.code), (429, "quota"));
+        assert_eq!(count(), MAX_RECORDS_PER_DAY);
     }
 
     #[test]

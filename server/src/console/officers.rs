@@ -125,7 +125,7 @@ impl Server {
         let now = self.now();
         self.db().tx(|c| {
             c.execute(
-                "INSERT INTO officers (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET role = $2, password_hash = $3",
+                "INSERT INTO officers (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET role = $2, password_hash = $3, disabled_at = NULL",
                 &[name.into(), role.as_str().into(), hash.clone().into(), now.0.into()],
             )?;
             // A new password ends every session opened with the old one (a reset after a
@@ -172,7 +172,7 @@ impl Server {
             )?;
             let row = c
                 .query(
-                    "SELECT role, password_hash FROM officers WHERE name = $1",
+                    "SELECT role, password_hash FROM officers WHERE name = $1 AND disabled_at IS NULL",
                     &[name.into()],
                 )?
                 .first()
@@ -237,7 +237,7 @@ impl Server {
         let now = self.now();
         let row = self.db().tx(|c| {
             Ok(c.query(
-                "SELECT s.officer, o.role, s.csrf FROM officer_sessions s JOIN officers o ON o.name = s.officer WHERE s.token_hash = $1 AND s.expires_at > $2",
+                "SELECT s.officer, o.role, s.csrf FROM officer_sessions s JOIN officers o ON o.name = s.officer WHERE s.token_hash = $1 AND s.expires_at > $2 AND o.disabled_at IS NULL",
                 &[sha256_hex(token).into(), now.0.into()],
             )?
             .first()
@@ -250,6 +250,31 @@ impl Server {
                 csrf: r.get(2)?.text()?.to_owned(),
             })
         }))
+    }
+
+    /// Disables an officer: every session ends now and no login succeeds until `officer add`
+    /// sets a new password. Recorded in the audit log under `by`.
+    pub fn officer_disable(&self, name: &str, by: &str) -> Result<(), ApiError> {
+        let now = self.now();
+        let found = self.db().tx(|c| {
+            let n = c.execute(
+                "UPDATE officers SET disabled_at = $2 WHERE name = $1",
+                &[name.into(), now.0.into()],
+            )?;
+            c.execute(
+                "DELETE FROM officer_sessions WHERE officer = $1",
+                &[name.into()],
+            )?;
+            Ok(n)
+        })?;
+        if found == 0 {
+            return Err(ApiError::new_pub(
+                404,
+                "not_found",
+                format!("no officer {name}"),
+            ));
+        }
+        self.audit(by, "officer_disable", name)
     }
 
     /// Ends a session.
