@@ -808,11 +808,14 @@ async fn dispatch(
         Ok(Err(e)) => return Ok(error(&e)),
         Ok(Ok(b)) => b,
     };
-    let headers: Vec<(String, String)> = parts
+    let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
+        .filter(|(k, _)| k.as_str() != crate::console::PEER_HEADER)
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
+    // Who is asking, for per-address login throttles; a client cannot set it.
+    headers.push((crate::console::PEER_HEADER.to_owned(), peer.to_string()));
     if parts.uri.path() == path::WAIT && method == "POST" {
         return Ok(long_poll(shared, headers, body).await);
     }

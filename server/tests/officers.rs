@@ -154,3 +154,54 @@ fn a_disabled_officer_is_logged_out_and_cannot_log_in() {
         );
     }
 }
+
+// Issue 20, item 9: an anonymous client locked the admin out (5 wrong passwords, renewable
+// every 3 minutes). Failures now count per address and name: the stranger's address is
+// throttled, the officer's is not; many addresses together trip a per-name backstop, which is
+// audited; the local CLI is the recovery path.
+#[test]
+fn a_stranger_cannot_lock_an_officer_out_from_another_address() {
+    for (label, s, _dir) in servers() {
+        s.officer_add("zhao.admin", Role::Admin, PASSWORD).unwrap();
+        for _ in 0..MAX_FAILURES + 3 {
+            let _ = s.officer_login_from("zhao.admin", "a wrong guess!!", Some("203.0.113.9"));
+        }
+        assert_eq!(
+            s.officer_login_from("zhao.admin", PASSWORD, Some("203.0.113.9"))
+                .unwrap_err()
+                .status,
+            429,
+            "{label}: the stranger's address is throttled"
+        );
+        s.officer_login_from("zhao.admin", PASSWORD, Some("192.0.2.10"))
+            .unwrap_or_else(|e| panic!("{label}: the officer's address is not: {e:?}"));
+        // Many addresses: the backstop trips for every address, and the audit log says so.
+        for i in 0..12 {
+            for _ in 0..MAX_FAILURES {
+                let _ = s.officer_login_from(
+                    "zhao.admin",
+                    "a wrong guess!!",
+                    Some(&format!("198.51.100.{i}")),
+                );
+            }
+        }
+        assert_eq!(
+            s.officer_login_from("zhao.admin", PASSWORD, Some("192.0.2.10"))
+                .unwrap_err()
+                .status,
+            429,
+            "{label}"
+        );
+        assert!(
+            s.audit_log(1000)
+                .unwrap()
+                .iter()
+                .any(|e| e.action == "login_throttled"),
+            "{label}"
+        );
+        // The local operator's reset clears it.
+        s.officer_add("zhao.admin", Role::Admin, PASSWORD).unwrap();
+        s.officer_login_from("zhao.admin", PASSWORD, Some("192.0.2.10"))
+            .unwrap();
+    }
+}

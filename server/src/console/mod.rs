@@ -35,6 +35,8 @@ pub struct OfficeReply {
 
 const SESSION_COOKIE: &str = "baomi_session";
 const LOGIN_COOKIE: &str = "baomi_login";
+/// The client's address, as the HTTP layer saw it (it removes any such header a client sent).
+pub const PEER_HEADER: &str = "x-baomi-peer";
 /// Scripts are not allowed at all; styles only from the server; forms post only to it.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -221,7 +223,8 @@ impl Server {
         if (method, rest) == ("POST", "login") {
             let l: Login = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("malformed login: {e}")))?;
-            let (token, o) = self.officer_login(&l.name, &l.password)?;
+            let (token, o) =
+                self.officer_login_from(&l.name, &l.password, header(headers, PEER_HEADER))?;
             return Ok(json(
                 200,
                 &serde_json::json!({ "token": token, "officer": o.name, "role": o.role }),
@@ -460,9 +463,10 @@ impl Server {
             ));
         }
         let name = f.get("name").cloned().unwrap_or_default();
-        match self.officer_login(
+        match self.officer_login_from(
             &name,
             f.get("password").map(String::as_str).unwrap_or_default(),
+            header(headers, PEER_HEADER),
         ) {
             Ok((token, _)) => Ok(redirect(
                 "/console/",

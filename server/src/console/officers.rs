@@ -51,6 +51,8 @@ pub struct Officer {
 
 /// Failed logins allowed per name in [`FAILURE_WINDOW_MS`] before logins are refused.
 pub const MAX_FAILURES: usize = 5;
+/// Failed logins allowed per name from all addresses together in the window.
+pub const MAX_NAME_FAILURES: usize = 50;
 /// The window failed logins are counted in.
 pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// Longest officer name, in bytes, anything anonymous may send.
@@ -131,7 +133,11 @@ impl Server {
             // A new password ends every session opened with the old one (a reset after a
             // leak must lock out whoever had it), and clears the failed-login count.
             c.execute("DELETE FROM officer_sessions WHERE officer = $1", &[name.into()])?;
-            c.execute("DELETE FROM login_attempts WHERE name = $1", &[name.into()])?;
+            // Every address's count for this name, and the name's own.
+            c.execute(
+                "DELETE FROM login_attempts WHERE substr(name, length(name) - length($1)) = $2",
+                &[name.into(), format!("|{name}").into()],
+            )?;
             Ok(())
         })?;
         self.audit(name, "officer_add", &format!("role {}", role.as_str()))
@@ -141,6 +147,20 @@ impl Server {
     /// officer. After [`MAX_FAILURES`] failures in [`FAILURE_WINDOW_MS`], refused with 429
     /// before the password is even looked at.
     pub fn officer_login(&self, name: &str, password: &str) -> Result<(String, Officer), ApiError> {
+        self.officer_login_from(name, password, None)
+    }
+
+    /// [`Server::officer_login`] from the address `peer`: failures are counted per address and
+    /// name ([`MAX_FAILURES`] in the window, then 429 for that address only, so a stranger
+    /// cannot lock the officer out from elsewhere), and per name across all addresses
+    /// ([`MAX_NAME_FAILURES`], the backstop against many addresses; its first trip is
+    /// audited). The local CLI (`officer add`) clears both.
+    pub fn officer_login_from(
+        &self,
+        name: &str,
+        password: &str,
+        peer: Option<&str>,
+    ) -> Result<(String, Officer), ApiError> {
         // Anything longer than a name can be is refused before it is written anywhere (a 2 MiB
         // name used to go into the failure table and the audit log).
         if name.is_empty() || name.len() > MAX_NAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
@@ -150,20 +170,25 @@ impl Server {
         // Check and count in one statement (an upsert takes the row's lock on both engines):
         // every attempt counts before argon2 runs, so concurrent guesses cannot all slip in
         // under the limit as they did when the count was read before and written after.
-        let (attempts, row) = self.db().tx(|c| {
+        let peer_key = format!("{}|{name}", peer.unwrap_or("local"));
+        let name_key = format!("*|{name}");
+        let (attempts, name_attempts, row) = self.db().tx(|c| {
             let window_open = now.0 - FAILURE_WINDOW_MS;
-            let n = c
-                .query(
+            let mut count = |key: &str| -> Result<i64, ApiError> {
+                Ok(c.query(
                     "INSERT INTO login_attempts (name, window_start, count) VALUES ($1, $2, 1)
                      ON CONFLICT (name) DO UPDATE SET
                        count = CASE WHEN login_attempts.window_start > $3 THEN login_attempts.count + 1 ELSE 1 END,
                        window_start = CASE WHEN login_attempts.window_start > $3 THEN login_attempts.window_start ELSE $2 END
                      RETURNING count",
-                    &[name.into(), now.0.into(), window_open.into()],
+                    &[key.into(), now.0.into(), window_open.into()],
                 )?
                 .first()
                 .and_then(|r| r.first().and_then(Value::int))
-                .unwrap_or(i64::MAX);
+                .unwrap_or(i64::MAX))
+            };
+            let n = count(&peer_key)?;
+            let all = count(&name_key)?;
             // Attempts outside the window count for nothing: forgotten, so guessing names
             // cannot grow the table without bound.
             c.execute(
@@ -177,14 +202,22 @@ impl Server {
                 )?
                 .first()
                 .cloned();
-            Ok((n, row))
+            Ok((n, all, row))
         })?;
-        if attempts > MAX_FAILURES as i64 {
+        if name_attempts == MAX_NAME_FAILURES as i64 + 1 {
+            // Many addresses at once: the officer is told through the audit log.
+            let _ = self.audit(
+                name,
+                "login_throttled",
+                &format!("{MAX_NAME_FAILURES} failed logins from several addresses in 15 minutes"),
+            );
+        }
+        if attempts > MAX_FAILURES as i64 || name_attempts > MAX_NAME_FAILURES as i64 {
             return Err(ApiError::new_pub(
                 429,
                 "too_many_failures",
                 format!(
-                    "{MAX_FAILURES} failed logins for {name}: wait 15 minutes (or reset the password with `baomi-server officer add` on the server)"
+                    "too many failed logins for {name}: wait 15 minutes (or reset the password with `baomi-server officer add` on the server)"
                 ),
             ));
         }
@@ -213,7 +246,7 @@ impl Server {
         let token = random_token(32)?;
         let csrf = random_token(24)?;
         self.db().tx(|c| {
-            c.execute("DELETE FROM login_attempts WHERE name = $1", &[name.into()])?;
+            c.execute("DELETE FROM login_attempts WHERE name = $1", &[peer_key.clone().into()])?;
             c.execute("DELETE FROM officer_sessions WHERE expires_at < $1", &[now.0.into()])?;
             c.execute(
                 "INSERT INTO officer_sessions (token_hash, officer, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
