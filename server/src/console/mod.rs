@@ -263,7 +263,18 @@ impl Server {
                     })
                     .collect::<Vec<_>>(),
             ),
-            ("GET", "audit") => json(200, &self.audit_log(1000)?),
+            ("GET", "audit") => {
+                let num = |k: &str| -> Result<Option<i64>, ApiError> {
+                    q.get(k)
+                        .map(|v| {
+                            v.parse::<i64>()
+                                .map_err(|_| ApiError::bad_request(format!("{k} must be a number")))
+                        })
+                        .transpose()
+                };
+                let limit = num("limit")?.unwrap_or(200);
+                json(200, &self.audit_page(limit, num("before")?)?)
+            }
             ("GET", "mdm/commands") => json(
                 200,
                 &self.mdm_commands(q.get("device").map(String::as_str))?,
@@ -429,7 +440,10 @@ impl Server {
                 )?;
                 html(200, pages::tokens(&o, Some((&t, holder))))
             }
-            ("GET", "/console/audit") => html(200, pages::audit(&o, &self.audit_log(500)?)),
+            ("GET", "/console/audit") => {
+                let before = field("before").parse::<i64>().ok();
+                html(200, pages::audit(&o, &self.audit_page(200, before)?))
+            }
             ("POST", "/console/logout") => {
                 if let Some(t) = &token {
                     self.officer_logout(t)?;

@@ -53,6 +53,8 @@ pub struct Officer {
 pub const MAX_FAILURES: usize = 5;
 /// Failed logins allowed per name from all addresses together in the window.
 pub const MAX_NAME_FAILURES: usize = 50;
+/// Most audit entries one page (API or console) carries.
+pub const MAX_AUDIT_PAGE: i64 = 500;
 /// The window failed logins are counted in.
 pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// Longest officer name, in bytes, anything anonymous may send.
@@ -341,10 +343,19 @@ impl Server {
 
     /// The audit log, newest first.
     pub fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, ApiError> {
+        self.audit_page(limit, None)
+    }
+
+    /// A page of the audit log, newest first: at most `limit` (capped at
+    /// [`MAX_AUDIT_PAGE`]) entries before `before` (a `seq`; the newest when `None`). Keyset
+    /// paging: the page after is `before` = the last `seq` shown.
+    pub fn audit_page(&self, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>, ApiError> {
+        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
+        let before = before.unwrap_or(i64::MAX);
         let rows = self.db().tx(|c| {
             Ok(c.query(
-                "SELECT seq, at, officer, action, detail FROM audit ORDER BY seq DESC LIMIT $1",
-                &[limit.into()],
+                "SELECT seq, at, officer, action, detail FROM audit WHERE seq < $2 ORDER BY seq DESC LIMIT $1",
+                &[limit.into(), before.into()],
             )?)
         })?;
         Ok(rows

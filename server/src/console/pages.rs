@@ -384,6 +384,9 @@ pub fn audit(o: &Officer, rows: &[AuditEntry]) -> Markup {
         html! {
             table #audit { tr { th { "#" } th { "When" } th { "Officer" } th { "Action" } th { "Detail" } }
                 @for a in rows { tr { td { (a.seq) } td { (when(a.at)) } td { (a.officer) } td { (a.action) } td { (a.detail) } } } }
+            @if let (Some(last), true) = (rows.last(), rows.len() >= 200) {
+                p { a #older href=(format!("/console/audit?before={}", last.seq)) { "Older entries" } }
+            }
         },
     )
 }
