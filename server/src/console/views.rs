@@ -422,9 +422,14 @@ pub struct Impact {
     pub devices: usize,
 }
 
+/// How long one impact preview may evaluate.
+pub const IMPACT_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The impact of `bytes` (a signed bundle, or a draft policy document) on every device,
 /// computed by the core engine from what the server knows of each: assignment (from the
 /// candidate), registry custody, platform. Zones are the phone's and are not part of it.
+/// Custody is read in short read-only transactions, each policy compiled once per platform,
+/// and evaluation runs outside any transaction within [`IMPACT_BUDGET`].
 pub fn impact(server: &Server, bytes: &[u8]) -> Result<Impact, ApiError> {
     let trust = server.trust_root()?;
     let (candidate, publishable, policy) = match trust.as_ref().map(|t| verify_signed(bytes, t)) {
@@ -489,7 +494,20 @@ pub fn impact(server: &Server, bytes: &[u8]) -> Result<Impact, ApiError> {
             .clone()
     };
     let mut changes = Vec::new();
+    // A time budget: a preview that would run longer answers 503 instead of holding a worker.
+    let deadline = std::time::Instant::now() + IMPACT_BUDGET;
     for d in &devices {
+        if std::time::Instant::now() > deadline {
+            return Err(ApiError::new_pub(
+                503,
+                "busy",
+                format!(
+                    "the preview ran over its {} s budget for {} devices: try a smaller draft",
+                    IMPACT_BUDGET.as_secs(),
+                    devices.len()
+                ),
+            ));
+        }
         let platform = platform_of(&d.platform);
         let before = match &current {
             Some((_, p)) => crate::fleet::posture_compiled(
