@@ -447,7 +447,24 @@ impl Db {
                 kind: Kind::Postgres,
             });
         }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(DbError(format!(
+                "unsupported database URL scheme `{scheme}://`: use sqlite:PATH or postgres://USER@HOST/DB"
+            )));
+        }
         let path = url.strip_prefix("sqlite:").unwrap_or(url);
+        // The file holds received violations and password hashes: created readable by its
+        // owner only (SQLite gives its -wal and -shm files the database file's permissions).
+        #[cfg(unix)]
+        if path != ":memory:" && !std::path::Path::new(path).exists() {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| DbError(format!("cannot create {path}: {e}")))?;
+        }
         let c = rusqlite::Connection::open(path)
             .map_err(|e| DbError(format!("cannot open {path}: {e}")))?;
         c.pragma_update(None, "journal_mode", "WAL")

@@ -742,6 +742,10 @@ async fn office(
     }
 }
 
+/// The service endpoints the listener answers itself (no authentication): liveness and
+/// readiness.
+pub const SERVICE_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
 /// The API description, served at `GET /openapi.json` (kept true by `server/tests/openapi.rs`).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
@@ -753,6 +757,24 @@ async fn dispatch(
     let (parts, body) = req.into_parts();
     if parts.method == hyper::Method::GET && parts.uri.path() == "/openapi.json" {
         return Ok(json(200, OPENAPI.as_bytes().to_vec()));
+    }
+    // Liveness (the process answers) and readiness (the database answers, the schema is
+    // current), for a service manager or a load balancer; no authentication, no body.
+    if parts.method == hyper::Method::GET && parts.uri.path() == SERVICE_PATHS[0] {
+        return Ok(json(200, br#"{"status":"ok"}"#.to_vec()));
+    }
+    if parts.method == hyper::Method::GET && parts.uri.path() == SERVICE_PATHS[1] {
+        let server = shared.server.clone();
+        let Ok(_permit) = shared.in_flight.acquire().await else {
+            return Ok(error(&ApiError::internal("shutting down")));
+        };
+        return Ok(
+            match tokio::task::spawn_blocking(move || server.readiness()).await {
+                Ok(Ok(())) => json(200, br#"{"status":"ready"}"#.to_vec()),
+                Ok(Err(e)) => error(&e),
+                Err(_) => error(&ApiError::internal("the readiness check failed")),
+            },
+        );
     }
     let method = parts.method.as_str().to_owned();
     let url = parts.uri.to_string();

@@ -148,9 +148,11 @@ enum OfficerCmd {
     /// `BAOMI_OFFICER_PASSWORD` or the first line of standard input, never the command line.
     Add {
         name: String,
-        /// `admin` (tokens, publishing, custody) or `auditor` (read-only).
-        #[arg(long, default_value = "auditor")]
-        role: String,
+        /// `admin` (tokens, publishing, custody) or `auditor` (read-only). A new officer is an
+        /// auditor unless told; an existing one keeps its role (a password reset never
+        /// changes it) unless told.
+        #[arg(long)]
+        role: Option<String>,
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
@@ -341,14 +343,23 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Devices { db } => {
-            for d in admin::devices(&open(&db, 1, None)?).map_err(|e| e.message)? {
-                println!("{}", serde_json::to_string(&d).unwrap_or_default());
-            }
-            Ok(())
+            let devices = admin::devices(&open(&db, 1, None)?).map_err(|e| e.message)?;
+            lines(
+                devices
+                    .iter()
+                    .map(|d| serde_json::to_string(d).unwrap_or_default()),
+            )
         }
         Cmd::Officer(OfficerCmd::Add { name, role, db }) => {
-            let role = baomi_server::console::officers::Role::parse(&role)
-                .ok_or("--role is admin or auditor")?;
+            use baomi_server::console::officers::Role;
+            let server = open(&db, 1, None)?;
+            let role = match role {
+                Some(r) => Role::parse(&r).ok_or("--role is admin or auditor")?,
+                None => server
+                    .officer_role(&name)
+                    .map_err(|e| e.message)?
+                    .unwrap_or(Role::Auditor),
+            };
             let password = match std::env::var("BAOMI_OFFICER_PASSWORD") {
                 Ok(p) if !p.is_empty() => p,
                 _ => {
@@ -359,18 +370,15 @@ fn run(cli: Cli) -> Result<(), String> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            open(&db, 1, None)?
+            server
                 .officer_add(&name, role, &password)
                 .map_err(|e| e.message)?;
-            println!("officer {name} ready");
+            println!("officer {name} ready: {}", role.as_str());
             Ok(())
         }
         Cmd::Officer(OfficerCmd::Disable { name, db }) => {
             // The local operator acts; the audit log names the host's user.
-            let by = format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "operator".into())
-            );
+            let by = baomi_server::console::officers::local_operator();
             open(&db, 1, None)?
                 .officer_disable(&name, &by)
                 .map_err(|e| e.message)?;
@@ -394,13 +402,30 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Violations { db, device } => {
-            for v in
-                admin::violations(&open(&db, 1, None)?, device.as_deref()).map_err(|e| e.message)?
-            {
-                println!("{v}");
-            }
-            Ok(())
+            let found = admin::violations(&open(&db, 1, None)?, device.as_deref())
+                .map_err(|e| e.message)?;
+            lines(found.iter().map(ToString::to_string))
         }
+    }
+}
+
+/// Writes listing lines to standard output; a reader that went away (`| head -1`) ends the
+/// listing quietly instead of a panic on the broken pipe.
+fn lines(items: impl Iterator<Item = String>) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for line in items {
+        match writeln!(out, "{line}") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(format!("writing the listing: {e}")),
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing the listing: {e}"))
+        }
+        _ => Ok(()),
     }
 }
 

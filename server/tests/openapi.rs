@@ -314,6 +314,7 @@ fn the_document_lists_exactly_the_endpoints_served() {
         .collect();
     let mut served: BTreeSet<&str> = path::ALL.into_iter().collect();
     served.extend(baomi_server::console::OFFICE_API.iter().map(|(_, p)| *p));
+    served.extend(baomi_server::http::SERVICE_PATHS);
     assert_eq!(documented, served);
     // Each office endpoint with its method, and the console's router handles it.
     let console =

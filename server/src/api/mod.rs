@@ -209,6 +209,31 @@ impl Server {
         self
     }
 
+    /// Whether the server can serve: the database answers and its schema is the one this
+    /// build writes (`GET /readyz`). The error says what is wrong.
+    pub fn readiness(&self) -> Result<(), ApiError> {
+        let found = self
+            .db
+            .tx(|c| {
+                Ok(c.query(
+                    "SELECT value FROM server_meta WHERE name = 'schema_version'",
+                    &[],
+                )?
+                .first()
+                .and_then(|r| text(r, 0)))
+            })
+            .map_err(|_| ApiError::new(503, "not_ready", "the database does not answer"))?;
+        let want = crate::schema::VERSION.to_string();
+        if found.as_deref() != Some(want.as_str()) {
+            return Err(ApiError::new(
+                503,
+                "not_ready",
+                format!("database schema {found:?}, this server writes {want}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The MDM connector, if this server drives one.
     pub fn mdm_config(&self) -> Option<&crate::mdm::MdmConfig> {
         self.mdm.as_ref()

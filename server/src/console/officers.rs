@@ -30,7 +30,8 @@ impl Role {
             _ => None,
         }
     }
-    fn as_str(self) -> &'static str {
+    /// Its name (`admin`, `auditor`).
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Auditor => "auditor",
             Role::Admin => "admin",
@@ -78,6 +79,17 @@ fn dummy_hash() -> Option<PasswordHash<'static>> {
 
 /// How long a session lasts.
 pub const SESSION_MS: i64 = 8 * 3600 * 1000;
+
+/// Who acts when the server's CLI is run: `cli:USER@HOST`, for the audit log.
+pub fn local_operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("cli:{user}@{host}")
+}
 
 /// Random bytes, base64url.
 pub fn random_token(bytes: usize) -> Result<String, ApiError> {
@@ -142,7 +154,26 @@ impl Server {
             )?;
             Ok(())
         })?;
-        self.audit(name, "officer_add", &format!("role {}", role.as_str()))
+        // The local operator acted (the CLI is the only caller), not the officer created.
+        self.audit(
+            &local_operator(),
+            "officer_add",
+            &format!("{name}: role {}", role.as_str()),
+        )
+    }
+
+    /// An officer's role, if the officer exists.
+    pub fn officer_role(&self, name: &str) -> Result<Option<Role>, ApiError> {
+        let row = self.db().tx(|c| {
+            Ok(
+                c.query("SELECT role FROM officers WHERE name = $1", &[name.into()])?
+                    .first()
+                    .cloned(),
+            )
+        })?;
+        Ok(row
+            .and_then(|r| r.first().and_then(Value::text).map(str::to_owned))
+            .and_then(|t| Role::parse(&t)))
     }
 
     /// Checks a password and opens a session; returns its token (cookie or bearer) and the

@@ -1,0 +1,152 @@
+//! Issue 23's traps that an administrator meets first, each through the real binary: a
+//! password reset demoted an admin, `| head -1` panicked, the database was world-readable, an
+//! unsupported database URL said "unable to open database file", and there was no health or
+//! readiness endpoint.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+fn server_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_baomi-server"))
+}
+
+fn officer_add(db: &str, name: &str, role: Option<&str>) -> String {
+    let mut c = server_bin();
+    c.args(["officer", "add", name, "--db", db])
+        .env("BAOMI_OFFICER_PASSWORD", "a long enough password");
+    if let Some(r) = role {
+        c.args(["--role", r]);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_password_reset_keeps_the_role_and_the_audit_names_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    assert!(officer_add(&db, "chen.admin", Some("admin")).contains("admin"));
+    // The reset, without --role: still an admin.
+    assert!(officer_add(&db, "chen.admin", None).contains("ready: admin"));
+    // A new officer without --role is an auditor.
+    assert!(officer_add(&db, "li.new", None).contains("ready: auditor"));
+    let s = baomi_server::Server::new(
+        baomi_server::db::Db::open(&db, 1).unwrap(),
+        None,
+        baomi_core::time::Timestamp::now,
+    )
+    .unwrap();
+    let log = s.audit_log(10).unwrap();
+    assert!(
+        log.iter()
+            .filter(|e| e.action == "officer_add")
+            .all(|e| e.officer.starts_with("cli:")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn listings_end_quietly_when_the_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let s = baomi_server::Server::new(
+        baomi_server::db::Db::open(&db, 1).unwrap(),
+        None,
+        baomi_core::time::Timestamp::now,
+    )
+    .unwrap();
+    s.db()
+        .tx(|c| {
+            for i in 0..5000 {
+                c.execute(
+                    "INSERT INTO devices (device_id, public_key, platform, agent_version, enrolled_at) VALUES ($1, 'k', 'android', 't', 0)",
+                    &[format!("dev-{i:05}").into()],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    drop(s);
+    // `baomi-server devices | head -1`: the reader closes after one line.
+    let mut child = server_bin()
+        .args(["devices", "--db", &db])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
+}
+
+#[test]
+fn the_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    officer_add(
+        &format!("sqlite:{}", path.display()),
+        "a.admin",
+        Some("admin"),
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+}
+
+#[test]
+fn an_unsupported_database_url_says_what_is_supported() {
+    let out = server_bin()
+        .args(["devices", "--db", "mysql://x"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("unsupported database URL") && err.contains("postgres://"),
+        "{err}"
+    );
+}
+
+#[test]
+fn health_and_readiness_answer_without_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let (mut child, addr) = common::serve(["--db", &db]);
+    for (path, want) in [("/healthz", "\"ok\""), ("/readyz", "\"ready\"")] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
+        assert!(out.contains(want), "{path}: {out}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
