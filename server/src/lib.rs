@@ -22,6 +22,7 @@ pub mod console;
 pub mod db;
 pub mod fleet;
 pub mod http;
+pub mod logging;
 pub mod mdm;
 pub mod schema;
 pub mod upload_key;

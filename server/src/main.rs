@@ -195,7 +195,15 @@ enum UploadKeyCmd {
 }
 
 fn main() -> ExitCode {
-    baomi_core::logging::log_to_stderr();
+    // Timestamped, levelled, never blocking a request (see `baomi_server::logging`).
+    let _log = match baomi_server::logging::init() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("baomi-server: {e}; logging to stderr unfiltered");
+            baomi_core::logging::log_to_stderr();
+            None
+        }
+    };
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

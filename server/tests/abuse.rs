@@ -436,3 +436,57 @@ fn the_console_answers_while_4200_connections_hold_the_device_listener() {
     assert_eq!(status_of(&out), 404);
     drop(held);
 }
+
+// Issue 23, item 2: with the server's stderr a pipe nobody read (a stalled log shipper), about
+// 64 KiB of request log lines hung the whole server: a worker blocked in `write(2)` inside a
+// log call. Logging is now a bounded queue drained by one thread; lines past it are dropped
+// and counted, and serving goes on.
+#[test]
+fn a_log_pipe_nobody_reads_never_stops_serving() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baomi-server"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--threads",
+            "2",
+        ])
+        .env("BAOMI_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        // Piped and never read: the pipe fills after 64 KiB.
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let srv = ServerProcess {
+        child,
+        addr: line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_owned(),
+        _dir: dir,
+    };
+    // Each of these is refused and logged (~100 bytes a line): 6,000 lines, far past 64 KiB.
+    let start = Instant::now();
+    for i in 0..6_000 {
+        let (status, took) = probe(&srv.addr);
+        assert_eq!(status, 404, "request {i}");
+        assert!(
+            took < Duration::from_secs(2),
+            "request {i} answered after {took:?}"
+        );
+    }
+    eprintln!(
+        "6,000 logged requests with stderr unread: {:?}",
+        start.elapsed()
+    );
+}
