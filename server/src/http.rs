@@ -241,6 +241,9 @@ impl Drop for BodyBudget {
 const SMALL_BODY: u64 = 16 * 1024;
 
 fn busy(m: &str) -> ApiError {
+    if let Some(metrics) = crate::metrics::METRICS.as_ref() {
+        metrics.bodies_refused.with_label_values(&["busy"]).inc();
+    }
     ApiError {
         status: 503,
         code: "busy",
@@ -744,12 +747,32 @@ async fn office(
 
 /// The service endpoints the listener answers itself (no authentication): liveness and
 /// readiness.
-pub const SERVICE_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+pub const SERVICE_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// The API description, served at `GET /openapi.json` (kept true by `server/tests/openapi.rs`).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
+/// Answers one request and counts it (`crate::metrics`).
 async fn dispatch(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: std::net::IpAddr,
+) -> Result<Reply, Infallible> {
+    let label = crate::metrics::path_label(req.uri().path());
+    let start = std::time::Instant::now();
+    let reply = answer_request(shared, req, peer).await;
+    if let (Some(m), Ok(r)) = (crate::metrics::METRICS.as_ref(), &reply) {
+        m.requests
+            .with_label_values(&[label, r.status().as_str()])
+            .inc();
+        m.latency
+            .with_label_values(&[label])
+            .observe(start.elapsed().as_secs_f64());
+    }
+    reply
+}
+
+async fn answer_request(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     peer: std::net::IpAddr,
@@ -760,6 +783,24 @@ async fn dispatch(
     }
     // Liveness (the process answers) and readiness (the database answers, the schema is
     // current), for a service manager or a load balancer; no authentication, no body.
+    // Prometheus metrics: the office's side (not on a device-only listener).
+    if parts.method == hyper::Method::GET
+        && parts.uri.path() == SERVICE_PATHS[2]
+        && shared.scope != Scope::Devices
+    {
+        if let Some(m) = crate::metrics::METRICS.as_ref() {
+            if let Ok(waits) = shared.waits.lock() {
+                m.open_waits
+                    .set(i64::try_from(waits.len()).unwrap_or(i64::MAX));
+            }
+            let mut r = Response::new(Full::new(Bytes::from(m.render())));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return Ok(r);
+        }
+    }
     if parts.method == hyper::Method::GET && parts.uri.path() == SERVICE_PATHS[0] {
         return Ok(json(200, br#"{"status":"ok"}"#.to_vec()));
     }

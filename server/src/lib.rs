@@ -24,6 +24,7 @@ pub mod fleet;
 pub mod http;
 pub mod logging;
 pub mod mdm;
+pub mod metrics;
 pub mod schema;
 pub mod upload_key;
 

@@ -150,3 +150,38 @@ fn health_and_readiness_answer_without_authentication() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+// Issue 23, item 3: no metrics. Prometheus text on `/metrics`: requests by path and status,
+// latency, open waits.
+#[test]
+fn metrics_count_requests_by_path_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let (mut child, addr) = common::serve(["--db", &db]);
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    for _ in 0..3 {
+        get("/healthz");
+    }
+    get("/no/such/path");
+    let m = get("/metrics");
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(
+        m.contains(r#"baomi_http_requests_total{path="/healthz",status="200"} 3"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"path="other""#), "{m}");
+    assert!(m.contains("baomi_http_request_seconds_bucket"), "{m}");
+    assert!(m.contains("baomi_open_waits 0"), "{m}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
