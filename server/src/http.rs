@@ -787,8 +787,9 @@ async fn answer_request(
     if parts.method == hyper::Method::GET
         && parts.uri.path() == SERVICE_PATHS[2]
         && shared.scope != Scope::Devices
+        && let Some(m) = crate::metrics::METRICS.as_ref()
     {
-        if let Some(m) = crate::metrics::METRICS.as_ref() {
+        {
             if let Ok(waits) = shared.waits.lock() {
                 m.open_waits
                     .set(i64::try_from(waits.len()).unwrap_or(i64::MAX));
