@@ -789,18 +789,16 @@ async fn answer_request(
         && shared.scope != Scope::Devices
         && let Some(m) = crate::metrics::METRICS.as_ref()
     {
-        {
-            if let Ok(waits) = shared.waits.lock() {
-                m.open_waits
-                    .set(i64::try_from(waits.len()).unwrap_or(i64::MAX));
-            }
-            let mut r = Response::new(Full::new(Bytes::from(m.render())));
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            return Ok(r);
+        if let Ok(waits) = shared.waits.lock() {
+            m.open_waits
+                .set(i64::try_from(waits.len()).unwrap_or(i64::MAX));
         }
+        let mut r = Response::new(Full::new(Bytes::from(m.render())));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return Ok(r);
     }
     if parts.method == hyper::Method::GET && parts.uri.path() == SERVICE_PATHS[0] {
         return Ok(json(200, br#"{"status":"ok"}"#.to_vec()));
