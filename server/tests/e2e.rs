@@ -1081,6 +1081,21 @@ struct Phone {
 }
 
 impl Phone {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Opened, provisioned with the office's root and enrolled with a new token.
+    fn enrolled(&self, o: &Office, admin: &Server, t: &dyn Transport, base: &str) -> Agent {
+        let mut a = self.open();
+        a.provision_trust_root(&o.root, Timestamp::now()).unwrap();
+        let token = admin::new_token(admin, 1).unwrap();
+        enroll(&mut a, t, base, &token, Platform::Android, Timestamp::now()).unwrap();
+        a
+    }
+
     fn open(&self) -> Agent {
         let kek = HostFileKeyProvider::open_or_create(&self.dir.path().join("kek")).unwrap();
         Agent::open(
@@ -1118,21 +1133,8 @@ fn a_store_restored_from_an_older_copy_raises_an_alert() {
         let admin = o.admin(&b.url);
         let srv = spawn_server(&b.url, &o.upload_key_file);
         let t = transport(&srv.base);
-        let phone = Phone {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let mut a = phone.open();
-        a.provision_trust_root(&o.root, Timestamp::now()).unwrap();
-        let token = admin::new_token(&admin, 1).unwrap();
-        enroll(
-            &mut a,
-            &t,
-            &srv.base,
-            &token,
-            Platform::Android,
-            Timestamp::now(),
-        )
-        .unwrap();
+        let phone = Phone::new();
+        let mut a = phone.enrolled(&o, &admin, &t, &srv.base);
         let dev = a.store().device_id().to_owned();
         admin.publish_bundle(&o.bundle(&[&dev], 1)).unwrap();
         sync_now(&mut a, &t, Timestamp::now()).unwrap();
@@ -1831,21 +1833,8 @@ fn a_store_restored_and_written_again_loses_nothing_and_still_installs_newer_pol
             } else {
                 Recording::new(transport(&srv.base))
             };
-            let phone = Phone {
-                dir: tempfile::tempdir().unwrap(),
-            };
-            let mut a = phone.open();
-            a.provision_trust_root(&o.root, Timestamp::now()).unwrap();
-            let token = admin::new_token(&admin, 1).unwrap();
-            enroll(
-                &mut a,
-                &t,
-                &srv.base,
-                &token,
-                Platform::Android,
-                Timestamp::now(),
-            )
-            .unwrap();
+            let phone = Phone::new();
+            let mut a = phone.enrolled(&o, &admin, &t, &srv.base);
             let dev = a.store().device_id().to_owned();
             version += 1;
             admin.publish_bundle(&o.bundle(&[&dev], version)).unwrap();

@@ -11,6 +11,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,26 +24,12 @@ use baomi_core::policy::Policy;
 use baomi_core::policy::model::HolderAssignment;
 use baomi_core::time::Timestamp;
 use baomi_ffi::jni_fast_path::{decide_packed, handle_count, package_event};
-use baomi_ffi::platform::{Clock, KeyStore};
+use baomi_ffi::platform::Clock;
 use baomi_ffi::types::PlatformKind;
 use baomi_ffi::{BaomiAgent, BaomiError};
+use common::Keys;
 
 const BASELINE: &str = include_str!("../../../policies/baseline.json");
-
-#[derive(Debug)]
-struct Keys(Mutex<Vec<u8>>);
-impl KeyStore for Keys {
-    fn key_id(&self) -> Result<String, BaomiError> {
-        Ok("test".into())
-    }
-    fn wrap(&self, k: Vec<u8>) -> Result<Vec<u8>, BaomiError> {
-        *self.0.lock().unwrap() = k.clone();
-        Ok(k)
-    }
-    fn unwrap(&self, w: Vec<u8>) -> Result<Vec<u8>, BaomiError> {
-        Ok(w)
-    }
-}
 
 /// A clock the test moves.
 #[derive(Debug)]

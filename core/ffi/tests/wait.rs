@@ -8,30 +8,18 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
 use baomi_core::bundle::{SigningKey, TrustRoot};
 use baomi_core::time::Timestamp;
-use baomi_ffi::platform::{HttpClient, KeyStore, SystemClock};
+use baomi_ffi::platform::{HttpClient, SystemClock};
 use baomi_ffi::types::{HttpHeader, HttpReply, PlatformKind};
 use baomi_ffi::{BaomiAgent, BaomiError};
-
-#[derive(Debug)]
-struct Keys(Mutex<Vec<u8>>);
-impl KeyStore for Keys {
-    fn key_id(&self) -> Result<String, BaomiError> {
-        Ok("test".into())
-    }
-    fn wrap(&self, k: Vec<u8>) -> Result<Vec<u8>, BaomiError> {
-        *self.0.lock().unwrap() = k.clone();
-        Ok(k)
-    }
-    fn unwrap(&self, w: Vec<u8>) -> Result<Vec<u8>, BaomiError> {
-        Ok(w)
-    }
-}
+use common::Keys;
 
 /// Answers enrolment; holds a wait for 600 ms, then says "changed".
 #[derive(Debug)]

@@ -473,20 +473,7 @@ impl Store {
                 anchor.seq
             )));
         }
-        let nonces = records
-            .iter()
-            .map(|_| self.next_nonce())
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut head = anchor;
-        let mut rows = Vec::with_capacity(records.len());
-        for (rec, nonce) in records.iter().zip(nonces) {
-            let (seq, buf) = self.seal_record(rec, nonce, &head)?;
-            head = Link {
-                seq,
-                tag: tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
-            };
-            rows.push((seq, nonce, buf));
-        }
+        let (head, rows) = self.seal_after(anchor, records)?;
         let generation = self.generation + 1;
         let head_bytes = self.encode_head(&HeadMark {
             link: head,
@@ -520,6 +507,31 @@ impl Store {
     /// The acknowledged anchor (seq and tag of the last record the office holds).
     pub fn anchor(&self) -> Link {
         self.anchor
+    }
+
+    /// Seals `recs` as a chain after `after`: the new head and the rows (seq, nonce, sealed).
+    /// Nonces are drawn first, all of them, from the OS.
+    #[allow(clippy::type_complexity, reason = "the rows as the INSERT takes them")]
+    fn seal_after(
+        &mut self,
+        after: Link,
+        recs: &[ViolationRecord],
+    ) -> Result<(Link, Vec<(u64, [u8; NONCE_LEN], Vec<u8>)>), StoreError> {
+        let nonces = recs
+            .iter()
+            .map(|_| self.next_nonce())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut head = after;
+        let mut rows = Vec::with_capacity(recs.len());
+        for (rec, nonce) in recs.iter().zip(nonces) {
+            let (seq, buf) = self.seal_record(rec, nonce, &head)?;
+            head = Link {
+                seq,
+                tag: tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
+            };
+            rows.push((seq, nonce, buf));
+        }
+        Ok((head, rows))
     }
 
     /// Seals one record after `prev`; returns its seq and sealed bytes.
@@ -836,20 +848,7 @@ impl Store {
         let path = self.path.clone();
         let sql = |e| StoreError::sqlite(&path, e);
         // Nonces first: the epoch bump is its own committed transaction.
-        let nonces = recs
-            .iter()
-            .map(|_| self.next_nonce())
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut head = self.head;
-        let mut rows = Vec::with_capacity(recs.len());
-        for (rec, nonce) in recs.iter().zip(nonces) {
-            let (seq, buf) = self.seal_record(rec, nonce, &head)?;
-            head = Link {
-                seq,
-                tag: tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
-            };
-            rows.push((seq, nonce, buf));
-        }
+        let (head, rows) = self.seal_after(self.head, recs)?;
         let generation = self.generation + 1;
         let head_bytes = self.encode_head(&HeadMark {
             link: head,
