@@ -485,15 +485,7 @@ impl Store {
         let sql = |e| StoreError::sqlite(&path, e);
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute("DELETE FROM violations", []).map_err(sql)?;
-        {
-            let mut ins = tx
-                .prepare_cached("INSERT INTO violations (seq, nonce, sealed) VALUES (?1, ?2, ?3)")
-                .map_err(sql)?;
-            for (seq, nonce, sealed) in &rows {
-                ins.execute(params![to_sql(*seq), &nonce[..], sealed])
-                    .map_err(sql)?;
-            }
-        }
+        insert_rows(&tx, &rows).map_err(sql)?;
         put_meta(&tx, META_ANCHOR, &anchor_bytes).map_err(sql)?;
         put_meta(&tx, META_HEAD, &head_bytes).map_err(sql)?;
         tx.commit().map_err(sql)?;
@@ -866,15 +858,7 @@ impl Store {
             )
             .map_err(sql)?;
         }
-        {
-            let mut ins = tx
-                .prepare_cached("INSERT INTO violations (seq, nonce, sealed) VALUES (?1, ?2, ?3)")
-                .map_err(sql)?;
-            for (seq, nonce, sealed) in &rows {
-                ins.execute(params![to_sql(*seq), &nonce[..], sealed])
-                    .map_err(sql)?;
-            }
-        }
+        insert_rows(&tx, &rows).map_err(sql)?;
         put_meta(&tx, META_HEAD, &head_bytes).map_err(sql)?;
         tx.commit().map_err(sql)?;
         self.head = head;
@@ -1255,6 +1239,19 @@ fn state_root(tags: &BTreeMap<String, [u8; TAG_LEN]>) -> [u8; 32] {
 fn tag_of(sealed: &[u8]) -> Option<[u8; TAG_LEN]> {
     let start = sealed.len().checked_sub(TAG_LEN)?;
     sealed.get(start..)?.try_into().ok()
+}
+
+/// Inserts sealed rows (seq, nonce, sealed) inside the caller's transaction.
+fn insert_rows(
+    conn: &Connection,
+    rows: &[(u64, [u8; NONCE_LEN], Vec<u8>)],
+) -> rusqlite::Result<()> {
+    let mut ins =
+        conn.prepare_cached("INSERT INTO violations (seq, nonce, sealed) VALUES (?1, ?2, ?3)")?;
+    for (seq, nonce, sealed) in rows {
+        ins.execute(params![to_sql(*seq), &nonce[..], sealed])?;
+    }
+    Ok(())
 }
 
 // Cached: the head is rewritten on every commit, and re-parsing the statement each time cost
