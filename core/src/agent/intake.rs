@@ -121,29 +121,26 @@ impl Agent {
         // Step 5: a rotation of an earlier root this device trusted, other than the one it
         // then installed at that version: the chain forked there.
         let history = self.root_history()?;
-        let roots: Vec<TrustRoot> = history
+        // Parsed once, each with its place in the history.
+        let roots: Vec<(usize, TrustRoot)> = history
             .iter()
-            .filter_map(|b| TrustRoot::from_stored(b).ok())
+            .enumerate()
+            .filter_map(|(i, b)| TrustRoot::from_stored(b).ok().map(|r| (i, r)))
             .collect();
         let fork = roots
             .iter()
             .enumerate()
-            .find_map(|(i, prev)| prev.rotate(bytes).ok().map(|next| (i, next)));
+            .find_map(|(i, (_, prev))| prev.rotate(bytes).ok().map(|next| (i, next)));
         match fork {
             Some((i, next)) => {
-                let same = roots
-                    .get(i + 1)
-                    .is_some_and(|taken| taken.digest() == next.digest());
-                if same || roots.last().is_some_and(|r| r.digest() == next.digest()) {
+                let taken = |r: Option<&(usize, TrustRoot)>| {
+                    r.is_some_and(|(_, t)| t.digest() == next.digest())
+                };
+                if taken(roots.get(i + 1)) || taken(roots.last()) {
                     return Ok(IntakeItem::Older { offered, installed });
                 }
                 let version = next.version();
-                let prev_index = history
-                    .iter()
-                    .position(|b| {
-                        TrustRoot::from_stored(b).is_ok_and(|r| r.digest() == roots[i].digest())
-                    })
-                    .unwrap_or(i);
+                let prev_index = roots.get(i).map_or(i, |(h, _)| *h);
                 self.replace_trust_root(next, history, prev_index, now)?;
                 let reason = format!(
                     "trust root v{installed} replaced by the office's v{version} from managed configuration: the installed chain forked from it after v{}",

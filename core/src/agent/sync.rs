@@ -525,10 +525,14 @@ fn fit_batch(records: &mut Vec<StoredViolation>) {
     let mut total = 0usize;
     let mut keep = 0usize;
     for r in records.iter_mut() {
-        if let Some(c) = r.record.compacted() {
+        // Sized once; only a record over the limit is compacted (and sized again).
+        let mut size = r.record.upload_size();
+        if size > crate::store::record::MAX_UPLOAD_RECORD_BYTES
+            && let Some(c) = r.record.compacted()
+        {
+            size = c.upload_size();
             r.record = c;
         }
-        let size = r.record.upload_size();
         if keep > 0 && total.saturating_add(size) > MAX_BATCH_BYTES {
             break;
         }
