@@ -62,7 +62,7 @@ pub fn load_policy(
         }
         None => {
             let looks_signed = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .is_ok_and(|v| v.get("payload_type").is_some());
+                .is_ok_and(|v| v.get("payloadType").or(v.get("payload_type")).is_some());
             if looks_signed {
                 return Err(CliError::Usage(format!(
                     "{} is a signed bundle: pass --trust",

@@ -93,7 +93,7 @@ pub fn verify_signed(bytes: &[u8], trust: &TrustRoot) -> Result<VerifiedBundle, 
     // Step 5: signatures by a threshold of the policy role's keys, before reading the
     // payload.
     let (keys, threshold) = trust.policy_keys();
-    env.check_threshold_digest(WHAT, &digest, keys, threshold, "policy keys")?;
+    env.check_threshold(WHAT, &payload, keys, threshold, "policy keys")?;
     read_payload(&payload, &digest)
 }
 
