@@ -25,6 +25,7 @@ use baomi_core::posture::Posture;
 use baomi_core::store::{PolicyRef, ViolationRecord};
 use baomi_core::sync::http::HttpTransport;
 use baomi_core::sync::identity::DeviceIdentity;
+use baomi_core::sync::ledger;
 use baomi_core::sync::proof::{ProofKey, session_aad};
 use baomi_core::sync::protocol::{
     ChainState, CheckIn, Finish, PROTOCOL_VERSION, SyncRequest, Upload, UploadBatch,
@@ -215,15 +216,31 @@ fn sync_one(
         session: seal(upload_pub, &session_aad(d.device_id()), session.as_bytes()).unwrap(),
     };
     let receipt_key = ProofKey::generate().unwrap();
-    let batch = UploadBatch {
-        receipt_key: receipt_key.to_base64().to_string(),
-        records: (first..=last)
-            .map(|seq| UploadedRecord {
+    // Each batch linked and checkpointed as a phone does (the ledger on); each starts its
+    // chain afresh, which the office accepts as a restart: the same work per record.
+    let mut link = baomi_core::sync::ledger::GENESIS;
+    let records: Vec<UploadedRecord> = (first..=last)
+        .map(|seq| {
+            let record = record();
+            let digest = ledger::record_digest(&ledger::record_bytes(&record));
+            link = ledger::chain_link(d.device_id(), seq, &link, &digest);
+            UploadedRecord {
                 seq,
                 tag: format!("{seq:032x}"),
-                record: record(),
-            })
-            .collect(),
+                record,
+                link: baomi_core::bundle::keys::hex(&link),
+            }
+        })
+        .collect();
+    let batch = UploadBatch {
+        receipt_key: receipt_key.to_base64().to_string(),
+        records,
+        checkpoint: Some(ledger::DeviceCheckpoint::sign(
+            d,
+            last,
+            &link,
+            Timestamp::now(),
+        )),
     };
     let plain = serde_json::to_vec(&batch).unwrap();
     let up = Upload {

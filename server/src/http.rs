@@ -414,6 +414,7 @@ async fn accept_loop(
     let limits = shared.limits;
     tokio::spawn(poll_changes(shared.clone(), stopped.clone()));
     tokio::spawn(retry_mdm(shared.clone(), stopped.clone()));
+    tokio::spawn(sign_ledger(shared.clone(), stopped.clone()));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -479,6 +480,31 @@ async fn accept_loop(
         .is_err()
     {
         log::warn!("requests still in flight after the drain timeout");
+    }
+}
+
+/// The evidence ledger's sequencer and signer on a schedule: queued leaves are appended and a
+/// checkpoint signed every few seconds (group commit; uploads never wait for it).
+async fn sign_ledger(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+        let server = shared.server.clone();
+        let signed = tokio::task::spawn_blocking(move || {
+            if server.has_log_key() {
+                server.ledger_checkpoint().map(|_| ())
+            } else {
+                server.ledger_integrate().map(|_| ())
+            }
+        })
+        .await;
+        match signed {
+            Ok(Err(e)) => log::warn!("ledger: {}", e.message),
+            Err(e) => log::warn!("ledger: {e}"),
+            Ok(Ok(())) => {}
+        }
     }
 }
 

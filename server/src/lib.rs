@@ -22,6 +22,7 @@ pub mod console;
 pub mod db;
 pub mod fleet;
 pub mod http;
+pub mod ledger;
 pub mod logging;
 pub mod mdm;
 pub mod metrics;

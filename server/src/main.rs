@@ -7,6 +7,7 @@ use std::sync::Arc;
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
 use baomi_server::http::{Limits, Listener, Scope, Tls};
+use baomi_server::ledger::LogKey;
 use baomi_server::upload_key::UploadKey;
 use baomi_server::{Server, admin};
 use clap::{Parser, Subcommand};
@@ -43,6 +44,10 @@ enum Cmd {
         /// The office's X25519 upload key (from `baomi-server upload-key new`).
         #[arg(long)]
         upload_key: Option<PathBuf>,
+        /// The evidence ledger's log key (from `baomi-server log-key new`): signs the
+        /// ledger's checkpoints. Without it the ledger still records, but serves no checkpoint.
+        #[arg(long)]
+        log_key: Option<PathBuf>,
         /// PEM certificate chain for TLS.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -85,6 +90,9 @@ enum Cmd {
     /// The office's upload key.
     #[command(subcommand, name = "upload-key")]
     UploadKey(UploadKeyCmd),
+    /// The evidence ledger's log key.
+    #[command(subcommand, name = "log-key")]
+    LogKey(LogKeyCmd),
     /// List enrolled devices, their posture and last check-in (JSON lines).
     Devices {
         #[arg(long, default_value = DEFAULT_DB)]
@@ -186,6 +194,19 @@ enum MdmCmd {
 }
 
 #[derive(Subcommand)]
+enum LogKeyCmd {
+    /// Create a key named NAME (the log's origin): writes OUT (secret, mode 0600) and OUT.pub
+    /// (the verifier key auditors pin), and prints the verifier key.
+    New {
+        /// The log's name, e.g. `ledger.bmj.example.gov.cn`.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum UploadKeyCmd {
     /// Create a key: writes OUT (secret, mode 0600) and OUT.pub (base64 public key).
     New {
@@ -229,6 +250,7 @@ fn run(cli: Cli) -> Result<(), String> {
             office_listen,
             db,
             upload_key,
+            log_key,
             tls_cert,
             tls_key,
             threads,
@@ -250,6 +272,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 _ => None,
             };
             let mut server = open(&db, threads, key)?;
+            match log_key.as_deref().map(LogKey::load).transpose()? {
+                Some(k) => server = server.with_log_key(k),
+                None => log::warn!(
+                    "no --log-key: the evidence ledger records but serves no signed checkpoint"
+                ),
+            }
             if let Some(mdm) =
                 mdm_config(nanomdm.as_deref(), !nanomdm_no_push, mdm_webhook.as_deref())?
             {
@@ -336,6 +364,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 .accept_custody(&read(&file)?)
                 .map_err(|e| e.message)?;
             println!("custody record at feed position {c}");
+            Ok(())
+        }
+        Cmd::LogKey(LogKeyCmd::New { name, out }) => {
+            if out.exists() {
+                return Err(format!("{} exists; not overwriting a key", out.display()));
+            }
+            let (k, secret) = LogKey::generate(&name)?;
+            write_secret(&out, format!("{}\n", secret.as_str()).as_bytes())?;
+            let pub_path = out.with_extension("pub");
+            std::fs::write(&pub_path, format!("{}\n", k.verifier_key()))
+                .map_err(|e| format!("{}: {e}", pub_path.display()))?;
+            println!("{}", k.verifier_key());
             Ok(())
         }
         Cmd::UploadKey(UploadKeyCmd::New { out }) => {

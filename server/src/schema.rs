@@ -11,8 +11,10 @@ use crate::db::{Conn, DbError, Kind};
 /// append-only audit log, and each device's check-in history (new tables only). Version 6:
 /// each device's received records and bytes today (`quota_day`, `quota_records`,
 /// `quota_bytes`), officers that can be disabled (`officers.disabled_at`); new tables for
-/// login attempts and MDM events seen.
-pub const VERSION: i64 = 6;
+/// login attempts and MDM events seen. Version 7 (issue 21): each record's public link
+/// (`violations.link`); new tables for device checkpoints and the evidence ledger (its queue,
+/// leaves, stored hashes, signed checkpoints and witnesses' cosignatures).
+pub const VERSION: i64 = 7;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
@@ -34,6 +36,10 @@ const LADDER: &[(i64, &str)] = &[
      ALTER TABLE devices ADD COLUMN quota_records BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE devices ADD COLUMN quota_bytes BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE officers ADD COLUMN disabled_at BIGINT;",
+    ),
+    (
+        7,
+        "ALTER TABLE violations ADD COLUMN link TEXT NOT NULL DEFAULT '';",
     ),
 ];
 
@@ -156,6 +162,30 @@ CREATE TABLE IF NOT EXISTS checkins (
     fail_closed TEXT
 );
 CREATE INDEX IF NOT EXISTS checkins_device ON checkins (device_id, at);
+CREATE TABLE IF NOT EXISTS device_checkpoints (
+    device_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    link TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    signature TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+CREATE TABLE IF NOT EXISTS ledger_leaves (n BIGINT PRIMARY KEY, ref TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ledger_leaves_ref ON ledger_leaves (ref);
+CREATE TABLE IF NOT EXISTS ledger_hashes (idx BIGINT PRIMARY KEY, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+    size BIGINT PRIMARY KEY,
+    note TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger_witnesses (
+    witness TEXT PRIMARY KEY,
+    size BIGINT NOT NULL,
+    note TEXT NOT NULL,
+    report TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS device_holders (
     device_id TEXT PRIMARY KEY,
     holder TEXT NOT NULL
@@ -178,6 +208,11 @@ pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
             received_at BIGINT NOT NULL
         );
         CREATE INDEX IF NOT EXISTS custody_holder ON custody (holder, cursor);
+        CREATE TABLE IF NOT EXISTS ledger_queue (
+            id {serial},
+            ref TEXT NOT NULL,
+            data TEXT NOT NULL
+        );
         CREATE TABLE IF NOT EXISTS audit (
             seq {serial},
             at BIGINT NOT NULL,

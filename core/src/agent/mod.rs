@@ -823,6 +823,17 @@ impl Agent {
     /// tag of this device's record at `through`: the device deletes only records it actually
     /// sent. Returns whether anything was deleted.
     pub fn acknowledge(&mut self, through: u64, tag_hex: &str) -> Result<bool, AgentError> {
+        self.acknowledge_linked(through, tag_hex, None)
+    }
+
+    /// [`Agent::acknowledge`] with the public link of record `through` when the caller has it
+    /// (it sealed the batch); otherwise it is computed from the records still in the store.
+    pub fn acknowledge_linked(
+        &mut self,
+        through: u64,
+        tag_hex: &str,
+        link: Option<[u8; 32]>,
+    ) -> Result<bool, AgentError> {
         if through <= self.store.acked_through() {
             return Ok(false);
         }
@@ -830,7 +841,11 @@ impl Agent {
         if tag.map(|t| hex(&t)).as_deref() != Some(tag_hex) {
             return Err(StoreError::Integrity(ChainError::Unauthentic { seq: through }).into());
         }
-        self.store.acknowledge(through)?;
+        let link = match link {
+            Some(l) => Some(l),
+            None => self.ledger_link_at(through),
+        };
+        self.store.acknowledge_linked(through, link)?;
         if self.sync.damage_seq.is_some() && !self.damage_pending() {
             // The office has the damage report: the store is whole again.
             self.update_sync(|s| s.damage_seq = None)?;
@@ -841,6 +856,35 @@ impl Agent {
             }
         }
         Ok(true)
+    }
+
+    /// The public chain's link of the last acknowledged record: where the next upload's chain
+    /// continues ([`crate::sync::ledger`]).
+    pub fn ledger_prev(&self) -> [u8; 32] {
+        self.store
+            .ledger_link()
+            .unwrap_or(crate::sync::ledger::GENESIS)
+    }
+
+    /// The public link of record `through`, from the records still in the store (`None` if one
+    /// of them does not read: the chain then continues from genesis after it).
+    fn ledger_link_at(&self, through: u64) -> Option<[u8; 32]> {
+        use crate::sync::ledger;
+        let after = self.store.acked_through();
+        let n = usize::try_from(through.checked_sub(after)?).ok()?;
+        let records = self.store.records_after(after, n).ok()?;
+        let device = self.store.device_id().to_owned();
+        let mut link = self.ledger_prev();
+        let mut last = after;
+        for r in &records {
+            if r.seq != last + 1 {
+                return None;
+            }
+            let digest = ledger::record_digest(&ledger::record_bytes(&r.record));
+            link = ledger::chain_link(&device, r.seq, &link, &digest);
+            last = r.seq;
+        }
+        (last == through).then_some(link)
     }
 
     /// Unacknowledged records after the anchor, oldest first, at most `limit`. A record that

@@ -21,6 +21,7 @@ use crate::rules;
 use crate::store::{StoreError, StoredViolation};
 use crate::sync::custody::verify_custody_record;
 use crate::sync::identity::DeviceIdentity;
+use crate::sync::ledger;
 use crate::sync::proof::{Answer, ProofKey, session_aad};
 use crate::sync::protocol::{
     CheckIn, DownloadRequest, DownloadResponse, EnrollRequest, EnrollResponse, ErrorBody, Finish,
@@ -318,7 +319,7 @@ fn run_stages(
     fit_batch(&mut backlog);
     let mut in_one = None;
     if backlog.len() == all && all <= MAX_BATCH_RECORDS {
-        let batch = seal_batch(&device, &upload_key, backlog)?;
+        let batch = seal_batch(&identity, &upload_key, backlog, agent.ledger_prev(), now)?;
         let req = SyncRequest {
             check_in: check_in.clone(),
             upload: batch.as_ref().map(|b| b.upload.clone()),
@@ -381,7 +382,7 @@ fn run_stages(
             None
         };
         if ours.map(|t| hex(&t)).as_deref() == Some(answer.acked_tag.as_str()) {
-            acknowledge(agent, check_in_path, office, &answer.acked_tag)?;
+            acknowledge(agent, check_in_path, office, &answer.acked_tag, None)?;
         } else {
             let tag = parse_tag(&answer.acked_tag);
             agent.continue_past(office, tag, now)?;
@@ -547,6 +548,8 @@ struct SealedBatch {
     upload: Upload,
     receipt_key: ProofKey,
     last_tag: String,
+    /// The public chain's link of the last record (kept with the acknowledgement).
+    last_link: [u8; 32],
 }
 
 impl SealedBatch {
@@ -568,31 +571,46 @@ impl SealedBatch {
         {
             return Err(SyncError::Unproven { path });
         }
-        acknowledge(agent, path, last, &self.last_tag)
+        acknowledge(agent, path, last, &self.last_tag, Some(self.last_link))
     }
 }
 
-/// Seals records (oldest first) as one batch with a fresh receipt key; `None` for none.
+/// Seals records (oldest first) as one batch with a fresh receipt key, each with its public
+/// link after `prev` and the batch with the device's signed checkpoint over the last one
+/// ([`crate::sync::ledger`]); `None` for none.
 fn seal_batch(
-    device: &str,
+    identity: &DeviceIdentity,
     upload_key: &[u8; 32],
     batch: Vec<StoredViolation>,
+    prev: [u8; 32],
+    now: Timestamp,
 ) -> Result<Option<SealedBatch>, SyncError> {
+    let device = identity.device_id();
     let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
         return Ok(None);
     };
     let (first_seq, last_seq, last_tag) = (first.seq, last.seq, hex(&last.tag));
     let receipt_key = ProofKey::generate().ok_or_else(|| random_failed(path::UPLOAD))?;
-    let mut contents = UploadBatch {
-        receipt_key: receipt_key.to_base64().to_string(),
-        records: batch
-            .into_iter()
-            .map(|v| UploadedRecord {
+    let mut link = prev;
+    let records: Vec<UploadedRecord> = batch
+        .into_iter()
+        .map(|v| {
+            let digest = ledger::record_digest(&ledger::record_bytes(&v.record));
+            link = ledger::chain_link(device, v.seq, &link, &digest);
+            UploadedRecord {
                 seq: v.seq,
                 tag: hex(&v.tag),
                 record: v.record,
-            })
-            .collect(),
+                link: hex(&link),
+            }
+        })
+        .collect();
+    let mut contents = UploadBatch {
+        receipt_key: receipt_key.to_base64().to_string(),
+        records,
+        checkpoint: Some(ledger::DeviceCheckpoint::sign(
+            identity, last_seq, &link, now,
+        )),
     };
     let plain = Zeroizing::new(
         serde_json::to_vec(&contents).map_err(|e| protocol(path::UPLOAD, e.to_string()))?,
@@ -610,6 +628,7 @@ fn seal_batch(
         },
         receipt_key,
         last_tag,
+        last_link: link,
     }))
 }
 
@@ -619,6 +638,7 @@ fn acknowledge(
     path: &'static str,
     through: u64,
     tag_hex: &str,
+    link: Option<[u8; 32]>,
 ) -> Result<(), SyncError> {
     let head = agent.store().head().seq;
     if through > head {
@@ -627,7 +647,7 @@ fn acknowledge(
             format!("acknowledges seq {through} but the newest record is {head}"),
         ));
     }
-    match agent.acknowledge(through, tag_hex) {
+    match agent.acknowledge_linked(through, tag_hex, link) {
         Ok(_) => Ok(()),
         Err(AgentError::Store(StoreError::Integrity(_))) => Err(protocol(
             path,
@@ -644,11 +664,11 @@ fn upload(
     upload_key: &[u8; 32],
     now: Timestamp,
 ) -> Result<(), SyncError> {
-    let device = identity.device_id();
     loop {
         let mut records = agent.unacknowledged(MAX_BATCH_RECORDS, now)?;
         fit_batch(&mut records);
-        let Some(batch) = seal_batch(device, upload_key, records)? else {
+        let Some(batch) = seal_batch(identity, upload_key, records, agent.ledger_prev(), now)?
+        else {
             return Ok(());
         };
         let (resp, _): (UploadResponse, _) =

@@ -204,6 +204,8 @@ const META_WRAPPED: &str = "wrapped_key";
 const META_KEY_CHECK: &str = "key_check";
 const META_HEAD: &str = "head";
 const META_ANCHOR: &str = "anchor";
+/// The public chain's link at the anchor ([`crate::sync::ledger`]), written with it.
+const META_LEDGER: &str = "ledger";
 
 impl Store {
     /// Opens (or creates) the store in `dir`, unwrapping its data key with `provider`.
@@ -1041,6 +1043,16 @@ impl Store {
     /// Records the server's acknowledgement of everything up to `through` and deletes those
     /// records. Idempotent; an acknowledgement beyond the head is refused.
     pub fn acknowledge(&mut self, through: u64) -> Result<(), StoreError> {
+        self.acknowledge_linked(through, None)
+    }
+
+    /// [`Store::acknowledge`], keeping the public chain's link of record `through` in the same
+    /// commit (so the next upload continues the chain whatever happens between).
+    pub fn acknowledge_linked(
+        &mut self,
+        through: u64,
+        ledger: Option<[u8; 32]>,
+    ) -> Result<(), StoreError> {
         if through <= self.anchor.seq {
             return Ok(());
         }
@@ -1069,13 +1081,45 @@ impl Store {
             tag: tag_of(&sealed).ok_or(ChainError::Unauthentic { seq: through })?,
         };
         let anchor_bytes = self.encode_link(META_ANCHOR, &anchor);
+        let ledger_bytes = ledger.map(|l| self.encode_ledger(through, &l));
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute("DELETE FROM violations WHERE seq <= ?1", [to_sql(through)])
             .map_err(sql)?;
         put_meta(&tx, META_ANCHOR, &anchor_bytes).map_err(sql)?;
+        if let Some(ledger) = &ledger_bytes {
+            put_meta(&tx, META_LEDGER, ledger).map_err(sql)?;
+        }
         tx.commit().map_err(sql)?;
         self.anchor = anchor;
         Ok(())
+    }
+
+    /// The public chain's link of the anchor record, if it was kept with this anchor (`None`
+    /// after a restore, a salvage or an acknowledgement of records this device did not link:
+    /// its chain then continues from [`crate::sync::ledger::GENESIS`]).
+    pub fn ledger_link(&self) -> Option<[u8; 32]> {
+        let raw = get_meta(&self.conn, META_LEDGER).ok().flatten()?;
+        let (seq, rest) = raw.split_at_checked(8)?;
+        let (link, mac) = rest.split_at_checked(32)?;
+        let seq = u64::from_be_bytes(seq.try_into().ok()?);
+        let link: [u8; 32] = link.try_into().ok()?;
+        hmac::verify(&self.keys.mac, &self.ledger_message(seq, &link), mac).ok()?;
+        (seq == self.anchor.seq).then_some(link)
+    }
+
+    fn ledger_message(&self, seq: u64, link: &[u8; 32]) -> Vec<u8> {
+        let mut msg = META_LEDGER.as_bytes().to_vec();
+        msg.extend_from_slice(self.device_id.as_bytes());
+        msg.extend_from_slice(&seq.to_be_bytes());
+        msg.extend_from_slice(link);
+        msg
+    }
+
+    fn encode_ledger(&self, seq: u64, link: &[u8; 32]) -> Vec<u8> {
+        let mut v = seq.to_be_bytes().to_vec();
+        v.extend_from_slice(link);
+        v.extend_from_slice(hmac::sign(&self.keys.mac, &self.ledger_message(seq, link)).as_ref());
+        v
     }
 
     /// Stores a named piece of agent state, sealed.

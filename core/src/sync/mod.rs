@@ -11,6 +11,7 @@ pub mod custody;
 #[cfg(feature = "host-http")]
 pub mod http;
 pub mod identity;
+pub mod ledger;
 pub mod proof;
 pub mod protocol;
 pub mod schedule;

@@ -221,6 +221,9 @@ pub struct UploadBatch {
     pub receipt_key: String,
     /// The records, in seq order.
     pub records: Vec<UploadedRecord>,
+    /// The device's signed checkpoint over the last record's public link ([`super::ledger`]).
+    #[serde(default)]
+    pub checkpoint: Option<super::ledger::DeviceCheckpoint>,
 }
 
 /// One record inside an upload batch.
@@ -232,6 +235,9 @@ pub struct UploadedRecord {
     pub tag: String,
     /// Record (as decrypted from the device store).
     pub record: crate::store::ViolationRecord,
+    /// Hex of the record's public link ([`super::ledger::chain_link`]).
+    #[serde(default)]
+    pub link: String,
 }
 
 /// The server's acknowledgement.

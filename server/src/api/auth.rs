@@ -76,6 +76,16 @@ impl Server {
                     text(row, 2).into(),
                 ],
             )?;
+            // The key its checkpoints verify under, in the ledger from the start: replacing
+            // `devices.public_key` later cannot make forged checkpoints pass an audit.
+            crate::ledger::log::enqueue(
+                c,
+                &[crate::ledger::Leaf::Device {
+                    device: req.device_id.clone(),
+                    public_key: req.public_key.clone(),
+                    at: now.0,
+                }],
+            )?;
             Ok(())
         })?;
         log::info!("enrolled device {}", req.device_id);
@@ -119,7 +129,7 @@ impl Server {
     }
 
     /// The device's enrolled key, from the cache or (once) the database.
-    fn device_key(&self, device_id: &str) -> Result<PublicKey, ApiError> {
+    pub(super) fn device_key(&self, device_id: &str) -> Result<PublicKey, ApiError> {
         const MAX_CACHED: usize = 1 << 20;
         if let Some(k) = self
             .device_keys

@@ -12,6 +12,7 @@ mod auth;
 mod check_in;
 mod download;
 mod finish;
+mod ledger;
 mod office;
 mod queries;
 mod sync;
@@ -143,6 +144,10 @@ pub struct Server {
     newest_policy: std::sync::Mutex<Option<(i64, std::sync::Arc<ValidPolicy>)>>,
     /// Digests of published roots and bundles by version (published ones never change).
     published: std::sync::Mutex<std::collections::HashMap<(Published, u64), String>>,
+    /// The office's log key: signs the evidence ledger's checkpoints (`crate::ledger`).
+    log_key: Option<crate::ledger::LogKey>,
+    /// One sequencer at a time in this process.
+    ledger_lock: std::sync::Mutex<()>,
 }
 
 /// What a device reports that the office may or may not have published.
@@ -200,7 +205,15 @@ impl Server {
             mdm: None,
             newest_policy: std::sync::Mutex::new(None),
             published: std::sync::Mutex::new(std::collections::HashMap::new()),
+            log_key: None,
+            ledger_lock: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Signs the evidence ledger's checkpoints with `key`.
+    pub fn with_log_key(mut self, key: crate::ledger::LogKey) -> Self {
+        self.log_key = Some(key);
+        self
     }
 
     /// Drives an MDM: posture changes of linked devices become its commands.

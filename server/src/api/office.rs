@@ -56,6 +56,13 @@ impl Server {
                     now.0.into(),
                 ],
             )?;
+            crate::ledger::log::enqueue(
+                c,
+                &[crate::ledger::Leaf::Bundle {
+                    version: state.version,
+                    digest: crate::ledger::sha256_hex(text.as_bytes()),
+                }],
+            )?;
             // The device -> holder index the check-ins read, replaced with the bundle in the
             // same transaction. The first assignment naming a device wins, as on the device
             // (`Policy::holder_for_device`).
@@ -92,6 +99,13 @@ impl Server {
                     now.0.into(),
                 ],
             )?;
+            crate::ledger::log::enqueue(
+                c,
+                &[crate::ledger::Leaf::TrustRoot {
+                    version: next.version(),
+                    digest: crate::ledger::sha256_hex(text.as_bytes()),
+                }],
+            )?;
             Ok(())
         })?;
         Ok(next.version())
@@ -110,10 +124,19 @@ impl Server {
             String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("not UTF-8"))?;
         let now = self.now();
         let cursor = self.db.tx(|c| {
-            c.execute(
-                "INSERT INTO custody (record_id, holder, envelope, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (record_id) DO NOTHING",
+            let new = c.query(
+                "INSERT INTO custody (record_id, holder, envelope, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (record_id) DO NOTHING RETURNING cursor",
                 &[doc.record_id.clone().into(), doc.holder.clone().into(), text.clone().into(), now.0.into()],
             )?;
+            if !new.is_empty() {
+                crate::ledger::log::enqueue(
+                    c,
+                    &[crate::ledger::Leaf::Custody {
+                        record_id: doc.record_id.clone(),
+                        digest: crate::ledger::sha256_hex(text.as_bytes()),
+                    }],
+                )?;
+            }
             Ok(c.query("SELECT cursor FROM custody WHERE record_id = $1", &[doc.record_id.clone().into()])?
                 .first()
                 .map_or(0, |r| int(r, 0)))

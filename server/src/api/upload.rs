@@ -1,6 +1,9 @@
 //! Stage 2: upload. Opens a sealed batch, stores it exactly once, answers with its receipt.
 
 use super::*;
+use crate::ledger::Leaf;
+use baomi_core::bundle::keys::hex;
+use baomi_core::sync::ledger::{self, DeviceCheckpoint};
 
 /// An upload opened and checked (outside any transaction).
 pub(super) struct OpenedBatch {
@@ -8,6 +11,8 @@ pub(super) struct OpenedBatch {
     last_seq: u64,
     receipt_key: ProofKey,
     records: Vec<UploadedRecord>,
+    /// The device's signed checkpoint over the batch's last record (signature checked).
+    checkpoint: Option<DeviceCheckpoint>,
 }
 
 impl OpenedBatch {
@@ -70,11 +75,27 @@ impl Server {
                 "batch records do not match its seq range",
             ));
         }
+        // The device's checkpoint: over this batch's last record, signed by its identity key
+        // (the key it enrolled with, which the ledger holds). Batches from agents before the
+        // ledger carry none: stored, and reported by the auditor as not covered.
+        let checkpoint = match batch.checkpoint {
+            None => None,
+            Some(cp) => {
+                let key = self.device_key(dev)?;
+                if cp.seq != req.last_seq || !cp.verify(dev, &key) {
+                    return Err(ApiError::bad_request(
+                        "the batch's checkpoint is not the device's signature over its last record",
+                    ));
+                }
+                Some(cp)
+            }
+        };
         Ok(OpenedBatch {
             first_seq: req.first_seq,
             last_seq: req.last_seq,
             receipt_key,
             records,
+            checkpoint,
         })
     }
 }
@@ -84,6 +105,22 @@ impl Server {
 pub const MAX_RECORDS_PER_DAY: i64 = 20_000;
 /// Most bytes of records one device may deliver in a day.
 pub const MAX_BYTES_PER_DAY: i64 = 64 * 1024 * 1024;
+
+/// The office's link of the record before `first` (genesis when it holds none).
+fn chain_before(c: &mut dyn Conn, dev: &str, first: u64) -> Result<[u8; 32], ApiError> {
+    if first <= 1 {
+        return Ok(ledger::GENESIS);
+    }
+    let rows = c.query(
+        "SELECT link FROM violations WHERE device_id = $1 AND seq = $2",
+        &[dev.into(), seq_i64(first - 1)?.into()],
+    )?;
+    Ok(rows
+        .first()
+        .and_then(|r| text(r, 0))
+        .and_then(|l| ledger::parse_link(&l))
+        .unwrap_or(ledger::GENESIS))
+}
 
 /// Error code of a batch that reuses a seq the office holds with another record.
 pub(super) const SEQ_CONFLICT: &str = "seq_conflict";
@@ -102,27 +139,60 @@ pub(super) fn store_batch(
     // One statement for the batch. Re-sent records hit the primary key and change nothing:
     // exactly once.
     let mut sql = String::from(
-        "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag) VALUES ",
+        "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag, link) VALUES ",
     );
-    let mut params: Vec<Value> = Vec::with_capacity(batch.records.len() * 7);
+    let mut params: Vec<Value> = Vec::with_capacity(batch.records.len() * 8);
     let mut bytes: i64 = 0;
+    // The public chain: each record's link must follow the previous one's (the office's copy
+    // of the record before the batch, or genesis where the device's chain restarted after a
+    // restored store), over the exact bytes stored.
+    let mut prev = chain_before(c, dev, batch.first_seq)?;
+    let mut leaves: Vec<(u64, Leaf)> = Vec::with_capacity(batch.records.len() + 1);
     for (i, r) in batch.records.iter().enumerate() {
         let rec =
             serde_json::to_string(&r.record).map_err(|e| ApiError::internal(e.to_string()))?;
         bytes = bytes.saturating_add(i64::try_from(rec.len()).unwrap_or(i64::MAX));
-        let n = i * 7;
+        let digest = ledger::record_digest(rec.as_bytes());
+        let link = if r.link.is_empty() && batch.checkpoint.is_none() {
+            // An agent before the ledger: stored unlinked; the auditor reports it.
+            None
+        } else {
+            let follows = |p: &[u8; 32]| hex(&ledger::chain_link(dev, r.seq, p, &digest)) == r.link;
+            if !(follows(&prev) || (i == 0 && follows(&ledger::GENESIS))) {
+                return Err(ApiError::bad_request(format!(
+                    "record {} does not follow the device's chain (its link is not over the previous link and this record)",
+                    r.seq
+                )));
+            }
+            prev = ledger::parse_link(&r.link).unwrap_or(ledger::GENESIS);
+            Some(r.link.clone())
+        };
+        if let Some(link) = &link {
+            leaves.push((
+                r.seq,
+                Leaf::Record {
+                    device: dev.to_owned(),
+                    seq: r.seq,
+                    link: link.clone(),
+                    digest: hex(&digest),
+                    received_at: now.0,
+                },
+            ));
+        }
+        let n = i * 8;
         if i > 0 {
             sql.push_str(", ");
         }
         sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
             n + 1,
             n + 2,
             n + 3,
             n + 4,
             n + 5,
             n + 6,
-            n + 7
+            n + 7,
+            n + 8
         ));
         params.extend([
             dev.into(),
@@ -132,9 +202,17 @@ pub(super) fn store_batch(
             r.record.rules.join(",").into(),
             rec.into(),
             r.tag.clone().into(),
+            link.unwrap_or_default().into(),
         ]);
     }
-    sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING");
+    if let Some(cp) = &batch.checkpoint
+        && (cp.seq != batch.last_seq || batch.records.last().map(|r| &r.link) != Some(&cp.link))
+    {
+        return Err(ApiError::bad_request(
+            "the batch's checkpoint does not end at its last record's link",
+        ));
+    }
+    sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq");
     // The device's daily quota, checked before anything is stored: over it, the batch is
     // refused whole (the phone keeps it and retries the next day; nothing of it is stored).
     let day = now.0.div_euclid(86_400_000);
@@ -160,11 +238,45 @@ pub(super) fn store_batch(
     update.set("quota_day", day);
     update.set("quota_records", records_after);
     update.set("quota_bytes", bytes_after);
-    let inserted = if batch.records.is_empty() {
-        0
+    let stored: Vec<u64> = if batch.records.is_empty() {
+        Vec::new()
     } else {
-        c.execute(&sql, &params)?
+        c.query(&sql, &params)?
+            .iter()
+            .map(|r| u(int(r, 0)))
+            .collect()
     };
+    let inserted = stored.len() as u64;
+    // Into the ledger with the rows, in this transaction: what was stored now, and the
+    // device's checkpoint the first time it arrives.
+    let mut queued: Vec<Leaf> = leaves
+        .into_iter()
+        .filter(|(seq, _)| stored.contains(seq))
+        .map(|(_, l)| l)
+        .collect();
+    if let Some(cp) = &batch.checkpoint {
+        let new = c.query(
+            "INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq",
+            &[
+                dev.into(),
+                seq_i64(cp.seq)?.into(),
+                cp.link.clone().into(),
+                cp.at.into(),
+                cp.signature.clone().into(),
+                now.0.into(),
+            ],
+        )?;
+        if !new.is_empty() {
+            queued.push(Leaf::Checkpoint {
+                device: dev.to_owned(),
+                seq: cp.seq,
+                link: cp.link.clone(),
+                at: cp.at,
+                signature: cp.signature.clone(),
+            });
+        }
+    }
+    crate::ledger::log::enqueue(c, &queued)?;
     // Some seqs were already there: a re-sent batch (same records: exactly once), or a store
     // restored from an older copy reusing seqs for other records. A receipt now would make
     // the device delete records the office never stored, so the request fails whole (the
@@ -293,8 +405,11 @@ mod tests {
                     seq,
                     tag: format!("{seq:032x}"),
                     record: record.clone(),
+                    // Unlinked, as from an agent before the ledger.
+                    link: String::new(),
                 })
                 .collect(),
+            checkpoint: None,
         }
     }
 

@@ -87,6 +87,30 @@ fn html(status: u16, m: Markup) -> OfficeReply {
     }
 }
 
+/// A witness's cosigned checkpoint and its audit report (`baomi audit --witness`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WitnessPost {
+    witness: String,
+    note: String,
+    report: String,
+}
+
+/// An optional non-negative number from the query.
+fn number(q: &std::collections::HashMap<String, String>, k: &str) -> Result<Option<u64>, ApiError> {
+    q.get(k)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("{k} must be a non-negative number")))
+        })
+        .transpose()
+}
+
+/// A required non-negative number from the query.
+fn required(q: &std::collections::HashMap<String, String>, k: &str) -> Result<u64, ApiError> {
+    number(q, k)?.ok_or_else(|| ApiError::bad_request(format!("{k} is required")))
+}
+
 fn json<T: serde::Serialize>(status: u16, v: &T) -> OfficeReply {
     OfficeReply {
         status,
@@ -274,6 +298,53 @@ impl Server {
                 };
                 let limit = num("limit")?.unwrap_or(200);
                 json(200, &self.audit_page(limit, num("before")?)?)
+            }
+            ("GET", "ledger/checkpoint") => OfficeReply {
+                status: 200,
+                headers: secure_headers(vec![(
+                    "Content-Type".into(),
+                    "text/plain; charset=utf-8".into(),
+                )]),
+                body: self.ledger_checkpoint()?.into_bytes(),
+            },
+            ("GET", "ledger/leaves") => json(
+                200,
+                &self.ledger_leaves(
+                    number(q, "start")?.unwrap_or(0),
+                    number(q, "limit")?.unwrap_or(1000),
+                )?,
+            ),
+            ("GET", "ledger/proof") => json(
+                200,
+                &self.ledger_inclusion(required(q, "leaf")?, required(q, "size")?)?,
+            ),
+            ("GET", "ledger/consistency") => json(
+                200,
+                &self.ledger_consistency(required(q, "from")?, required(q, "to")?)?,
+            ),
+            ("GET", "ledger/records") => json(
+                200,
+                &self.ledger_records(
+                    q.get("after_device").map_or("", String::as_str),
+                    i64::try_from(number(q, "after_seq")?.unwrap_or(0)).unwrap_or(i64::MAX),
+                    i64::try_from(number(q, "limit")?.unwrap_or(1000)).unwrap_or(1000),
+                )?,
+            ),
+            ("GET", "ledger/evidence") => {
+                let device = q
+                    .get("device")
+                    .ok_or_else(|| ApiError::bad_request("device is required"))?;
+                let seq = required(q, "seq")?;
+                let e = self.ledger_evidence(device, seq)?;
+                self.audit(&o.name, "evidence_exported", &format!("{device}/{seq}"))?;
+                json(200, &e)
+            }
+            ("POST", "ledger/witness") => {
+                let w: WitnessPost = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("malformed witness report: {e}")))?;
+                self.ledger_witness(&w.witness, &w.note, &w.report)?;
+                self.audit(&o.name, "ledger_witnessed", &w.witness)?;
+                json(200, &serde_json::json!({ "ok": true }))
             }
             ("GET", "mdm/commands") => json(
                 200,

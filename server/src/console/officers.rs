@@ -368,6 +368,15 @@ impl Server {
                     detail.clone().into(),
                 ],
             )?;
+            crate::ledger::log::enqueue(
+                c,
+                &[crate::ledger::Leaf::Audit {
+                    at: now.0,
+                    officer: officer.to_owned(),
+                    action: action.to_owned(),
+                    detail: detail.clone(),
+                }],
+            )?;
             Ok(())
         })
     }

@@ -1,0 +1,145 @@
+//! The device's public evidence chain (issue 21): what lets anyone holding the device's public
+//! key check that the office's copy of its records is complete and unaltered.
+//!
+//! Each uploaded record carries a public hash link over the previous link and the digest of
+//! the record's canonical bytes (the exact JSON the device uploads and the server stores):
+//!
+//! ```text
+//! link(seq) = SHA-256("baomi-chain-v1\n" device "\n" seq "\n" hex(link(seq-1)) "\n" hex(SHA-256(record)))
+//! ```
+//!
+//! with `link(0)` (and the link before the first record after a restored store) 32 zero
+//! bytes. Each upload also carries a checkpoint over its last record signed with the device's
+//! identity key:
+//!
+//! ```text
+//! "baomi-device-checkpoint-v1\n" device "\n" seq "\n" hex(link(seq)) "\n" at_ms "\n"
+//! ```
+//!
+//! The store's private chain (HMAC tags under the device's own key) and the upload sealing are
+//! unchanged: this chain is an addition anyone can verify, not a replacement.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ring::digest;
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::keys::{PublicKey, hex};
+use crate::store::ViolationRecord;
+use crate::time::Timestamp;
+
+use super::identity::DeviceIdentity;
+
+/// The link before a device's first record.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// The canonical bytes of a record: the JSON the device uploads and the office stores.
+pub fn record_bytes(r: &ViolationRecord) -> Vec<u8> {
+    serde_json::to_vec(r).unwrap_or_default()
+}
+
+/// SHA-256 of a record's canonical bytes.
+pub fn record_digest(bytes: &[u8]) -> [u8; 32] {
+    sha256(bytes)
+}
+
+/// The link of record `seq` of `device` after `prev`.
+pub fn chain_link(device: &str, seq: u64, prev: &[u8; 32], digest: &[u8; 32]) -> [u8; 32] {
+    sha256(
+        format!(
+            "baomi-chain-v1\n{device}\n{seq}\n{}\n{}",
+            hex(prev),
+            hex(digest)
+        )
+        .as_bytes(),
+    )
+}
+
+/// Parses 64 hex digits.
+pub fn parse_link(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, b).as_ref());
+    out
+}
+
+/// A device's signed statement: its chain, through `seq`, ends in `link`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceCheckpoint {
+    /// The last record covered.
+    pub seq: u64,
+    /// Hex of that record's link.
+    pub link: String,
+    /// When the device signed it (its acting time, milliseconds).
+    pub at: i64,
+    /// Base64 Ed25519 signature by the device's identity key over [`checkpoint_message`].
+    pub signature: String,
+}
+
+/// The bytes a device checkpoint's signature covers.
+pub fn checkpoint_message(device: &str, seq: u64, link: &str, at: i64) -> Vec<u8> {
+    format!("baomi-device-checkpoint-v1\n{device}\n{seq}\n{link}\n{at}\n").into_bytes()
+}
+
+impl DeviceCheckpoint {
+    /// Signs `link` as the end of the chain through `seq`.
+    pub fn sign(identity: &DeviceIdentity, seq: u64, link: &[u8; 32], at: Timestamp) -> Self {
+        let link = hex(link);
+        let msg = checkpoint_message(identity.device_id(), seq, &link, at.0);
+        Self {
+            seq,
+            signature: B64.encode(identity.key().sign(&msg)),
+            link,
+            at: at.0,
+        }
+    }
+
+    /// Whether `key` (the device's) signed this checkpoint for `device`.
+    pub fn verify(&self, device: &str, key: &PublicKey) -> bool {
+        let msg = checkpoint_message(device, self.seq, &self.link, self.at);
+        B64.decode(self.signature.as_bytes())
+            .is_ok_and(|sig| key.verify(&msg, &sig))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+    use crate::bundle::SigningKey;
+
+    #[test]
+    fn a_link_depends_on_device_seq_previous_link_and_record() {
+        let d = [7u8; 32];
+        let l = chain_link("a", 1, &GENESIS, &d);
+        assert_ne!(l, chain_link("b", 1, &GENESIS, &d));
+        assert_ne!(l, chain_link("a", 2, &GENESIS, &d));
+        assert_ne!(l, chain_link("a", 1, &l, &d));
+        assert_ne!(l, chain_link("a", 1, &GENESIS, &[8u8; 32]));
+        assert_eq!(parse_link(&hex(&l)), Some(l));
+        assert_eq!(parse_link("zz"), None);
+    }
+
+    #[test]
+    fn a_checkpoint_verifies_only_for_its_device_and_contents() {
+        let id = DeviceIdentity::new("dev-1".into(), SigningKey::generate().unwrap());
+        let cp = DeviceCheckpoint::sign(&id, 5, &[1u8; 32], Timestamp(1_000));
+        assert!(cp.verify("dev-1", id.public()));
+        assert!(!cp.verify("dev-2", id.public()));
+        let mut later = cp.clone();
+        later.seq = 6;
+        assert!(!later.verify("dev-1", id.public()));
+    }
+}
