@@ -22,7 +22,9 @@ trap cleanup EXIT
 db="sqlite:$work/server.db"
 password="fuzzing-password-$RANDOM$RANDOM"
 BAOMI_OFFICER_PASSWORD="$password" "$bin" officer add fuzz.admin --role admin --db "$db" >/dev/null
-"$bin" serve --listen 127.0.0.1:0 --db "$db" >"$work/out" 2>/dev/null &
+# A log key, so the evidence ledger's endpoints answer with proofs, not 503.
+"$bin" log-key new --name ledger.fuzz.example --out "$work/log.key" >/dev/null
+"$bin" serve --listen 127.0.0.1:0 --db "$db" --log-key "$work/log.key" >"$work/out" 2>/dev/null &
 server_pid=$!
 for _ in $(seq 1 100); do
   grep -q "listening on" "$work/out" 2>/dev/null && break

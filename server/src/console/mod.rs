@@ -41,7 +41,7 @@ pub const PEER_HEADER: &str = "x-baomi-peer";
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The officer API's endpoints (method, path), as documented in docs/openapi.json.
-pub const OFFICE_API: [(&str, &str); 14] = [
+pub const OFFICE_API: [(&str, &str); 21] = [
     ("post", "/v1/office/login"),
     ("post", "/v1/office/logout"),
     ("get", "/v1/office/devices"),
@@ -56,6 +56,13 @@ pub const OFFICE_API: [(&str, &str); 14] = [
     ("post", "/v1/office/trust-roots"),
     ("post", "/v1/office/custody"),
     ("post", crate::api::MDM_EVENTS),
+    ("get", "/v1/office/ledger/checkpoint"),
+    ("get", "/v1/office/ledger/leaves"),
+    ("get", "/v1/office/ledger/proof"),
+    ("get", "/v1/office/ledger/consistency"),
+    ("get", "/v1/office/ledger/records"),
+    ("get", "/v1/office/ledger/evidence"),
+    ("post", "/v1/office/ledger/witness"),
 ];
 
 /// Whether `path` belongs to the console or the officer API.
