@@ -459,3 +459,116 @@ fn one_violations_evidence_verifies_offline_and_an_edited_record_does_not() {
         o.listener.stop();
     }
 }
+
+/// Go's `golang.org/x/mod/sumdb/{tlog,note}` and `crypto/ed25519` (server/ledger-interop),
+/// built with the machine's Go; `None` (skipped outside CI) without Go.
+fn go_checker() -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ledger-interop");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ledger-interop");
+    let built = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must build server/ledger-interop with Go"
+        );
+        eprintln!("skipped: no Go toolchain to build server/ledger-interop");
+        return None;
+    }
+    Some(out)
+}
+
+fn go_check(checker: &std::path::Path, case: &serde_json::Value) -> String {
+    let mut child = std::process::Command::new(checker)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), case.to_string().as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn gos_sumdb_packages_verify_the_checkpoints_proofs_and_a_device_checkpoint() {
+    let Some(checker) = go_checker() else { return };
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        let old_note = o.admin.ledger_checkpoint().unwrap();
+        o.a.violate(5);
+        o.sync_all();
+        let note = o.admin.ledger_checkpoint().unwrap();
+        let size = baomi_server::ledger::audit::parse_note_checkpoint(&note)
+            .unwrap()
+            .size();
+        let old_size = baomi_server::ledger::audit::parse_note_checkpoint(&old_note)
+            .unwrap()
+            .size();
+        let leaves: Vec<String> = o
+            .admin
+            .ledger_leaves(0, 1000)
+            .unwrap()
+            .leaves
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(leaves.len() as u64, size, "{label}");
+        let inclusion: Vec<serde_json::Value> = [0, size / 2, size - 1]
+            .iter()
+            .map(|&n| {
+                serde_json::json!({
+                    "index": n,
+                    "size": size,
+                    "hashes": o.admin.ledger_inclusion(n, size).unwrap().hashes,
+                })
+            })
+            .collect();
+        let a = o.a.id();
+        let parse = |r: &str| {
+            leaves
+                .iter()
+                .map(|d| baomi_server::ledger::Leaf::parse(d.as_bytes()).unwrap())
+                .find(|l| l.reference() == r)
+                .unwrap()
+        };
+        let baomi_server::ledger::Leaf::Device { public_key, .. } = parse(&format!("device/{a}"))
+        else {
+            panic!()
+        };
+        let baomi_server::ledger::Leaf::Checkpoint {
+            seq,
+            link,
+            at,
+            signature,
+            ..
+        } = parse(&format!("checkpoint/{a}/12"))
+        else {
+            panic!()
+        };
+        let message = String::from_utf8(baomi_core::sync::ledger::checkpoint_message(
+            &a, seq, &link, at,
+        ))
+        .unwrap();
+        let case = serde_json::json!({
+            "verifier_key": o.verifier(),
+            "note": note,
+            "old_note": old_note,
+            "leaves": leaves,
+            "inclusion": inclusion,
+            "consistency": o.admin.ledger_consistency(old_size, size).unwrap().hashes,
+            "device": { "public_key": public_key, "message": message, "signature": signature },
+        });
+        assert_eq!(go_check(&checker, &case), "ok", "{label}");
+        // And Go refuses what an insider changed: one leaf edited.
+        let mut edited = case.clone();
+        edited["leaves"][3] = serde_json::Value::String(leaves[3].replace('1', "2"));
+        assert!(go_check(&checker, &edited).contains("tree hash"), "{label}");
+        o.listener.stop();
+    }
+}
