@@ -51,6 +51,12 @@ enum Command {
     Simulate(command::simulate::SimulateArgs),
     /// End-to-end demo: keys, trust root, signed baseline, the four published leak cases.
     Demo(command::demo::DemoArgs),
+    /// Check the office's evidence ledger: signed, consistent, every phone's chain complete,
+    /// and everything the office shows in it.
+    Audit(command::ledger::AuditArgs),
+    /// One violation's evidence: export it from the office, verify it offline.
+    #[command(subcommand)]
+    Evidence(command::ledger::EvidenceCmd),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +71,8 @@ fn main() -> ExitCode {
         Command::Custody(c) => command::custody::run(c),
         Command::Simulate(a) => command::simulate::run(&a),
         Command::Demo(a) => command::demo::run(&a),
+        Command::Audit(a) => command::ledger::run_audit(&a),
+        Command::Evidence(c) => command::ledger::run_evidence(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

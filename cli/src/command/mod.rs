@@ -6,6 +6,7 @@ pub mod custody;
 pub mod demo;
 pub mod demo_sync;
 pub mod keys;
+pub mod ledger;
 pub mod log;
 pub mod policy;
 pub mod simulate;

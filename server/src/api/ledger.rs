@@ -76,6 +76,20 @@ impl Server {
         })
     }
 
+    /// The newest checkpoint already signed, without signing one (reading a database copy:
+    /// `baomi audit --db`).
+    pub fn ledger_latest_checkpoint(&self) -> Result<String, ApiError> {
+        self.db.tx(|c| {
+            c.query(
+                "SELECT note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1",
+                &[],
+            )?
+            .first()
+            .and_then(|r| text(r, 0))
+            .ok_or_else(|| ApiError::new_pub(404, "not_in_ledger", "no signed checkpoint yet"))
+        })
+    }
+
     /// The size of the newest signed checkpoint (0 before any).
     fn signed_size(c: &mut dyn Conn) -> Result<u64, DbError> {
         Ok(c.query("SELECT MAX(size) FROM ledger_checkpoints", &[])?

@@ -595,10 +595,11 @@ pub fn cosign(note: &str, witness_key: &str) -> Result<String, String> {
     String::from_utf8(parsed.to_bytes()).map_err(|e| e.to_string())
 }
 
-/// The server in this process as a source (tests, `baomi-server audit`).
+/// A database read directly as a source (`baomi audit --db`: a backup copy, or the live
+/// database read by the auditor): its newest signed checkpoint, never a new signature.
 impl Source for crate::Server {
     fn checkpoint(&self) -> Result<String, String> {
-        self.ledger_checkpoint().map_err(|e| e.message)
+        self.ledger_latest_checkpoint().map_err(|e| e.message)
     }
     fn leaves(&self, start: u64, limit: u64) -> Result<LeafPage, String> {
         self.ledger_leaves(start, limit).map_err(|e| e.message)
