@@ -572,3 +572,62 @@ fn gos_sumdb_packages_verify_the_checkpoints_proofs_and_a_device_checkpoint() {
         o.listener.stop();
     }
 }
+
+/// The console's fleet page as an officer sees it.
+fn console_fleet(o: &Office) -> String {
+    let (token, _) = o.admin.officer_login(AUDITOR.0, AUDITOR.1).unwrap();
+    let r = o.admin.handle_office(
+        "GET",
+        "/console/",
+        &[("cookie".into(), format!("baomi_session={token}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    String::from_utf8(r.body).unwrap()
+}
+
+#[test]
+fn the_console_shows_the_auditors_verdict_and_names_a_broken_chain() {
+    for (label, url, _d) in backends() {
+        let o = office(&url);
+        assert!(
+            console_fleet(&o).contains("has not been verified by an auditor"),
+            "{label}"
+        );
+        let (_, witness_key) = LogKey::generate("witness.audit.example").unwrap();
+        let witness = |state: &AuditState| {
+            let src = o.auditor();
+            let (report, next) = audit(&src, &o.verifier(), state).unwrap();
+            let cosigned =
+                baomi_server::ledger::audit::cosign(next.note.as_ref().unwrap(), &witness_key)
+                    .unwrap();
+            src.witness(
+                "witness.audit.example",
+                &cosigned,
+                &serde_json::to_string(&report).unwrap(),
+            )
+            .unwrap();
+            next
+        };
+        let state = witness(&AuditState::default());
+        let page = console_fleet(&o);
+        assert!(
+            page.contains("verified by witness.audit.example")
+                && page.contains("every phone's chain complete")
+                && page.contains("complete through seq 7"),
+            "{label}"
+        );
+        let a = o.a.id();
+        o.sql(&format!(
+            "DELETE FROM violations WHERE device_id = '{a}' AND seq = 6"
+        ));
+        witness(&state);
+        let page = console_fleet(&o);
+        assert!(
+            page.contains("1 finding(s)")
+                && page.contains(&format!("device {a} seq 6: deleted from the office")),
+            "{label}"
+        );
+        o.listener.stop();
+    }
+}

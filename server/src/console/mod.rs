@@ -465,9 +465,10 @@ impl Server {
         }
         let field = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
         Ok(match (method, path) {
-            ("GET", "/console/") | ("GET", "/console") => {
-                html(200, pages::fleet(&o, &views::fleet(self)?))
-            }
+            ("GET", "/console/") | ("GET", "/console") => html(
+                200,
+                pages::fleet(&o, &views::fleet(self)?, &views::ledger_status(self)?),
+            ),
             ("GET", "/console/violations") => {
                 let filter = filter_from(q);
                 let rows = views::violations(self, &filter)?;
@@ -475,6 +476,30 @@ impl Server {
                 html(200, pages::violations(&o, &filter, &rows, &hits))
             }
             ("GET", "/console/custody") => html(200, pages::custody(&o, &views::custody(self)?)),
+            ("GET", "/console/evidence") => {
+                let device = q.get("device").map(String::as_str).unwrap_or_default();
+                let seq = q
+                    .get("seq")
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| ApiError::bad_request("seq must be a number"))?;
+                let e = self.ledger_evidence(device, seq)?;
+                self.audit(&o.name, "evidence_exported", &format!("{device}/{seq}"))?;
+                let name: String = format!("evidence-{device}-{seq}.json")
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+                    .collect();
+                OfficeReply {
+                    status: 200,
+                    headers: secure_headers(vec![
+                        ("Content-Type".into(), "application/json".into()),
+                        (
+                            "Content-Disposition".into(),
+                            format!("attachment; filename=\"{name}\""),
+                        ),
+                    ]),
+                    body: serde_json::to_vec_pretty(&e).unwrap_or_default(),
+                }
+            }
             ("GET", p) if p.starts_with("/console/device/") => {
                 let id = &p["/console/device/".len()..];
                 match views::device_page(self, id)? {

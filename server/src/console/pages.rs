@@ -6,7 +6,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::officers::{AuditEntry, Officer, Role};
 use super::views::{
-    CustodyRow, DevicePage, FleetRow, Impact, RuleHits, ViolationFilter, ViolationRow,
+    CustodyRow, DevicePage, FleetRow, Impact, LedgerStatus, RuleHits, ViolationFilter, ViolationRow,
 };
 use baomi_core::time::Timestamp;
 
@@ -105,15 +105,16 @@ fn posture_text(p: &Option<serde_json::Value>) -> String {
 }
 
 /// The fleet.
-pub fn fleet(o: &Officer, rows: &[FleetRow]) -> Markup {
+pub fn fleet(o: &Officer, rows: &[FleetRow], ledger: &LedgerStatus) -> Markup {
     page(
         "Fleet",
         Some(o),
         html! {
+            (ledger_card(ledger))
             p.muted { (rows.len()) " devices. Yellow: no check-in for two hours. Red: an alert." }
             table #fleet {
                 tr { th { "Device" } th { "Holder" } th { "Clearance" } th { "Policy (installed / published)" } th { "Last check-in" }
-                     th { "Desired posture" } th { "Applied" } th { "Enforcement" } th { "Alerts" } }
+                     th { "Desired posture" } th { "Applied" } th { "Enforcement" } th { "Alerts" } th { "Evidence chain" } }
                 @for r in rows {
                     @let d = &r.device;
                     tr class=(if d.alert.is_some() || d.fail_closed.is_some() || r.tamper > 0 { "alert" } else if r.stale { "stale" } else { "" }) {
@@ -138,6 +139,17 @@ pub fn fleet(o: &Officer, rows: &[FleetRow]) -> Markup {
                         @if r.tamper > 0 { div.bad { "tamper ×" (r.tamper) } }
                         @if r.clock > 0 { div.bad { "clock ×" (r.clock) } }
                         }
+                        td.ledger {
+                            @let chain = ledger.report.as_ref().and_then(|x| x.devices.get(&d.device_id));
+                            @match chain {
+                                Some(c) if c.complete => span.ok { "complete through seq " (c.checkpoint) },
+                                Some(_) => {
+                                    @for f in ledger.findings_for(&d.device_id) { div.bad { (f) } }
+                                    @if ledger.findings_for(&d.device_id).is_empty() { span.bad { "not complete" } }
+                                },
+                                None => span.muted { "not audited" },
+                            }
+                        }
                     }
                 }
             }
@@ -145,10 +157,28 @@ pub fn fleet(o: &Officer, rows: &[FleetRow]) -> Markup {
     )
 }
 
+/// The evidence ledger's status: the newest auditor's verdict, highlighted when absent or bad.
+fn ledger_card(l: &LedgerStatus) -> Markup {
+    html! {
+        div.card #ledger {
+            @match (&l.witness, &l.report) {
+                (Some((w, size, at)), Some(r)) if r.clean() => p.ok {
+                    "Evidence ledger verified by " (w) " to checkpoint " (size) " at " (when(*at)) ": every phone's chain complete."
+                },
+                (Some((w, size, at)), Some(r)) => {
+                    p.bad { "Evidence ledger: " (r.findings.len()) " finding(s) by " (w) " at checkpoint " (size) ", " (when(*at)) }
+                    ul { @for f in &r.findings { li.bad { (f.to_string()) } } }
+                },
+                _ => p.bad { "The evidence ledger has not been verified by an auditor: run baomi audit --witness." },
+            }
+        }
+    }
+}
+
 fn violation_table(rows: &[ViolationRow]) -> Markup {
     html! {
         table #violations {
-            tr { th { "Received" } th { "Device" } th { "Holder" } th { "Event" } th { "Rules" } th { "Severity" } th { "Reason" } }
+            tr { th { "Received" } th { "Device" } th { "Holder" } th { "Event" } th { "Rules" } th { "Severity" } th { "Reason" } th { "Evidence" } }
             @for v in rows {
                 tr {
                     td { (when(v.received_at)) }
@@ -158,6 +188,7 @@ fn violation_table(rows: &[ViolationRow]) -> Markup {
                     td { (v.rules.join(", ")) }
                     td { (v.severity) }
                     td { (v.reason) }
+                    td { a.evidence href=(format!("/console/evidence?device={}&seq={}", v.device_id, v.seq)) { "export" } }
                 }
             }
         }

@@ -596,3 +596,37 @@ mod tests {
         );
     }
 }
+
+/// What the console says of the evidence ledger: the newest witness's verdict.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerStatus {
+    /// Who verified, the checkpoint's size, and when the report arrived (ms).
+    pub witness: Option<(String, u64, i64)>,
+    /// Their report.
+    pub report: Option<crate::ledger::audit::AuditReport>,
+}
+
+impl LedgerStatus {
+    /// The findings that name `device`.
+    pub fn findings_for(&self, device: &str) -> Vec<String> {
+        let needle = format!("device {device}");
+        self.report
+            .iter()
+            .flat_map(|r| &r.findings)
+            .map(ToString::to_string)
+            .filter(|f| f.starts_with(&needle))
+            .collect()
+    }
+}
+
+/// The newest witness report (`baomi audit --witness`).
+pub fn ledger_status(s: &Server) -> Result<LedgerStatus, ApiError> {
+    let newest = s.ledger_witnesses()?.into_iter().next();
+    Ok(match newest {
+        None => LedgerStatus::default(),
+        Some((w, size, report, at)) => LedgerStatus {
+            witness: Some((w, size, at)),
+            report: serde_json::from_str(&report).ok(),
+        },
+    })
+}
