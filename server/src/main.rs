@@ -104,6 +104,15 @@ enum Cmd {
     /// MDM-applied posture: link devices to MDM enrolments, list commands.
     #[command(subcommand)]
     Mdm(MdmCmd),
+    /// Retention: delete violations received more than DAYS ago (at least 180), recorded in
+    /// the evidence ledger so auditors count them as purged, not deleted.
+    Purge {
+        /// Keep this many days of violations.
+        #[arg(long)]
+        older_than_days: u32,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
     /// List received violations (JSON lines).
     Violations {
         #[arg(long, default_value = DEFAULT_DB)]
@@ -447,6 +456,24 @@ fn run(cli: Cli) -> Result<(), String> {
             {
                 println!("{}", serde_json::to_string(&c).unwrap_or_default());
             }
+            Ok(())
+        }
+        Cmd::Purge {
+            older_than_days,
+            db,
+        } => {
+            let server = open(&db, 1, None)?;
+            let before = Timestamp::now().0 - i64::from(older_than_days) * 86_400_000;
+            let who = baomi_server::console::officers::local_operator();
+            let n = server.purge_before(before, &who).map_err(|e| e.message)?;
+            server
+                .audit(
+                    &who,
+                    "retention_purge",
+                    &format!("{n} violations received before {before}"),
+                )
+                .map_err(|e| e.message)?;
+            println!("purged {n} violations received more than {older_than_days} days ago");
             Ok(())
         }
         Cmd::Violations { db, device } => {

@@ -631,3 +631,38 @@ fn the_console_shows_the_auditors_verdict_and_names_a_broken_chain() {
         o.listener.stop();
     }
 }
+
+fn in_200_days() -> Timestamp {
+    Timestamp(Timestamp::now().0 + 200 * 86_400_000)
+}
+
+#[test]
+fn retention_purges_old_records_without_breaking_verification_and_a_recent_purge_is_a_finding() {
+    for (label, url, _d) in backends() {
+        let o = office(&url);
+        // 200 days later: everything received today is past a 180-day retention.
+        let later = Server::new(Db::open(&url, 1).unwrap(), None, in_200_days).unwrap();
+        let too_soon = later.purge_before(in_200_days().0 - 10 * 86_400_000, "cli:test");
+        assert_eq!(too_soon.unwrap_err().status, 400, "{label}");
+        let n = later
+            .purge_before(in_200_days().0 - 181 * 86_400_000, "cli:test")
+            .unwrap();
+        assert_eq!(n, 12, "{label}: both phones' records");
+        let (findings, _) = o.audit(&AuditState::default());
+        assert!(findings.is_empty(), "{label}: {findings:?}");
+        // An insider's "purge" of yesterday's records, written straight into the ledger.
+        let now = Timestamp::now().0;
+        o.sql(&format!(
+            "INSERT INTO ledger_queue (ref, data) VALUES ('purge/x', '{{\"kind\":\"purge\",\"before\":{now},\"at\":{now},\"by\":\"root\"}}')"
+        ));
+        let (findings, _) = o.audit(&AuditState::default());
+        assert!(
+            findings.contains(&Finding::PurgeTooRecent {
+                before: now,
+                at: now
+            }),
+            "{label}: {findings:?}"
+        );
+        o.listener.stop();
+    }
+}

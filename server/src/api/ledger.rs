@@ -76,6 +76,34 @@ impl Server {
         })
     }
 
+    /// Retention: deletes every violation received before `before` (ms), recording the purge
+    /// in the ledger in the same transaction; the leaves stay, so the log still verifies and
+    /// the auditor counts those records as purged. Refused under the minimum retention.
+    pub fn purge_before(&self, before: i64, by: &str) -> Result<u64, ApiError> {
+        let now = self.now();
+        if before > now.0 - ledger::MIN_RETENTION_MS {
+            return Err(ApiError::bad_request(format!(
+                "retention must keep at least {} days of records",
+                ledger::MIN_RETENTION_MS / 86_400_000
+            )));
+        }
+        self.db.tx(|c| {
+            let n = c.execute(
+                "DELETE FROM violations WHERE received_at < $1",
+                &[before.into()],
+            )?;
+            tree::enqueue(
+                c,
+                &[ledger::Leaf::Purge {
+                    before,
+                    at: now.0,
+                    by: by.to_owned(),
+                }],
+            )?;
+            Ok(n)
+        })
+    }
+
     /// The newest checkpoint already signed, without signing one (reading a database copy:
     /// `baomi audit --db`).
     pub fn ledger_latest_checkpoint(&self) -> Result<String, ApiError> {

@@ -165,6 +165,14 @@ pub enum Finding {
         /// What the row says.
         shown: String,
     },
+    /// A purge of records younger than the minimum retention: a deletion by another name.
+    #[error("a purge at {at} of records received before {before} is under the minimum retention")]
+    PurgeTooRecent {
+        /// The purge's cutoff (ms).
+        before: i64,
+        /// When it ran (ms).
+        at: i64,
+    },
     /// A row the office shows that the log does not hold.
     #[error("device {device} seq {seq}: shown by the office but not in the log")]
     NotInLog {
@@ -342,6 +350,8 @@ pub fn audit(
     let mut keys: BTreeMap<String, Option<PublicKey>> = BTreeMap::new();
     let mut records: BTreeMap<String, BTreeMap<u64, (String, String)>> = BTreeMap::new();
     let mut checkpoints: BTreeMap<String, Vec<DeviceCheckpoint>> = BTreeMap::new();
+    let mut received: BTreeMap<(String, u64), i64> = BTreeMap::new();
+    let mut purged_before = i64::MIN;
     for (index, data) in &leaves {
         match Leaf::parse(data.as_bytes()) {
             Ok(Leaf::Device {
@@ -354,12 +364,20 @@ pub fn audit(
                 seq,
                 link,
                 digest,
-                ..
+                received_at,
             }) => {
+                received.insert((device.clone(), seq), received_at);
                 records
                     .entry(device)
                     .or_default()
                     .insert(seq, (link, digest));
+            }
+            Ok(Leaf::Purge { before, at, .. }) => {
+                if before > at - super::MIN_RETENTION_MS {
+                    findings.push(Finding::PurgeTooRecent { before, at });
+                } else {
+                    purged_before = purged_before.max(before);
+                }
             }
             Ok(Leaf::Checkpoint {
                 device,
@@ -483,12 +501,21 @@ pub fn audit(
                 .insert(r.seq, (r.rules, r.record));
         }
     }
+    let purged = |device: &str, seq: u64| {
+        received
+            .get(&(device.to_owned(), seq))
+            .is_some_and(|r| *r < purged_before)
+    };
     for (device, recs) in &records {
         let rows = shown.get(device);
+        let kept = recs.keys().filter(|s| !purged(device, **s)).count() as u64;
+        if kept == 0 {
+            continue;
+        }
         if rows.is_none_or(BTreeMap::is_empty) {
             findings.push(Finding::DeviceRowsDeleted {
                 device: device.clone(),
-                count: recs.len() as u64,
+                count: kept,
             });
             mark_incomplete(&mut devices, device);
             continue;
@@ -497,6 +524,7 @@ pub fn audit(
             recs.iter().map(|(s, (_, d))| (d.as_str(), *s)).collect();
         for (seq, (_, digest)) in recs {
             let finding = match rows.and_then(|r| r.get(seq)) {
+                None if purged(device, *seq) => None,
                 None => Some(Finding::RowDeleted {
                     device: device.clone(),
                     seq: *seq,

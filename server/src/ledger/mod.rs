@@ -84,6 +84,17 @@ pub enum Leaf {
         /// Hex SHA-256 of the signed envelope.
         digest: String,
     },
+    /// Retention: every violation received before `before` was purged from the office's
+    /// records (their leaves stay: the log still verifies, and the auditor counts them as
+    /// purged, not deleted, if `before` is at least [`MIN_RETENTION_MS`] before `at`).
+    Purge {
+        /// Cutoff (ms): records received before it.
+        before: i64,
+        /// When (ms).
+        at: i64,
+        /// Who ran it.
+        by: String,
+    },
     /// An entry of the officers' audit log.
     Audit {
         /// When (ms).
@@ -114,6 +125,7 @@ impl Leaf {
             Leaf::Bundle { version, .. } => format!("bundle/{version}"),
             Leaf::TrustRoot { version, .. } => format!("trust_root/{version}"),
             Leaf::Audit { at, .. } => format!("audit/{at}"),
+            Leaf::Purge { at, .. } => format!("purge/{at}"),
         }
     }
 
@@ -122,6 +134,10 @@ impl Leaf {
         serde_json::from_slice(bytes).map_err(|e| format!("not a ledger leaf: {e}"))
     }
 }
+
+/// The shortest retention the auditor accepts: a purge of records received less than this
+/// long before it is a finding (a "retention" that is really a deletion).
+pub const MIN_RETENTION_MS: i64 = 180 * 86_400_000;
 
 /// Hex SHA-256.
 pub fn sha256_hex(b: &[u8]) -> String {
