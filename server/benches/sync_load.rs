@@ -71,7 +71,7 @@ fn record() -> ViolationRecord {
     }
 }
 
-fn run(label: &str, url: &str, one_request: bool) {
+fn run(label: &str, url: &str, one_request: bool, ledger: bool) {
     let upload = UploadKey::generate().unwrap();
     let upload_pub: [u8; 32] = {
         use base64::Engine as _;
@@ -104,7 +104,7 @@ fn run(label: &str, url: &str, one_request: bool) {
     {
         let t = HttpTransport::new(&base);
         for d in &devices {
-            sync_one(&t, d, &upload_pub, one_request, 0);
+            sync_one(&t, d, &upload_pub, one_request, 0, ledger);
         }
     }
 
@@ -133,7 +133,7 @@ fn run(label: &str, url: &str, one_request: bool) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(d) = devices.get(i) else { break };
                     let t0 = Instant::now();
-                    sync_one(&t, d, &upload_pub, one_request, 1);
+                    sync_one(&t, d, &upload_pub, one_request, 1, ledger);
                     lat.push(t0.elapsed());
                     if t0.elapsed() > Duration::from_millis(500)
                         && std::env::var("BAOMI_BENCH_DEBUG").is_ok()
@@ -161,6 +161,11 @@ fn run(label: &str, url: &str, one_request: bool) {
         (format!("{label}, 1 request"), n)
     } else {
         (format!("{label}, stages"), n * 3)
+    };
+    let label = if ledger {
+        format!("{label}, ledger")
+    } else {
+        format!("{label}, no ledger")
     };
     println!(
         "{label:<20} {n} devices in {:.2} s: {:.0} device syncs/s, {:.0} requests/s; sync latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -191,6 +196,7 @@ fn sync_one(
     upload_pub: &[u8; 32],
     one_request: bool,
     round: u64,
+    with_ledger: bool,
 ) {
     let (first, last) = (round * RECORDS_PER_SYNC + 1, (round + 1) * RECORDS_PER_SYNC);
     let chain = ChainState {
@@ -216,8 +222,10 @@ fn sync_one(
         session: seal(upload_pub, &session_aad(d.device_id()), session.as_bytes()).unwrap(),
     };
     let receipt_key = ProofKey::generate().unwrap();
-    // Each batch linked and checkpointed as a phone does (the ledger on); each starts its
-    // chain afresh, which the office accepts as a restart: the same work per record.
+    // With the ledger, each batch linked and checkpointed as a phone does (each starts its
+    // chain afresh, which the office accepts as a restart: the same work per record);
+    // without, as an agent from before the ledger sends it (no link, no checkpoint: the
+    // office verifies no chain and logs nothing), the same-run baseline.
     let mut link = baomi_core::sync::ledger::GENESIS;
     let records: Vec<UploadedRecord> = (first..=last)
         .map(|seq| {
@@ -228,19 +236,19 @@ fn sync_one(
                 seq,
                 tag: format!("{seq:032x}"),
                 record,
-                link: baomi_core::bundle::keys::hex(&link),
+                link: if with_ledger {
+                    baomi_core::bundle::keys::hex(&link)
+                } else {
+                    String::new()
+                },
             }
         })
         .collect();
     let batch = UploadBatch {
         receipt_key: receipt_key.to_base64().to_string(),
         records,
-        checkpoint: Some(ledger::DeviceCheckpoint::sign(
-            d,
-            last,
-            &link,
-            Timestamp::now(),
-        )),
+        checkpoint: with_ledger
+            .then(|| ledger::DeviceCheckpoint::sign(d, last, &link, Timestamp::now())),
     };
     let plain = serde_json::to_vec(&batch).unwrap();
     let up = Upload {
@@ -296,7 +304,18 @@ fn main() {
         .filter(|one| !(has("stages") && *one || has("one") && !one))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    for (i, one) in flows.iter().copied().enumerate() {
+    // The one-request flow with the ledger off first (the same-run baseline), then on.
+    let runs: Vec<(bool, bool)> = flows
+        .iter()
+        .flat_map(|&one| {
+            if one {
+                vec![(one, false), (one, true)]
+            } else {
+                vec![(one, true)]
+            }
+        })
+        .collect();
+    for (i, (one, ledger)) in runs.iter().copied().enumerate() {
         if has("postgres") {
             break;
         }
@@ -307,18 +326,19 @@ fn main() {
                 dir.path().join(format!("load{i}.db")).display()
             ),
             one,
+            ledger,
         );
     }
     if let Ok(base) = std::env::var("BAOMI_BENCH_PG_URL") {
-        for one in flows {
+        for (i, (one, ledger)) in runs.iter().copied().enumerate() {
             if has("sqlite") {
                 break;
             }
-            let name = format!("baomi_load_{}_{}", std::process::id(), u8::from(one));
+            let name = format!("baomi_load_{}_{i}", std::process::id());
             let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
             c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
             let cut = base.rfind('/').unwrap();
-            run("postgres", &format!("{}/{name}", &base[..cut]), one);
+            run("postgres", &format!("{}/{name}", &base[..cut]), one, ledger);
             c.batch_execute(&format!("DROP DATABASE {name}")).unwrap();
         }
     } else {

@@ -205,6 +205,10 @@ pub struct DeviceChain {
     pub checkpoint: u64,
     /// Every record through the checkpoint is logged, linked and shown.
     pub complete: bool,
+    /// Rows the office shows past the newest logged record: received after the checkpoint
+    /// (the next audit finds them in the log, or reports them).
+    #[serde(default)]
+    pub pending: u64,
 }
 
 /// What one audit found.
@@ -479,11 +483,13 @@ pub fn audit(
                 records: recs.len() as u64,
                 checkpoint: newest,
                 complete: chain_ok,
+                pending: 0,
             },
         );
     }
     // 5. what the office shows
     let mut shown: BTreeMap<String, BTreeMap<u64, (String, String)>> = BTreeMap::new();
+    let mut unlinked: std::collections::BTreeSet<(String, u64)> = Default::default();
     let (mut after_device, mut after_seq) = (String::new(), 0i64);
     loop {
         let page = source.records(&after_device, after_seq)?;
@@ -495,6 +501,9 @@ pub fn audit(
             i64::try_from(last.seq).unwrap_or(i64::MAX),
         );
         for r in page.records {
+            if r.link.is_empty() {
+                unlinked.insert((r.device.clone(), r.seq));
+            }
             shown
                 .entry(r.device)
                 .or_default()
@@ -561,7 +570,18 @@ pub fn audit(
         }
     }
     for (device, rows) in &shown {
+        let newest = records
+            .get(device)
+            .and_then(|r| r.keys().next_back().copied())
+            .unwrap_or(0);
         for seq in rows.keys() {
+            if *seq > newest && !unlinked.contains(&(device.clone(), *seq)) {
+                // Received after this checkpoint was signed: in the next one.
+                if let Some(d) = devices.get_mut(device) {
+                    d.pending += 1;
+                }
+                continue;
+            }
             if !records.get(device).is_some_and(|r| r.contains_key(seq)) {
                 findings.push(Finding::NotInLog {
                     device: device.clone(),

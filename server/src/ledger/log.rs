@@ -49,16 +49,23 @@ pub fn size(c: &mut dyn Conn) -> Result<u64, DbError> {
     .unwrap_or(0))
 }
 
-/// Reads stored hashes from the database, and from what this transaction added.
+/// Reads stored hashes from the database, and from what this transaction added; what it read
+/// stays cached (a group of leaves keeps asking for the same frontier of older subtrees).
 struct Hashes<'a> {
     c: RefCell<&'a mut dyn Conn>,
     fresh: HashMap<u64, Hash>,
+    read: RefCell<HashMap<u64, Hash>>,
 }
 
 impl HashReader for Hashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
-        let mut out: Vec<Option<Hash>> =
-            indexes.iter().map(|i| self.fresh.get(i).copied()).collect();
+        let mut out: Vec<Option<Hash>> = {
+            let read = self.read.borrow();
+            indexes
+                .iter()
+                .map(|i| self.fresh.get(i).or_else(|| read.get(i)).copied())
+                .collect()
+        };
         let missing: Vec<u64> = indexes
             .iter()
             .zip(&out)
@@ -95,6 +102,7 @@ impl HashReader for Hashes<'_> {
                     *slot = found.get(i).copied();
                 }
             }
+            self.read.borrow_mut().extend(found);
         }
         out.into_iter()
             .map(|h| h.ok_or(tlog::Error::IndexesNotInTree))
@@ -110,6 +118,7 @@ fn hashes(c: &mut dyn Conn) -> Hashes<'_> {
     Hashes {
         c: RefCell::new(c),
         fresh: HashMap::new(),
+        read: RefCell::new(HashMap::new()),
     }
 }
 
