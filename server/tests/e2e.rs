@@ -68,20 +68,7 @@ fn backends() -> Vec<Backend> {
     v
 }
 
-/// A new, empty database on the test cluster, so tests never see each other's rows.
-fn fresh_pg_database(base: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = format!(
-        "baomi_t{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        Timestamp::now().0 % 1_000_000
-    );
-    let mut c = postgres::Client::connect(base, postgres::NoTls).expect("BAOMI_TEST_PG_URL");
-    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    let cut = base.rfind('/').unwrap();
-    format!("{}/{name}", &base[..cut])
-}
+use common::fresh_pg_database;
 
 // ---------------------------------------------------------------- the office
 

@@ -15,7 +15,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use baomi_core::agent::{Agent, enroll, sync_now};
 use baomi_core::bundle::sign_bundle;
@@ -37,28 +36,7 @@ use baomi_server::{Server, admin};
 
 const BASELINE: &str = include_str!("../../policies/baseline.json");
 
-fn backends() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut v = vec![(
-        "sqlite",
-        format!("sqlite:{}", dir.path().join("server.db").display()),
-        Some(dir),
-    )];
-    if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "baomi_l{}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            Timestamp::now().0 % 1_000_000
-        );
-        let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let cut = base.rfind('/').unwrap();
-        v.push(("postgres", format!("{}/{name}", &base[..cut]), None));
-    }
-    v
-}
+use common::backends;
 
 struct Phone {
     agent: Agent,

@@ -10,8 +10,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use baomi_core::time::Timestamp;
 use baomi_server::Server;
@@ -30,15 +30,7 @@ fn servers() -> Vec<(&'static str, Server, Option<tempfile::TempDir>)> {
         Some(dir),
     )];
     if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "baomi_o{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        let url = common::fresh_pg_database(&base);
         v.push((
             "postgres",
             Server::new(Db::open(&url, 8).unwrap(), None, Timestamp::now).unwrap(),

@@ -8,7 +8,7 @@ use crate::ledger::{
 };
 
 /// Most sequencer rounds one call runs (each appends up to `tree::MAX_GROUP` leaves).
-const MAX_ROUNDS: usize = 64;
+const MAX_ROUNDS: usize = 512;
 /// Most records one listing returns.
 pub const MAX_RECORDS_PAGE: i64 = 1000;
 

@@ -13,7 +13,7 @@ use super::Leaf;
 use crate::db::{Conn, DbError, Value};
 
 /// Most leaves one group commit appends (the rest wait for the next).
-pub const MAX_GROUP: usize = 4096;
+pub const MAX_GROUP: usize = 512;
 /// Most leaves one listing returns.
 pub const MAX_LEAVES_PAGE: u64 = 1000;
 

@@ -87,3 +87,38 @@ pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
         upload_key_file,
     }
 }
+
+/// The database URLs a server test runs on: a fresh SQLite file, and a fresh database on the
+/// PostgreSQL cluster of `BAOMI_TEST_PG_URL` when set. (label, URL, the SQLite file's
+/// directory to keep alive.)
+#[allow(dead_code, reason = "not every test binary uses it")]
+pub fn backends() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut v = vec![(
+        "sqlite",
+        format!("sqlite:{}", dir.path().join("server.db").display()),
+        Some(dir),
+    )];
+    if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
+        v.push(("postgres", fresh_pg_database(&base), None));
+    }
+    v
+}
+
+/// A new, empty database on the test cluster at `base`, so tests never see each other's rows.
+#[allow(dead_code, reason = "not every test binary uses it")]
+pub fn fresh_pg_database(base: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "baomi_t{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        baomi_core::time::Timestamp::now().0 % 1_000_000
+    );
+    let mut c = postgres::Client::connect(base, postgres::NoTls).expect("BAOMI_TEST_PG_URL");
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("a database is created");
+    let cut = base.rfind('/').expect("a URL with a database");
+    format!("{}/{name}", &base[..cut])
+}
