@@ -12,8 +12,9 @@ use crate::db::{Conn, DbError, Kind};
 /// each device's received records and bytes today (`quota_day`, `quota_records`,
 /// `quota_bytes`), officers that can be disabled (`officers.disabled_at`); new tables for
 /// login attempts and MDM events seen. Version 7 (issue 21): each record's public link
-/// (`violations.link`); new tables for device checkpoints and the evidence ledger (its queue,
-/// leaves, stored hashes, signed checkpoints and witnesses' cosignatures).
+/// (`violations.link`) and the acknowledged record's (`devices.acked_link`); new tables for
+/// device checkpoints and the evidence ledger (its queue, leaves, stored hashes, signed
+/// checkpoints and witnesses' cosignatures).
 pub const VERSION: i64 = 7;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
@@ -39,7 +40,8 @@ const LADDER: &[(i64, &str)] = &[
     ),
     (
         7,
-        "ALTER TABLE violations ADD COLUMN link TEXT NOT NULL DEFAULT '';",
+        "ALTER TABLE violations ADD COLUMN link TEXT NOT NULL DEFAULT '';
+     ALTER TABLE devices ADD COLUMN acked_link TEXT NOT NULL DEFAULT '';",
     ),
 ];
 

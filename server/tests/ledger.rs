@@ -644,3 +644,31 @@ fn retention_purges_old_records_without_breaking_verification_and_a_recent_purge
         o.listener.stop();
     }
 }
+
+#[test]
+fn an_audit_log_entry_deleted_or_forged_is_named() {
+    for (label, url, _d) in backends() {
+        let o = office(&url);
+        o.admin
+            .audit(
+                "chen.admin",
+                "bundle_published",
+                "baseline@2 (the one to hide)",
+            )
+            .unwrap();
+        let (findings, _) = o.audit(&AuditState::default());
+        assert!(findings.is_empty(), "{label}: {findings:?}");
+        o.sql("DELETE FROM audit WHERE detail = 'baseline@2 (the one to hide)'");
+        o.sql("UPDATE audit SET officer = 'someone.else' WHERE action = 'officer_add'");
+        let (findings, _) = o.audit(&AuditState::default());
+        assert!(
+            findings.iter().any(|f| matches!(f, Finding::AuditEntryDeleted { action, officer, .. } if action == "bundle_published" && officer == "chen.admin")),
+            "{label}: {findings:?}"
+        );
+        assert!(
+            findings.iter().any(|f| matches!(f, Finding::AuditEntryNotInLog { officer, .. } if officer == "someone.else")),
+            "{label}: {findings:?}"
+        );
+        o.listener.stop();
+    }
+}

@@ -189,6 +189,8 @@ pub(super) fn base64_decode(s: &str) -> Result<Vec<u8>, ApiError> {
 pub(super) struct DeviceRow {
     pub(super) acked_through: i64,
     pub(super) acked_tag: String,
+    /// The public link of the acknowledged record (where the next batch's chain continues).
+    pub(super) acked_link: String,
     pub(super) head_seq: i64,
     pub(super) head_tag: String,
     pub(super) generation: i64,
@@ -242,9 +244,9 @@ static CLAIM_CHECK_IN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::ne
 
 const CLAIM: &str =
     "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1";
-const CLAIM_RETURNING: &str = "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture, quota_day, quota_records, quota_bytes";
+const CLAIM_RETURNING: &str = "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture, quota_day, quota_records, quota_bytes, acked_link";
 /// The columns of [`CLAIM_RETURNING`], read by [`device_row`]; what waits follows them.
-const DEVICE_ROW_COLUMNS: usize = 10;
+const DEVICE_ROW_COLUMNS: usize = 11;
 
 fn device_row(row: &[Value]) -> DeviceRow {
     DeviceRow {
@@ -258,6 +260,7 @@ fn device_row(row: &[Value]) -> DeviceRow {
         quota_day: int(row, 7),
         quota_records: int(row, 8),
         quota_bytes: int(row, 9),
+        acked_link: text(row, 10).unwrap_or_default(),
     }
 }
 

@@ -106,10 +106,21 @@ pub const MAX_RECORDS_PER_DAY: i64 = 20_000;
 /// Most bytes of records one device may deliver in a day.
 pub const MAX_BYTES_PER_DAY: i64 = 64 * 1024 * 1024;
 
-/// The office's link of the record before `first` (genesis when it holds none).
-fn chain_before(c: &mut dyn Conn, dev: &str, first: u64) -> Result<[u8; 32], ApiError> {
+/// The office's link of the record before `first` (genesis when it holds none): the device
+/// row's when the batch follows the acknowledged record (the usual batch: no query).
+fn chain_before(
+    c: &mut dyn Conn,
+    dev: &str,
+    first: u64,
+    row: &DeviceRow,
+) -> Result<[u8; 32], ApiError> {
     if first <= 1 {
         return Ok(ledger::GENESIS);
+    }
+    if u64::try_from(row.acked_through).ok().map(|a| a + 1) == Some(first)
+        && let Some(l) = ledger::parse_link(&row.acked_link)
+    {
+        return Ok(l);
     }
     let rows = c.query(
         "SELECT link FROM violations WHERE device_id = $1 AND seq = $2",
@@ -146,7 +157,7 @@ pub(super) fn store_batch(
     // The public chain: each record's link must follow the previous one's (the office's copy
     // of the record before the batch, or genesis where the device's chain restarted after a
     // restored store), over the exact bytes stored.
-    let mut prev = chain_before(c, dev, batch.first_seq)?;
+    let mut prev = chain_before(c, dev, batch.first_seq, row)?;
     let mut leaves: Vec<(u64, Leaf)> = Vec::with_capacity(batch.records.len() + 1);
     for (i, r) in batch.records.iter().enumerate() {
         let rec =
@@ -321,7 +332,11 @@ pub(super) fn store_batch(
             format!("the device reports its store damaged: {reason}"),
         );
     }
-    let (mut acked, mut acked_tag) = (row.acked_through, row.acked_tag.clone());
+    let (mut acked, mut acked_tag, mut acked_link) = (
+        row.acked_through,
+        row.acked_tag.clone(),
+        row.acked_link.clone(),
+    );
     // The usual batch: it starts right after the acknowledged run and every record is new, so
     // the run now ends at its last record, with its tag (no query). Records stored beyond it
     // out of order are picked up by the next batch that finds a record already there.
@@ -331,13 +346,14 @@ pub(super) fn store_batch(
     {
         update.set("acked_through", seq_i64(last.seq)?);
         update.set("acked_tag", last.tag.clone());
+        update.set("acked_link", last.link.clone());
         return seq_i64(last.seq);
     }
     // Otherwise: the contiguous run after what was acknowledged, with the stored tag of its
     // last record.
     loop {
         let next = c.query(
-            "SELECT seq, tag FROM violations WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000",
+            "SELECT seq, tag, link FROM violations WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000",
             &[dev.into(), acked.into()],
         )?;
         let before = acked;
@@ -347,6 +363,7 @@ pub(super) fn store_batch(
             }
             acked += 1;
             acked_tag = text(r, 1).unwrap_or_default();
+            acked_link = text(r, 2).unwrap_or_default();
         }
         if acked == before || next.len() < 1000 {
             break;
@@ -355,6 +372,7 @@ pub(super) fn store_batch(
     if acked != row.acked_through {
         update.set("acked_through", acked);
         update.set("acked_tag", acked_tag);
+        update.set("acked_link", acked_link);
     }
     Ok(acked)
 }

@@ -424,7 +424,7 @@ impl Server {
 }
 
 /// One audit entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     /// Position.
     pub seq: i64,

@@ -34,7 +34,11 @@ pub trait Source {
     fn consistency(&self, from: u64, to: u64) -> Result<ProofAnswer, String>;
     /// Stored violations after `(device, seq)`.
     fn records(&self, after_device: &str, after_seq: i64) -> Result<RecordPage, String>;
+    /// The officers' audit log as the office shows it, newest first, before `seq`.
+    fn audit_log(&self, before: Option<i64>) -> Result<Vec<AuditEntry>, String>;
 }
+
+use crate::console::officers::AuditEntry;
 
 /// What an auditor keeps between runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -172,6 +176,28 @@ pub enum Finding {
         before: i64,
         /// When it ran (ms).
         at: i64,
+    },
+    /// An audit-log entry in the ledger that the office no longer shows.
+    #[error(
+        "audit log: the entry of {at} ({officer}: {action}) was deleted from the office's audit log"
+    )]
+    AuditEntryDeleted {
+        /// When (ms).
+        at: i64,
+        /// Who.
+        officer: String,
+        /// What.
+        action: String,
+    },
+    /// An audit-log entry the office shows that the ledger does not hold (or holds otherwise).
+    #[error("audit log: entry #{seq} ({officer}: {action}) is not in the log as shown")]
+    AuditEntryNotInLog {
+        /// Its position in the office's audit log.
+        seq: i64,
+        /// Who.
+        officer: String,
+        /// What.
+        action: String,
     },
     /// A row the office shows that the log does not hold.
     #[error("device {device} seq {seq}: shown by the office but not in the log")]
@@ -355,6 +381,8 @@ pub fn audit(
     let mut records: BTreeMap<String, BTreeMap<u64, (String, String)>> = BTreeMap::new();
     let mut checkpoints: BTreeMap<String, Vec<DeviceCheckpoint>> = BTreeMap::new();
     let mut received: BTreeMap<(String, u64), i64> = BTreeMap::new();
+    // Audit-log entries in the ledger: (at, officer, action, detail) -> how many.
+    let mut logged_audit: BTreeMap<(i64, String, String, String), u64> = BTreeMap::new();
     let mut purged_before = i64::MIN;
     for (index, data) in &leaves {
         match Leaf::parse(data.as_bytes()) {
@@ -375,6 +403,16 @@ pub fn audit(
                     .entry(device)
                     .or_default()
                     .insert(seq, (link, digest));
+            }
+            Ok(Leaf::Audit {
+                at,
+                officer,
+                action,
+                detail,
+            }) => {
+                *logged_audit
+                    .entry((at, officer, action, detail))
+                    .or_default() += 1;
             }
             Ok(Leaf::Purge { before, at, .. }) => {
                 if before > at - super::MIN_RETENTION_MS {
@@ -591,6 +629,39 @@ pub fn audit(
             }
         }
     }
+    // The audit log the office shows, against the ledger's entries. Entries after the newest
+    // logged one were written after this checkpoint (this audit's own login among them).
+    let newest_logged = logged_audit.keys().map(|k| k.0).max().unwrap_or(i64::MIN);
+    let mut before = None;
+    let mut unmatched = logged_audit.clone();
+    loop {
+        let page = source.audit_log(before)?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.seq);
+        for e in &page {
+            if e.at > newest_logged {
+                continue;
+            }
+            let key = (e.at, e.officer.clone(), e.action.clone(), e.detail.clone());
+            match unmatched.get_mut(&key) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => findings.push(Finding::AuditEntryNotInLog {
+                    seq: e.seq,
+                    officer: e.officer.clone(),
+                    action: e.action.clone(),
+                }),
+            }
+        }
+    }
+    for ((at, officer, action, _), n) in unmatched {
+        for _ in 0..n {
+            findings.push(Finding::AuditEntryDeleted {
+                at,
+                officer: officer.clone(),
+                action: action.clone(),
+            });
+        }
+    }
     let consistent = !findings.iter().any(Finding::is_log_level);
     let new_state = if consistent {
         AuditState {
@@ -658,6 +729,9 @@ impl Source for crate::Server {
     fn records(&self, after_device: &str, after_seq: i64) -> Result<RecordPage, String> {
         self.ledger_records(after_device, after_seq, 1000)
             .map_err(|e| e.message)
+    }
+    fn audit_log(&self, before: Option<i64>) -> Result<Vec<AuditEntry>, String> {
+        self.audit_page(500, before).map_err(|e| e.message)
     }
 }
 
@@ -776,6 +850,12 @@ impl Source for HttpSource {
     }
     fn consistency(&self, from: u64, to: u64) -> Result<ProofAnswer, String> {
         self.get_json(&format!("ledger/consistency?from={from}&to={to}"))
+    }
+    fn audit_log(&self, before: Option<i64>) -> Result<Vec<AuditEntry>, String> {
+        self.get_json(&match before {
+            Some(b) => format!("audit?limit=500&before={b}"),
+            None => "audit?limit=500".into(),
+        })
     }
     fn records(&self, after_device: &str, after_seq: i64) -> Result<RecordPage, String> {
         self.get_json(&format!(
