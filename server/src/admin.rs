@@ -42,6 +42,83 @@ pub fn new_token_for(
     Ok(token)
 }
 
+/// An enrolment token as the administrator sees it (never the token itself: only its hash is
+/// stored).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenRow {
+    /// The first 12 hex digits of the token's hash: what `token revoke` takes.
+    pub id: String,
+    /// Issued (RFC 3339).
+    pub created: String,
+    /// Expires (RFC 3339).
+    pub expires: String,
+    /// The intended holder, if named.
+    pub holder: Option<String>,
+    /// `unused`, `used by DEVICE`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// Every enrolment token, newest first.
+pub fn tokens(server: &Server) -> Result<Vec<TokenRow>, ApiError> {
+    let now = server.now().0;
+    let rows = server.db().tx(|c| {
+        Ok(c.query(
+            "SELECT token_hash, created_at, expires_at, holder, used_by, revoked_at FROM tokens ORDER BY created_at DESC",
+            &[],
+        )?)
+    })?;
+    let when = |ms: i64| baomi_core::time::Timestamp(ms).to_rfc3339();
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let v = |i: usize| r.get(i).and_then(|v| v.text()).map(str::to_owned);
+            let n = |i: usize| r.get(i).and_then(crate::db::Value::int);
+            let expires = n(2).unwrap_or(0);
+            let state = match (n(5), v(4)) {
+                (Some(_), _) => "revoked".to_owned(),
+                (None, Some(d)) => format!("used by {d}"),
+                (None, None) if expires < now => "expired".to_owned(),
+                (None, None) => "unused".to_owned(),
+            };
+            TokenRow {
+                id: v(0).unwrap_or_default().chars().take(12).collect(),
+                created: when(n(1).unwrap_or(0)),
+                expires: when(expires),
+                holder: v(3),
+                state,
+            }
+        })
+        .collect())
+}
+
+/// Revokes the unused token whose id (hash prefix, at least 8 hex digits) is `id`: it can no
+/// longer enrol a phone. Refused when the prefix names none or several.
+pub fn revoke_token(server: &Server, id: &str) -> Result<(), ApiError> {
+    if id.len() < 8 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            "a token id is at least 8 hex digits (see `token list`)",
+        ));
+    }
+    let now = server.now().0;
+    server.db().tx(|c| {
+        let n = c.execute(
+            "UPDATE tokens SET revoked_at = $1, expires_at = $1 - 1 WHERE token_hash LIKE $2 AND used_by IS NULL AND revoked_at IS NULL",
+            &[now.into(), format!("{}%", id.to_ascii_lowercase()).into()],
+        )?;
+        match n {
+            1 => Ok(()),
+            0 => Err(ApiError::new_pub(
+                404,
+                "not_found",
+                format!("no unused token {id}"),
+            )),
+            _ => Err(ApiError::conflict(format!(
+                "{id} names {n} tokens: give more digits"
+            ))),
+        }
+    })
+}
+
 /// One device as the officer sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceRow {

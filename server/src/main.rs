@@ -137,6 +137,17 @@ enum TokenCmd {
         #[arg(long)]
         holder: Option<String>,
     },
+    /// List enrolment tokens (JSON lines): id, issued, expires, holder, state.
+    List {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+    /// Revoke an unused token by its id (from `token list`).
+    Revoke {
+        id: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +259,18 @@ fn open(db: &str, pool: usize, upload_key: Option<UploadKey>) -> Result<Server, 
     Server::new(db, upload_key, Timestamp::now).map_err(|e| e.message)
 }
 
+/// Records a state-changing CLI action in the audit log (and so the ledger) under the local
+/// operator (`cli:USER@HOST`), as the console records an officer's.
+fn audited(server: &Server, action: &str, detail: &str) -> Result<(), String> {
+    server
+        .audit(
+            &baomi_server::console::officers::local_operator(),
+            action,
+            detail,
+        )
+        .map_err(|e| e.message)
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -347,31 +370,60 @@ fn run(cli: Cli) -> Result<(), String> {
             valid_hours,
             holder,
         }) => {
-            println!(
-                "{}",
-                admin::new_token_for(&open(&db, 1, None)?, valid_hours, holder.as_deref())
-                    .map_err(|e| e.message)?
-            );
+            let server = open(&db, 1, None)?;
+            let token = admin::new_token_for(&server, valid_hours, holder.as_deref())
+                .map_err(|e| e.message)?;
+            audited(
+                &server,
+                "token_issued",
+                &format!("holder {}", holder.unwrap_or_default()),
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+        Cmd::Token(TokenCmd::List { db }) => {
+            let tokens = admin::tokens(&open(&db, 1, None)?).map_err(|e| e.message)?;
+            lines(
+                tokens
+                    .iter()
+                    .map(|t| serde_json::to_string(t).unwrap_or_default()),
+            )
+        }
+        Cmd::Token(TokenCmd::Revoke { id, db }) => {
+            let server = open(&db, 1, None)?;
+            admin::revoke_token(&server, &id).map_err(|e| e.message)?;
+            audited(&server, "token_revoked", &id)?;
+            println!("token {id} revoked");
             Ok(())
         }
         Cmd::Bundle(PublishCmd::Publish { file, db }) => {
-            let s = open(&db, 1, None)?
+            let server = open(&db, 1, None)?;
+            let s = server
                 .publish_bundle(&read(&file)?)
                 .map_err(|e| e.message)?;
+            audited(
+                &server,
+                "bundle_published",
+                &format!("{}@{} {}", s.id, s.version, s.digest),
+            )?;
             println!("published {}@{} ({})", s.id, s.version, s.digest);
             Ok(())
         }
         Cmd::Trust(PublishCmd::Publish { file, db }) => {
-            let v = open(&db, 1, None)?
+            let server = open(&db, 1, None)?;
+            let v = server
                 .publish_trust_root(&read(&file)?)
                 .map_err(|e| e.message)?;
+            audited(&server, "trust_root_published", &format!("v{v}"))?;
             println!("published trust root v{v}");
             Ok(())
         }
         Cmd::Custody(PostCmd::Post { file, db }) => {
-            let c = open(&db, 1, None)?
+            let server = open(&db, 1, None)?;
+            let c = server
                 .accept_custody(&read(&file)?)
                 .map_err(|e| e.message)?;
+            audited(&server, "custody_posted", &format!("feed position {c}"))?;
             println!("custody record at feed position {c}");
             Ok(())
         }
@@ -419,6 +471,17 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let password = match std::env::var("BAOMI_OFFICER_PASSWORD") {
                 Ok(p) if !p.is_empty() => p,
+                _ if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                    // On a terminal: asked for, twice, without echo.
+                    let first = rpassword::prompt_password(format!("Password for {name}: "))
+                        .map_err(|e| format!("reading the password: {e}"))?;
+                    let again = rpassword::prompt_password("Again: ")
+                        .map_err(|e| format!("reading the password: {e}"))?;
+                    if first != again {
+                        return Err("the two passwords differ; nothing changed".into());
+                    }
+                    first
+                }
                 _ => {
                     let mut line = String::new();
                     std::io::stdin()

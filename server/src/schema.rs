@@ -14,7 +14,8 @@ use crate::db::{Conn, DbError, Kind};
 /// login attempts and MDM events seen. Version 7 (issue 21): each record's public link
 /// (`violations.link`) and the acknowledged record's (`devices.acked_link`); new tables for
 /// device checkpoints and the evidence ledger (its queue, leaves, stored hashes, signed
-/// checkpoints and witnesses' cosignatures).
+/// checkpoints and witnesses' cosignatures); enrolment tokens that can be revoked
+/// (`tokens.revoked_at`).
 pub const VERSION: i64 = 7;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
@@ -41,7 +42,8 @@ const LADDER: &[(i64, &str)] = &[
     (
         7,
         "ALTER TABLE violations ADD COLUMN link TEXT NOT NULL DEFAULT '';
-     ALTER TABLE devices ADD COLUMN acked_link TEXT NOT NULL DEFAULT '';",
+     ALTER TABLE devices ADD COLUMN acked_link TEXT NOT NULL DEFAULT '';
+     ALTER TABLE tokens ADD COLUMN revoked_at BIGINT;",
     ),
 ];
 

@@ -185,3 +185,78 @@ fn metrics_count_requests_by_path_and_status() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = server_bin().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// Issue 23, item 5: tokens could be issued but not listed or revoked, and no CLI action
+// reached the audit log.
+#[test]
+fn tokens_are_listed_and_revoked_and_every_cli_action_is_audited_under_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let (ok, token, _) = run(&["token", "new", "--holder", "wu.gang", "--db", &db]);
+    assert!(ok);
+    let (ok, listed, _) = run(&["token", "list", "--db", &db]);
+    assert!(ok);
+    let row: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (row["holder"].as_str(), row["state"].as_str()),
+        (Some("wu.gang"), Some("unused"))
+    );
+    assert!(row["expires"].as_str().unwrap().contains('T'), "{row}");
+    let id = row["id"].as_str().unwrap().to_owned();
+    assert!(
+        !listed.contains(token.trim()),
+        "the token itself is never listed"
+    );
+    let (ok, _, err) = run(&["token", "revoke", "abc", "--db", &db]);
+    assert!(!ok && err.contains("8 hex digits"), "{err}");
+    let (ok, _, _) = run(&["token", "revoke", &id, "--db", &db]);
+    assert!(ok);
+    let (_, listed, _) = run(&["token", "list", "--db", &db]);
+    assert!(listed.contains("\"state\":\"revoked\""), "{listed}");
+    // The revoked token enrols nothing.
+    let s = baomi_server::Server::new(
+        baomi_server::db::Db::open(&db, 1).unwrap(),
+        None,
+        baomi_core::time::Timestamp::now,
+    )
+    .unwrap();
+    let id_key = baomi_core::sync::identity::DeviceIdentity::new(
+        "dev-revoked".into(),
+        baomi_core::bundle::SigningKey::generate().unwrap(),
+    );
+    let body = serde_json::json!({
+        "protocol": baomi_core::sync::protocol::PROTOCOL_VERSION,
+        "token": token.trim(),
+        "device_id": "dev-revoked",
+        "public_key": id_key.public().to_base64(),
+        "platform": "android",
+        "agent_version": "t",
+        "proof": id_key.enroll_proof(token.trim()),
+    });
+    let refused = s
+        .handle("POST", "/v1/enroll", &[], body.to_string().as_bytes())
+        .unwrap_err();
+    assert!(
+        refused.status == 401 || refused.status == 403,
+        "a revoked token: {} {}",
+        refused.status,
+        refused.message
+    );
+    let log = s.audit_log(20).unwrap();
+    for action in ["token_issued", "token_revoked"] {
+        assert!(
+            log.iter()
+                .any(|e| e.action == action && e.officer.starts_with("cli:")),
+            "{action}: {log:?}"
+        );
+    }
+}
