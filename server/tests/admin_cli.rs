@@ -260,3 +260,40 @@ fn tokens_are_listed_and_revoked_and_every_cli_action_is_audited_under_the_opera
         );
     }
 }
+
+// Issue 23, item 5: an https:// URL against a plain server said `received corrupt message of
+// type InvalidContentType`.
+#[test]
+fn an_https_url_against_a_plain_server_says_what_to_do() {
+    use baomi_core::sync::Transport as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let server = baomi_server::Server::new(
+        baomi_server::db::Db::open(&db, 1).unwrap(),
+        None,
+        baomi_core::time::Timestamp::now,
+    )
+    .unwrap();
+    let l = baomi_server::http::Listener::start(
+        std::sync::Arc::new(server),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        1,
+    )
+    .unwrap();
+    let t = baomi_core::sync::http::HttpTransport::new(&format!("https://{}", l.addr().unwrap()));
+    let e = t
+        .send(&baomi_core::sync::HttpRequest {
+            method: "POST".into(),
+            path: "/v1/enroll".into(),
+            headers: vec![],
+            body: b"{}".to_vec(),
+        })
+        .unwrap_err();
+    assert!(
+        e.0.contains("does not speak TLS") && e.0.contains("use http://"),
+        "{}",
+        e.0
+    );
+    l.stop();
+}

@@ -81,7 +81,7 @@ impl Transport for HttpTransport {
         }
         let mut resp = builder
             .send(&req.body[..])
-            .map_err(|e| TransportError(format!("{url}: {e}")))?;
+            .map_err(|e| TransportError(super::explain(&url, &e.to_string())))?;
         let status = resp.status().as_u16();
         let body = resp
             .body_mut()

@@ -20,6 +20,30 @@ pub mod transport;
 
 pub use transport::{HttpRequest, HttpResponse, Transport, TransportError};
 
+/// A transport error in words an administrator can act on: the two ways a URL's scheme and
+/// the server's TLS setting disagree read as rustls' and ureq's internals otherwise
+/// (`received corrupt message of type InvalidContentType`).
+pub fn explain(url: &str, error: &str) -> String {
+    let tls_to_plain = url.starts_with("https://")
+        && (error.contains("InvalidContentType")
+            || error.contains("corrupt message")
+            || error.contains("InvalidMessage"));
+    let plain_to_tls = url.starts_with("http://")
+        && (error.contains("status line")
+            || error.contains("BadStatus")
+            || error.contains("HTTP version")
+            || error.contains("response header"));
+    if tls_to_plain {
+        format!(
+            "{url}: the server does not speak TLS there (it answered in plain HTTP): use http:// for a server started without --tls-cert/--tls-key (loopback only), or start it with them ({error})"
+        )
+    } else if plain_to_tls {
+        format!("{url}: the server expects TLS there: use https:// ({error})")
+    } else {
+        format!("{url}: {error}")
+    }
+}
+
 /// Whether `base` may carry the sync: `https://` anywhere, plain `http://` only to a loopback
 /// address (tests, a server on the same machine). A relay on the network must never be able
 /// to read or rewrite the exchange in clear.

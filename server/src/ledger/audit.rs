@@ -838,7 +838,7 @@ fn http_agent(ca_pem: Option<&[u8]>) -> Result<ureq::Agent, String> {
 }
 
 fn friendly(url: &str, e: &ureq::Error) -> String {
-    format!("{url}: {e}")
+    baomi_core::sync::explain(url, &e.to_string())
 }
 
 impl Source for HttpSource {
