@@ -57,6 +57,10 @@ enum Command {
     /// One violation's evidence: export it from the office, verify it offline.
     #[command(subcommand)]
     Evidence(command::ledger::EvidenceCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff): `baomi man > baomi.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,17 @@ fn main() -> ExitCode {
         Command::Demo(a) => command::demo::run(&a),
         Command::Audit(a) => command::ledger::run_audit(&a),
         Command::Evidence(c) => command::ledger::run_evidence(c),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "baomi", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory as _;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| CliError::Io(format!("writing the manual page: {e}")))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -113,6 +113,11 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output:
+    /// `baomi-server completions bash > /etc/bash_completion.d/baomi-server`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff) to standard output: `baomi-server man > baomi-server.1`.
+    Man,
     /// List received violations (JSON lines).
     Violations {
         #[arg(long, default_value = DEFAULT_DB)]
@@ -538,6 +543,22 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| e.message)?;
             println!("purged {n} violations received more than {older_than_days} days ago");
             Ok(())
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "baomi-server",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Cmd::Man => {
+            use clap::CommandFactory as _;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| format!("writing the manual page: {e}"))
         }
         Cmd::Violations { db, device } => {
             let found = admin::violations(&open(&db, 1, None)?, device.as_deref())

@@ -297,3 +297,21 @@ fn an_https_url_against_a_plain_server_says_what_to_do() {
     );
     l.stop();
 }
+
+// Issue 23, item 5: man pages and shell completions generated from the CLI definitions.
+#[test]
+fn the_manual_page_and_completions_come_from_the_cli_definitions() {
+    let (ok, man, _) = run(&["man"]);
+    assert!(ok && man.contains(".TH"), "{man}");
+    assert!(
+        man.contains("baomi\\-server") && man.contains("log\\-key"),
+        "{man}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, script, _) = run(&["completions", shell]);
+        assert!(ok, "{shell}");
+        for sub in ["serve", "officer", "token", "purge", "log-key"] {
+            assert!(script.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+}
