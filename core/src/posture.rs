@@ -31,10 +31,38 @@ pub struct PostureDiff {
     pub unblock: Vec<String>,
 }
 
+/// The messengers a managed phone blocks before its first policy arrives, by Android package
+/// and iOS bundle id: 微信 (WeChat), 企业微信 (WeCom), QQ, 钉钉 (DingTalk), 微博 (Weibo).
+pub const MESSENGERS_BEFORE_POLICY: [&str; 9] = [
+    "com.alibaba.android.rimet",
+    "com.laiwang.DingTalk",
+    "com.sina.weibo",
+    "com.tencent.mm",
+    "com.tencent.mobileqq",
+    "com.tencent.mqq",
+    "com.tencent.wework",
+    "com.tencent.ww",
+    "com.tencent.xin",
+];
+
 impl Posture {
-    /// The most permissive posture: what a device has before any policy.
+    /// The most permissive posture: a phone that is not managed (no trust root).
     pub fn open() -> Self {
         Self::default()
+    }
+
+    /// A managed phone before its first policy (trust root installed, no bundle yet): camera
+    /// and screen capture off, the common messengers blocked, as Android's provisioning holds
+    /// the user until the device-policy app reports compliance (issue 23).
+    pub fn before_policy() -> Self {
+        Self {
+            camera_disabled: true,
+            screen_capture_disabled: true,
+            blocked_packages: MESSENGERS_BEFORE_POLICY
+                .iter()
+                .map(|p| Arc::from(*p))
+                .collect(),
+        }
     }
 
     /// The changes that turn `self` (applied) into `target` (desired).

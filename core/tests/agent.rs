@@ -382,3 +382,35 @@ fn a_bundle_without_a_root_is_an_outcome_not_a_crash() {
         "{r:?}"
     );
 }
+
+// Issue 23, item 6: before its first bundle an enrolled phone ran fully open (camera on,
+// nothing blocked). A managed phone (a trust root) is fail-closed until a policy arrives, and
+// it survives a restart; a phone not yet managed stays open.
+#[test]
+fn a_managed_phone_is_fail_closed_until_its_first_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = office();
+    let mut a = open(dir.path(), StoreOptions::default());
+    assert_eq!(a.posture(), baomi_core::posture::Posture::open());
+    a.provision_trust_root(&o.root, now()).unwrap();
+    let held = a.posture();
+    assert!(held.camera_disabled && held.screen_capture_disabled);
+    assert!(
+        held.blocked_packages
+            .iter()
+            .any(|p| &**p == "com.tencent.mm")
+    );
+    drop(a);
+    let mut a = open(dir.path(), StoreOptions::default());
+    assert_eq!(a.posture(), held, "still held after a restart");
+    let device = a.store().device_id().to_owned();
+    a.install_bundle(
+        &bundle(&o, &common::assigned(&device, Clearance::General), 1),
+        now(),
+    )
+    .unwrap();
+    assert!(
+        !a.posture().camera_disabled,
+        "the policy's posture once it arrives"
+    );
+}

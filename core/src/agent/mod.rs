@@ -997,11 +997,15 @@ impl Agent {
         Ok(outcome)
     }
 
-    /// The desired posture (open when no policy is installed yet).
+    /// The desired posture: the policy's; before the first policy, fail-closed on a managed phone
+    /// (a trust root) and open on one not yet managed.
     pub fn posture(&self) -> Posture {
-        self.engine
-            .as_ref()
-            .map_or_else(Posture::open, |e| (**e.posture()).clone())
+        match (&self.engine, self.trust_root()) {
+            (Some(e), _) => (**e.posture()).clone(),
+            // Managed (a trust root) but no policy yet: fail-closed until the first bundle.
+            (None, Some(_)) => Posture::before_policy(),
+            (None, None) => Posture::open(),
+        }
     }
 
     /// The installed bundle.
