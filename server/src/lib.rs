@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod backup;
 pub mod console;
 pub mod db;
 pub mod fleet;

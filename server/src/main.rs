@@ -113,6 +113,22 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
+    /// Copy the database to OUT (mode 0600) while the server runs: SQLite's online backup
+    /// API, or `pg_dump --format=custom` for PostgreSQL.
+    Backup {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the database with a backup (stop the server first): SQLite's backup API, or
+    /// `pg_restore --clean` for PostgreSQL; then the schema is brought up to date.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output:
     /// `baomi-server completions bash > /etc/bash_completion.d/baomi-server`.
     Completions { shell: clap_complete::Shell },
@@ -542,6 +558,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 )
                 .map_err(|e| e.message)?;
             println!("purged {n} violations received more than {older_than_days} days ago");
+            Ok(())
+        }
+        Cmd::Backup { db, out } => {
+            baomi_server::backup::backup(&db, &out)?;
+            audited(&open(&db, 1, None)?, "backup", &out.display().to_string())?;
+            println!("backed up to {}", out.display());
+            Ok(())
+        }
+        Cmd::Restore { from, db } => {
+            baomi_server::backup::restore(&from, &db)?;
+            // Migrations run on open: a backup from an older server comes up to date.
+            let server = open(&db, 1, None)?;
+            audited(&server, "restore", &from.display().to_string())?;
+            println!("restored from {}", from.display());
             Ok(())
         }
         Cmd::Completions { shell } => {

@@ -315,3 +315,46 @@ fn the_manual_page_and_completions_come_from_the_cli_definitions() {
         }
     }
 }
+
+// Issue 23, item 4: backup and restore with the engines' own tools, on both databases.
+#[test]
+fn a_backup_restores_the_database_as_it_was() {
+    for (label, db, _d) in common::backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("server.backup");
+        let out_s = out.display().to_string();
+        officer_add(&db, "chen.admin", Some("admin"));
+        let (ok, _, err) = run(&["backup", "--db", &db, "--out", &out_s]);
+        assert!(ok, "{label}: {err}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{label}: the backup holds password hashes");
+        }
+        let (ok, _, err) = run(&["backup", "--db", &db, "--out", &out_s]);
+        assert!(!ok && err.contains("not overwriting"), "{label}: {err}");
+        officer_add(&db, "li.later", None);
+        let (ok, _, err) = run(&["restore", "--from", &out_s, "--db", &db]);
+        assert!(ok, "{label}: {err}");
+        let s = baomi_server::Server::new(
+            baomi_server::db::Db::open(&db, 1).unwrap(),
+            None,
+            baomi_core::time::Timestamp::now,
+        )
+        .unwrap();
+        s.readiness().unwrap();
+        assert!(s.officer_role("chen.admin").unwrap().is_some(), "{label}");
+        assert!(
+            s.officer_role("li.later").unwrap().is_none(),
+            "{label}: after the backup"
+        );
+        assert!(
+            s.audit_log(10)
+                .unwrap()
+                .iter()
+                .any(|e| e.action == "restore"),
+            "{label}"
+        );
+    }
+}
