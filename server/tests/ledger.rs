@@ -672,3 +672,78 @@ fn an_audit_log_entry_deleted_or_forged_is_named() {
         o.listener.stop();
     }
 }
+
+// A restore to an older point (issue 23, item 4, with the ledger of issue 21): the phones'
+// next records must still be accepted (their chain continues from records the restored
+// office no longer holds), and the auditor names the lost batch rather than a broken chain.
+#[test]
+fn after_a_restore_to_an_older_point_phones_still_deliver_and_the_loss_is_named() {
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        let dir = tempfile::tempdir().unwrap();
+        let backup = dir.path().join("b");
+        baomi_server::backup::backup(&url, &backup).unwrap();
+        o.a.violate(2);
+        o.sync_all();
+        // The office restores last night's backup (the server stopped and started again).
+        let old = std::mem::replace(
+            &mut o.listener,
+            Listener::start(
+                Arc::new(
+                    Server::new(
+                        Db::open("sqlite::memory:", 1).unwrap(),
+                        None,
+                        Timestamp::now,
+                    )
+                    .unwrap(),
+                ),
+                "127.0.0.1:0".parse().unwrap(),
+                None,
+                1,
+            )
+            .unwrap(),
+        );
+        old.stop();
+        baomi_server::backup::restore(&backup, &url).unwrap();
+        o.listener.stop();
+        o.listener = Listener::start(
+            Arc::new(server(&url, &o.keys, &o.log)),
+            o.base.trim_start_matches("http://").parse().unwrap(),
+            None,
+            2,
+        )
+        .unwrap();
+        let a = o.a.id();
+        o.a.violate(3);
+        let r = sync_now(&mut o.a.agent, &transport(&o.base), Timestamp::now());
+        assert!(
+            r.is_ok(),
+            "{label}: the phone's sync after the restore: {r:?}"
+        );
+        let seqs: Vec<i64> = admin::violations(&o.admin, Some(&a))
+            .unwrap()
+            .iter()
+            .map(|v| v["seq"].as_i64().unwrap())
+            .collect();
+        assert!(seqs.contains(&12), "{label}: {seqs:?}");
+        let (report, _) = audit(&o.auditor(), &o.verifier(), &AuditState::default()).unwrap();
+        assert!(
+            report.findings.contains(&Finding::MissingRecord {
+                device: a.clone(),
+                seq: 8,
+                checkpoint: 12
+            }),
+            "{label}: {:?}",
+            report.findings
+        );
+        assert!(
+            !report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::ChainBroken { .. })),
+            "{label}: {:?}",
+            report.findings
+        );
+        o.listener.stop();
+    }
+}

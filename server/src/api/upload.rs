@@ -106,21 +106,22 @@ pub const MAX_RECORDS_PER_DAY: i64 = 20_000;
 /// Most bytes of records one device may deliver in a day.
 pub const MAX_BYTES_PER_DAY: i64 = 64 * 1024 * 1024;
 
-/// The office's link of the record before `first` (genesis when it holds none): the device
-/// row's when the batch follows the acknowledged record (the usual batch: no query).
+/// The office's link of the record before `first`: genesis for the first record, `None`
+/// when the office holds no linked record there; the device row's when the batch follows the
+/// acknowledged record (the usual batch: no query).
 fn chain_before(
     c: &mut dyn Conn,
     dev: &str,
     first: u64,
     row: &DeviceRow,
-) -> Result<[u8; 32], ApiError> {
+) -> Result<Option<[u8; 32]>, ApiError> {
     if first <= 1 {
-        return Ok(ledger::GENESIS);
+        return Ok(Some(ledger::GENESIS));
     }
     if u64::try_from(row.acked_through).ok().map(|a| a + 1) == Some(first)
         && let Some(l) = ledger::parse_link(&row.acked_link)
     {
-        return Ok(l);
+        return Ok(Some(l));
     }
     let rows = c.query(
         "SELECT link FROM violations WHERE device_id = $1 AND seq = $2",
@@ -129,8 +130,7 @@ fn chain_before(
     Ok(rows
         .first()
         .and_then(|r| text(r, 0))
-        .and_then(|l| ledger::parse_link(&l))
-        .unwrap_or(ledger::GENESIS))
+        .and_then(|l| ledger::parse_link(&l)))
 }
 
 /// Error code of a batch that reuses a seq the office holds with another record.
@@ -157,6 +157,9 @@ pub(super) fn store_batch(
     // The public chain: each record's link must follow the previous one's (the office's copy
     // of the record before the batch, or genesis where the device's chain restarted after a
     // restored store), over the exact bytes stored.
+    // `None`: the office does not hold the record before the batch (restored from a backup
+    // older than the phone's acknowledgement, or a batch out of order): the first link
+    // starts a segment here; the gap is the auditor's to name, from the phone's checkpoints.
     let mut prev = chain_before(c, dev, batch.first_seq, row)?;
     let mut leaves: Vec<(u64, Leaf)> = Vec::with_capacity(batch.records.len() + 1);
     for (i, r) in batch.records.iter().enumerate() {
@@ -169,13 +172,17 @@ pub(super) fn store_batch(
             None
         } else {
             let follows = |p: &[u8; 32]| hex(&ledger::chain_link(dev, r.seq, p, &digest)) == r.link;
-            if !(follows(&prev) || (i == 0 && follows(&ledger::GENESIS))) {
+            let ok = match &prev {
+                Some(p) => follows(p) || (i == 0 && follows(&ledger::GENESIS)),
+                None => i == 0 && ledger::parse_link(&r.link).is_some(),
+            };
+            if !ok {
                 return Err(ApiError::bad_request(format!(
                     "record {} does not follow the device's chain (its link is not over the previous link and this record)",
                     r.seq
                 )));
             }
-            prev = ledger::parse_link(&r.link).unwrap_or(ledger::GENESIS);
+            prev = ledger::parse_link(&r.link);
             Some(r.link.clone())
         };
         if let Some(link) = &link {

@@ -465,12 +465,20 @@ pub fn audit(
                 });
                 continue;
             };
-            let before = match prev {
-                Some((p, l)) if p + 1 == *seq => l,
-                _ => chain::GENESIS,
+            // After a gap (a restore, a dropped batch) a record starts a segment: the gap is
+            // named below, from the device's checkpoints, and the segment is checked against
+            // them like any other.
+            let follows = match prev {
+                Some((p, l)) if p + 1 == *seq => {
+                    hex(&chain::chain_link(&device, *seq, &l, &d)) == *link
+                        || hex(&chain::chain_link(&device, *seq, &chain::GENESIS, &d)) == *link
+                }
+                Some(_) => true,
+                None if *seq == 1 => {
+                    hex(&chain::chain_link(&device, *seq, &chain::GENESIS, &d)) == *link
+                }
+                None => true,
             };
-            let follows = hex(&chain::chain_link(&device, *seq, &before, &d)) == *link
-                || hex(&chain::chain_link(&device, *seq, &chain::GENESIS, &d)) == *link;
             if !follows {
                 chain_ok = false;
                 findings.push(Finding::ChainBroken {
