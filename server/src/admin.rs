@@ -159,6 +159,8 @@ pub struct DeviceRow {
     /// Every setting applied (or satisfied) in a mode that can enforce; `None` before the
     /// phone's first report.
     pub compliant: Option<bool>,
+    /// When the office retired it (ms): it syncs no more; its records are kept.
+    pub retired_at: Option<i64>,
 }
 
 /// The fleet.
@@ -168,7 +170,7 @@ pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
 
 /// [`devices`], or only the one named (a device page reads one row, not the fleet).
 pub fn devices_matching(server: &Server, only: Option<&str>) -> Result<Vec<DeviceRow>, ApiError> {
-    const SELECT: &str = "SELECT d.device_id, d.platform, d.enrolled_at, d.last_check_in, d.policy_id, d.policy_version, d.posture, d.fail_closed, d.acked_through, d.head_seq, d.clock_skew_ms, d.alert, d.generation, h.holder, d.enrolled_for, d.applied FROM devices d LEFT JOIN device_holders h ON h.device_id = d.device_id";
+    const SELECT: &str = "SELECT d.device_id, d.platform, d.enrolled_at, d.last_check_in, d.policy_id, d.policy_version, d.posture, d.fail_closed, d.acked_through, d.head_seq, d.clock_skew_ms, d.alert, d.generation, h.holder, d.enrolled_for, d.applied, d.retired_at FROM devices d LEFT JOIN device_holders h ON h.device_id = d.device_id";
     let rows = server.db().tx(|c| {
         Ok(match only {
             Some(id) => c.query(&format!("{SELECT} WHERE d.device_id = $1"), &[id.into()])?,
@@ -200,9 +202,30 @@ pub fn devices_matching(server: &Server, only: Option<&str>) -> Result<Vec<Devic
                 enforcement: applied.as_ref().map(|a| a.enforcement),
                 compliant: applied.as_ref().map(AppliedPosture::compliant),
                 applied: applied.map(|a| a.settings),
+                retired_at: n(16),
             }
         })
         .collect())
+}
+
+/// Retires a device: its next check-in tells it (proven) to stop syncing, its other requests
+/// are refused (410 `retired`); its records stay. Idempotent for an already retired device.
+pub fn retire_device(server: &Server, device: &str) -> Result<(), ApiError> {
+    let now = server.now().0;
+    server.db().tx(|c| {
+        let n = c.execute(
+            "UPDATE devices SET retired_at = COALESCE(retired_at, $1) WHERE device_id = $2",
+            &[now.into(), device.into()],
+        )?;
+        if n == 0 {
+            return Err(ApiError::new_pub(
+                404,
+                "not_found",
+                format!("no enrolled device {device}"),
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// Received violations, oldest first, optionally for one device.

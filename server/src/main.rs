@@ -98,6 +98,9 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
+    /// Enrolled devices: retire one.
+    #[command(subcommand)]
+    Device(DeviceCmd),
     /// Security officers for the console and the office API.
     #[command(subcommand)]
     Officer(OfficerCmd),
@@ -229,6 +232,17 @@ enum MdmCmd {
     Commands {
         #[arg(long)]
         device: Option<String>,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Retire a device: its next check-in tells it to stop syncing (proven, so no relay can);
+    /// its records stay at the office.
+    Retire {
+        device: String,
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
@@ -558,6 +572,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 )
                 .map_err(|e| e.message)?;
             println!("purged {n} violations received more than {older_than_days} days ago");
+            Ok(())
+        }
+        Cmd::Device(DeviceCmd::Retire { device, db }) => {
+            let server = open(&db, 1, None)?;
+            admin::retire_device(&server, &device).map_err(|e| e.message)?;
+            audited(&server, "device_retired", &device)?;
+            println!("device {device} retired: it stops syncing at its next check-in");
             Ok(())
         }
         Cmd::Backup { db, out } => {

@@ -15,7 +15,7 @@ use crate::db::{Conn, DbError, Kind};
 /// (`violations.link`) and the acknowledged record's (`devices.acked_link`); new tables for
 /// device checkpoints and the evidence ledger (its queue, leaves, stored hashes, signed
 /// checkpoints and witnesses' cosignatures); enrolment tokens that can be revoked
-/// (`tokens.revoked_at`).
+/// (`tokens.revoked_at`) and devices that can be retired (`devices.retired_at`).
 pub const VERSION: i64 = 7;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
@@ -43,7 +43,8 @@ const LADDER: &[(i64, &str)] = &[
         7,
         "ALTER TABLE violations ADD COLUMN link TEXT NOT NULL DEFAULT '';
      ALTER TABLE devices ADD COLUMN acked_link TEXT NOT NULL DEFAULT '';
-     ALTER TABLE tokens ADD COLUMN revoked_at BIGINT;",
+     ALTER TABLE tokens ADD COLUMN revoked_at BIGINT;
+     ALTER TABLE devices ADD COLUMN retired_at BIGINT;",
     ),
 ];
 

@@ -57,6 +57,12 @@ fn rss(p: &ServerProcess) -> u64 {
 }
 
 /// A well-formed request from another client: answered, and how fast.
+/// How long an answer may take and still count as served. A starved client waits for a
+/// connection slot, the connection's lifetime or forever; a served one answers in
+/// milliseconds. The bound is generous so a loaded CI machine cannot fail the test by being
+/// slow: it catches starvation, not latency (latency is measured in benches).
+const NOT_STARVED: Duration = Duration::from_secs(10);
+
 fn probe(addr: &str) -> (u16, Duration) {
     let t = Instant::now();
     let mut s = TcpStream::connect(addr).unwrap();
@@ -126,7 +132,7 @@ fn an_endless_header_line_is_cut_off_and_costs_no_memory() {
     assert!(grown < RSS_BOUND, "grew {} MiB", grown / MIB);
     let (status, took) = probe(&srv.addr);
     assert_eq!(status, 404);
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(took < NOT_STARVED, "{took:?}");
 }
 
 #[test]
@@ -199,7 +205,7 @@ fn idle_and_slowloris_connections_do_not_starve_other_clients() {
         .collect();
     let (status, took) = probe(&srv.addr);
     assert_eq!(status, 404);
-    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    assert!(took < NOT_STARVED, "answered after {took:?}");
     // Keep trickling for longer than the header timeout (2 s here): the slow ones are cut.
     let start = Instant::now();
     let mut cut = 0;
@@ -214,7 +220,7 @@ fn idle_and_slowloris_connections_do_not_starve_other_clients() {
             .count();
         let (status, took) = probe(&srv.addr);
         assert_eq!(status, 404);
-        assert!(took < Duration::from_secs(1), "answered after {took:?}");
+        assert!(took < NOT_STARVED, "answered after {took:?}");
     }
     // A closed socket shows on the second write after the peer's reset; one more round.
     std::thread::sleep(Duration::from_millis(200));
@@ -338,7 +344,7 @@ fn a_thousand_stalled_two_mib_bodies_hold_bounded_memory() {
         grown / MIB
     );
     assert_eq!(status, 404);
-    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    assert!(took < NOT_STARVED, "answered after {took:?}");
     // 64 MiB of bodies, plus buffers and the connections themselves.
     assert!(grown < 160 * MIB, "grew {} MiB", grown / MIB);
     drop(held);
@@ -354,7 +360,7 @@ fn one_address_cannot_hold_more_than_its_share_of_connections() {
         .collect();
     let (status, took) = probe(&srv.addr);
     assert_eq!(status, 404);
-    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    assert!(took < NOT_STARVED, "answered after {took:?}");
     // Closed by the server: a read sees the end at once.
     std::thread::sleep(Duration::from_millis(300));
     let closed = conns
@@ -425,7 +431,7 @@ fn the_console_answers_while_4200_connections_hold_the_device_listener() {
     for _ in 0..10 {
         let (status, took) = login();
         assert_eq!(status, 200, "the login page");
-        assert!(took < Duration::from_secs(1), "answered after {took:?}");
+        assert!(took < NOT_STARVED, "answered after {took:?}");
     }
     // The device listener does not serve the console, the office listener not the devices.
     let mut s = TcpStream::connect(&office).unwrap();
@@ -480,10 +486,7 @@ fn a_log_pipe_nobody_reads_never_stops_serving() {
     for i in 0..6_000 {
         let (status, took) = probe(&srv.addr);
         assert_eq!(status, 404, "request {i}");
-        assert!(
-            took < Duration::from_secs(2),
-            "request {i} answered after {took:?}"
-        );
+        assert!(took < NOT_STARVED, "request {i} answered after {took:?}");
     }
     eprintln!(
         "6,000 logged requests with stderr unread: {:?}",

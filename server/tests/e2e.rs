@@ -1020,6 +1020,7 @@ fn a_relay_forging_acknowledgements_deletes_nothing() {
                     bundle: None,
                     trust_root_version: 1,
                     custody_pending: false,
+                    retired: false,
                     proof: "A".repeat(44),
                 },
                 upload: asked.upload.map(|u| UploadResponse {
@@ -2121,5 +2122,34 @@ fn a_replayed_wait_holds_one_slot_and_a_newer_wait_takes_over() {
             b.label
         );
         drop(newer);
+    }
+}
+
+// Issue 23, item 5: no way to retire a device. Retired, the phone is told by its proven
+// check-in and stops syncing; what it holds stays on it, what the office holds stays there.
+#[test]
+fn a_retired_device_is_told_and_stops_syncing_and_its_records_stay() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        let dev = d.id();
+        d.violate(Timestamp::now());
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(received(&admin, &dev), vec![1], "{}", b.label);
+        admin::retire_device(&admin, &dev).unwrap();
+        d.violate(Timestamp::now().plus_millis(1));
+        let r = sync_now(&mut d.agent, &t, Timestamp::now());
+        assert!(matches!(r, Err(SyncError::Retired)), "{}: {r:?}", b.label);
+        assert!(d.agent.sync_state().retired && d.agent.sync_state().next_due.is_none());
+        // Nothing of the new record was stored, nor deleted on the phone.
+        assert_eq!(received(&admin, &dev), vec![1], "{}", b.label);
+        assert_eq!(d.agent.store().records_after(0, 10).unwrap().len(), 1);
+        // It does not try again.
+        let r = sync_now(&mut d.agent, &t, Timestamp::now());
+        assert!(matches!(r, Err(SyncError::Retired)), "{}", b.label);
+        let row = admin::devices(&admin).unwrap();
+        assert!(row[0].retired_at.is_some(), "{}", b.label);
     }
 }

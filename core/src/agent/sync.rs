@@ -98,6 +98,9 @@ pub enum SyncError {
     /// The device has not enrolled.
     #[error("this device is not enrolled: run enrolment with a token first")]
     NotEnrolled,
+    /// The office retired this device (its proven check-in said so): it syncs no more.
+    #[error("the office retired this device: it no longer syncs; return it to the office")]
+    Retired,
     /// The trust root names no upload key: violations cannot be sealed for the office and the
     /// office's answers cannot be proven.
     #[error("the trust root names no upload key: violations stay on the device")]
@@ -181,6 +184,9 @@ pub fn sync_now(
     if agent.sync_state().enrolled_at.is_none() {
         return Err(SyncError::NotEnrolled);
     }
+    if agent.sync_state().retired {
+        return Err(SyncError::Retired);
+    }
     // Requests carry the device's own reading, so the office sees (and refuses) a clock set
     // back; the agent acts at its high-water time.
     let reading = now;
@@ -213,6 +219,10 @@ pub fn sync_now(
     let jitter = random_jitter();
     agent.update_sync(|s| match &result {
         Ok(_) => s.succeeded(now, interval),
+        Err(SyncError::Retired) => {
+            s.retired = true;
+            s.next_due = None;
+        }
         Err(e) => {
             log::warn!("sync failed: {e}");
             s.failed(now, interval, jitter);
@@ -364,6 +374,9 @@ fn run_stages(
         return Err(SyncError::Unproven {
             path: check_in_path,
         });
+    }
+    if answer.retired {
+        return Err(SyncError::Retired);
     }
     let skew = check_clock(agent, reading, answer.server_time)?;
     // From here the agent acts at the office-settled time; requests still carry the reading.

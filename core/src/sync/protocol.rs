@@ -156,6 +156,10 @@ pub struct CheckInResponse {
     pub trust_root_version: u64,
     /// Custody records are waiting after the device's cursor.
     pub custody_pending: bool,
+    /// The office retired this device: it stops syncing (its records stay at the office).
+    /// Part of the proven answer, so no relay can retire a phone. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
     /// HMAC under the session key over this answer with `proof` empty ([`super::proof`]).
     #[serde(default)]
     pub proof: String,

@@ -57,6 +57,9 @@ pub struct SyncState {
     /// Whether the current run of withheld deliveries was recorded.
     #[serde(default)]
     pub withheld_reported: bool,
+    /// The office retired this device (a proven check-in said so): no more syncs.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 /// How many custody record ids and returned documents the device remembers.

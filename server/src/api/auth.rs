@@ -191,6 +191,8 @@ pub(super) struct DeviceRow {
     pub(super) acked_tag: String,
     /// The public link of the acknowledged record (where the next batch's chain continues).
     pub(super) acked_link: String,
+    /// The office retired the device (`baomi-server device retire`).
+    pub(super) retired: bool,
     pub(super) head_seq: i64,
     pub(super) head_tag: String,
     pub(super) generation: i64,
@@ -214,9 +216,20 @@ pub(super) struct DeviceRow {
 /// Returns the row as the stages need it (one round trip for the claim and the read).
 pub(super) fn claim_request(c: &mut dyn Conn, dev: &str, at: i64) -> Result<DeviceRow, ApiError> {
     let rows = c.query(&CLAIM_SQL, &[at.into(), dev.into()])?;
-    rows.first()
+    let row = rows
+        .first()
         .map(|r| device_row(r))
-        .ok_or_else(|| AuthError::Replayed.into())
+        .ok_or_else(|| ApiError::from(AuthError::Replayed))?;
+    // A retired device learns it from its proven check-in; its other stages are refused
+    // (the caller's transaction rolls the claim back).
+    if row.retired {
+        return Err(ApiError::new_pub(
+            410,
+            "retired",
+            "the office retired this device: it no longer syncs",
+        ));
+    }
+    Ok(row)
 }
 
 /// [`claim_request`] for a check-in: also reads what waits for the device, in the same round
@@ -244,9 +257,9 @@ static CLAIM_CHECK_IN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::ne
 
 const CLAIM: &str =
     "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1";
-const CLAIM_RETURNING: &str = "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture, quota_day, quota_records, quota_bytes, acked_link";
+const CLAIM_RETURNING: &str = "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture, quota_day, quota_records, quota_bytes, acked_link, retired_at";
 /// The columns of [`CLAIM_RETURNING`], read by [`device_row`]; what waits follows them.
-const DEVICE_ROW_COLUMNS: usize = 11;
+const DEVICE_ROW_COLUMNS: usize = 12;
 
 fn device_row(row: &[Value]) -> DeviceRow {
     DeviceRow {
@@ -261,6 +274,7 @@ fn device_row(row: &[Value]) -> DeviceRow {
         quota_records: int(row, 8),
         quota_bytes: int(row, 9),
         acked_link: text(row, 10).unwrap_or_default(),
+        retired: row.get(11).and_then(Value::int).is_some(),
     }
 }
 

@@ -167,6 +167,19 @@ pub(super) fn record_check_in(
             .as_ref()
             .is_none_or(|p| p.version < b.version || p.id != b.id)
     });
+    if row.retired {
+        // Nothing more for a retired device: the proven answer tells it to stop.
+        return Ok(CheckInResponse {
+            server_time: now,
+            acked_through: u(row.acked_through),
+            acked_tag: row.acked_tag.clone(),
+            bundle: None,
+            trust_root_version: req.trust_root_version,
+            custody_pending: false,
+            retired: true,
+            proof: String::new(),
+        });
+    }
     Ok(CheckInResponse {
         server_time: now,
         acked_through: u(row.acked_through),
@@ -174,6 +187,7 @@ pub(super) fn record_check_in(
         bundle,
         trust_root_version: waiting.trust_root_version,
         custody_pending: waiting.custody_pending,
+        retired: false,
         proof: String::new(),
     })
 }

@@ -58,6 +58,11 @@ impl Server {
             let mut update = DeviceUpdate::default();
             let check_in =
                 record_check_in(dev, &req.check_in, &row, waiting, session, now, &mut update)?;
+            if row.retired {
+                // Told by the proven check-in; nothing stored, nothing finished.
+                update.write(c, dev)?;
+                return Ok((check_in, None, false));
+            }
             let acked = batch
                 .map(|b| store_batch(c, dev, b, &row, now, &mut update))
                 .transpose()?;
