@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod api;
 pub mod backup;
+pub mod config;
 pub mod console;
 pub mod db;
 pub mod fleet;

@@ -19,7 +19,8 @@ const DEFAULT_DB: &str = "sqlite:baomi-server.db";
 #[command(
     name = "baomi-server",
     version,
-    about = "Baomi reference compliance server"
+    about = "Baomi reference compliance server",
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,30 +30,35 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the sync API.
+    /// Options also come from `--config FILE` (TOML, one key per flag) and `BAOMI_*`
+    /// variables: flags win over the environment, the environment over the file.
     Serve {
+        /// A TOML file of these options (`db = "sqlite:/var/lib/baomi/server.db"`, ...).
+        #[arg(long, env = "BAOMI_CONFIG")]
+        config: Option<PathBuf>,
         /// Address to listen on (plain HTTP only on loopback).
-        #[arg(long, default_value = "127.0.0.1:8443")]
+        #[arg(long, env = "BAOMI_LISTEN", default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
         /// Serve the console and the officer API on this address of their own (the same TLS):
         /// then `--listen` serves devices only, and no device or stranger can fill the
         /// officers' connections. Prints a second line, `office listening on ADDR`.
-        #[arg(long)]
+        #[arg(long, env = "BAOMI_OFFICE_LISTEN")]
         office_listen: Option<std::net::SocketAddr>,
         /// `sqlite:PATH` (default) or `postgres://user@host/db`.
-        #[arg(long, default_value = DEFAULT_DB)]
+        #[arg(long, env = "BAOMI_DB", default_value = DEFAULT_DB)]
         db: String,
         /// The office's X25519 upload key (from `baomi-server upload-key new`).
-        #[arg(long)]
+        #[arg(long, env = "BAOMI_UPLOAD_KEY")]
         upload_key: Option<PathBuf>,
         /// The evidence ledger's log key (from `baomi-server log-key new`): signs the
         /// ledger's checkpoints. Without it the ledger still records, but serves no checkpoint.
-        #[arg(long)]
+        #[arg(long, env = "BAOMI_LOG_KEY")]
         log_key: Option<PathBuf>,
         /// PEM certificate chain for TLS.
-        #[arg(long, requires = "tls_key")]
+        #[arg(long, env = "BAOMI_TLS_CERT", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
         /// PEM private key for TLS.
-        #[arg(long, requires = "tls_cert")]
+        #[arg(long, env = "BAOMI_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
         /// Runtime worker threads, and database connections (PostgreSQL pool size).
         #[arg(long, default_value_t = 8)]
@@ -280,7 +286,24 @@ fn main() -> ExitCode {
             None
         }
     };
-    match run(Cli::parse()) {
+    // `serve --config FILE`: the file's options, under the command line's and the
+    // environment's (`baomi_server::config`).
+    let args = {
+        use clap::CommandFactory as _;
+        let cmd = Cli::command();
+        match cmd
+            .find_subcommand("serve")
+            .ok_or_else(|| "no serve command".to_owned())
+            .and_then(|serve| baomi_server::config::expand(std::env::args_os().collect(), serve))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("baomi-server: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    match run(Cli::parse_from(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("baomi-server: {e}");
@@ -313,6 +336,7 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
         Cmd::Serve {
+            config: _,
             listen,
             office_listen,
             db,

@@ -358,3 +358,61 @@ fn a_backup_restores_the_database_as_it_was() {
         );
     }
 }
+
+fn ready(addr: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+// Issue 23, item 1: no config file. `serve --config FILE` (TOML, one key per flag): flags
+// win over the environment, the environment over the file; an unknown key is named.
+#[test]
+fn serve_reads_a_toml_config_under_flags_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let (_, log) = baomi_server::ledger::LogKey::generate("ledger.cfg.example").unwrap();
+    std::fs::write(p("log.key"), log.as_str()).unwrap();
+    std::fs::write(
+        p("server.toml"),
+        format!(
+            "# the office's server\nlisten = \"127.0.0.2:0\"\ndb = \"sqlite:{}\"\nlog-key = \"{}\"\nthreads = 2\n",
+            p("from-file.db").display(),
+            p("log.key").display()
+        ),
+    )
+    .unwrap();
+    let cfg = p("server.toml").display().to_string();
+    // The file's db and log key; the command line's listen address (127.0.0.1, not .2).
+    let (mut child, addr) = common::serve(["--config", &cfg]);
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert!(ready(&addr).contains("\"ready\""));
+    assert!(p("from-file.db").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    // The environment over the file.
+    let env_db = format!("sqlite:{}", p("from-env.db").display());
+    let (mut child, addr) = common::serve_env(["--config", &cfg], &[("BAOMI_DB", &env_db)]);
+    assert!(ready(&addr).contains("\"ready\""));
+    assert!(p("from-env.db").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    // A key that is no serve option.
+    std::fs::write(
+        p("bad.toml"),
+        "listen = \"127.0.0.1:0\"\ndatabase = \"x\"\n",
+    )
+    .unwrap();
+    let bad = p("bad.toml").display().to_string();
+    let (ok, _, err) = run(&["serve", "--config", &bad]);
+    assert!(
+        !ok && err.contains("`database` is not a serve option"),
+        "{err}"
+    );
+}
