@@ -28,6 +28,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing the serve options buys nothing"
+)]
 enum Cmd {
     /// Serve the sync API.
     /// Options also come from `--config FILE` (TOML, one key per flag) and `BAOMI_*`
