@@ -22,14 +22,18 @@ ADMIN_PASSWORD = "correct horse battery staple"
 AUDITOR_PASSWORD = "auditor reads only 2026"
 
 
-def seed(tmp: Path):
-    """Three phones through the real sync path; returns (office, server, device ids)."""
+def seed(tmp: Path, say=lambda message: None):
+    """Three phones through the real sync path; returns (office, server, device ids).
+    `say` hears each step (the demo prints them)."""
+    say("office keys and trust root")
     office = Office(tmp)
     server = ServerProcess(office, tmp)
+    say(f"server listening at {server.base}; officers chen.admin and wang.auditor")
     server.admin("officer", "add", "chen.admin", "--role", "admin", stdin=ADMIN_PASSWORD + "\n")
     server.admin("officer", "add", "wang.auditor", "--role", "auditor", stdin=AUDITOR_PASSWORD + "\n")
     agents = []
     for i, holder in enumerate(["li.na", "zhang.wei", "zhao.min"]):
+        say(f"phone {i + 1} of 3 ({holder}): enrolling")
         agent = ffi.BaomiAgent.open(str(tmp / f"phone-{i}"), KeychainStandIn(), ffi.PlatformKind.ANDROID, ffi.SystemClock())
         agent.install_trust_root(office.root.read_bytes())
         token = server.admin("token", "new", "--holder", holder).strip().splitlines()[-1]
@@ -45,15 +49,18 @@ def seed(tmp: Path):
     bundle = tmp / "bundle-1.json"
     run(CLI, "bundle", "sign", "--policy", draft, "--key", tmp / "office.key", "--version", "1", "--out", bundle)
     server.admin("bundle", "publish", bundle)
+    say("bundle v1 signed and published")
     from datetime import datetime, timezone
     now = lambda: datetime.now(timezone.utc).isoformat()  # noqa: E731
     for holder, agent in agents:
+        say(f"{holder}: sync, a WeChat launch (a violation), report applied")
         http = UrllibClient(server.base)
         agent.sync_now(http)
         agent.handle_event_json(json.dumps({"at": now(), "type": "app_launched", "package": "com.tencent.mm"}))
         agent.report_applied(ffi.EnforcementMode.DEVICE_OWNER, [])
     # A holder-controlled string: must show as text, never run.
     agents[0][1].report_enforcement_failure("camera", "<script>document.title='pwned'</script><b>bold</b>")
+    say("registry: zhang.wei signs out MIMI-2026-042; phones sync")
     server.admin("custody", "post", office.custody("R-1", "zhang.wei", "MIMI-2026-042", "sign-out"))
     for holder, agent in agents:
         agent.sync_now(UrllibClient(server.base))

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ADMIN_PASSWORD, AUDITOR_PASSWORD, seed  # noqa: E402
 
 tmp = Path(tempfile.mkdtemp(prefix="baomi-console-demo-"))
-office, server, devices, bundle2 = seed(tmp)
+print(f"seeding the demo in {tmp} (a few seconds; each step is printed)", flush=True)
+office, server, devices, bundle2 = seed(tmp, say=lambda m: print(f"  … {m}", flush=True))
 print(f"console:  {server.base}/console/")
 print(f"admin:    chen.admin / {ADMIN_PASSWORD}")
 print(f"auditor:  wang.auditor / {AUDITOR_PASSWORD}")
