@@ -360,14 +360,7 @@ impl Device {
 
     /// One violation: a banned messenger launched.
     fn violate(&mut self, at: Timestamp) {
-        let ev = Event::from_json_line(
-            1,
-            &format!(
-                r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#,
-                at.to_rfc3339()
-            ),
-        )
-        .unwrap();
+        let ev = common::messenger_launch(at);
         assert!(self.agent.handle(&ev).unwrap().violation);
     }
 

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use baomi_core::agent::{Agent, enroll, sync_now};
 use baomi_core::bundle::sign_bundle;
 use baomi_core::compile::Platform;
-use baomi_core::event::Event;
 use baomi_core::level::Clearance;
 use baomi_core::policy::Policy;
 use baomi_core::policy::model::HolderAssignment;
@@ -51,14 +50,7 @@ impl Phone {
     fn violate(&mut self, n: usize) {
         for i in 0..n {
             let at = Timestamp::now().plus_millis(i as i64);
-            let ev = Event::from_json_line(
-                1,
-                &format!(
-                    r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#,
-                    at.to_rfc3339()
-                ),
-            )
-            .unwrap();
+            let ev = common::messenger_launch(at);
             assert!(self.agent.handle(&ev).unwrap().violation);
         }
     }

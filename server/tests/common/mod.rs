@@ -122,3 +122,16 @@ pub fn fresh_pg_database(base: &str) -> String {
     let cut = base.rfind('/').expect("a URL with a database");
     format!("{}/{name}", &base[..cut])
 }
+
+/// A banned messenger (WeChat) launched at `at`: the violation the tests record.
+#[allow(dead_code, reason = "not every test binary uses it")]
+pub fn messenger_launch(at: baomi_core::time::Timestamp) -> baomi_core::event::Event {
+    baomi_core::event::Event::from_json_line(
+        1,
+        &format!(
+            r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#,
+            at.to_rfc3339()
+        ),
+    )
+    .expect("a well-formed event")
+}
