@@ -28,6 +28,8 @@ pub enum AgentCmd {
     Events(EventsArgs),
     /// Print the agent's state: policy, posture, chain, sync schedule.
     Status(CommonArgs),
+    /// Print the device id (what a policy's `holders` names).
+    Id(CommonArgs),
 }
 
 #[derive(Args)]
@@ -210,6 +212,11 @@ pub fn run(cmd: AgentCmd) -> Result<(), CliError> {
                 let line = serde_json::to_string(&d).map_err(|e| CliError::Io(e.to_string()))?;
                 writeln!(out, "{line}").map_err(|e| CliError::Io(format!("stdout: {e}")))?;
             }
+            Ok(())
+        }
+        AgentCmd::Id(a) => {
+            let (agent, _) = a.open()?;
+            println!("{}", agent.store().device_id());
             Ok(())
         }
         AgentCmd::Status(a) => {
