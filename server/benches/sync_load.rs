@@ -230,8 +230,7 @@ fn sync_one(
     let records: Vec<UploadedRecord> = (first..=last)
         .map(|seq| {
             let record = record();
-            let digest = ledger::record_digest(&ledger::record_bytes(&record));
-            link = ledger::chain_link(d.device_id(), seq, &link, &digest);
+            link = ledger::link_of(d.device_id(), seq, &link, &record);
             UploadedRecord {
                 seq,
                 tag: format!("{seq:032x}"),

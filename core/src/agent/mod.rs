@@ -880,8 +880,7 @@ impl Agent {
             if r.seq != last + 1 {
                 return None;
             }
-            let digest = ledger::record_digest(&ledger::record_bytes(&r.record));
-            link = ledger::chain_link(&device, r.seq, &link, &digest);
+            link = ledger::link_of(&device, r.seq, &link, &r.record);
             last = r.seq;
         }
         (last == through).then_some(link)

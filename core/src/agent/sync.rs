@@ -608,8 +608,7 @@ fn seal_batch(
     let records: Vec<UploadedRecord> = batch
         .into_iter()
         .map(|v| {
-            let digest = ledger::record_digest(&ledger::record_bytes(&v.record));
-            link = ledger::chain_link(device, v.seq, &link, &digest);
+            link = ledger::link_of(device, v.seq, &link, &v.record);
             UploadedRecord {
                 seq: v.seq,
                 tag: hex(&v.tag),

@@ -21,7 +21,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use ring::digest;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::keys::{PublicKey, hex};
@@ -40,12 +39,17 @@ pub fn record_bytes(r: &ViolationRecord) -> Vec<u8> {
 
 /// SHA-256 of a record's canonical bytes.
 pub fn record_digest(bytes: &[u8]) -> [u8; 32] {
-    sha256(bytes)
+    crate::bundle::envelope::payload_digest(bytes)
+}
+
+/// The link of `record` at `seq` of `device` after `prev` (its canonical bytes hashed).
+pub fn link_of(device: &str, seq: u64, prev: &[u8; 32], record: &ViolationRecord) -> [u8; 32] {
+    chain_link(device, seq, prev, &record_digest(&record_bytes(record)))
 }
 
 /// The link of record `seq` of `device` after `prev`.
 pub fn chain_link(device: &str, seq: u64, prev: &[u8; 32], digest: &[u8; 32]) -> [u8; 32] {
-    sha256(
+    crate::bundle::envelope::payload_digest(
         format!(
             "baomi-chain-v1\n{device}\n{seq}\n{}\n{}",
             hex(prev),
@@ -65,12 +69,6 @@ pub fn parse_link(s: &str) -> Option<[u8; 32]> {
         *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-fn sha256(b: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, b).as_ref());
-    out
 }
 
 /// A device's signed statement: its chain, through `seq`, ends in `link`.

@@ -60,7 +60,7 @@ impl Server {
                 c,
                 &[crate::ledger::Leaf::Bundle {
                     version: state.version,
-                    digest: crate::ledger::sha256_hex(text.as_bytes()),
+                    digest: hex_digest(text.as_bytes()),
                 }],
             )?;
             // The device -> holder index the check-ins read, replaced with the bundle in the
@@ -103,7 +103,7 @@ impl Server {
                 c,
                 &[crate::ledger::Leaf::TrustRoot {
                     version: next.version(),
-                    digest: crate::ledger::sha256_hex(text.as_bytes()),
+                    digest: hex_digest(text.as_bytes()),
                 }],
             )?;
             Ok(())
@@ -133,7 +133,7 @@ impl Server {
                     c,
                     &[crate::ledger::Leaf::Custody {
                         record_id: doc.record_id.clone(),
-                        digest: crate::ledger::sha256_hex(text.as_bytes()),
+                        digest: hex_digest(text.as_bytes()),
                     }],
                 )?;
             }

@@ -101,11 +101,7 @@ pub fn random_token(bytes: usize) -> Result<String, ApiError> {
 }
 
 fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    baomi_core::bundle::keys::hex_digest(s.as_bytes())
 }
 
 /// Constant-time equality of two secrets.

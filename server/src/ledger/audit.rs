@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use tlog_tiles::checkpoint::Checkpoint;
 use tlog_tiles::tlog::{self, Hash, HashReader};
 
-use super::{Leaf, LeafPage, ProofAnswer, RecordPage, log::decode, sha256_hex};
-use baomi_core::bundle::keys::{PublicKey, hex};
+use super::{Leaf, LeafPage, ProofAnswer, RecordPage, log::decode};
+use baomi_core::bundle::keys::{PublicKey, hex, hex_digest};
 use baomi_core::sync::ledger::{self as chain, DeviceCheckpoint};
 
 /// What the auditor needs from an office (a live server over HTTP, or in process).
@@ -585,7 +585,7 @@ pub fn audit(
                     seq: *seq,
                 }),
                 Some((rules, record)) => {
-                    let d = sha256_hex(record.as_bytes());
+                    let d = hex_digest(record.as_bytes());
                     if d != *digest {
                         Some(match by_digest.get(d.as_str()) {
                             Some(holds) => Finding::RowsSwapped {

@@ -13,8 +13,8 @@
 use tlog_tiles::tlog;
 
 use super::audit::verify_note;
-use super::{EVIDENCE_FORMAT, Evidence, Leaf, ProvenLeaf, log::decode, sha256_hex};
-use baomi_core::bundle::keys::{PublicKey, hex};
+use super::{EVIDENCE_FORMAT, Evidence, Leaf, ProvenLeaf, log::decode};
+use baomi_core::bundle::keys::{PublicKey, hex, hex_digest};
 use baomi_core::sync::ledger::{self as chain, DeviceCheckpoint};
 
 /// What a verified package establishes.
@@ -86,7 +86,7 @@ pub fn verify(e: &Evidence, log_key: &str) -> Result<Verified, String> {
                 .into(),
         );
     }
-    if sha256_hex(e.content.as_bytes()) != digest {
+    if hex_digest(e.content.as_bytes()) != digest {
         return Err("step 3: the record is not the one logged".into());
     }
     let d = chain::parse_link(&digest).ok_or("step 3: bad digest")?;

@@ -139,11 +139,6 @@ impl Leaf {
 /// long before it is a finding (a "retention" that is really a deletion).
 pub const MIN_RETENTION_MS: i64 = 180 * 86_400_000;
 
-/// Hex SHA-256.
-pub fn sha256_hex(b: &[u8]) -> String {
-    baomi_core::bundle::keys::hex(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
-}
-
 /// The office's log key: an Ed25519 key in `sumdb/note`'s text forms (`PRIVATE+KEY+name+id+…`
 /// and `name+id+…`). Its name is the log's origin line.
 pub struct LogKey {
