@@ -28,6 +28,8 @@ pub const MAX_RULES: usize = 2_000;
 pub const MAX_APP_IDS: usize = 10_000;
 /// Most zones.
 pub const MAX_ZONES: usize = 1_000;
+/// Longest display name of an app (characters).
+pub const MAX_APP_NAME_CHARS: usize = 64;
 
 impl Policy {
     /// Parses and validates a policy document.

@@ -48,6 +48,11 @@ pub struct AppSet {
     /// iOS bundle identifiers.
     #[serde(default)]
     pub ios: Vec<String>,
+    /// What people call the apps, by package or bundle id (`com.tencent.mm` -> 微信): the
+    /// office's console shows these. Omitted when empty, so a policy without names reads as
+    /// before on every agent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, String>,
 }
 
 /// A secure area. The phone is inside when any one of its signals says so.

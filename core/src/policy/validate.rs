@@ -9,7 +9,7 @@ use std::fmt;
 
 use super::err::{PolicyError, PolicyErrorKind};
 use super::model::*;
-use super::{FORMAT, MAX_APP_IDS, MAX_CONDITION_DEPTH, MAX_RULES, MAX_ZONES};
+use super::{FORMAT, MAX_APP_IDS, MAX_APP_NAME_CHARS, MAX_CONDITION_DEPTH, MAX_RULES, MAX_ZONES};
 
 /// Prefix reserved for rules the agent itself reports (`baomi.tamper`, `baomi.fail_closed`).
 pub const RESERVED_RULE_PREFIX: &str = "baomi.";
@@ -164,6 +164,22 @@ impl Validator<'_> {
                     &at.key("ios").idx(i),
                     None,
                     format!("`{id}` is not an iOS bundle id (e.g. `com.tencent.xin`)"),
+                );
+            }
+        }
+        for (id, display) in &set.names {
+            if !set.android.contains(id) && !set.ios.contains(id) {
+                self.invalid(
+                    &at.key("names").key(id),
+                    None,
+                    format!("`{id}` is named but not in this set's android or ios ids"),
+                );
+            }
+            if display.trim().is_empty() || display.chars().count() > MAX_APP_NAME_CHARS {
+                self.invalid(
+                    &at.key("names").key(id),
+                    None,
+                    format!("a display name has 1 to {MAX_APP_NAME_CHARS} characters"),
                 );
             }
         }
