@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::api::{ApiError, Server, token_hash};
 use crate::db::Value;
+use crate::fleet::PhoneState;
 
 /// Issues a one-time enrolment token valid for `hours`; only its hash is stored.
 pub fn new_token(server: &Server, hours: i64) -> Result<String, ApiError> {
@@ -158,7 +159,11 @@ pub struct DeviceRow {
     pub applied: Option<Vec<AppliedSetting>>,
     /// Every setting applied (or satisfied) in a mode that can enforce; `None` before the
     /// phone's first report.
-    pub compliant: Option<bool>,
+    pub applied_ok: Option<bool>,
+    /// Where it stands ([`PhoneState`], defined once for every page and the API).
+    pub state: PhoneState,
+    /// `state` is compliant: the current policy installed, its posture applied, no alert.
+    pub compliant: bool,
     /// When the office retired it (ms): it syncs no more; its records are kept.
     pub retired_at: Option<i64>,
 }
@@ -170,42 +175,64 @@ pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
 
 /// [`devices`], or only the one named (a device page reads one row, not the fleet).
 pub fn devices_matching(server: &Server, only: Option<&str>) -> Result<Vec<DeviceRow>, ApiError> {
-    const SELECT: &str = "SELECT d.device_id, d.platform, d.enrolled_at, d.last_check_in, d.policy_id, d.policy_version, d.posture, d.fail_closed, d.acked_through, d.head_seq, d.clock_skew_ms, d.alert, d.generation, h.holder, d.enrolled_for, d.applied, d.retired_at FROM devices d LEFT JOIN device_holders h ON h.device_id = d.device_id";
+    let select = device_select(server.now().0);
     let rows = server.db().tx(|c| {
         Ok(match only {
-            Some(id) => c.query(&format!("{SELECT} WHERE d.device_id = $1"), &[id.into()])?,
-            None => c.query(&format!("{SELECT} ORDER BY d.device_id"), &[])?,
+            Some(id) => c.query(&format!("{select} WHERE d.device_id = $1"), &[id.into()])?,
+            None => c.query(&format!("{select} ORDER BY d.device_id"), &[])?,
         })
     })?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let t = |i: usize| r.get(i).and_then(Value::text).map(str::to_owned);
-            let n = |i: usize| r.get(i).and_then(Value::int);
-            let applied: Option<AppliedPosture> = t(15).and_then(|a| serde_json::from_str(&a).ok());
-            DeviceRow {
-                device_id: t(0).unwrap_or_default(),
-                platform: t(1).unwrap_or_default(),
-                enrolled_at: n(2).unwrap_or(0),
-                last_check_in: n(3),
-                policy: t(4).map(|id| format!("{id}@{}", n(5).unwrap_or(0))),
-                posture: t(6).and_then(|p| serde_json::from_str(&p).ok()),
-                fail_closed: t(7),
-                acked_through: n(8).unwrap_or(0),
-                head_seq: n(9).unwrap_or(0),
-                clock_skew_ms: n(10),
-                alert: t(11),
-                generation: n(12).unwrap_or(0),
-                unassigned: t(13).is_none(),
-                holder: t(13),
-                enrolled_for: t(14),
-                enforcement: applied.as_ref().map(|a| a.enforcement),
-                compliant: applied.as_ref().map(AppliedPosture::compliant),
-                applied: applied.map(|a| a.settings),
-                retired_at: n(16),
-            }
-        })
-        .collect())
+    Ok(rows.iter().map(|r| device_row(r)).collect())
+}
+
+/// The SELECT of [`device_row`]'s columns over `devices d` joined with its assignment `h`, at
+/// `now` (for the state).
+pub fn device_select(now: i64) -> String {
+    format!(
+        "SELECT d.device_id, d.platform, d.enrolled_at, d.last_check_in, d.policy_id, d.policy_version, d.posture, d.fail_closed, d.acked_through, d.head_seq, d.clock_skew_ms, d.alert, d.generation, h.holder, d.enrolled_for, d.applied, d.retired_at, d.applied_ok, {} AS state FROM devices d LEFT JOIN device_holders h ON h.device_id = d.device_id",
+        crate::fleet::state_sql(now)
+    )
+}
+
+/// A row of [`device_select`].
+pub fn device_row(r: &[Value]) -> DeviceRow {
+    let t = |i: usize| r.get(i).and_then(Value::text).map(str::to_owned);
+    let n = |i: usize| r.get(i).and_then(Value::int);
+    let applied: Option<AppliedPosture> = t(15).and_then(|a| serde_json::from_str(&a).ok());
+    let state = t(18)
+        .and_then(|s| PhoneState::parse(&s))
+        .unwrap_or(PhoneState::NoReport);
+    DeviceRow {
+        device_id: t(0).unwrap_or_default(),
+        platform: t(1).unwrap_or_default(),
+        enrolled_at: n(2).unwrap_or(0),
+        last_check_in: n(3),
+        policy: t(4).map(|id| format!("{id}@{}", n(5).unwrap_or(0))),
+        posture: t(6).and_then(|p| serde_json::from_str(&p).ok()),
+        fail_closed: t(7),
+        acked_through: n(8).unwrap_or(0),
+        head_seq: n(9).unwrap_or(0),
+        clock_skew_ms: n(10),
+        alert: t(11),
+        generation: n(12).unwrap_or(0),
+        unassigned: t(13).is_none(),
+        holder: t(13),
+        enrolled_for: t(14),
+        enforcement: applied.as_ref().map(|a| a.enforcement),
+        applied: applied.map(|a| a.settings),
+        retired_at: n(16),
+        applied_ok: n(17).map(|v| v != 0),
+        compliant: state == PhoneState::Compliant,
+        state,
+    }
+}
+
+impl DeviceRow {
+    /// Who has the phone, as every page shows it: the holder of the published assignment,
+    /// else the person its enrolment token was issued for (`None`: nobody known).
+    pub fn holder_name(&self) -> Option<&str> {
+        self.holder.as_deref().or(self.enrolled_for.as_deref())
+    }
 }
 
 /// Retires a device: its next check-in tells it (proven) to stop syncing, its other requests

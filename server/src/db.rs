@@ -26,6 +26,11 @@ impl From<&str> for Value {
         Value::Text(v.to_owned())
     }
 }
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
 impl From<String> for Value {
     fn from(v: String) -> Self {
         Value::Text(v)

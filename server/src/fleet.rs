@@ -117,3 +117,75 @@ pub fn platform_of(name: &str) -> Platform {
         Platform::Android
     }
 }
+
+/// Where a phone stands, defined once: the fleet, the device page, the summary, the office
+/// API and the exports all read [`state_sql`]. The first that applies, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneState {
+    /// Retired by the office: it syncs no more.
+    Retired,
+    /// An alert about it is open or acknowledged (not resolved).
+    Alert,
+    /// It reports running closed (no valid policy, damaged store, ...).
+    FailClosed,
+    /// No check-in for [`crate::console::listing::STALE_MS`] (or never).
+    Stale,
+    /// It has not installed the newest published policy.
+    Outdated,
+    /// It reports a setting of its posture not applied.
+    NotApplied,
+    /// It has not reported what it applied yet.
+    NoReport,
+    /// The current policy installed, its posture applied, no alert: compliant.
+    Compliant,
+}
+
+impl PhoneState {
+    /// Every state, in the order they are decided.
+    pub const ALL: [PhoneState; 8] = [
+        PhoneState::Retired,
+        PhoneState::Alert,
+        PhoneState::FailClosed,
+        PhoneState::Stale,
+        PhoneState::Outdated,
+        PhoneState::NotApplied,
+        PhoneState::NoReport,
+        PhoneState::Compliant,
+    ];
+
+    /// The stored and query-parameter name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhoneState::Retired => "retired",
+            PhoneState::Alert => "alert",
+            PhoneState::FailClosed => "fail_closed",
+            PhoneState::Stale => "stale",
+            PhoneState::Outdated => "outdated",
+            PhoneState::NotApplied => "not_applied",
+            PhoneState::NoReport => "no_report",
+            PhoneState::Compliant => "compliant",
+        }
+    }
+
+    /// From its name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// [`PhoneState`] as a SQL expression over `devices d` at `now` (ms).
+pub fn state_sql(now: i64) -> String {
+    let stale_before = now.saturating_sub(crate::console::listing::STALE_MS);
+    format!(
+        "CASE \
+         WHEN d.retired_at IS NOT NULL THEN 'retired' \
+         WHEN EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.device_id AND a.state <> 'resolved') THEN 'alert' \
+         WHEN d.fail_closed IS NOT NULL THEN 'fail_closed' \
+         WHEN d.last_check_in IS NULL OR d.last_check_in < {stale_before} THEN 'stale' \
+         WHEN d.policy_version IS NULL OR d.policy_version < (SELECT COALESCE(MAX(version), 0) FROM bundles) THEN 'outdated' \
+         WHEN d.applied_ok IS NULL THEN 'no_report' \
+         WHEN d.applied_ok = 0 THEN 'not_applied' \
+         ELSE 'compliant' END"
+    )
+}

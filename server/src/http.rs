@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baomi_core::sync::protocol::{MAX_REQUEST_BYTES, MAX_WAIT_MS, path};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -126,7 +127,7 @@ struct Shared {
     server: Arc<Server>,
     limits: Limits,
     scope: Scope,
-    in_flight: Semaphore,
+    in_flight: Arc<Semaphore>,
     /// The fleet's change counter, for requests held open by `POST /v1/wait`.
     changes: watch::Sender<i64>,
     /// Poke the change poller now (a change came through this process).
@@ -314,7 +315,7 @@ impl Listener {
             server,
             limits,
             scope,
-            in_flight: Semaphore::new(limits.max_in_flight.max(1)),
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
             changes: watch::channel(0).0,
             poke: tokio::sync::Notify::new(),
             body_budget: Arc::new(Semaphore::new((limits.max_body_bytes / 1024).max(1))),
@@ -679,10 +680,39 @@ async fn serve_connection<I>(
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+/// An answer: its body whole, or streamed (an export) from a bounded channel.
+type Reply = Response<BoxBody<Bytes, std::io::Error>>;
+
+fn full(body: impl Into<Bytes>) -> BoxBody<Bytes, std::io::Error> {
+    Full::new(body.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// Chunks of an export in flight at once: the memory an export holds is this many chunks of
+/// one page each, whatever its size.
+const EXPORT_CHUNKS: usize = 4;
+
+/// A body fed by a blocking task through a bounded channel; an `Err` ends the response
+/// abnormally (the client sees a broken transfer, not a short file that looks whole).
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
 
 fn json(status: u16, body: Vec<u8>) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -740,7 +770,7 @@ async fn office(
     headers: Vec<(String, String)>,
     body: Bytes,
 ) -> Reply {
-    let Ok(_permit) = shared.in_flight.acquire().await else {
+    let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
         return error(&ApiError::internal("shutting down"));
     };
     let server = shared.server.clone();
@@ -751,7 +781,32 @@ async fn office(
             if custody && r.status == 200 {
                 shared.poke.notify_one();
             }
-            let mut resp = Response::new(Full::new(Bytes::from(r.body)));
+            let body = match r.export {
+                None => {
+                    drop(permit);
+                    full(r.body)
+                }
+                // An export: the rows follow the headers, a page at a time, made by a
+                // blocking task that holds the request's permit until it ends (the reader
+                // went away, or the last page was sent).
+                Some((job, tr)) => {
+                    let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_CHUNKS);
+                    let server = shared.server.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        let result =
+                            crate::console::export::run(&server, &job, &tr, &mut |chunk| {
+                                tx.blocking_send(Ok(Bytes::from(chunk))).is_ok()
+                            });
+                        if let Err(e) = result {
+                            log::error!("export {}: {}", job.file_name(), e.message);
+                            let _ = tx.blocking_send(Err(std::io::Error::other(e.message)));
+                        }
+                    });
+                    ChannelBody(rx).boxed()
+                }
+            };
+            let mut resp = Response::new(body);
             *resp.status_mut() =
                 StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             for (k, v) in r.headers {
@@ -819,7 +874,7 @@ async fn answer_request(
             m.open_waits
                 .set(i64::try_from(waits.len()).unwrap_or(i64::MAX));
         }
-        let mut r = Response::new(Full::new(Bytes::from(m.render())));
+        let mut r = Response::new(full(m.render()));
         r.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
             hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),

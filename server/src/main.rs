@@ -84,6 +84,12 @@ enum Cmd {
         /// Send MDM commands to this URL as HMAC-signed JSON (key in `BAOMI_MDM_WEBHOOK_KEY`).
         #[arg(long)]
         mdm_webhook: Option<String>,
+        /// The console's default language: zh-CN (简体中文) or en. Officers can switch.
+        #[arg(long, env = "BAOMI_CONSOLE_LANGUAGE", default_value = "zh-CN")]
+        console_language: String,
+        /// The time zone the console shows times in (IANA name).
+        #[arg(long, env = "BAOMI_CONSOLE_TIMEZONE", default_value = "Asia/Shanghai")]
+        console_timezone: String,
     },
     /// Enrolment tokens.
     #[command(subcommand)]
@@ -354,6 +360,8 @@ fn run(cli: Cli) -> Result<(), String> {
             nanomdm,
             nanomdm_no_push,
             mdm_webhook,
+            console_language,
+            console_timezone,
         } => {
             let key = upload_key.as_deref().map(UploadKey::load).transpose()?;
             if key.is_none() {
@@ -366,7 +374,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 }),
                 _ => None,
             };
-            let mut server = open(&db, threads, key)?;
+            let locale =
+                baomi_server::console::i18n::Locale::new(&console_language, &console_timezone)?;
+            let mut server = open(&db, threads, key)?.with_locale(locale);
             match log_key.as_deref().map(LogKey::load).transpose()? {
                 Some(k) => server = server.with_log_key(k),
                 None => log::warn!(

@@ -1,6 +1,21 @@
 //! Server tables (same text for both engines but the auto-increment column).
 
-use crate::db::{Conn, DbError, Kind};
+use baomi_core::sync::custody::{CustodyRecordDoc, read_verified_custody_record};
+
+use crate::db::{Conn, DbError, Kind, Value};
+
+/// The stored names of a custody record's level and action.
+pub fn custody_names(doc: &CustodyRecordDoc) -> (String, String) {
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    (
+        name(serde_json::to_value(doc.classification)),
+        name(serde_json::to_value(doc.action)),
+    )
+}
 
 /// Schema version written into `server_meta`. Version 2 (protocol 2): chain tags of received
 /// records, the acknowledged record's tag, the device's store generation, the sync's session
@@ -15,8 +30,13 @@ use crate::db::{Conn, DbError, Kind};
 /// (`violations.link`) and the acknowledged record's (`devices.acked_link`); new tables for
 /// device checkpoints and the evidence ledger (its queue, leaves, stored hashes, signed
 /// checkpoints and witnesses' cosignatures); enrolment tokens that can be revoked
-/// (`tokens.revoked_at`) and devices that can be retired (`devices.retired_at`).
-pub const VERSION: i64 = 7;
+/// (`tokens.revoked_at`) and devices that can be retired (`devices.retired_at`). Version 8 (issue 22): the columns the console filters on, copied out
+/// of each violation's record when it is received (`holder` as assigned then, `severity`,
+/// `verdict`, `event_type`), a row per rule matched (`violation_rules`), daily counts per rule and
+/// severity (`violation_counts`), whether the phone's last report applied its posture
+/// (`devices.applied_ok`), alerts as records with a state (`alerts`), and the indexes the
+/// console's queries use; earlier rows are filled in once by [`backfill_v8`].
+pub const VERSION: i64 = 8;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
@@ -46,7 +66,48 @@ const LADDER: &[(i64, &str)] = &[
      ALTER TABLE tokens ADD COLUMN revoked_at BIGINT;
      ALTER TABLE devices ADD COLUMN retired_at BIGINT;",
     ),
+    (
+        8,
+        "ALTER TABLE violations ADD COLUMN holder TEXT;
+     ALTER TABLE violations ADD COLUMN severity TEXT NOT NULL DEFAULT '';
+     ALTER TABLE violations ADD COLUMN verdict TEXT NOT NULL DEFAULT '';
+     ALTER TABLE violations ADD COLUMN event_type TEXT NOT NULL DEFAULT '';
+     ALTER TABLE devices ADD COLUMN applied_ok BIGINT;
+     ALTER TABLE custody ADD COLUMN document TEXT NOT NULL DEFAULT '';
+     ALTER TABLE custody ADD COLUMN classification TEXT NOT NULL DEFAULT '';
+     ALTER TABLE custody ADD COLUMN action TEXT NOT NULL DEFAULT '';
+     ALTER TABLE custody ADD COLUMN at BIGINT NOT NULL DEFAULT 0;",
+    ),
 ];
+
+/// Indexes of version 8: every console listing pages by keyset over one of them.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS violations_received ON violations (received_at, device_id, seq);
+CREATE INDEX IF NOT EXISTS violations_event_time ON violations (at, device_id, seq);
+CREATE INDEX IF NOT EXISTS violations_holder ON violations (holder, received_at, device_id, seq);
+CREATE INDEX IF NOT EXISTS violations_severity ON violations (severity, received_at, device_id, seq);
+CREATE TABLE IF NOT EXISTS violation_rules (
+    device_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    rule TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (device_id, seq, rule)
+);
+CREATE INDEX IF NOT EXISTS violation_rules_rule ON violation_rules (rule, received_at, device_id, seq);
+CREATE TABLE IF NOT EXISTS violation_counts (
+    day BIGINT NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (day, rule, severity)
+);
+CREATE INDEX IF NOT EXISTS devices_check_in ON devices (last_check_in, device_id);
+CREATE INDEX IF NOT EXISTS device_holders_holder ON device_holders (holder, device_id);
+CREATE INDEX IF NOT EXISTS alerts_device ON alerts (device_id, state);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, id);
+CREATE INDEX IF NOT EXISTS custody_document ON custody (holder, document, cursor);
+CREATE INDEX IF NOT EXISTS custody_action ON custody (action, cursor);
+";
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS server_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -218,6 +279,19 @@ pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
             ref TEXT NOT NULL,
             data TEXT NOT NULL
         );
+        CREATE TABLE IF NOT EXISTS alerts (
+            id {serial},
+            device_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            opened_at BIGINT NOT NULL,
+            last_at BIGINT NOT NULL,
+            occurrences BIGINT NOT NULL DEFAULT 1,
+            state TEXT NOT NULL DEFAULT 'open',
+            updated_at BIGINT NOT NULL,
+            updated_by TEXT,
+            note TEXT
+        );
         CREATE TABLE IF NOT EXISTS audit (
             seq {serial},
             at BIGINT NOT NULL,
@@ -250,9 +324,151 @@ pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
             c.batch(sql)?;
         }
     }
+    c.batch(INDEXES)?;
+    if found < 8 {
+        backfill_v8(c)?;
+    }
     c.execute(
         "UPDATE server_meta SET value = $1 WHERE name = 'schema_version'",
         &[VERSION.to_string().into()],
     )?;
     Ok(())
+}
+
+/// Fills version 8's columns and tables for violations received before it, a page at a time
+/// (keyset over the primary key), from each stored record. Runs once, at the upgrade.
+pub fn backfill_v8(c: &mut dyn Conn) -> Result<(), DbError> {
+    // Custody records: their document, level, action and time out of the stored (verified
+    // when received) envelope.
+    for r in c.query(
+        "SELECT cursor, envelope FROM custody WHERE action = ''",
+        &[],
+    )? {
+        let (Some(cursor), Some(doc)) = (
+            r.first().and_then(Value::int),
+            r.get(1)
+                .and_then(Value::text)
+                .and_then(|e| read_verified_custody_record(e.as_bytes()).ok()),
+        ) else {
+            continue;
+        };
+        let (level, action) = custody_names(&doc);
+        c.execute(
+            "UPDATE custody SET document = $1, classification = $2, action = $3, at = $4 WHERE cursor = $5",
+            &[doc.document.into(), level.into(), action.into(), doc.at.0.into(), cursor.into()],
+        )?;
+    }
+    let (mut device, mut seq) = (String::new(), -1i64);
+    loop {
+        let rows = c.query(
+            "SELECT device_id, seq, received_at, record FROM violations WHERE (device_id, seq) > ($1, $2) ORDER BY device_id, seq LIMIT 1000",
+            &[device.clone().into(), seq.into()],
+        )?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        device = last
+            .first()
+            .and_then(Value::text)
+            .unwrap_or_default()
+            .to_owned();
+        seq = last.get(1).and_then(Value::int).unwrap_or(i64::MAX);
+        let mut page = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let dev = r.first().and_then(Value::text).unwrap_or_default();
+            let s = r.get(1).and_then(Value::int).unwrap_or(0);
+            let received = r.get(2).and_then(Value::int).unwrap_or(0);
+            let Some(record) = r
+                .get(3)
+                .and_then(Value::text)
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            else {
+                continue;
+            };
+            let columns = Indexed::of(&record);
+            c.execute(
+                "UPDATE violations SET holder = (SELECT holder FROM device_holders WHERE device_id = $1), severity = $3, verdict = $4, event_type = $5 WHERE device_id = $1 AND seq = $2",
+                &[
+                    dev.into(),
+                    s.into(),
+                    columns.severity.clone().into(),
+                    columns.verdict.clone().into(),
+                    columns.event_type.clone().into(),
+                ],
+            )?;
+            page.push((dev, s, received, columns));
+        }
+        let refs: Vec<(&str, i64, i64, &Indexed)> =
+            page.iter().map(|(d, s, r, x)| (*d, *s, *r, x)).collect();
+        Indexed::count(c, &refs)?;
+    }
+}
+
+/// What the console filters on, out of one violation record.
+#[derive(Debug, Clone, Default)]
+pub struct Indexed {
+    /// Severity name (`""` when the record has none).
+    pub severity: String,
+    /// Verdict name.
+    pub verdict: String,
+    /// Event type.
+    pub event_type: String,
+    /// Rules matched.
+    pub rules: Vec<String>,
+}
+
+impl Indexed {
+    /// From a record as stored (JSON).
+    pub fn of(record: &serde_json::Value) -> Self {
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        Self {
+            severity: s(&record["severity"]),
+            verdict: s(&record["verdict"]),
+            event_type: s(&record["event"]["type"]),
+            rules: record["rules"]
+                .as_array()
+                .map(|a| a.iter().map(s).filter(|r| !r.is_empty()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Writes the records' rows in `violation_rules` (one statement) and adds them to
+    /// `violation_counts` (rule `""`: each record once; then once per rule matched; one
+    /// statement per day, rule and severity), for `(device, seq, received_at, columns)`.
+    pub fn count(c: &mut dyn Conn, records: &[(&str, i64, i64, &Indexed)]) -> Result<(), DbError> {
+        let mut sql = String::new();
+        let mut params: Vec<Value> = Vec::new();
+        let mut counts: std::collections::BTreeMap<(i64, &str, &str), i64> = Default::default();
+        for (device, seq, received_at, x) in records {
+            let day = received_at.div_euclid(86_400_000);
+            *counts.entry((day, "", x.severity.as_str())).or_default() += 1;
+            for rule in &x.rules {
+                *counts
+                    .entry((day, rule.as_str(), x.severity.as_str()))
+                    .or_default() += 1;
+                let n = params.len();
+                sql.push_str(if n == 0 { "" } else { ", " });
+                sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+                params.extend([
+                    (*device).into(),
+                    (*seq).into(),
+                    rule.clone().into(),
+                    (*received_at).into(),
+                ]);
+            }
+        }
+        if !params.is_empty() {
+            c.execute(
+                &format!("INSERT INTO violation_rules (device_id, seq, rule, received_at) VALUES {sql} ON CONFLICT DO NOTHING"),
+                &params,
+            )?;
+        }
+        for ((day, rule, severity), n) in counts {
+            c.execute(
+                "INSERT INTO violation_counts (day, rule, severity, n) VALUES ($1, $2, $3, $4) ON CONFLICT (day, rule, severity) DO UPDATE SET n = violation_counts.n + $4",
+                &[day.into(), rule.into(), severity.into(), n.into()],
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -1651,11 +1651,9 @@ fn what_the_phone_applied_reaches_the_fleet_view() {
     let admin = o.admin(&b.url);
     let srv = spawn_server(&b.url, &o.upload_key_file);
     let (mut d, t) = enrolled(&o, &admin, &srv.base);
-    assert_eq!(
-        admin::devices(&admin).unwrap()[0].compliant,
-        None,
-        "no report yet"
-    );
+    let row = &admin::devices(&admin).unwrap()[0];
+    assert_eq!(row.applied_ok, None, "no report yet");
+    assert!(!row.compliant);
     let setting = |s: &str, state| AppliedSetting {
         setting: s.into(),
         desired: true,
@@ -1674,8 +1672,13 @@ fn what_the_phone_applied_reaches_the_fleet_view() {
     sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
     let row = &admin::devices(&admin).unwrap()[0];
     assert_eq!(row.enforcement, Some(Enforcement::DeviceOwner));
-    assert_eq!(row.compliant, Some(true));
+    assert_eq!(row.applied_ok, Some(true));
     assert_eq!(row.applied.as_ref().map(Vec::len), Some(2));
+    // Compliance is the one definition: the current policy, applied, no alert.
+    assert_eq!(
+        row.compliant,
+        row.state == baomi_server::fleet::PhoneState::Compliant
+    );
 
     // A profile owner on a personal phone cannot enforce: not compliant, whatever it applied.
     d.agent
@@ -1686,7 +1689,8 @@ fn what_the_phone_applied_reaches_the_fleet_view() {
         .unwrap();
     sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
     let row = &admin::devices(&admin).unwrap()[0];
-    assert_eq!(row.compliant, Some(false));
+    assert_eq!(row.applied_ok, Some(false));
+    assert!(!row.compliant);
     assert_eq!(row.enforcement, Some(Enforcement::ProfileOwnerPersonal));
 }
 

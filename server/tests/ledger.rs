@@ -548,8 +548,11 @@ fn console_fleet(o: &Office) -> String {
     let (token, _) = o.admin.officer_login(AUDITOR.0, AUDITOR.1).unwrap();
     let r = o.admin.handle_office(
         "GET",
-        "/console/",
-        &[("cookie".into(), format!("baomi_session={token}"))],
+        "/console/fleet",
+        &[(
+            "cookie".into(),
+            format!("baomi_session={token}; baomi_lang=en"),
+        )],
         b"",
     );
     assert_eq!(r.status, 200);

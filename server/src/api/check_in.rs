@@ -19,7 +19,7 @@ impl Server {
         let mut resp = self.db.tx(|c| {
             let (row, waiting) = claim_check_in(c, dev, at, req.custody_cursor)?;
             let mut update = DeviceUpdate::default();
-            let resp = record_check_in(dev, &req, &row, waiting, &session, now, &mut update)?;
+            let resp = record_check_in(c, dev, &req, &row, waiting, &session, now, &mut update)?;
             update.write(c, dev)?;
             Ok(resp)
         })?;
@@ -124,7 +124,9 @@ impl Server {
 
 /// The check-in's writes (into `update`) and its answer without its proof, from the device
 /// row and what waits for it as the claim read them.
+#[allow(clippy::too_many_arguments, reason = "the stage's inputs, each named")]
 pub(super) fn record_check_in(
+    c: &mut dyn Conn,
     dev: &str,
     req: &CheckIn,
     row: &DeviceRow,
@@ -143,6 +145,7 @@ pub(super) fn record_check_in(
     .or_else(|| session.alert.clone());
     if let Some(a) = &alert {
         log::warn!("device {dev}: {a}");
+        crate::alerts::raise(c, dev, crate::alerts::Kind::Chain, a, now.0)?;
     }
     update.set("last_check_in", now.0);
     update.set("agent_version", req.agent_version.clone());
@@ -161,6 +164,9 @@ pub(super) fn record_check_in(
             .as_ref()
             .map(|a| serde_json::to_string(&a.clone().bounded()).unwrap_or_default()),
     );
+    if let Some(a) = &req.applied {
+        update.set("applied_ok", i64::from(a.compliant()));
+    }
     set_reported_state(update, req.policy.as_ref(), &req.chain)?;
     let bundle = waiting.bundle.filter(|b| {
         req.policy

@@ -15,7 +15,15 @@ impl Server {
                 .session_key
                 .ok_or_else(|| ApiError::conflict("finish without a check-in in this sync"))?;
             let mut update = DeviceUpdate::default();
-            record_finish(c, dev, &req, now, None, &mut update)?;
+            // Why it fails closed, as its check-in in this sync reported it.
+            let fail_closed = c
+                .query(
+                    "SELECT fail_closed FROM devices WHERE device_id = $1",
+                    &[dev.into()],
+                )?
+                .first()
+                .and_then(|r| text(r, 0));
+            record_finish(c, dev, &req, now, None, fail_closed.as_deref(), &mut update)?;
             update.write(c, dev)?;
             Ok(stored)
         })?;
@@ -30,12 +38,14 @@ impl Server {
 /// The finish's writes (the device row's into `update`; the session key is spent), inside the
 /// caller's transaction. `unchanged_from`: the posture the device row had, when a finish that
 /// reports the same one needs no history row (a sync that delivered nothing); `None` records.
+/// `fail_closed`: why the phone runs closed, as its check-in said (the history keeps it).
 pub(super) fn record_finish(
     c: &mut dyn Conn,
     dev: &str,
     req: &Finish,
     now: Timestamp,
     unchanged_from: Option<&str>,
+    fail_closed: Option<&str>,
     update: &mut DeviceUpdate,
 ) -> Result<(), ApiError> {
     let posture = serde_json::to_string(&req.posture).unwrap_or_default();
@@ -47,10 +57,15 @@ pub(super) fn record_finish(
     // something (custody applied: the console's "camera off confirmed" reads it) or changed
     // it, 30 days kept; the time of the last sync is on the device row. A scheduled sync that
     // changed nothing adds no row (a million phones at 96 syncs a day would add 96 million).
-    if unchanged_from != Some(posture.as_str()) {
+    if unchanged_from != Some(posture.as_str()) || fail_closed.is_some() {
         c.execute(
             "INSERT INTO checkins (device_id, at, posture, fail_closed) VALUES ($1, $2, $3, $4)",
-            &[dev.into(), now.0.into(), posture.into(), Value::Null],
+            &[
+                dev.into(),
+                now.0.into(),
+                posture.into(),
+                fail_closed.map_or(Value::Null, Value::from),
+            ],
         )?;
     }
     if now.0 % 97 == 0 {

@@ -148,6 +148,8 @@ pub struct Server {
     log_key: Option<crate::ledger::LogKey>,
     /// One sequencer at a time in this process.
     ledger_lock: std::sync::Mutex<()>,
+    /// The console's default language and the office's time zone.
+    locale: crate::console::i18n::Locale,
 }
 
 /// What a device reports that the office may or may not have published.
@@ -207,7 +209,19 @@ impl Server {
             published: std::sync::Mutex::new(std::collections::HashMap::new()),
             log_key: None,
             ledger_lock: std::sync::Mutex::new(()),
+            locale: Default::default(),
         })
+    }
+
+    /// The console's language and time zone (default: zh-CN, Asia/Shanghai).
+    pub fn with_locale(mut self, locale: crate::console::i18n::Locale) -> Self {
+        self.locale = locale;
+        self
+    }
+
+    /// See [`Server::with_locale`].
+    pub fn locale(&self) -> &crate::console::i18n::Locale {
+        &self.locale
     }
 
     /// Signs the evidence ledger's checkpoints with `key`.

@@ -120,13 +120,15 @@ impl Server {
             .ok_or_else(|| ApiError::conflict("publish a trust root first"))?;
         let doc = verify_custody_record(bytes, &trust)
             .map_err(|e| ApiError::unauthorized(format!("custody record refused: {e}")))?;
+        let (level, action) = crate::schema::custody_names(&doc);
         let text =
             String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("not UTF-8"))?;
         let now = self.now();
         let cursor = self.db.tx(|c| {
             let new = c.query(
-                "INSERT INTO custody (record_id, holder, envelope, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (record_id) DO NOTHING RETURNING cursor",
-                &[doc.record_id.clone().into(), doc.holder.clone().into(), text.clone().into(), now.0.into()],
+                "INSERT INTO custody (record_id, holder, envelope, received_at, document, classification, action, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (record_id) DO NOTHING RETURNING cursor",
+                &[doc.record_id.clone().into(), doc.holder.clone().into(), text.clone().into(), now.0.into(),
+                  doc.document.clone().into(), level.clone().into(), action.clone().into(), doc.at.0.into()],
             )?;
             if !new.is_empty() {
                 crate::ledger::log::enqueue(

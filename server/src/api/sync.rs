@@ -56,8 +56,16 @@ impl Server {
             let (row, waiting) = claim_check_in(c, dev, at, req.check_in.custody_cursor)?;
             // One write of the device row for the three stages.
             let mut update = DeviceUpdate::default();
-            let check_in =
-                record_check_in(dev, &req.check_in, &row, waiting, session, now, &mut update)?;
+            let check_in = record_check_in(
+                c,
+                dev,
+                &req.check_in,
+                &row,
+                waiting,
+                session,
+                now,
+                &mut update,
+            )?;
             if row.retired {
                 // Told by the proven check-in; nothing stored, nothing finished.
                 update.write(c, dev)?;
@@ -77,6 +85,7 @@ impl Server {
                     &req.finish,
                     now,
                     row.posture.as_deref(),
+                    req.check_in.fail_closed.as_deref(),
                     &mut update,
                 )?;
             }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ledger::Leaf;
+use crate::schema::Indexed;
 use baomi_core::bundle::keys::hex;
 use baomi_core::sync::ledger::{self, DeviceCheckpoint};
 
@@ -150,9 +151,22 @@ pub(super) fn store_batch(
     // One statement for the batch. Re-sent records hit the primary key and change nothing:
     // exactly once.
     let mut sql = String::from(
-        "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag, link) VALUES ",
+        "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag, link, holder, severity, verdict, event_type) VALUES ",
     );
-    let mut params: Vec<Value> = Vec::with_capacity(batch.records.len() * 8);
+    const COLUMNS: usize = 12;
+    let mut params: Vec<Value> = Vec::with_capacity(batch.records.len() * COLUMNS);
+    // Who held the phone when the office received the record (the published assignment
+    // then): the console filters on it, and a later reassignment does not rewrite it.
+    // Unassigned: the person the enrolment token was issued for (the console shows the same).
+    let holder: Value = c
+        .query(
+            "SELECT COALESCE((SELECT holder FROM device_holders WHERE device_id = $1), (SELECT enrolled_for FROM devices WHERE device_id = $1))",
+            &[dev.into()],
+        )?
+        .first()
+        .and_then(|r| text(r, 0))
+        .map_or(Value::Null, Value::from);
+    let mut indexed = Vec::with_capacity(batch.records.len());
     let mut bytes: i64 = 0;
     // The public chain: each record's link must follow the previous one's (the office's copy
     // of the record before the batch, or genesis where the device's chain restarted after a
@@ -197,21 +211,13 @@ pub(super) fn store_batch(
                 },
             ));
         }
-        let n = i * 8;
+        let n = i * COLUMNS;
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5,
-            n + 6,
-            n + 7,
-            n + 8
-        ));
+        let placeholders: Vec<String> = (1..=COLUMNS).map(|k| format!("${}", n + k)).collect();
+        sql.push_str(&format!("({})", placeholders.join(", ")));
+        let x = indexed_columns(&r.record);
         params.extend([
             dev.into(),
             seq_i64(r.seq)?.into(),
@@ -221,7 +227,12 @@ pub(super) fn store_batch(
             rec.into(),
             r.tag.clone().into(),
             link.unwrap_or_default().into(),
+            holder.clone(),
+            x.severity.clone().into(),
+            x.verdict.clone().into(),
+            x.event_type.clone().into(),
         ]);
+        indexed.push((r.seq, x));
     }
     if let Some(cp) = &batch.checkpoint
         && (cp.seq != batch.last_seq || batch.records.last().map(|r| &r.link) != Some(&cp.link))
@@ -265,6 +276,22 @@ pub(super) fn store_batch(
             .collect()
     };
     let inserted = stored.len() as u64;
+    // The console's filters and counts, and the alerts the new records raise.
+    let new: Vec<(&str, i64, i64, &Indexed)> = indexed
+        .iter()
+        .filter(|(seq, _)| stored.contains(seq))
+        .map(|(seq, x)| Ok((dev, seq_i64(*seq)?, now.0, x)))
+        .collect::<Result<_, ApiError>>()?;
+    Indexed::count(c, &new)?;
+    for (kind, rule) in [
+        (crate::alerts::Kind::Tamper, baomi_core::rules::TAMPER),
+        (crate::alerts::Kind::Clock, baomi_core::rules::CLOCK),
+        (crate::alerts::Kind::Withheld, baomi_core::rules::WITHHELD),
+    ] {
+        if let Some((_, seq, ..)) = new.iter().find(|(.., x)| x.rules.iter().any(|r| r == rule)) {
+            crate::alerts::raise(c, dev, kind, &format!("{rule} (record {seq})"), now.0)?;
+        }
+    }
     // Into the ledger with the rows, in this transaction: what was stored now, and the
     // device's checkpoint the first time it arrives.
     let mut queued: Vec<Leaf> = leaves
@@ -334,10 +361,9 @@ pub(super) fn store_batch(
             .any(|x| x == baomi_core::rules::STORE_DAMAGED)
     }) {
         let reason: String = r.record.reason.chars().take(300).collect();
-        update.set(
-            "alert",
-            format!("the device reports its store damaged: {reason}"),
-        );
+        let text = format!("the device reports its store damaged: {reason}");
+        crate::alerts::raise(c, dev, crate::alerts::Kind::StoreDamaged, &text, now.0)?;
+        update.set("alert", text);
     }
     let (mut acked, mut acked_tag, mut acked_link) = (
         row.acked_through,
@@ -382,6 +408,24 @@ pub(super) fn store_batch(
         update.set("acked_link", acked_link);
     }
     Ok(acked)
+}
+
+/// What the console filters on, from a received record.
+fn indexed_columns(r: &baomi_core::store::ViolationRecord) -> Indexed {
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    Indexed {
+        severity: r
+            .severity
+            .map(|s| name(serde_json::to_value(s)))
+            .unwrap_or_default(),
+        verdict: name(serde_json::to_value(r.verdict)),
+        event_type: r.event.kind.type_name().to_owned(),
+        rules: r.rules.clone(),
+    }
 }
 
 #[cfg(test)]

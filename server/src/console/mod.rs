@@ -10,6 +10,9 @@
 //! a Content-Security-Policy that forbids scripts entirely (`script-src` is not even allowed),
 //! which is the strongest answer to holder-controlled strings in events.
 
+pub mod export;
+pub mod i18n;
+pub mod listing;
 pub mod officers;
 pub mod pages;
 pub mod views;
@@ -18,9 +21,11 @@ use maud::Markup;
 use serde::Deserialize;
 
 use crate::admin;
+use crate::alerts;
 use crate::api::{ApiError, Server};
+use crate::fleet::PhoneState;
+use listing::ViolationFilter;
 use officers::{Officer, Role, same_secret};
-use views::ViolationFilter;
 
 /// An answer with its own headers (cookies, redirects, content type).
 #[derive(Debug, Clone)]
@@ -31,23 +36,32 @@ pub struct OfficeReply {
     pub headers: Vec<(String, String)>,
     /// Body.
     pub body: Vec<u8>,
+    /// An export to stream after the headers (the body is empty then): the HTTP layer runs
+    /// it ([`export::run`]) a page at a time.
+    pub export: Option<(export::Job, i18n::Tr)>,
 }
 
 const SESSION_COOKIE: &str = "baomi_session";
 const LOGIN_COOKIE: &str = "baomi_login";
+/// The officer's language (`zh-CN` or `en`), when they switched from the default.
+const LANG_COOKIE: &str = "baomi_lang";
 /// The client's address, as the HTTP layer saw it (it removes any such header a client sent).
 pub const PEER_HEADER: &str = "x-baomi-peer";
 /// Scripts are not allowed at all; styles only from the server; forms post only to it.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The officer API's endpoints (method, path), as documented in docs/openapi.json.
-pub const OFFICE_API: [(&str, &str); 21] = [
+pub const OFFICE_API: [(&str, &str); 25] = [
     ("post", "/v1/office/login"),
     ("post", "/v1/office/logout"),
     ("get", "/v1/office/devices"),
     ("get", "/v1/office/violations"),
     ("get", "/v1/office/custody"),
     ("get", "/v1/office/alerts"),
+    ("post", "/v1/office/alerts/{id}/acknowledge"),
+    ("post", "/v1/office/alerts/{id}/resolve"),
+    ("get", "/v1/office/summary"),
+    ("get", "/v1/office/export/{name}"),
     ("get", "/v1/office/audit"),
     ("get", "/v1/office/mdm/commands"),
     ("post", "/v1/office/impact"),
@@ -91,6 +105,7 @@ fn html(status: u16, m: Markup) -> OfficeReply {
             "text/html; charset=utf-8".into(),
         )]),
         body: m.into_string().into_bytes(),
+        export: None,
     }
 }
 
@@ -123,6 +138,7 @@ fn json<T: serde::Serialize>(status: u16, v: &T) -> OfficeReply {
         status,
         headers: secure_headers(vec![("Content-Type".into(), "application/json".into())]),
         body: serde_json::to_vec(v).unwrap_or_default(),
+        export: None,
     }
 }
 
@@ -135,6 +151,7 @@ fn redirect(to: &str, cookies: &[String]) -> OfficeReply {
         status: 303,
         headers: h,
         body: Vec::new(),
+        export: None,
     }
 }
 
@@ -163,24 +180,145 @@ fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn filter_from(q: &std::collections::HashMap<String, String>) -> ViolationFilter {
-    let s = |k: &str| {
-        q.get(k)
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| v.trim().to_owned())
-    };
-    let t = |k: &str| {
-        s(k).and_then(|v| baomi_core::time::Timestamp::parse(&v).ok())
-            .map(|t| t.0)
-    };
-    ViolationFilter {
-        device: s("device"),
-        holder: s("holder"),
-        rule: s("rule"),
-        severity: s("severity"),
-        from: t("from"),
-        to: t("to"),
+type Query = std::collections::HashMap<String, String>;
+
+/// A query parameter, trimmed; `None` when absent or blank.
+fn param(q: &Query, k: &str) -> Option<String> {
+    q.get(k)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn limit_of(q: &Query) -> Result<Option<i64>, ApiError> {
+    param(q, "limit")
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("limit must be a number"))
+        })
+        .transpose()
+}
+
+/// A day bound from a date input (`2026-12-03`, in the office's zone), an RFC 3339 time, or
+/// milliseconds (`from_ms`/`to_ms`, the console's own links).
+fn time_bound(q: &Query, k: &str, t: &i18n::Tr, end: bool) -> Result<Option<i64>, ApiError> {
+    if let Some(ms) = param(q, &format!("{k}_ms")) {
+        return ms
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("{k}_ms must be a number")));
     }
+    let Some(v) = param(q, k) else {
+        return Ok(None);
+    };
+    if let Some(ms) = t.day_bound(&v, end) {
+        return Ok(Some(ms));
+    }
+    baomi_core::time::Timestamp::parse(&v)
+        .map(|x| Some(x.0))
+        .map_err(|_| ApiError::bad_request(format!("{k}: a date (2026-12-03) or an RFC 3339 time")))
+}
+
+/// The choices a closed-set filter takes.
+fn choice(q: &Query, k: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+    match param(q, k) {
+        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v)),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "{k} `{v}`: one of {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn violation_filter(q: &Query, t: &i18n::Tr) -> Result<ViolationFilter, ApiError> {
+    Ok(ViolationFilter {
+        device: param(q, "device"),
+        device_exact: None,
+        holder: param(q, "holder"),
+        rule: param(q, "rule"),
+        severity: choice(
+            q,
+            "severity",
+            &["low", "medium", "high", "critical", "none"],
+        )?,
+        verdict: choice(q, "verdict", &["allow", "deny", "warn"])?,
+        time: match choice(q, "time", &["received", "event"])?.as_deref() {
+            Some("event") => listing::TimeField::Event,
+            _ => listing::TimeField::Received,
+        },
+        from: time_bound(q, "from", t, false)?,
+        to: time_bound(q, "to", t, true)?,
+        after: param(q, "after"),
+        limit: limit_of(q)?,
+    })
+}
+
+fn fleet_filter(q: &Query) -> Result<listing::FleetFilter, ApiError> {
+    Ok(listing::FleetFilter {
+        q: param(q, "q"),
+        state: param(q, "state")
+            .map(|s| {
+                PhoneState::parse(&s).ok_or_else(|| {
+                    ApiError::bad_request(format!("state `{s}` is not a phone state"))
+                })
+            })
+            .transpose()?,
+        sort: param(q, "sort")
+            .map(|s| {
+                listing::FleetSort::parse(&s)
+                    .ok_or_else(|| ApiError::bad_request("sort: device, holder or check_in"))
+            })
+            .transpose()?
+            .unwrap_or_default(),
+        after: param(q, "after"),
+        limit: limit_of(q)?,
+    })
+}
+
+fn custody_filter(q: &Query) -> Result<listing::CustodyFilter, ApiError> {
+    Ok(listing::CustodyFilter {
+        holder: param(q, "holder"),
+        document: param(q, "document"),
+        open: param(q, "open").is_some_and(|v| v == "1" || v == "true"),
+        after: param(q, "after"),
+        limit: limit_of(q)?,
+    })
+}
+
+/// The alert filter of a query: `state` (open, acknowledged, resolved, all; default
+/// unresolved), `kind`, `device`, `before` (keyset), `limit`.
+fn alert_filter(q: &Query) -> Result<(alerts::Filter, Option<String>), ApiError> {
+    let state = param(q, "state");
+    let kind = param(q, "kind");
+    if let Some(k) = &kind
+        && !alerts::Kind::ALL.iter().any(|x| x.as_str() == k)
+    {
+        return Err(ApiError::bad_request(format!(
+            "kind `{k}` is not an alert kind"
+        )));
+    }
+    Ok((
+        alerts::Filter {
+            all: state.as_deref() == Some("all"),
+            state: match state.as_deref() {
+                None | Some("all") => None,
+                Some(s) => Some(alerts::State::parse(s).ok_or_else(|| {
+                    ApiError::bad_request("state: open, acknowledged, resolved or all")
+                })?),
+            },
+            kind: kind.clone(),
+            device: param(q, "device"),
+            before: param(q, "before")
+                .map(|b| {
+                    b.parse()
+                        .map_err(|_| ApiError::bad_request("before must be a number"))
+                })
+                .transpose()?,
+            limit: limit_of(q)?.unwrap_or(listing::DEFAULT_PAGE),
+        },
+        kind,
+    ))
 }
 
 fn api_error(e: &ApiError) -> OfficeReply {
@@ -188,6 +326,7 @@ fn api_error(e: &ApiError) -> OfficeReply {
         status: e.status,
         headers: secure_headers(vec![("Content-Type".into(), "application/json".into())]),
         body: e.body(),
+        export: None,
     }
 }
 
@@ -195,6 +334,11 @@ fn api_error(e: &ApiError) -> OfficeReply {
 struct Login {
     name: String,
     password: String,
+}
+
+#[derive(Deserialize)]
+struct AlertNote {
+    note: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -227,12 +371,103 @@ impl Server {
             Err(e) => {
                 let who = read_cookie(headers, SESSION_COOKIE)
                     .and_then(|t| self.officer_session(&t).ok().flatten());
+                let t = self.tr(headers);
                 html(
                     e.status,
-                    pages::message(who.as_ref(), "Refused", &e.message),
+                    pages::message(&t, who.as_ref(), &t.t("refused-title"), &e.message),
                 )
             }
         }
+    }
+
+    /// The translator for a request: the officer's language (cookie) or the office's default,
+    /// with the published policy's names.
+    fn tr(&self, headers: &[(String, String)]) -> i18n::Tr {
+        let lang = read_cookie(headers, LANG_COOKIE)
+            .and_then(|l| i18n::Lang::parse(&l))
+            .unwrap_or(self.locale().lang);
+        let names = self
+            .db()
+            .tx(|c| self.newest_policy(c))
+            .ok()
+            .flatten()
+            .map(|(_, p)| i18n::PolicyNames::of(&p))
+            .unwrap_or_default();
+        i18n::Tr::new(lang, self.locale(), std::sync::Arc::new(names))
+    }
+
+    /// Acknowledges or resolves an alert, in the audit log with the officer's note.
+    fn alert_transition(
+        &self,
+        o: &Officer,
+        id: i64,
+        to: alerts::State,
+        note: &str,
+    ) -> Result<alerts::Alert, ApiError> {
+        let now = self.now().0;
+        let a = self
+            .db()
+            .tx(|c| alerts::transition(c, id, to, &o.name, note, now))?;
+        let action = match to {
+            alerts::State::Resolved => "alert_resolved",
+            _ => "alert_acknowledged",
+        };
+        self.audit(
+            &o.name,
+            action,
+            &format!(
+                "#{id} {} {}: {}",
+                a.device_id,
+                a.kind,
+                a.note.clone().unwrap_or_default()
+            ),
+        )?;
+        Ok(a)
+    }
+
+    /// An export's answer: the headers now, the rows streamed by the HTTP layer. Logged.
+    fn export_reply(
+        &self,
+        o: &Officer,
+        name: &str,
+        q: &Query,
+        t: &i18n::Tr,
+    ) -> Result<OfficeReply, ApiError> {
+        let (what, format) = export::Job::parse(name)
+            .ok_or_else(|| ApiError::new_pub(404, "not_found", format!("no export {name}")))?;
+        let job = export::Job {
+            what,
+            format,
+            violations: violation_filter(q, t)?,
+            devices: fleet_filter(q)?,
+            custody: custody_filter(q)?,
+        };
+        let filters: Vec<String> = {
+            let mut v: Vec<String> = q
+                .iter()
+                .filter(|(k, v)| k.as_str() != "after" && !v.trim().is_empty())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            v.sort();
+            v
+        };
+        self.audit(
+            &o.name,
+            "exported",
+            &format!("{name} {}", filters.join("&")),
+        )?;
+        Ok(OfficeReply {
+            status: 200,
+            headers: secure_headers(vec![
+                ("Content-Type".into(), job.content_type().into()),
+                (
+                    "Content-Disposition".into(),
+                    format!("attachment; filename=\"{}\"", job.file_name()),
+                ),
+            ]),
+            body: Vec::new(),
+            export: Some((job, t.clone())),
+        })
     }
 
     fn require(&self, o: &Officer, role: Role, what: &str) -> Result<(), ApiError> {
@@ -280,20 +515,43 @@ impl Server {
                 }
                 json(200, &serde_json::json!({ "ok": true }))
             }
-            ("GET", "devices") => json(200, &views::fleet(self)?),
-            ("GET", "violations") => json(200, &views::violations(self, &filter_from(q))?),
-            ("GET", "custody") => json(200, &views::custody(self)?),
-            ("GET", "alerts") => json(
-                200,
-                &views::fleet(self)?
-                    .into_iter()
-                    .filter(|r| {
-                        r.device.alert.is_some()
-                            || r.device.fail_closed.is_some()
-                            || r.device.compliant == Some(false)
+            ("GET", "summary") => json(200, &listing::summary(self)?),
+            ("GET", "devices") => json(200, &views::fleet_page(self, &fleet_filter(q)?)?),
+            ("GET", "violations") => {
+                let t = self.tr(headers);
+                json(200, &listing::violations(self, &violation_filter(q, &t)?)?)
+            }
+            ("GET", "custody") => json(200, &listing::custody_history(self, &custody_filter(q)?)?),
+            ("GET", "alerts") => {
+                let (f, _) = alert_filter(q)?;
+                json(200, &self.db().tx(|c| alerts::list(c, &f))?)
+            }
+            ("POST", p) if p.starts_with("alerts/") => {
+                let (id, to) = p["alerts/".len()..]
+                    .split_once('/')
+                    .and_then(|(id, action)| {
+                        let to = match action {
+                            "acknowledge" => alerts::State::Acknowledged,
+                            "resolve" => alerts::State::Resolved,
+                            _ => return None,
+                        };
+                        Some((id.parse::<i64>().ok()?, to))
                     })
-                    .collect::<Vec<_>>(),
-            ),
+                    .ok_or_else(|| {
+                        ApiError::new_pub(
+                            404,
+                            "not_found",
+                            format!("no office endpoint {method} /v1/office/{rest}"),
+                        )
+                    })?;
+                let r: AlertNote = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("malformed body: {e}")))?;
+                json(200, &self.alert_transition(&o, id, to, &r.note)?)
+            }
+            ("GET", p) if p.starts_with("export/") => {
+                let t = self.tr(headers);
+                return self.export_reply(&o, &p["export/".len()..], q, &t);
+            }
             ("GET", "audit") => {
                 let num = |k: &str| -> Result<Option<i64>, ApiError> {
                     q.get(k)
@@ -313,6 +571,7 @@ impl Server {
                     "text/plain; charset=utf-8".into(),
                 )]),
                 body: self.ledger_checkpoint()?.into_bytes(),
+                export: None,
             },
             ("GET", "ledger/leaves") => json(
                 200,
@@ -427,6 +686,7 @@ impl Server {
                 status: 200,
                 headers: secure_headers(vec![("Content-Type".into(), "text/css".into())]),
                 body: pages::CSS.as_bytes().to_vec(),
+                export: None,
             });
         }
         if path == "/" {
@@ -434,6 +694,19 @@ impl Server {
         }
         if path == "/console/login" {
             return self.console_login(method, headers, body);
+        }
+        if (method, path) == ("GET", "/console/lang") {
+            // Only a path of the console itself to go back to (no open redirect).
+            let back = param(q, "back")
+                .filter(|b| b.starts_with("/console/") && !b.contains("//") && !b.contains('\\'))
+                .unwrap_or_else(|| "/console/".into());
+            let lang = param(q, "to")
+                .and_then(|l| i18n::Lang::parse(&l))
+                .unwrap_or_default();
+            return Ok(redirect(
+                &back,
+                &[cookie(LANG_COOKIE, lang.tag(), 365 * 24 * 3600)],
+            ));
         }
         let token = read_cookie(headers, SESSION_COOKIE);
         let Some(o) = token
@@ -464,18 +737,73 @@ impl Server {
             }
         }
         let field = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
+        let t = self.tr(headers);
         Ok(match (method, path) {
             ("GET", "/console/") | ("GET", "/console") => html(
                 200,
-                pages::fleet(&o, &views::fleet(self)?, &views::ledger_status(self)?),
+                pages::summary(
+                    &t,
+                    &o,
+                    &listing::summary(self)?,
+                    &views::ledger_status(self)?,
+                ),
             ),
-            ("GET", "/console/violations") => {
-                let filter = filter_from(q);
-                let rows = views::violations(self, &filter)?;
-                let hits = views::rule_hits(self, &rows, 14)?;
-                html(200, pages::violations(&o, &filter, &rows, &hits))
+            ("GET", "/console/fleet") => {
+                let f = fleet_filter(q)?;
+                let p = views::fleet_page(self, &f)?;
+                html(
+                    200,
+                    pages::fleet(&t, &o, &f, &p, &views::ledger_status(self)?),
+                )
             }
-            ("GET", "/console/custody") => html(200, pages::custody(&o, &views::custody(self)?)),
+            ("GET", "/console/violations") => {
+                let filter = violation_filter(q, &t)?;
+                let rows = listing::violations(self, &filter)?;
+                let hits = listing::rule_hits(self, 14)?;
+                html(200, pages::violations(&t, &o, &filter, &rows, &hits))
+            }
+            ("GET", "/console/alerts") => {
+                let (f, kind) = alert_filter(q)?;
+                let rows = self.db().tx(|c| alerts::list(c, &f))?;
+                let next = (rows.len() as i64 >= f.limit.clamp(1, alerts::MAX_PAGE))
+                    .then(|| rows.last().map(|a| a.id))
+                    .flatten();
+                let state = param(q, "state").unwrap_or_default();
+                html(
+                    200,
+                    pages::alerts(&t, &o, &state, kind.as_deref(), &rows, next),
+                )
+            }
+            ("POST", p) if p.starts_with("/console/alerts/") => {
+                let id = p["/console/alerts/".len()..]
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::bad_request("no such alert"))?;
+                let to = match field("to") {
+                    "acknowledged" => alerts::State::Acknowledged,
+                    "resolved" => alerts::State::Resolved,
+                    _ => return Err(ApiError::bad_request("to: acknowledged or resolved")),
+                };
+                self.alert_transition(&o, id, to, field("note"))?;
+                let back = field("back");
+                redirect(
+                    if back.starts_with("/console/") && !back.contains("//") {
+                        back
+                    } else {
+                        "/console/alerts"
+                    },
+                    &[],
+                )
+            }
+            ("GET", "/console/custody") => {
+                let f = custody_filter(q)?;
+                html(
+                    200,
+                    pages::custody(&t, &o, &f, &listing::custody_history(self, &f)?),
+                )
+            }
+            ("GET", p) if p.starts_with("/console/export/") => {
+                return self.export_reply(&o, &p["/console/export/".len()..], q, &t);
+            }
             ("GET", "/console/evidence") => {
                 let device = q.get("device").map(String::as_str).unwrap_or_default();
                 let seq = q
@@ -498,24 +826,28 @@ impl Server {
                         ),
                     ]),
                     body: serde_json::to_vec_pretty(&e).unwrap_or_default(),
+                    export: None,
                 }
             }
             ("GET", p) if p.starts_with("/console/device/") => {
                 let id = &p["/console/device/".len()..];
                 match views::device_page(self, id)? {
-                    Some(page) => html(200, pages::device(&o, &page)),
-                    None => html(404, pages::message(Some(&o), "No such device", id)),
+                    Some(page) => html(200, pages::device(&t, &o, &page)),
+                    None => html(404, pages::message(&t, Some(&o), "404", id)),
                 }
             }
-            ("GET", "/console/impact") => html(200, pages::impact(&o, "", None)),
+            ("GET", "/console/impact") => html(200, pages::impact(&t, &o, "", None)),
             ("POST", "/console/impact") => {
                 let bundle = field("bundle");
                 match views::impact(self, bundle.as_bytes()) {
                     Ok(i) => {
                         self.audit(&o.name, "impact_preview", &i.candidate)?;
-                        html(200, pages::impact(&o, bundle, Some(Ok(&i))))
+                        html(200, pages::impact(&t, &o, bundle, Some(Ok(&i))))
                     }
-                    Err(e) => html(e.status, pages::impact(&o, bundle, Some(Err(&e.message)))),
+                    Err(e) => html(
+                        e.status,
+                        pages::impact(&t, &o, bundle, Some(Err(&e.message))),
+                    ),
                 }
             }
             ("POST", "/console/publish") => {
@@ -530,22 +862,22 @@ impl Server {
             }
             ("GET", "/console/tokens") => {
                 self.require(&o, Role::Admin, "issuing enrolment tokens")?;
-                html(200, pages::tokens(&o, None))
+                html(200, pages::tokens(&t, &o, None))
             }
             ("POST", "/console/tokens") => {
                 self.require(&o, Role::Admin, "issuing enrolment tokens")?;
                 let holder = Some(field("holder").trim()).filter(|h| !h.is_empty());
-                let t = admin::new_token_for(self, 24, holder)?;
+                let token = admin::new_token_for(self, 24, holder)?;
                 self.audit(
                     &o.name,
                     "token_issued",
                     &format!("holder {}", holder.unwrap_or_default()),
                 )?;
-                html(200, pages::tokens(&o, Some((&t, holder))))
+                html(200, pages::tokens(&t, &o, Some((&token, holder))))
             }
             ("GET", "/console/audit") => {
                 let before = field("before").parse::<i64>().ok();
-                html(200, pages::audit(&o, &self.audit_page(200, before)?))
+                html(200, pages::audit(&t, &o, &self.audit_page(200, before)?))
             }
             ("POST", "/console/logout") => {
                 if let Some(t) = &token {
@@ -554,7 +886,7 @@ impl Server {
                 self.audit(&o.name, "logout", "")?;
                 redirect("/console/login", &[cookie(SESSION_COOKIE, "", 0)])
             }
-            _ => html(404, pages::message(Some(&o), "Not found", path)),
+            _ => html(404, pages::message(&t, Some(&o), "404", path)),
         })
     }
 
@@ -566,7 +898,7 @@ impl Server {
     ) -> Result<OfficeReply, ApiError> {
         if method == "GET" {
             let t = officers::random_token(24)?;
-            let mut r = html(200, pages::login(&t, None));
+            let mut r = html(200, pages::login(&self.tr(headers), &t, None));
             r.headers
                 .push(("Set-Cookie".into(), cookie(LOGIN_COOKIE, &t, 3600)));
             return Ok(r);
@@ -593,7 +925,10 @@ impl Server {
                 ],
             )),
             Err(e) => {
-                let mut r = html(e.status, pages::login(&expected, Some(&e.message)));
+                let mut r = html(
+                    e.status,
+                    pages::login(&self.tr(headers), &expected, Some(&e.message)),
+                );
                 if e.status == 429 {
                     r.headers.push(("Retry-After".into(), "900".into()));
                 }

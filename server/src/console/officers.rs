@@ -59,7 +59,7 @@ pub const MAX_AUDIT_PAGE: i64 = 500;
 /// The window failed logins are counted in.
 pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// Longest officer name, in bytes, anything anonymous may send.
-pub const MAX_NAME_BYTES: usize = 64;
+pub const MAX_NAME_BYTES: usize = 256;
 /// Longest password anything anonymous may send (argon2 over megabytes is a cost of its own).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
@@ -110,17 +110,26 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// An officer's name as stored and compared: Unicode NFC, so the same name typed on two
+/// keyboards (composed or decomposed) is one officer.
+pub fn officer_name(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.trim().nfc().collect()
+}
+
 impl Server {
     /// Creates (or re-keys) an officer. The password is hashed with argon2id (memory-hard).
     pub fn officer_add(&self, name: &str, role: Role, password: &str) -> Result<(), ApiError> {
+        let name = &officer_name(name);
         if name.is_empty()
-            || name.len() > 64
+            || name.chars().count() > 64
+            || name.len() > MAX_NAME_BYTES
             || !name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                .all(|c| c.is_alphanumeric() || "._-·".contains(c))
         {
             return Err(ApiError::bad_request(
-                "officer names are 1-64 of a-z, 0-9, '.', '_', '-'",
+                "officer names are 1-64 letters or digits of any script (陈静, chen.jing), '.', '_', '-', '·'",
             ));
         }
         if password.chars().count() < 12 {
@@ -160,6 +169,7 @@ impl Server {
 
     /// An officer's role, if the officer exists.
     pub fn officer_role(&self, name: &str) -> Result<Option<Role>, ApiError> {
+        let name = officer_name(name);
         let row = self.db().tx(|c| {
             Ok(
                 c.query("SELECT role FROM officers WHERE name = $1", &[name.into()])?
@@ -190,6 +200,7 @@ impl Server {
         password: &str,
         peer: Option<&str>,
     ) -> Result<(String, Officer), ApiError> {
+        let name = &officer_name(name);
         // Anything longer than a name can be is refused before it is written anywhere (a 2 MiB
         // name used to go into the failure table and the audit log).
         if name.is_empty() || name.len() > MAX_NAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
@@ -317,6 +328,7 @@ impl Server {
     /// Disables an officer: every session ends now and no login succeeds until `officer add`
     /// sets a new password. Recorded in the audit log under `by`.
     pub fn officer_disable(&self, name: &str, by: &str) -> Result<(), ApiError> {
+        let name = &officer_name(name);
         let now = self.now();
         let found = self.db().tx(|c| {
             let n = c.execute(
