@@ -95,3 +95,29 @@ def browser():
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield d
     d.quit()
+
+
+SCALE_DEVICES = 2000
+SCALE_VIOLATIONS = 20000
+
+
+@pytest.fixture(scope="module")
+def office_at_scale(tmp_path_factory):
+    """A generated office (`baomi-server seed`: 2,000 phones, 20,000 violations) behind a
+    real server, with an admin."""
+    tmp = tmp_path_factory.mktemp("scale")
+    office = Office(tmp)
+    server = ServerProcess(office, tmp)
+    server.admin("seed", "--devices", SCALE_DEVICES, "--violations", SCALE_VIOLATIONS, "--days", 13)
+    server.admin("officer", "add", "陈静", "--role", "admin", stdin=ADMIN_PASSWORD + "\n")
+    # The published policy assigns the generated holders their phones (version 2: the seed's
+    # phones on version 1 are outdated).
+    from testkit import CLI, run
+    policy = json.loads((REPO / "policies" / "baseline.json").read_text())
+    policy["holders"] = [{"holder": f"holder-{i:06d}", "clearance": "general", "devices": [f"seed-{2 * i:07d}", f"seed-{2 * i + 1:07d}"]}
+                         for i in range(SCALE_DEVICES // 2)]
+    (tmp / "policy.json").write_text(json.dumps(policy))
+    run(CLI, "bundle", "sign", "--policy", tmp / "policy.json", "--key", tmp / "office.key", "--version", "2", "--out", tmp / "bundle.json")
+    server.admin("bundle", "publish", tmp / "bundle.json")
+    yield server
+    server.stop()

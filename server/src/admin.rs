@@ -168,6 +168,16 @@ pub struct DeviceRow {
     pub retired_at: Option<i64>,
 }
 
+/// How many devices are enrolled.
+pub fn devices_count(server: &Server) -> Result<i64, ApiError> {
+    Ok(server
+        .db()
+        .tx(|c| Ok(c.query("SELECT COUNT(*) FROM devices", &[])?))?
+        .first()
+        .and_then(|r| r.first().and_then(Value::int))
+        .unwrap_or(0))
+}
+
 /// The fleet.
 pub fn devices(server: &Server) -> Result<Vec<DeviceRow>, ApiError> {
     devices_matching(server, None)

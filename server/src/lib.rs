@@ -30,6 +30,7 @@ pub mod logging;
 pub mod mdm;
 pub mod metrics;
 pub mod schema;
+pub mod seed;
 pub mod upload_key;
 
 pub use api::{ApiError, Server};

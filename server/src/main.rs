@@ -132,6 +132,22 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_DB)]
         db: String,
     },
+    /// Fill an empty database with a generated office (phones, holders, violations over the
+    /// last days) for the console's benchmarks and demonstrations. Refuses a database that
+    /// holds devices.
+    Seed {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: String,
+        /// Phones (two per holder).
+        #[arg(long, default_value_t = 10_000)]
+        devices: u64,
+        /// Violations.
+        #[arg(long, default_value_t = 1_000_000)]
+        violations: u64,
+        /// Days of history.
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
     /// Copy the database to OUT (mode 0600) while the server runs: SQLite's online backup
     /// API, or `pg_dump --format=custom` for PostgreSQL.
     Backup {
@@ -592,6 +608,36 @@ fn run(cli: Cli) -> Result<(), String> {
             {
                 println!("{}", serde_json::to_string(&c).unwrap_or_default());
             }
+            Ok(())
+        }
+        Cmd::Seed {
+            db,
+            devices,
+            violations,
+            days,
+        } => {
+            let server = open(&db, 1, None)?;
+            let held = admin::devices_count(&server).map_err(|e| e.message)?;
+            if held > 0 {
+                return Err(format!(
+                    "{db} holds {held} devices: seed only an empty database"
+                ));
+            }
+            let plan = baomi_server::seed::Plan {
+                devices,
+                violations,
+                days: days.max(1),
+                now: Timestamp::now().0,
+            };
+            let mut last = std::time::Instant::now();
+            baomi_server::seed::seed(&server, &plan, &mut |what, n| {
+                if last.elapsed().as_secs() >= 5 {
+                    last = std::time::Instant::now();
+                    eprintln!("{what}: {n}");
+                }
+            })
+            .map_err(|e| e.message)?;
+            println!("seeded {devices} devices and {violations} violations over {days} days");
             Ok(())
         }
         Cmd::Purge {

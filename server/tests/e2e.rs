@@ -556,6 +556,24 @@ fn a_week_offline_queues_fails_closed_then_drains() {
         let r = sync_now(&mut d.agent, &transport(&base), at).unwrap();
         assert_eq!((r.uploaded, r.acked_through), (29, 29), "{}", b.label);
         assert_eq!(received(&admin, &dev).len(), 29);
+        // The check-in history keeps why the phone ran closed (the column was always empty).
+        let reasons: Vec<String> = admin
+            .db()
+            .tx(|c| {
+                Ok(c.query(
+                    "SELECT fail_closed FROM checkins WHERE device_id = $1 AND fail_closed IS NOT NULL",
+                    &[dev.clone().into()],
+                )?)
+            })
+            .unwrap()
+            .iter()
+            .filter_map(|r| r[0].text().map(str::to_owned))
+            .collect();
+        assert!(
+            !reasons.is_empty(),
+            "{}: no fail-closed reason kept",
+            b.label
+        );
         assert_eq!(d.agent.engine().unwrap().fail_closed_reason(at), None);
         assert!(
             !d.agent.posture().camera_disabled,
@@ -2148,5 +2166,258 @@ fn a_retired_device_is_told_and_stops_syncing_and_its_records_stay() {
         assert!(matches!(r, Err(SyncError::Retired)), "{}", b.label);
         let row = admin::devices(&admin).unwrap();
         assert!(row[0].retired_at.is_some(), "{}", b.label);
+    }
+}
+
+/// An officer's bearer token on `admin`'s database.
+fn officer_token(admin: &Server) -> String {
+    use baomi_server::console::officers::Role;
+    admin
+        .officer_add("陈静", Role::Admin, "correct horse battery staple")
+        .unwrap();
+    admin
+        .officer_login("陈静", "correct horse battery staple")
+        .unwrap()
+        .0
+}
+
+/// `GET`/`POST` on the office API, as JSON.
+fn office_api(
+    admin: &Server,
+    token: &str,
+    method: &str,
+    url: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let r = admin.handle_office(
+        method,
+        url,
+        &[("authorization".into(), format!("Bearer {token}"))],
+        body.as_bytes(),
+    );
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A console page's HTML, in `lang`.
+fn console_page(admin: &Server, session: &str, url: &str, lang: &str) -> String {
+    let r = admin.handle_office(
+        "GET",
+        url,
+        &[(
+            "cookie".into(),
+            format!("baomi_session={session}; baomi_lang={lang}"),
+        )],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{url}");
+    String::from_utf8(r.body).unwrap()
+}
+
+/// Issue 22's contradictions, each as the officer met it: a phone red and "compliant" in one
+/// row, `/v1/office/alerts` empty for it, phones on an old policy still "compliant", the
+/// device page and the fleet naming different holders, custody history gone after a return.
+/// One definition of a phone's state now answers every page and the API alike.
+#[test]
+fn the_console_and_the_api_tell_one_truth_about_a_phone() {
+    use baomi_core::posture::{AppliedPosture, Enforcement};
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        let dev = d.id();
+        let token = officer_token(&admin);
+        let state = |admin: &Server| -> String {
+            let (status, page) = office_api(admin, &token, "GET", "/v1/office/devices", "");
+            assert_eq!(status, 200);
+            let row = &page["items"][0];
+            assert_eq!(
+                row["compliant"],
+                row["state"] == "compliant",
+                "one definition"
+            );
+            row["state"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(state(&admin), "no_report", "{}", b.label);
+        d.agent
+            .report_applied(AppliedPosture {
+                enforcement: Enforcement::DeviceOwner,
+                settings: vec![],
+            })
+            .unwrap();
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(state(&admin), "compliant", "{}", b.label);
+
+        // A newer policy is published: a phone still on version 1 is not compliant.
+        admin.publish_bundle(&o.bundle(&[&dev], 2)).unwrap();
+        assert_eq!(state(&admin), "outdated", "{}", b.label);
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(state(&admin), "compliant", "{}", b.label);
+
+        // The phone's clock set back: a clock violation raises an alert, the same in the
+        // fleet, the alerts API and the device page.
+        sync_now(&mut d.agent, &t, Timestamp::now().plus_seconds(-600)).unwrap();
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(state(&admin), "alert", "{}", b.label);
+        let (_, alerts) = office_api(&admin, &token, "GET", "/v1/office/alerts", "");
+        let alerts = alerts.as_array().unwrap().clone();
+        assert_eq!(alerts.len(), 1, "{}: {alerts:?}", b.label);
+        assert_eq!(
+            (alerts[0]["kind"].as_str(), alerts[0]["device_id"].as_str()),
+            (Some("clock"), Some(dev.as_str()))
+        );
+        let id = alerts[0]["id"].as_i64().unwrap();
+        // Acknowledged: still an alert (someone is on it); a note is required.
+        let ack = format!("/v1/office/alerts/{id}/acknowledge");
+        assert_eq!(
+            office_api(&admin, &token, "POST", &ack, r#"{"note":" "}"#).0,
+            400
+        );
+        let (status, a) = office_api(
+            &admin,
+            &token,
+            "POST",
+            &ack,
+            r#"{"note":"打电话给持有人核实"}"#,
+        );
+        assert_eq!(
+            (status, a["state"].as_str()),
+            (200, Some("acknowledged")),
+            "{}",
+            b.label
+        );
+        assert_eq!(state(&admin), "alert");
+        let resolve = format!("/v1/office/alerts/{id}/resolve");
+        let (status, a) = office_api(&admin, &token, "POST", &resolve, r#"{"note":"时钟已校准"}"#);
+        assert_eq!((status, a["state"].as_str()), (200, Some("resolved")));
+        assert_eq!(
+            state(&admin),
+            "compliant",
+            "{}: a resolved alert no longer counts",
+            b.label
+        );
+        assert_eq!(
+            office_api(&admin, &token, "POST", &resolve, r#"{"note":"again"}"#).0,
+            409
+        );
+        assert_eq!(
+            office_api(
+                &admin,
+                &token,
+                "POST",
+                "/v1/office/alerts/99999/resolve",
+                r#"{"note":"x"}"#
+            )
+            .0,
+            404
+        );
+        let (_, unresolved) = office_api(&admin, &token, "GET", "/v1/office/alerts", "");
+        assert_eq!(unresolved, serde_json::json!([]));
+        let audit: Vec<String> = admin
+            .audit_page(50, None)
+            .unwrap()
+            .into_iter()
+            .map(|a| format!("{} {} {}", a.officer, a.action, a.detail))
+            .collect();
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.starts_with("陈静 alert_acknowledged")
+                    && a.contains("打电话给持有人核实")),
+            "{audit:?}"
+        );
+        assert!(
+            audit.iter().any(|a| a.starts_with("陈静 alert_resolved")),
+            "{audit:?}"
+        );
+
+        // Custody: signed out, a violation while out, returned; the history keeps it all.
+        let raw = transport(&srv.base);
+        let post = |body: Vec<u8>| {
+            raw.send(&HttpRequest {
+                method: "POST".into(),
+                path: path::REGISTRY_CUSTODY.into(),
+                headers: vec![],
+                body,
+            })
+            .unwrap()
+            .status
+        };
+        assert_eq!(
+            post(o.custody("r-1", CustodyAction::SignOut, &o.registry)),
+            200
+        );
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert!(d.agent.posture().camera_disabled);
+        d.violate(Timestamp::now());
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(
+            post(o.custody("r-2", CustodyAction::Return, &o.registry)),
+            200
+        );
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        let (_, history) = office_api(&admin, &token, "GET", "/v1/office/custody", "");
+        let span = &history["items"][0];
+        assert_eq!(history["total"], 1, "{}: {history}", b.label);
+        assert_eq!(span["document"], "MIMI-2026-042");
+        assert!(
+            span["returned_at"].is_i64(),
+            "{}: the return is kept: {span}",
+            b.label
+        );
+        assert!(span["devices"][0]["confirmed_at"].is_i64(), "{span}");
+        assert!(span["violations"].as_i64().unwrap() >= 1, "{span}");
+        let (_, still_out) = office_api(&admin, &token, "GET", "/v1/office/custody?open=1", "");
+        assert_eq!(still_out["total"], 0);
+
+        // The device page and the fleet name the same holder, in both languages.
+        let session = admin
+            .officer_login("陈静", "correct horse battery staple")
+            .unwrap()
+            .0;
+        for lang in ["zh-CN", "en"] {
+            let fleet = console_page(&admin, &session, "/console/fleet", lang);
+            let page = console_page(&admin, &session, &format!("/console/device/{dev}"), lang);
+            assert!(
+                fleet.contains("zhang.wei") && page.contains("zhang.wei"),
+                "{lang}"
+            );
+            assert!(
+                !page.contains("unassigned") && !page.contains("未分配"),
+                "{lang}"
+            );
+        }
+        // A phone enrolled for wu.gang but in no published assignment: both pages say so.
+        let now = Timestamp::now();
+        let mut other = device(&o, now);
+        let token = admin::new_token_for(&admin, 1, Some("wu.gang")).unwrap();
+        enroll(
+            &mut other.agent,
+            &t,
+            &srv.base,
+            &token,
+            Platform::Android,
+            now,
+        )
+        .unwrap();
+        let other_id = other.id();
+        for (lang, shown) in [
+            ("zh-CN", "wu.gang（登记令牌）"),
+            ("en", "wu.gang (enrolment token)"),
+        ] {
+            let fleet = console_page(&admin, &session, "/console/fleet", lang);
+            let page = console_page(
+                &admin,
+                &session,
+                &format!("/console/device/{other_id}"),
+                lang,
+            );
+            assert!(fleet.contains(shown) && page.contains(shown), "{lang}");
+        }
+        let zh = console_page(&admin, &session, "/console/custody", "zh-CN");
+        assert!(zh.contains("lang=\"zh-CN\"") && zh.contains("秘密") && zh.contains("密件领用"));
     }
 }

@@ -295,7 +295,7 @@ fn count_violations(c: &mut dyn Conn, f: &ViolationFilter) -> Result<(i64, bool)
     if f.is_unfiltered() {
         let mut q = Sql::default();
         q.push(
-            "SELECT COALESCE(SUM(n), 0) FROM violation_counts WHERE rule = ?",
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM violation_counts WHERE rule = ?",
             [f.rule.clone().unwrap_or_default().into()],
         );
         if let Some(s) = &f.severity {
@@ -439,7 +439,7 @@ pub fn rule_hits(server: &Server, days: usize) -> Result<RuleHits, ApiError> {
     }
     let rows = server.db().tx(|c| {
         Ok(c.query(
-            "SELECT rule, day, SUM(n) FROM violation_counts WHERE day >= $1 AND rule <> '' GROUP BY rule, day",
+            "SELECT rule, day, CAST(SUM(n) AS BIGINT) FROM violation_counts WHERE day >= $1 AND rule <> '' GROUP BY rule, day",
             &[first.into()],
         )?)
     })?;
@@ -720,7 +720,7 @@ pub fn summary(server: &Server) -> Result<Summary, ApiError> {
             )?,
             rules: reasons(
                 c,
-                &format!("SELECT rule, SUM(n) FROM violation_counts WHERE day >= $1 AND rule <> '' GROUP BY rule ORDER BY 2 DESC, 1 LIMIT {TOP}"),
+                &format!("SELECT rule, CAST(SUM(n) AS BIGINT) FROM violation_counts WHERE day >= $1 AND rule <> '' GROUP BY rule ORDER BY 2 DESC, 1 LIMIT {TOP}"),
                 &[week.into()],
                 |r| format!("/console/violations?rule={}", query_escape(r)),
             )?,

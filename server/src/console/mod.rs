@@ -858,7 +858,7 @@ impl Server {
                     "bundle_published",
                     &format!("{}@{} {}", s.id, s.version, s.digest),
                 )?;
-                redirect("/console/", &[])
+                redirect("/console/fleet", &[])
             }
             ("GET", "/console/tokens") => {
                 self.require(&o, Role::Admin, "issuing enrolment tokens")?;
