@@ -135,6 +135,17 @@ pub fn raise(
                 now.into(),
             ],
         )?;
+        // Out to the officer's channels, in this transaction (the outbox).
+        crate::notify::enqueue(
+            c,
+            &crate::notify::Notification {
+                kind: "alert".into(),
+                device_id: device.to_owned(),
+                summary: format!("{device}: {} alert: {}", kind.as_str(), bounded(detail)),
+                at: now,
+                detail: serde_json::json!({ "kind": kind.as_str(), "detail": bounded(detail) }),
+            },
+        )?;
     }
     Ok(())
 }

@@ -416,6 +416,7 @@ async fn accept_loop(
     tokio::spawn(poll_changes(shared.clone(), stopped.clone()));
     tokio::spawn(retry_mdm(shared.clone(), stopped.clone()));
     tokio::spawn(sign_ledger(shared.clone(), stopped.clone()));
+    tokio::spawn(deliver_alerts(shared.clone(), stopped.clone()));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -505,6 +506,26 @@ async fn sign_ledger(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
             Ok(Err(e)) => log::warn!("ledger: {}", e.message),
             Err(e) => log::warn!("ledger: {e}"),
             Ok(Ok(())) => {}
+        }
+    }
+}
+
+/// Sends the alert deliveries that are due (`crate::notify`), once a second; nothing when no
+/// channel is configured.
+async fn deliver_alerts(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    if shared.server.channels().names().is_empty() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let server = shared.server.clone();
+        match tokio::task::spawn_blocking(move || server.deliver_due(server.channels())).await {
+            Ok(Err(e)) => log::warn!("alert delivery: {}", e.message),
+            Err(e) => log::warn!("alert delivery: {e}"),
+            Ok(Ok(_)) => {}
         }
     }
 }

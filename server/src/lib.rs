@@ -29,6 +29,7 @@ pub mod ledger;
 pub mod logging;
 pub mod mdm;
 pub mod metrics;
+pub mod notify;
 pub mod schema;
 pub mod seed;
 pub mod upload_key;

@@ -90,6 +90,23 @@ enum Cmd {
         /// The time zone the console shows times in (IANA name).
         #[arg(long, env = "BAOMI_CONSOLE_TIMEZONE", default_value = "Asia/Shanghai")]
         console_timezone: String,
+        /// POST alerts and critical violations here as JSON, signed (base64 HMAC-SHA256 in
+        /// `X-Baomi-Signature`) with the key in `BAOMI_ALERT_WEBHOOK_KEY`.
+        #[arg(long, env = "BAOMI_ALERT_WEBHOOK")]
+        alert_webhook: Option<String>,
+        /// Send them to a syslog receiver (SIEM) at HOST:PORT: RFC 5424 over TCP.
+        #[arg(long, env = "BAOMI_ALERT_SYSLOG")]
+        alert_syslog: Option<String>,
+        /// E-mail them through this SMTP relay, HOST:PORT (STARTTLS required unless the relay
+        /// is on loopback).
+        #[arg(long, env = "BAOMI_ALERT_SMTP", requires = "alert_mail_to")]
+        alert_smtp: Option<String>,
+        /// The e-mails' sender.
+        #[arg(long, env = "BAOMI_ALERT_MAIL_FROM", default_value = "baomi@localhost")]
+        alert_mail_from: String,
+        /// Their recipients, comma-separated.
+        #[arg(long, env = "BAOMI_ALERT_MAIL_TO")]
+        alert_mail_to: Option<String>,
     },
     /// Enrolment tokens.
     #[command(subcommand)]
@@ -378,7 +395,19 @@ fn run(cli: Cli) -> Result<(), String> {
             mdm_webhook,
             console_language,
             console_timezone,
+            alert_webhook,
+            alert_syslog,
+            alert_smtp,
+            alert_mail_from,
+            alert_mail_to,
         } => {
+            let channels = alert_channels(
+                alert_webhook,
+                alert_syslog,
+                alert_smtp,
+                alert_mail_from,
+                alert_mail_to,
+            )?;
             let key = upload_key.as_deref().map(UploadKey::load).transpose()?;
             if key.is_none() {
                 log::warn!("no --upload-key: uploads will be refused with 503");
@@ -392,7 +421,13 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let locale =
                 baomi_server::console::i18n::Locale::new(&console_language, &console_timezone)?;
-            let mut server = open(&db, threads, key)?.with_locale(locale);
+            let mut server = open(&db, threads, key)?
+                .with_locale(locale)
+                .with_channels(channels.clone());
+            baomi_server::notify::register_channels(&server, &channels).map_err(|e| e.message)?;
+            if !channels.names().is_empty() {
+                log::info!("alerts delivered to {:?}", channels);
+            }
             match log_key.as_deref().map(LogKey::load).transpose()? {
                 Some(k) => server = server.with_log_key(k),
                 None => log::warn!(
@@ -762,4 +797,56 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), String> {
     o.open(path)
         .and_then(|mut f| f.write_all(bytes))
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The alert channels of the serve options (the webhook's key from the environment).
+fn alert_channels(
+    webhook: Option<String>,
+    syslog: Option<String>,
+    smtp: Option<String>,
+    from: String,
+    to: Option<String>,
+) -> Result<baomi_server::notify::Channels, String> {
+    let webhook = match webhook {
+        Some(url) => {
+            let key = std::env::var("BAOMI_ALERT_WEBHOOK_KEY").map_err(|_| {
+                "--alert-webhook needs its signing key in BAOMI_ALERT_WEBHOOK_KEY".to_owned()
+            })?;
+            if key.len() < 16 {
+                return Err("BAOMI_ALERT_WEBHOOK_KEY: at least 16 characters".into());
+            }
+            Some((url, key.into_bytes()))
+        }
+        None => None,
+    };
+    let smtp = match smtp {
+        Some(relay) => {
+            let (host, port) = relay
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| format!("--alert-smtp {relay}: HOST:PORT"))?;
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback());
+            Some(baomi_server::notify::Smtp {
+                starttls: !loopback,
+                host,
+                port,
+                from,
+                to: to
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            })
+        }
+        None => None,
+    };
+    Ok(baomi_server::notify::Channels {
+        webhook,
+        syslog,
+        smtp,
+    })
 }

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub open_waits: IntGauge,
     /// Request bodies refused for lack of room (503 busy).
     pub bodies_refused: IntCounterVec,
+    /// Alert deliveries attempted, by channel and result (`crate::notify`).
+    pub deliveries: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -49,6 +51,14 @@ impl Metrics {
             ),
             &["scope"],
         )?;
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "alert_deliveries_total",
+                "Alert deliveries attempted, by channel and result",
+            ),
+            &["channel", "result"],
+        )?;
+        registry.register(Box::new(deliveries.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(open_waits.clone()))?;
@@ -59,6 +69,7 @@ impl Metrics {
             latency,
             open_waits,
             bodies_refused,
+            deliveries,
         })
     }
 

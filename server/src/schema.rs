@@ -292,6 +292,19 @@ pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
             updated_by TEXT,
             note TEXT
         );
+        CREATE TABLE IF NOT EXISTS alert_channels (channel TEXT PRIMARY KEY);
+        CREATE TABLE IF NOT EXISTS deliveries (
+            id {serial},
+            channel TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts BIGINT NOT NULL,
+            next_attempt_at BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            delivered_at BIGINT,
+            last_error TEXT
+        );
+        CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
         CREATE TABLE IF NOT EXISTS audit (
             seq {serial},
             at BIGINT NOT NULL,

@@ -12,6 +12,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -2420,4 +2421,218 @@ fn the_console_and_the_api_tell_one_truth_about_a_phone() {
         let zh = console_page(&admin, &session, "/console/custody", "zh-CN");
         assert!(zh.contains("lang=\"zh-CN\"") && zh.contains("秘密") && zh.contains("密件领用"));
     }
+}
+
+/// What the loopback receivers got: (channel, text).
+type Inbox = Arc<Mutex<Vec<(&'static str, String)>>>;
+
+/// An HTTP receiver on loopback that checks the webhook's signature; it answers 503 to the
+/// first delivery (the server must retry) and 200 after.
+fn webhook_receiver(key: &'static str, inbox: Inbox) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let (mut len, mut sig) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("x-baomi-signature:") {
+                    sig = line["x-baomi-signature:".len()..].trim().to_owned();
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let good = baomi_server::mdm::connector::verify_event_signature(
+                key.as_bytes(),
+                &body,
+                Some(&sig),
+            );
+            n += 1;
+            let status = if n == 1 || !good {
+                "503 Busy"
+            } else {
+                "200 OK"
+            };
+            if good && n > 1 {
+                inbox
+                    .lock()
+                    .unwrap()
+                    .push(("webhook", String::from_utf8_lossy(&body).into_owned()));
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    format!("http://{addr}/alerts")
+}
+
+/// A syslog listener on loopback (RFC 5424 over TCP, octet-counted frames).
+fn syslog_receiver(inbox: Inbox) -> String {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut all = Vec::new();
+            let _ = conn.read_to_end(&mut all);
+            let text = String::from_utf8_lossy(&all).into_owned();
+            let (len, msg) = text.split_once(' ').unwrap();
+            assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "octet counting");
+            inbox.lock().unwrap().push(("syslog", msg.to_owned()));
+        }
+    });
+    addr.to_string()
+}
+
+/// An SMTP server on loopback: the protocol's dialogue, every message kept.
+fn smtp_receiver(inbox: Inbox) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let _ = conn.write_all(b"220 receiver.test ESMTP\r\n");
+            let (mut data, mut in_data) = (String::new(), false);
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        inbox
+                            .lock()
+                            .unwrap()
+                            .push(("smtp", std::mem::take(&mut data)));
+                        let _ = conn.write_all(b"250 queued\r\n");
+                    } else {
+                        data.push_str(&line);
+                    }
+                    continue;
+                }
+                let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+                let answer: &[u8] = match verb.as_str() {
+                    "EHLO" | "HELO" => b"250-receiver.test\r\n250 8BITMIME\r\n",
+                    "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 ok\r\n",
+                    "DATA" => {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    }
+                    "QUIT" => {
+                        let _ = conn.write_all(b"221 bye\r\n");
+                        break;
+                    }
+                    _ => b"502 not implemented\r\n",
+                };
+                let _ = conn.write_all(answer);
+            }
+        }
+    });
+    addr.to_string()
+}
+
+/// Issue 22: an alert reaches the officer without their looking, over each channel, through
+/// real receivers on loopback; a receiver that refuses the first delivery gets it again, and
+/// every attempt is recorded.
+#[test]
+fn an_alert_reaches_the_officer_by_webhook_syslog_and_email() {
+    const KEY: &str = "webhook key of the security office";
+    let b = backends().remove(0);
+    let o = office();
+    let admin = o.admin(&b.url);
+    let inbox: Inbox = Arc::default();
+    let webhook = webhook_receiver(KEY, inbox.clone());
+    let syslog = syslog_receiver(inbox.clone());
+    let smtp = smtp_receiver(inbox.clone());
+    let (child, addr) = common::serve_env(
+        [
+            "--threads",
+            "2",
+            "--db",
+            b.url.as_str(),
+            "--upload-key",
+            o.upload_key_file.to_str().unwrap(),
+            "--alert-webhook",
+            webhook.as_str(),
+            "--alert-syslog",
+            syslog.as_str(),
+            "--alert-smtp",
+            smtp.as_str(),
+            "--alert-mail-to",
+            "security-office@example.gov.cn",
+        ],
+        &[("BAOMI_ALERT_WEBHOOK_KEY", KEY)],
+    );
+    let srv = ServerProcess {
+        child,
+        base: format!("http://{addr}"),
+    };
+    let (mut d, t) = enrolled(&o, &admin, &srv.base);
+    // The phone's clock set back: a clock alert opens.
+    sync_now(&mut d.agent, &t, Timestamp::now().plus_seconds(-600)).unwrap();
+    sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let got: BTreeSet<&str> = inbox.lock().unwrap().iter().map(|(c, _)| *c).collect();
+        if got.len() == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivered only over {got:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let got = inbox.lock().unwrap().clone();
+    let dev = d.id();
+    let webhook: serde_json::Value =
+        serde_json::from_str(&got.iter().find(|(c, _)| *c == "webhook").unwrap().1).unwrap();
+    assert_eq!(
+        (webhook["kind"].as_str(), webhook["device_id"].as_str()),
+        (Some("alert"), Some(dev.as_str()))
+    );
+    let syslog = &got.iter().find(|(c, _)| *c == "syslog").unwrap().1;
+    assert!(
+        syslog.starts_with("<130>1 ") && syslog.contains(&format!("device=\"{dev}\"")),
+        "{syslog}"
+    );
+    let mail = &got.iter().find(|(c, _)| *c == "smtp").unwrap().1;
+    assert!(
+        mail.contains("security-office@example.gov.cn") && mail.contains(&dev),
+        "{mail}"
+    );
+    // The delivery record: the webhook took two attempts (the first refused), each recorded.
+    let records = baomi_server::notify::deliveries(&admin, 50).unwrap();
+    let hook = records
+        .iter()
+        .find(|r| r.channel == "webhook" && r.body.contains("\"alert\""))
+        .unwrap();
+    assert_eq!(
+        (hook.status.as_str(), hook.attempts),
+        ("delivered", 2),
+        "{hook:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.body.contains("\"alert\""))
+            .all(|r| r.status == "delivered")
+    );
 }

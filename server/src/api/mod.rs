@@ -150,6 +150,8 @@ pub struct Server {
     ledger_lock: std::sync::Mutex<()>,
     /// The console's default language and the office's time zone.
     locale: crate::console::i18n::Locale,
+    /// Where alerts are delivered (`crate::notify`).
+    channels: crate::notify::Channels,
 }
 
 /// What a device reports that the office may or may not have published.
@@ -210,7 +212,19 @@ impl Server {
             log_key: None,
             ledger_lock: std::sync::Mutex::new(()),
             locale: Default::default(),
+            channels: Default::default(),
         })
+    }
+
+    /// Delivers alerts and critical violations to these channels (`crate::notify`).
+    pub fn with_channels(mut self, channels: crate::notify::Channels) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// See [`Server::with_channels`].
+    pub fn channels(&self) -> &crate::notify::Channels {
+        &self.channels
     }
 
     /// The console's language and time zone (default: zh-CN, Asia/Shanghai).

@@ -283,6 +283,28 @@ pub(super) fn store_batch(
         .map(|(seq, x)| Ok((dev, seq_i64(*seq)?, now.0, x)))
         .collect::<Result<_, ApiError>>()?;
     Indexed::count(c, &new)?;
+    // Critical violations reach the officer without their looking: one notification per
+    // batch (its count and first record), in this transaction.
+    let critical: Vec<&(&str, i64, i64, &Indexed)> = new
+        .iter()
+        .filter(|(.., x)| x.severity == "critical")
+        .collect();
+    if let Some((_, seq, _, x)) = critical.first() {
+        crate::notify::enqueue(
+            c,
+            &crate::notify::Notification {
+                kind: "critical_violations".into(),
+                device_id: dev.to_owned(),
+                summary: format!(
+                    "{dev}: {} critical violation(s), first {} (record {seq})",
+                    critical.len(),
+                    x.rules.join(", ")
+                ),
+                at: now.0,
+                detail: serde_json::json!({ "count": critical.len(), "first_seq": seq, "rules": x.rules, "event_type": x.event_type }),
+            },
+        )?;
+    }
     for (kind, rule) in [
         (crate::alerts::Kind::Tamper, baomi_core::rules::TAMPER),
         (crate::alerts::Kind::Clock, baomi_core::rules::CLOCK),
