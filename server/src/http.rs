@@ -487,24 +487,42 @@ async fn accept_loop(
 
 /// The evidence ledger's sequencer and signer on a schedule: queued leaves are appended and a
 /// checkpoint signed every few seconds (group commit; uploads never wait for it).
-async fn sign_ledger(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+async fn sign_ledger(shared: Arc<Shared>, stopped: watch::Receiver<bool>) {
+    let job: fn(&Server) -> Result<(), ApiError> = |s| {
+        if s.has_log_key() {
+            s.ledger_checkpoint().map(|_| ())
+        } else {
+            s.ledger_integrate().map(|_| ())
+        }
+    };
+    every(
+        shared,
+        stopped,
+        std::time::Duration::from_secs(2),
+        "ledger",
+        job,
+    )
+    .await;
+}
+
+/// Runs `job` on the blocking pool every `period` until the listener stops, logging what it
+/// returns as an error under `what`.
+async fn every(
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+    period: std::time::Duration,
+    what: &'static str,
+    job: fn(&Server) -> Result<(), ApiError>,
+) {
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(period) => {}
         }
         let server = shared.server.clone();
-        let signed = tokio::task::spawn_blocking(move || {
-            if server.has_log_key() {
-                server.ledger_checkpoint().map(|_| ())
-            } else {
-                server.ledger_integrate().map(|_| ())
-            }
-        })
-        .await;
-        match signed {
-            Ok(Err(e)) => log::warn!("ledger: {}", e.message),
-            Err(e) => log::warn!("ledger: {e}"),
+        match tokio::task::spawn_blocking(move || job(&server)).await {
+            Ok(Err(e)) => log::warn!("{what}: {}", e.message),
+            Err(e) => log::warn!("{what}: {e}"),
             Ok(Ok(())) => {}
         }
     }
@@ -512,42 +530,36 @@ async fn sign_ledger(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
 
 /// Sends the alert deliveries that are due (`crate::notify`), once a second; nothing when no
 /// channel is configured.
-async fn deliver_alerts(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+async fn deliver_alerts(shared: Arc<Shared>, stopped: watch::Receiver<bool>) {
     if shared.server.channels().names().is_empty() {
         return;
     }
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-        }
-        let server = shared.server.clone();
-        match tokio::task::spawn_blocking(move || server.deliver_due(server.channels())).await {
-            Ok(Err(e)) => log::warn!("alert delivery: {}", e.message),
-            Err(e) => log::warn!("alert delivery: {e}"),
-            Ok(Ok(_)) => {}
-        }
-    }
+    let job: fn(&Server) -> Result<(), ApiError> = |s| s.deliver_due(s.channels()).map(|_| ());
+    every(
+        shared,
+        stopped,
+        std::time::Duration::from_secs(1),
+        "alert delivery",
+        job,
+    )
+    .await;
 }
 
 /// Hands MDM commands that are due (a failed hand-over's backoff ran out, or another process
 /// created them) to the MDM, once a second; nothing when no connector is configured.
-async fn retry_mdm(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+async fn retry_mdm(shared: Arc<Shared>, stopped: watch::Receiver<bool>) {
     if shared.server.mdm_config().is_none() {
         return;
     }
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-        }
-        let server = shared.server.clone();
-        match tokio::task::spawn_blocking(move || server.mdm_dispatch_due()).await {
-            Ok(Err(e)) => log::warn!("mdm dispatch: {}", e.message),
-            Err(e) => log::warn!("mdm dispatch: {e}"),
-            Ok(Ok(_)) => {}
-        }
-    }
+    let job: fn(&Server) -> Result<(), ApiError> = |s| s.mdm_dispatch_due().map(|_| ());
+    every(
+        shared,
+        stopped,
+        std::time::Duration::from_secs(1),
+        "mdm dispatch",
+        job,
+    )
+    .await;
 }
 
 /// Reads the change counter while anyone waits (nothing at all while nobody does).

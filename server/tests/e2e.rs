@@ -379,6 +379,18 @@ fn received(admin: &Server, dev: &str) -> Vec<i64> {
         .collect()
 }
 
+/// The registry posts a custody record to the server at `base`.
+fn post_custody(base: &str, body: Vec<u8>) -> HttpResponse {
+    transport(base)
+        .send(&HttpRequest {
+            method: "POST".into(),
+            path: path::REGISTRY_CUSTODY.into(),
+            headers: vec![],
+            body,
+        })
+        .unwrap()
+}
+
 /// Enrolled, with the bundle naming it installed by a first sync.
 fn enrolled(o: &Office, admin: &Server, base: &str) -> (Device, HttpTransport) {
     let t = transport(base);
@@ -792,16 +804,7 @@ fn registry_custody_closes_the_camera_until_a_signed_return() {
         sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
         assert_eq!(history(), [false], "{}", b.label);
         // The registry posts a sign-out; the holder never scans the document.
-        let raw = transport(&srv.base);
-        let post = |body: Vec<u8>| {
-            raw.send(&HttpRequest {
-                method: "POST".into(),
-                path: path::REGISTRY_CUSTODY.into(),
-                headers: vec![],
-                body,
-            })
-            .unwrap()
-        };
+        let post = |body: Vec<u8>| post_custody(&srv.base, body);
         assert_eq!(
             post(o.custody("r-1", CustodyAction::SignOut, &o.registry)).status,
             200
@@ -1752,15 +1755,10 @@ fn a_relay_withholding_what_the_office_sent_fails_the_sync_and_is_recorded() {
         let srv = spawn_server(&b.url, &o.upload_key_file);
         let (mut d, t) = enrolled(&o, &admin, &srv.base);
         let dev = d.id();
-        let raw = transport(&srv.base);
-        let posted = raw
-            .send(&HttpRequest {
-                method: "POST".into(),
-                path: path::REGISTRY_CUSTODY.into(),
-                headers: vec![],
-                body: o.custody("w-1", CustodyAction::SignOut, &o.registry),
-            })
-            .unwrap();
+        let posted = post_custody(
+            &srv.base,
+            o.custody("w-1", CustodyAction::SignOut, &o.registry),
+        );
         assert_eq!(posted.status, 200);
         admin.publish_bundle(&o.bundle(&[&dev], 2)).unwrap();
         let relay = Relay::new(&srv.base, |req: &HttpRequest, inner: &HttpTransport| {
@@ -2336,17 +2334,7 @@ fn the_console_and_the_api_tell_one_truth_about_a_phone() {
         );
 
         // Custody: signed out, a violation while out, returned; the history keeps it all.
-        let raw = transport(&srv.base);
-        let post = |body: Vec<u8>| {
-            raw.send(&HttpRequest {
-                method: "POST".into(),
-                path: path::REGISTRY_CUSTODY.into(),
-                headers: vec![],
-                body,
-            })
-            .unwrap()
-            .status
-        };
+        let post = |body: Vec<u8>| post_custody(&srv.base, body).status;
         assert_eq!(
             post(o.custody("r-1", CustodyAction::SignOut, &o.registry)),
             200

@@ -144,6 +144,30 @@ impl Encoder {
     }
 }
 
+/// Sends pages of rows until the last page (`page(after)` gives a page and its next cursor)
+/// or until the reader is gone; the rows sent.
+fn pump<T: Serialize>(
+    enc: &mut Encoder,
+    send: &mut dyn FnMut(Vec<u8>) -> bool,
+    header: &[&str],
+    mut page: impl FnMut(Option<String>) -> Result<(Vec<T>, Option<String>), ApiError>,
+    cells: impl Fn(&T) -> Vec<String>,
+) -> Result<u64, ApiError> {
+    let (mut rows, mut after) = (0u64, None);
+    loop {
+        let (items, next) = page(after.take())?;
+        let chunk: Vec<(&T, Vec<String>)> = items.iter().map(|x| (x, cells(x))).collect();
+        rows += chunk.len() as u64;
+        if !send(enc.rows(header, &chunk)?) {
+            return Ok(rows);
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(rows),
+        }
+    }
+}
+
 /// Runs `job`, handing each chunk to `send`; stops when `send` says the reader is gone
 /// (returns false). Returns the rows written.
 pub fn run(
@@ -156,192 +180,147 @@ pub fn run(
         format: job.format,
         header_written: false,
     };
-    let mut rows = 0u64;
     if job.format == Format::Csv && !send("\u{feff}".as_bytes().to_vec()) {
         return Ok(0);
     }
     let when = |ms: i64| baomi_core::time::Timestamp(ms).to_rfc3339();
     match job.what {
-        What::Violations => {
-            let mut f = job.violations.clone();
-            f.limit = Some(PAGE);
-            f.after = None;
-            loop {
-                let page = listing::violations(server, &f)?;
-                let chunk: Vec<_> = page
-                    .items
+        What::Violations => pump(
+            &mut enc,
+            send,
+            &[
+                "device_id",
+                "seq",
+                "holder",
+                "received_at",
+                "happened_at",
+                "event_type",
+                "rules",
+                "severity",
+                "verdict",
+                "reason",
+                "event",
+            ],
+            |after| {
+                let mut f = job.violations.clone();
+                f.limit = Some(PAGE);
+                f.after = after;
+                let p = listing::violations(server, &f)?;
+                Ok((p.items, p.next))
+            },
+            |v| {
+                vec![
+                    v.device_id.clone(),
+                    v.seq.to_string(),
+                    v.holder.clone().unwrap_or_default(),
+                    when(v.received_at),
+                    v.at.clone(),
+                    v.event_type.clone(),
+                    v.rules.join(";"),
+                    v.severity.clone(),
+                    v.verdict.clone(),
+                    v.reason.clone(),
+                    v.event.clone(),
+                ]
+            },
+        ),
+        What::Devices => pump(
+            &mut enc,
+            send,
+            &[
+                "device_id",
+                "holder",
+                "state",
+                "state_name",
+                "platform",
+                "policy",
+                "last_check_in",
+                "fail_closed",
+                "retired_at",
+            ],
+            |after| {
+                let mut f = job.devices.clone();
+                f.limit = Some(PAGE);
+                f.after = after;
+                let p = listing::fleet_page(server, &f)?;
+                Ok((p.items, p.next))
+            },
+            |d| {
+                vec![
+                    d.device_id.clone(),
+                    d.holder_name().unwrap_or_default().to_owned(),
+                    d.state.as_str().to_owned(),
+                    t.named("state", d.state.as_str()),
+                    d.platform.clone(),
+                    d.policy.clone().unwrap_or_default(),
+                    d.last_check_in.map(when).unwrap_or_default(),
+                    d.fail_closed.clone().unwrap_or_default(),
+                    d.retired_at.map(when).unwrap_or_default(),
+                ]
+            },
+        ),
+        What::Custody => pump(
+            &mut enc,
+            send,
+            &[
+                "holder",
+                "document",
+                "classification",
+                "signed_out_at",
+                "returned_at",
+                "camera_off",
+                "violations_while_out",
+            ],
+            |after| {
+                let mut f = job.custody.clone();
+                f.limit = Some(100);
+                f.after = after;
+                let p = listing::custody_history(server, &f)?;
+                Ok((p.items, p.next))
+            },
+            |s| {
+                let confirmations: Vec<String> = s
+                    .devices
                     .iter()
-                    .map(|v| {
-                        let cells = vec![
-                            v.device_id.clone(),
-                            v.seq.to_string(),
-                            v.holder.clone().unwrap_or_default(),
-                            when(v.received_at),
-                            v.at.clone(),
-                            v.event_type.clone(),
-                            v.rules.join(";"),
-                            v.severity.clone(),
-                            v.verdict.clone(),
-                            v.reason.clone(),
-                            v.event.clone(),
-                        ];
-                        (v, cells)
+                    .map(|d| match d.took_ms(s) {
+                        Some(ms) => format!("{}:{}s", d.device_id, ms / 1000),
+                        None => format!("{}:unconfirmed", d.device_id),
                     })
                     .collect();
-                rows += chunk.len() as u64;
-                let bytes = enc.rows(
-                    &[
-                        "device_id",
-                        "seq",
-                        "holder",
-                        "received_at",
-                        "happened_at",
-                        "event_type",
-                        "rules",
-                        "severity",
-                        "verdict",
-                        "reason",
-                        "event",
-                    ],
-                    &chunk,
-                )?;
-                if !send(bytes) {
-                    return Ok(rows);
-                }
-                match page.next {
-                    Some(n) => f.after = Some(n),
-                    None => return Ok(rows),
-                }
-            }
-        }
-        What::Devices => {
-            let mut f = job.devices.clone();
-            f.limit = Some(PAGE);
-            f.after = None;
-            loop {
-                let page = listing::fleet_page(server, &f)?;
-                let chunk: Vec<_> = page
-                    .items
-                    .iter()
-                    .map(|d| {
-                        let cells = vec![
-                            d.device_id.clone(),
-                            d.holder_name().unwrap_or_default().to_owned(),
-                            d.state.as_str().to_owned(),
-                            t.named("state", d.state.as_str()),
-                            d.platform.clone(),
-                            d.policy.clone().unwrap_or_default(),
-                            d.last_check_in.map(when).unwrap_or_default(),
-                            d.fail_closed.clone().unwrap_or_default(),
-                            d.retired_at.map(when).unwrap_or_default(),
-                        ];
-                        (d, cells)
-                    })
-                    .collect();
-                rows += chunk.len() as u64;
-                let bytes = enc.rows(
-                    &[
-                        "device_id",
-                        "holder",
-                        "state",
-                        "state_name",
-                        "platform",
-                        "policy",
-                        "last_check_in",
-                        "fail_closed",
-                        "retired_at",
-                    ],
-                    &chunk,
-                )?;
-                if !send(bytes) {
-                    return Ok(rows);
-                }
-                match page.next {
-                    Some(n) => f.after = Some(n),
-                    None => return Ok(rows),
-                }
-            }
-        }
-        What::Custody => {
-            let mut f = job.custody.clone();
-            f.limit = Some(PAGE.min(100));
-            f.after = None;
-            loop {
-                let page = listing::custody_history(server, &f)?;
-                let chunk: Vec<_> = page
-                    .items
-                    .iter()
-                    .map(|s| {
-                        let confirmations: Vec<String> = s
-                            .devices
-                            .iter()
-                            .map(|d| match d.took_ms(s) {
-                                Some(ms) => format!("{}:{}s", d.device_id, ms / 1000),
-                                None => format!("{}:unconfirmed", d.device_id),
-                            })
-                            .collect();
-                        let cells = vec![
-                            s.holder.clone(),
-                            s.document.clone(),
-                            s.classification.clone(),
-                            when(s.signed_out_at),
-                            s.returned_at.map(when).unwrap_or_default(),
-                            confirmations.join(";"),
-                            s.violations.to_string(),
-                        ];
-                        (s, cells)
-                    })
-                    .collect();
-                rows += chunk.len() as u64;
-                let bytes = enc.rows(
-                    &[
-                        "holder",
-                        "document",
-                        "classification",
-                        "signed_out_at",
-                        "returned_at",
-                        "camera_off",
-                        "violations_while_out",
-                    ],
-                    &chunk,
-                )?;
-                if !send(bytes) {
-                    return Ok(rows);
-                }
-                match page.next {
-                    Some(n) => f.after = Some(n),
-                    None => return Ok(rows),
-                }
-            }
-        }
-        What::Audit => {
-            let mut before = None;
-            loop {
-                let page = server.audit_page(PAGE, before)?;
-                let chunk: Vec<_> = page
-                    .iter()
-                    .map(|a| {
-                        let cells = vec![
-                            a.seq.to_string(),
-                            when(a.at),
-                            a.officer.clone(),
-                            a.action.clone(),
-                            a.detail.clone(),
-                        ];
-                        (a, cells)
-                    })
-                    .collect();
-                rows += chunk.len() as u64;
-                let bytes = enc.rows(&["seq", "at", "officer", "action", "detail"], &chunk)?;
-                if !send(bytes) {
-                    return Ok(rows);
-                }
-                match page.last() {
-                    Some(a) if page.len() as i64 >= PAGE => before = Some(a.seq),
-                    _ => return Ok(rows),
-                }
-            }
-        }
+                vec![
+                    s.holder.clone(),
+                    s.document.clone(),
+                    s.classification.clone(),
+                    when(s.signed_out_at),
+                    s.returned_at.map(when).unwrap_or_default(),
+                    confirmations.join(";"),
+                    s.violations.to_string(),
+                ]
+            },
+        ),
+        What::Audit => pump(
+            &mut enc,
+            send,
+            &["seq", "at", "officer", "action", "detail"],
+            |after| {
+                let before = after.and_then(|a| a.parse().ok());
+                let p = server.audit_page(PAGE, before)?;
+                let next = p
+                    .last()
+                    .filter(|_| p.len() as i64 >= PAGE)
+                    .map(|a| a.seq.to_string());
+                Ok((p, next))
+            },
+            |a| {
+                vec![
+                    a.seq.to_string(),
+                    when(a.at),
+                    a.officer.clone(),
+                    a.action.clone(),
+                    a.detail.clone(),
+                ]
+            },
+        ),
     }
 }
 
