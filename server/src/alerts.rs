@@ -135,6 +135,11 @@ pub fn raise(
                 now.into(),
             ],
         )?;
+        // Counted on the phone's row: its state reads a column, not this table.
+        c.execute(
+            "UPDATE devices SET open_alerts = open_alerts + 1 WHERE device_id = $1",
+            &[device.into()],
+        )?;
         // Out to the officer's channels, in this transaction (the outbox).
         crate::notify::enqueue(
             c,
@@ -252,6 +257,12 @@ pub fn transition(
             id.into(),
         ],
     )?;
+    if n == 1 && to == State::Resolved {
+        c.execute(
+            "UPDATE devices SET open_alerts = open_alerts - 1 WHERE device_id = (SELECT device_id FROM alerts WHERE id = $1) AND open_alerts > 0",
+            &[id.into()],
+        )?;
+    }
     let found = list(
         c,
         &Filter {

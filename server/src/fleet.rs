@@ -180,7 +180,7 @@ pub fn state_sql(now: i64) -> String {
     format!(
         "CASE \
          WHEN d.retired_at IS NOT NULL THEN 'retired' \
-         WHEN EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.device_id AND a.state <> 'resolved') THEN 'alert' \
+         WHEN d.open_alerts > 0 THEN 'alert' \
          WHEN d.fail_closed IS NOT NULL THEN 'fail_closed' \
          WHEN d.last_check_in IS NULL OR d.last_check_in < {stale_before} THEN 'stale' \
          WHEN d.policy_version IS NULL OR d.policy_version < (SELECT COALESCE(MAX(version), 0) FROM bundles) THEN 'outdated' \

@@ -34,7 +34,8 @@ pub fn custody_names(doc: &CustodyRecordDoc) -> (String, String) {
 /// of each violation's record when it is received (`holder` as assigned then, `severity`,
 /// `verdict`, `event_type`), a row per rule matched (`violation_rules`), daily counts per rule and
 /// severity (`violation_counts`), whether the phone's last report applied its posture
-/// (`devices.applied_ok`), alerts as records with a state (`alerts`), and the indexes the
+/// (`devices.applied_ok`), alerts as records with a state (`alerts`; a phone's unresolved
+/// ones counted on its row, `devices.open_alerts`), and the indexes the
 /// console's queries use; earlier rows are filled in once by [`backfill_v8`].
 pub const VERSION: i64 = 8;
 
@@ -73,6 +74,7 @@ const LADDER: &[(i64, &str)] = &[
      ALTER TABLE violations ADD COLUMN verdict TEXT NOT NULL DEFAULT '';
      ALTER TABLE violations ADD COLUMN event_type TEXT NOT NULL DEFAULT '';
      ALTER TABLE devices ADD COLUMN applied_ok BIGINT;
+     ALTER TABLE devices ADD COLUMN open_alerts BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE custody ADD COLUMN document TEXT NOT NULL DEFAULT '';
      ALTER TABLE custody ADD COLUMN classification TEXT NOT NULL DEFAULT '';
      ALTER TABLE custody ADD COLUMN action TEXT NOT NULL DEFAULT '';

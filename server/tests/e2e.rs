@@ -2313,6 +2313,19 @@ fn the_console_and_the_api_tell_one_truth_about_a_phone() {
             .0,
             404
         );
+        // A NUL in a search term (PostgreSQL's text cannot hold one) is not a 500.
+        for url in [
+            "/v1/office/violations?holder=%00wu&rule=x%00",
+            "/v1/office/devices?q=%00",
+            "/v1/office/custody?document=a%00b",
+        ] {
+            assert_eq!(
+                office_api(&admin, &token, "GET", url, "").0,
+                200,
+                "{}: {url}",
+                b.label
+            );
+        }
         let (_, unresolved) = office_api(&admin, &token, "GET", "/v1/office/alerts", "");
         assert_eq!(unresolved, serde_json::json!([]));
         let audit: Vec<String> = admin

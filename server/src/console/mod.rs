@@ -182,12 +182,13 @@ fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
 
 type Query = std::collections::HashMap<String, String>;
 
-/// A query parameter, trimmed; `None` when absent or blank.
+/// A query parameter, trimmed, without NUL characters (PostgreSQL's text cannot hold them);
+/// `None` when absent or blank.
 fn param(q: &Query, k: &str) -> Option<String> {
     q.get(k)
-        .map(|v| v.trim())
+        .map(|v| v.replace('\0', ""))
+        .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }
 
 fn limit_of(q: &Query) -> Result<Option<i64>, ApiError> {
