@@ -4,6 +4,17 @@ use baomi_core::sync::custody::{CustodyRecordDoc, read_verified_custody_record};
 
 use crate::db::{Conn, DbError, Kind, Value};
 
+/// Rows each daily count is spread over (by device).
+pub const COUNT_SHARDS: u64 = 32;
+
+/// The count shard of `device` (FNV-1a of its id: stable across processes and versions).
+pub fn count_shard(device: &str) -> i64 {
+    let h = device.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    i64::try_from(h % COUNT_SHARDS).unwrap_or(0)
+}
+
 /// The stored names of a custody record's level and action.
 pub fn custody_names(doc: &CustodyRecordDoc) -> (String, String) {
     let name = |v: serde_json::Result<serde_json::Value>| {
@@ -100,8 +111,9 @@ CREATE TABLE IF NOT EXISTS violation_counts (
     day BIGINT NOT NULL,
     rule TEXT NOT NULL,
     severity TEXT NOT NULL,
+    shard BIGINT NOT NULL,
     n BIGINT NOT NULL,
-    PRIMARY KEY (day, rule, severity)
+    PRIMARY KEY (day, rule, severity, shard)
 );
 CREATE INDEX IF NOT EXISTS devices_check_in ON devices (last_check_in, device_id);
 CREATE INDEX IF NOT EXISTS device_holders_holder ON device_holders (holder, device_id);
@@ -449,17 +461,25 @@ impl Indexed {
 
     /// Writes the records' rows in `violation_rules` (one statement) and adds them to
     /// `violation_counts` (rule `""`: each record once; then once per rule matched; one
-    /// statement per day, rule and severity), for `(device, seq, received_at, columns)`.
+    /// statement per day, rule, severity and shard), for `(device, seq, received_at, columns)`.
+    ///
+    /// The counts are spread over [`COUNT_SHARDS`] rows by device: one row per day and rule
+    /// would be updated by every upload in the office, and on PostgreSQL each upload's
+    /// transaction would wait for the one before it to commit (the row's lock). Readers sum.
     pub fn count(c: &mut dyn Conn, records: &[(&str, i64, i64, &Indexed)]) -> Result<(), DbError> {
         let mut sql = String::new();
         let mut params: Vec<Value> = Vec::new();
-        let mut counts: std::collections::BTreeMap<(i64, &str, &str), i64> = Default::default();
+        let mut counts: std::collections::BTreeMap<(i64, &str, &str, i64), i64> =
+            Default::default();
         for (device, seq, received_at, x) in records {
             let day = received_at.div_euclid(86_400_000);
-            *counts.entry((day, "", x.severity.as_str())).or_default() += 1;
+            let shard = count_shard(device);
+            *counts
+                .entry((day, "", x.severity.as_str(), shard))
+                .or_default() += 1;
             for rule in &x.rules {
                 *counts
-                    .entry((day, rule.as_str(), x.severity.as_str()))
+                    .entry((day, rule.as_str(), x.severity.as_str(), shard))
                     .or_default() += 1;
                 let n = params.len();
                 sql.push_str(if n == 0 { "" } else { ", " });
@@ -478,10 +498,10 @@ impl Indexed {
                 &params,
             )?;
         }
-        for ((day, rule, severity), n) in counts {
+        for ((day, rule, severity, shard), n) in counts {
             c.execute(
-                "INSERT INTO violation_counts (day, rule, severity, n) VALUES ($1, $2, $3, $4) ON CONFLICT (day, rule, severity) DO UPDATE SET n = violation_counts.n + $4",
-                &[day.into(), rule.into(), severity.into(), n.into()],
+                "INSERT INTO violation_counts (day, rule, severity, shard, n) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (day, rule, severity, shard) DO UPDATE SET n = violation_counts.n + $5",
+                &[day.into(), rule.into(), severity.into(), shard.into(), n.into()],
             )?;
         }
         Ok(())
