@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiError;
-use crate::db::{Conn, Value};
+use crate::db::{Conn, Sql, Value};
 
 /// What an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,34 +177,44 @@ pub const MAX_PAGE: i64 = 500;
 
 /// Alerts, newest first.
 pub fn list(c: &mut dyn Conn, f: &Filter) -> Result<Vec<Alert>, ApiError> {
-    let mut sql = String::from(
-        "SELECT id, device_id, kind, detail, opened_at, last_at, occurrences, state, updated_at, updated_by, note FROM alerts WHERE 1 = 1",
-    );
-    let mut params: Vec<Value> = Vec::new();
-    let mut arg = |sql: &mut String, clause: &str, v: Value| {
-        params.push(v);
-        sql.push_str(&clause.replace('?', &format!("${}", params.len())));
-    };
+    let mut q = Sql::default();
+    q.push(&format!("{SELECT} WHERE 1 = 1"), []);
     match (f.state, f.all) {
-        (Some(s), _) => arg(&mut sql, " AND state = ?", s.as_str().into()),
-        (None, false) => sql.push_str(" AND state <> 'resolved'"),
+        (Some(s), _) => {
+            q.push(" AND state = ?", [s.as_str().into()]);
+        }
+        (None, false) => {
+            q.push(" AND state <> 'resolved'", []);
+        }
         (None, true) => {}
     }
     if let Some(d) = &f.device {
-        arg(&mut sql, " AND device_id = ?", d.clone().into());
+        q.push(" AND device_id = ?", [d.clone().into()]);
     }
     if let Some(k) = &f.kind {
-        arg(&mut sql, " AND kind = ?", k.clone().into());
+        q.push(" AND kind = ?", [k.clone().into()]);
     }
     if let Some(b) = f.before {
-        arg(&mut sql, " AND id < ?", b.into());
+        q.push(" AND id < ?", [b.into()]);
     }
-    arg(
-        &mut sql,
+    q.push(
         " ORDER BY id DESC LIMIT ?",
-        f.limit.clamp(1, MAX_PAGE).into(),
+        [f.limit.clamp(1, MAX_PAGE).into()],
     );
-    Ok(c.query(&sql, &params)?
+    rows(c, &q)
+}
+
+/// Alert `id`, whatever its state.
+pub fn get(c: &mut dyn Conn, id: i64) -> Result<Option<Alert>, ApiError> {
+    let mut q = Sql::default();
+    q.push(&format!("{SELECT} WHERE id = ?"), [id.into()]);
+    Ok(rows(c, &q)?.into_iter().next())
+}
+
+const SELECT: &str = "SELECT id, device_id, kind, detail, opened_at, last_at, occurrences, state, updated_at, updated_by, note FROM alerts";
+
+fn rows(c: &mut dyn Conn, q: &Sql) -> Result<Vec<Alert>, ApiError> {
+    Ok(c.query(&q.text, &q.params)?
         .iter()
         .map(|r| {
             let t = |i: usize| r.get(i).and_then(Value::text).map(str::to_owned);
@@ -263,18 +273,7 @@ pub fn transition(
             &[id.into()],
         )?;
     }
-    let found = list(
-        c,
-        &Filter {
-            all: true,
-            before: Some(id.saturating_add(1)),
-            limit: 1,
-            ..Default::default()
-        },
-    )?
-    .into_iter()
-    .find(|a| a.id == id);
-    match (n, found) {
+    match (n, get(c, id)?) {
         (_, None) => Err(ApiError::new_pub(
             404,
             "not_found",

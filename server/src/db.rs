@@ -42,6 +42,39 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
+/// A SQL statement under construction: text and its numbered parameters.
+#[derive(Debug, Default)]
+pub struct Sql {
+    /// The text.
+    pub text: String,
+    /// Its parameters, `$1`...
+    pub params: Vec<Value>,
+}
+
+impl Sql {
+    /// Appends `clause`, each `?` in it a new parameter taken in order from `values`.
+    pub fn push(&mut self, clause: &str, values: impl IntoIterator<Item = Value>) -> &mut Self {
+        let mut values = values.into_iter();
+        for (i, part) in clause.split('?').enumerate() {
+            if i > 0 {
+                self.params.push(values.next().unwrap_or(Value::Null));
+                self.text.push_str(&format!("${}", self.params.len()));
+            }
+            self.text.push_str(part);
+        }
+        self
+    }
+
+    /// `col IN ($k, ...)` over `values` (never empty: the caller handles no match).
+    pub fn push_in(&mut self, col: &str, values: &[String]) -> &mut Self {
+        let marks = vec!["?"; values.len()].join(", ");
+        self.push(
+            &format!("{col} IN ({marks})"),
+            values.iter().map(|v| Value::from(v.clone())),
+        )
+    }
+}
+
 impl Value {
     /// As an integer (NULL and text read as `None`).
     pub fn int(&self) -> Option<i64> {

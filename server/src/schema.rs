@@ -1,6 +1,6 @@
 //! Server tables (same text for both engines but the auto-increment column).
 
-use baomi_core::sync::custody::{CustodyRecordDoc, read_verified_custody_record};
+use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, read_verified_custody_record};
 
 use crate::db::{Conn, DbError, Kind, Value};
 
@@ -15,17 +15,13 @@ pub fn count_shard(device: &str) -> i64 {
     i64::try_from(h % COUNT_SHARDS).unwrap_or(0)
 }
 
-/// The stored names of a custody record's level and action.
+/// The stored names of a custody record's level and action (as they serialise).
 pub fn custody_names(doc: &CustodyRecordDoc) -> (String, String) {
-    let name = |v: serde_json::Result<serde_json::Value>| {
-        v.ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+    let action = match doc.action {
+        CustodyAction::SignOut => "sign_out",
+        CustodyAction::Return => "return",
     };
-    (
-        name(serde_json::to_value(doc.classification)),
-        name(serde_json::to_value(doc.action)),
-    )
+    (doc.classification.as_str().to_owned(), action.to_owned())
 }
 
 /// Schema version written into `server_meta`. Version 2 (protocol 2): chain tags of received
@@ -445,7 +441,20 @@ pub struct Indexed {
 }
 
 impl Indexed {
-    /// From a record as stored (JSON).
+    /// From a record as received (the names are the core types' own, as they serialise).
+    pub fn from_record(r: &baomi_core::store::ViolationRecord) -> Self {
+        Self {
+            severity: r
+                .severity
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            verdict: r.verdict.as_str().to_owned(),
+            event_type: r.event.kind.type_name().to_owned(),
+            rules: r.rules.clone(),
+        }
+    }
+
+    /// From a record as stored (JSON): what [`Indexed::from_record`] gives for it.
     pub fn of(record: &serde_json::Value) -> Self {
         let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
         Self {
@@ -505,5 +514,57 @@ impl Indexed {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+    use baomi_core::event::{Event, EventKind};
+    use baomi_core::store::ViolationRecord;
+
+    /// The columns written at ingest and those the upgrade backfills from stored JSON agree.
+    #[test]
+    fn a_received_record_and_its_stored_json_index_alike() {
+        let record = ViolationRecord {
+            event: Event {
+                at: baomi_core::time::Timestamp(1),
+                kind: EventKind::AppLaunched {
+                    package: "com.tencent.mm".into(),
+                },
+            },
+            verdict: baomi_core::Verdict::Deny,
+            rules: vec!["a".into(), "b".into()],
+            severity: Some(baomi_core::policy::model::Severity::Critical),
+            reason: "r".into(),
+            posture: Default::default(),
+            policy: None,
+        };
+        let received = Indexed::from_record(&record);
+        let stored = Indexed::of(&serde_json::to_value(&record).unwrap());
+        assert_eq!(
+            (
+                received.severity.as_str(),
+                received.verdict.as_str(),
+                received.event_type.as_str()
+            ),
+            ("critical", "deny", "app_launched")
+        );
+        assert_eq!(
+            (
+                received.severity,
+                received.verdict,
+                received.event_type,
+                received.rules
+            ),
+            (
+                stored.severity,
+                stored.verdict,
+                stored.event_type,
+                stored.rules
+            )
+        );
     }
 }

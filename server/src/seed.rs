@@ -192,10 +192,7 @@ pub fn seed(
                     };
                     let json = serde_json::to_string(&record)
                         .map_err(|e| ApiError::internal(e.to_string()))?;
-                    let x = Indexed::of(
-                        &serde_json::from_str(&json)
-                            .map_err(|e| ApiError::internal(e.to_string()))?,
-                    );
+                    let x = Indexed::from_record(&record);
                     let n = params.len();
                     if n > 0 {
                         sql.push_str(", ");

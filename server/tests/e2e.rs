@@ -2427,55 +2427,62 @@ fn the_console_and_the_api_tell_one_truth_about_a_phone() {
 /// What the loopback receivers got: (channel, text).
 type Inbox = Arc<Mutex<Vec<(&'static str, String)>>>;
 
+/// A TCP listener on loopback that hands each connection to `serve`, one at a time, on a
+/// thread of its own; its address.
+fn loopback_receiver(
+    mut serve: impl FnMut(std::net::TcpStream) + Send + 'static,
+) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            serve(conn);
+        }
+    });
+    addr
+}
+
 /// An HTTP receiver on loopback that checks the webhook's signature; it answers 503 to the
 /// first delivery (the server must retry) and 200 after.
 fn webhook_receiver(key: &'static str, inbox: Inbox) -> String {
     use std::io::{BufRead, BufReader, Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut n = 0;
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut r = BufReader::new(conn.try_clone().unwrap());
-            let (mut len, mut sig) = (0usize, String::new());
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                if lower.starts_with("x-baomi-signature:") {
-                    sig = line["x-baomi-signature:".len()..].trim().to_owned();
-                }
+    let mut n = 0;
+    let addr = loopback_receiver(move |mut conn| {
+        let mut r = BufReader::new(conn.try_clone().unwrap());
+        let (mut len, mut sig) = (0usize, String::new());
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
             }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let good = baomi_server::mdm::connector::verify_event_signature(
-                key.as_bytes(),
-                &body,
-                Some(&sig),
-            );
-            n += 1;
-            let status = if n == 1 || !good {
-                "503 Busy"
-            } else {
-                "200 OK"
-            };
-            if good && n > 1 {
-                inbox
-                    .lock()
-                    .unwrap()
-                    .push(("webhook", String::from_utf8_lossy(&body).into_owned()));
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
             }
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
+            if lower.starts_with("x-baomi-signature:") {
+                sig = line["x-baomi-signature:".len()..].trim().to_owned();
+            }
         }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        let good =
+            baomi_server::mdm::connector::verify_event_signature(key.as_bytes(), &body, Some(&sig));
+        n += 1;
+        let status = if n == 1 || !good {
+            "503 Busy"
+        } else {
+            "200 OK"
+        };
+        if good && n > 1 {
+            inbox
+                .lock()
+                .unwrap()
+                .push(("webhook", String::from_utf8_lossy(&body).into_owned()));
+        }
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
     });
     format!("http://{addr}/alerts")
 }
@@ -2483,70 +2490,60 @@ fn webhook_receiver(key: &'static str, inbox: Inbox) -> String {
 /// A syslog listener on loopback (RFC 5424 over TCP, octet-counted frames).
 fn syslog_receiver(inbox: Inbox) -> String {
     use std::io::Read;
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut all = Vec::new();
-            let _ = conn.read_to_end(&mut all);
-            let text = String::from_utf8_lossy(&all).into_owned();
-            let (len, msg) = text.split_once(' ').unwrap();
-            assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "octet counting");
-            inbox.lock().unwrap().push(("syslog", msg.to_owned()));
-        }
-    });
-    addr.to_string()
+    loopback_receiver(move |mut conn| {
+        let mut all = Vec::new();
+        let _ = conn.read_to_end(&mut all);
+        let text = String::from_utf8_lossy(&all).into_owned();
+        let (len, msg) = text.split_once(' ').unwrap();
+        assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "octet counting");
+        inbox.lock().unwrap().push(("syslog", msg.to_owned()));
+    })
+    .to_string()
 }
 
 /// An SMTP server on loopback: the protocol's dialogue, every message kept.
 fn smtp_receiver(inbox: Inbox) -> String {
     use std::io::{BufRead, BufReader, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut r = BufReader::new(conn.try_clone().unwrap());
-            let _ = conn.write_all(b"220 receiver.test ESMTP\r\n");
-            let (mut data, mut in_data) = (String::new(), false);
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 {
+    loopback_receiver(move |mut conn| {
+        let mut r = BufReader::new(conn.try_clone().unwrap());
+        let _ = conn.write_all(b"220 receiver.test ESMTP\r\n");
+        let (mut data, mut in_data) = (String::new(), false);
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if in_data {
+                if line == ".\r\n" {
+                    in_data = false;
+                    inbox
+                        .lock()
+                        .unwrap()
+                        .push(("smtp", std::mem::take(&mut data)));
+                    let _ = conn.write_all(b"250 queued\r\n");
+                } else {
+                    data.push_str(&line);
+                }
+                continue;
+            }
+            let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+            let answer: &[u8] = match verb.as_str() {
+                "EHLO" | "HELO" => b"250-receiver.test\r\n250 8BITMIME\r\n",
+                "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 ok\r\n",
+                "DATA" => {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                }
+                "QUIT" => {
+                    let _ = conn.write_all(b"221 bye\r\n");
                     break;
                 }
-                if in_data {
-                    if line == ".\r\n" {
-                        in_data = false;
-                        inbox
-                            .lock()
-                            .unwrap()
-                            .push(("smtp", std::mem::take(&mut data)));
-                        let _ = conn.write_all(b"250 queued\r\n");
-                    } else {
-                        data.push_str(&line);
-                    }
-                    continue;
-                }
-                let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
-                let answer: &[u8] = match verb.as_str() {
-                    "EHLO" | "HELO" => b"250-receiver.test\r\n250 8BITMIME\r\n",
-                    "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 ok\r\n",
-                    "DATA" => {
-                        in_data = true;
-                        b"354 go ahead\r\n"
-                    }
-                    "QUIT" => {
-                        let _ = conn.write_all(b"221 bye\r\n");
-                        break;
-                    }
-                    _ => b"502 not implemented\r\n",
-                };
-                let _ = conn.write_all(answer);
-            }
+                _ => b"502 not implemented\r\n",
+            };
+            let _ = conn.write_all(answer);
         }
-    });
-    addr.to_string()
+    })
+    .to_string()
 }
 
 /// Issue 22: an alert reaches the officer without their looking, over each channel, through

@@ -217,7 +217,7 @@ pub(super) fn store_batch(
         }
         let placeholders: Vec<String> = (1..=COLUMNS).map(|k| format!("${}", n + k)).collect();
         sql.push_str(&format!("({})", placeholders.join(", ")));
-        let x = indexed_columns(&r.record);
+        let x = Indexed::from_record(&r.record);
         params.extend([
             dev.into(),
             seq_i64(r.seq)?.into(),
@@ -430,24 +430,6 @@ pub(super) fn store_batch(
         update.set("acked_link", acked_link);
     }
     Ok(acked)
-}
-
-/// What the console filters on, from a received record.
-fn indexed_columns(r: &baomi_core::store::ViolationRecord) -> Indexed {
-    let name = |v: serde_json::Result<serde_json::Value>| {
-        v.ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    };
-    Indexed {
-        severity: r
-            .severity
-            .map(|s| name(serde_json::to_value(s)))
-            .unwrap_or_default(),
-        verdict: name(serde_json::to_value(r.verdict)),
-        event_type: r.event.kind.type_name().to_owned(),
-        rules: r.rules.clone(),
-    }
 }
 
 #[cfg(test)]

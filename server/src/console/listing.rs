@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::admin::{self, DeviceRow};
 use crate::api::{ApiError, Server};
-use crate::db::{Conn, Value};
+use crate::db::{Conn, Sql, Value};
 use crate::fleet::PhoneState;
 
 /// Most rows in one page.
@@ -40,39 +40,6 @@ pub fn contains_pattern(term: &str) -> String {
     }
     p.push('%');
     p
-}
-
-/// A SQL statement under construction: text and its numbered parameters.
-#[derive(Debug, Default)]
-pub struct Sql {
-    /// The text.
-    pub text: String,
-    /// Its parameters, `$1`...
-    pub params: Vec<Value>,
-}
-
-impl Sql {
-    /// Appends `clause`, each `?` in it a new parameter taken in order from `values`.
-    pub fn push(&mut self, clause: &str, values: impl IntoIterator<Item = Value>) -> &mut Self {
-        let mut values = values.into_iter();
-        for (i, part) in clause.split('?').enumerate() {
-            if i > 0 {
-                self.params.push(values.next().unwrap_or(Value::Null));
-                self.text.push_str(&format!("${}", self.params.len()));
-            }
-            self.text.push_str(part);
-        }
-        self
-    }
-
-    /// `col IN ($k, ...)` over `values` (never empty: the caller handles no match).
-    pub fn push_in(&mut self, col: &str, values: &[String]) -> &mut Self {
-        let marks = vec!["?"; values.len()].join(", ");
-        self.push(
-            &format!("{col} IN ({marks})"),
-            values.iter().map(|v| Value::from(v.clone())),
-        )
-    }
 }
 
 /// The ids in column 0 of `sql`'s rows.
@@ -315,11 +282,8 @@ fn count_violations(c: &mut dyn Conn, f: &ViolationFilter) -> Result<(i64, bool)
     if violation_conditions(c, f, &mut q)?.is_none() {
         return Ok((0, true));
     }
-    q.push(") t", []);
     // The cap as a LIMIT inside: counting stops there.
-    let inner_end = q.text.len() - ") t".len();
-    q.text
-        .insert_str(inner_end, &format!(" LIMIT {}", COUNT_CAP + 1));
+    q.push(&format!(" LIMIT {}) t", COUNT_CAP + 1), []);
     let n = c
         .query(&q.text, &q.params)?
         .first()

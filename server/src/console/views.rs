@@ -51,12 +51,7 @@ pub fn fleet_rows(server: &Server, devices: Vec<DeviceRow>) -> Result<Vec<FleetR
             let clearance = newest
                 .as_ref()
                 .and_then(|(_, p)| p.holder_for_device(&d.device_id))
-                .map(|h| {
-                    serde_json::to_value(h.clearance)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                });
+                .map(|h| h.clearance.as_str().to_owned());
             let enforcement_path = match &d.enforcement {
                 None => "unknown".to_owned(),
                 Some(e) if !e.can_enforce() => "degraded".to_owned(),
