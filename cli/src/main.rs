@@ -44,6 +44,9 @@ enum Command {
     /// The device agent on this host: enrol, feed events, sync, status.
     #[command(subcommand)]
     Agent(command::agent::AgentCmd),
+    /// Sign personnel assignment records (this phone to that holder, at that clearance).
+    #[command(subcommand)]
+    Assignment(command::assignment::AssignmentCmd),
     /// Sign document registry custody records (sign-out, return).
     #[command(subcommand)]
     Custody(command::custody::CustodyCmd),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Bundle(c) => command::bundle::run(c),
         Command::Log(c) => command::log::run(c),
         Command::Agent(c) => command::agent::run(c),
+        Command::Assignment(c) => command::assignment::run(c),
         Command::Custody(c) => command::custody::run(c),
         Command::Simulate(a) => command::simulate::run(&a),
         Command::Demo(a) => command::demo::run(&a),

@@ -78,4 +78,11 @@ fn the_readme_walkthrough_runs_as_written() {
         stdout.contains("\"camera_disabled\":true"),
         "custody: camera off: {stdout}"
     );
+    // The second phone, assigned by a signed record: its holder, and open (the last status).
+    let last_status = stdout.rsplit("\"device_id\"").next().unwrap_or_default();
+    assert!(
+        last_status.contains("\"holder\":\"li.na\"")
+            && last_status.contains("\"fail_closed\":null"),
+        "the assigned phone: {stdout}"
+    );
 }

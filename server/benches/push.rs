@@ -58,6 +58,7 @@ fn main() {
             keys: vec![KeyEntry::of(registry.public())],
             threshold: 1,
         }),
+        personnel: None,
         upload_key: Some(upload.public_base64()),
         expires_at: None,
         policy: None,

@@ -41,7 +41,7 @@ pub fn signed_out(
     let mut latest: BTreeMap<String, (Timestamp, CustodyAction, Classification, i64)> =
         BTreeMap::new();
     for r in c.query(
-        "SELECT envelope, received_at FROM custody WHERE holder = $1 ORDER BY cursor",
+        "SELECT envelope, received_at FROM custody WHERE holder = $1 AND device_id IS NULL ORDER BY cursor",
         &[holder.into()],
     )? {
         let Some(doc) = r

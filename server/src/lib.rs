@@ -30,6 +30,7 @@ pub mod logging;
 pub mod mdm;
 pub mod metrics;
 pub mod notify;
+pub mod provisioning;
 pub mod schema;
 pub mod seed;
 pub mod upload_key;

@@ -107,6 +107,20 @@ enum Cmd {
         /// Their recipients, comma-separated.
         #[arg(long, env = "BAOMI_ALERT_MAIL_TO")]
         alert_mail_to: Option<String>,
+        /// The URL phones reach this server at (`https://...`), for the console's Android
+        /// provisioning QR code.
+        #[arg(long, env = "BAOMI_PROVISIONING_SERVER_URL")]
+        provisioning_server_url: Option<String>,
+        /// Where a phone's setup wizard downloads the Baomi APK (the QR code's
+        /// PACKAGE_DOWNLOAD_LOCATION).
+        #[arg(long, env = "BAOMI_PROVISIONING_APK_URL")]
+        provisioning_apk_url: Option<String>,
+        /// Base64url SHA-256 of the APK's signing certificate (SIGNATURE_CHECKSUM).
+        #[arg(long, env = "BAOMI_PROVISIONING_APK_CHECKSUM")]
+        provisioning_apk_checksum: Option<String>,
+        /// The device-policy controller's admin receiver, `package/class`.
+        #[arg(long, env = "BAOMI_PROVISIONING_COMPONENT", default_value = baomi_server::provisioning::DEFAULT_COMPONENT)]
+        provisioning_component: String,
     },
     /// Enrolment tokens.
     #[command(subcommand)]
@@ -120,6 +134,10 @@ enum Cmd {
     /// Registry custody records.
     #[command(subcommand)]
     Custody(PostCmd),
+    /// Personnel assignment records (`baomi assignment sign`): a phone issued to a holder
+    /// without re-signing the policy.
+    #[command(subcommand)]
+    Assignment(PostCmd),
     /// The office's upload key.
     #[command(subcommand, name = "upload-key")]
     UploadKey(UploadKeyCmd),
@@ -400,6 +418,10 @@ fn run(cli: Cli) -> Result<(), String> {
             alert_smtp,
             alert_mail_from,
             alert_mail_to,
+            provisioning_server_url,
+            provisioning_apk_url,
+            provisioning_apk_checksum,
+            provisioning_component,
         } => {
             let channels = alert_channels(
                 alert_webhook,
@@ -423,7 +445,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 baomi_server::console::i18n::Locale::new(&console_language, &console_timezone)?;
             let mut server = open(&db, threads, key)?
                 .with_locale(locale)
-                .with_channels(channels.clone());
+                .with_channels(channels.clone())
+                .with_provisioning(baomi_server::provisioning::Provisioning {
+                    server_url: provisioning_server_url,
+                    component: provisioning_component,
+                    apk_url: provisioning_apk_url,
+                    apk_checksum: provisioning_apk_checksum,
+                });
             baomi_server::notify::register_channels(&server, &channels).map_err(|e| e.message)?;
             if !channels.names().is_empty() {
                 log::info!("alerts delivered to {:?}", channels);
@@ -549,6 +577,16 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| e.message)?;
             audited(&server, "custody_posted", &format!("feed position {c}"))?;
             println!("custody record at feed position {c}");
+            Ok(())
+        }
+        Cmd::Assignment(PostCmd::Post { file, db }) => {
+            let server = open(&db, 1, None)?;
+            let (c, doc) = server
+                .accept_assignment(&read(&file)?)
+                .map_err(|e| e.message)?;
+            let detail = assignment_detail(&doc, c);
+            audited(&server, "assignment_posted", &detail)?;
+            println!("assignment record at feed position {c}: {detail}");
             Ok(())
         }
         Cmd::LogKey(LogKeyCmd::New { name, out }) => {
@@ -849,4 +887,22 @@ fn alert_channels(
         syslog,
         smtp,
     })
+}
+
+/// How an assignment reads in the audit log and on the terminal.
+fn assignment_detail(
+    doc: &baomi_core::sync::assignment::AssignmentRecordDoc,
+    cursor: u64,
+) -> String {
+    format!(
+        "{} -> {} ({}) from {}{} [{}] feed position {cursor}",
+        doc.device,
+        doc.holder,
+        doc.clearance.as_str(),
+        doc.valid_from.to_rfc3339(),
+        doc.valid_until
+            .map(|u| format!(" until {}", u.to_rfc3339()))
+            .unwrap_or_default(),
+        doc.record_id
+    )
 }

@@ -44,7 +44,9 @@ pub fn custody_names(doc: &CustodyRecordDoc) -> (String, String) {
 /// (`devices.applied_ok`), alerts as records with a state (`alerts`; a phone's unresolved
 /// ones counted on its row, `devices.open_alerts`), and the indexes the
 /// console's queries use; earlier rows are filled in once by [`backfill_v8`].
-pub const VERSION: i64 = 8;
+/// Version 9 (issue 23): personnel assignment records share the custody feed (`custody.device_id`
+/// set, `action = 'assign'`).
+pub const VERSION: i64 = 9;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
@@ -87,6 +89,7 @@ const LADDER: &[(i64, &str)] = &[
      ALTER TABLE custody ADD COLUMN action TEXT NOT NULL DEFAULT '';
      ALTER TABLE custody ADD COLUMN at BIGINT NOT NULL DEFAULT 0;",
     ),
+    (9, "ALTER TABLE custody ADD COLUMN device_id TEXT;"),
 ];
 
 /// Indexes of version 8: every console listing pages by keyset over one of them.
@@ -117,6 +120,7 @@ CREATE INDEX IF NOT EXISTS alerts_device ON alerts (device_id, state);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, id);
 CREATE INDEX IF NOT EXISTS custody_document ON custody (holder, document, cursor);
 CREATE INDEX IF NOT EXISTS custody_action ON custody (action, cursor);
+CREATE INDEX IF NOT EXISTS custody_device ON custody (device_id, cursor);
 ";
 
 const TABLES: &str = "

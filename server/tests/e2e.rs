@@ -28,6 +28,7 @@ use baomi_core::level::{Classification, Clearance};
 use baomi_core::policy::Policy;
 use baomi_core::policy::model::HolderAssignment;
 use baomi_core::store::{HostFileKeyProvider, StoreOptions};
+use baomi_core::sync::assignment::{AssignmentRecordDoc, sign_assignment_record};
 use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, sign_custody_record};
 use baomi_core::sync::http::HttpTransport;
 use baomi_core::sync::protocol::{
@@ -76,6 +77,7 @@ use common::fresh_pg_database;
 struct Office {
     key: SigningKey,
     registry: SigningKey,
+    personnel: SigningKey,
     upload_key_file: PathBuf,
     root: Vec<u8>,
     _dir: tempfile::TempDir,
@@ -88,6 +90,7 @@ fn office() -> Office {
         root: k.root,
         key: k.key,
         registry: k.registry,
+        personnel: k.personnel,
         upload_key_file: k.upload_key_file,
         _dir: dir,
     }
@@ -2633,4 +2636,164 @@ fn an_alert_reaches_the_officer_by_webhook_syslog_and_email() {
             .filter(|r| r.body.contains("\"alert\""))
             .all(|r| r.status == "delivered")
     );
+}
+
+/// An assignment record: `device` to `holder` from `from` (until `until`), issued at `issued`.
+fn assignment(
+    signer: &SigningKey,
+    id: &str,
+    device: &str,
+    holder: &str,
+    from: Timestamp,
+    until: Option<Timestamp>,
+    issued: Timestamp,
+) -> String {
+    sign_assignment_record(
+        &AssignmentRecordDoc {
+            record_id: id.into(),
+            device: device.into(),
+            holder: holder.into(),
+            clearance: Clearance::Important,
+            valid_from: from,
+            valid_until: until,
+            issued_at: issued,
+        },
+        &[signer],
+    )
+    .unwrap()
+    .to_json()
+}
+
+/// Issue 23, item 6: every new phone needed the policy edited, re-signed k-of-n offline and
+/// republished. Now the personnel office signs one record and the phone is assigned at its
+/// next sync: it runs closed until then; the holder's custody records posted before the
+/// assignment reach it; a record by any other key is refused by the office; an older record
+/// replayed changes nothing; when the assignment ends the phone runs closed again.
+#[test]
+fn a_new_phone_is_assigned_by_a_signed_record_without_re_signing_the_policy() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let t = transport(&srv.base);
+        let now = Timestamp::now();
+        let mut d = device(&o, now);
+        d.enroll(&admin, &t, &srv.base, now);
+        let dev = d.id();
+        // The bundle names other phones only.
+        admin
+            .publish_bundle(&o.bundle(&["someone-elses-phone"], 1))
+            .unwrap();
+        let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(r.bundle_installed, Some(1), "{}", b.label);
+        let status = d.agent.status(Timestamp::now());
+        assert_eq!(
+            status.fail_closed.as_deref(),
+            Some(FailClosedReason::Unassigned.as_str()),
+            "{}",
+            b.label
+        );
+        assert!(d.agent.posture().camera_disabled);
+        // The registry signed a document out to li.na before her phone was assigned.
+        let sign_out = sign_custody_record(
+            &CustodyRecordDoc {
+                record_id: "r-li-1".into(),
+                holder: "li.na".into(),
+                document: "JIMI-2026-007".into(),
+                classification: Classification::HighlySecret,
+                action: CustodyAction::SignOut,
+                at: Timestamp::now(),
+            },
+            &[&o.registry],
+        )
+        .unwrap()
+        .to_json();
+        assert_eq!(post_custody(&srv.base, sign_out.into_bytes()).status, 200);
+        let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(r.custody_applied, 0, "not li.na's phone yet ({})", b.label);
+
+        // A record signed by the registry's key (not a personnel key) is refused.
+        let token = officer_token(&admin);
+        let issued = Timestamp::now();
+        let forged = assignment(&o.registry, "a-x", &dev, "li.na", issued, None, issued);
+        let (status, body) = office_api(&admin, &token, "POST", "/v1/office/assignments", &forged);
+        assert_eq!(status, 401, "{body} ({})", b.label);
+        // The personnel office's record, posted by an officer: nothing re-signed.
+        let a1 = assignment(&o.personnel, "a-1", &dev, "li.na", issued, None, issued);
+        let (status, body) = office_api(&admin, &token, "POST", "/v1/office/assignments", &a1);
+        assert_eq!(status, 200, "{body} ({})", b.label);
+        // The office's view and audit log follow it at once.
+        let listed = admin::devices(&admin).unwrap();
+        let row = listed.iter().find(|r| r.device_id == dev).unwrap();
+        assert_eq!(row.holder.as_deref(), Some("li.na"), "{}", b.label);
+        assert!(
+            admin
+                .audit_log(50)
+                .unwrap()
+                .iter()
+                .any(|e| e.action == "assignment_posted" && e.officer == "陈静"),
+            "{}",
+            b.label
+        );
+
+        // The phone's next sync: assigned, open, and li.na's earlier sign-out applied.
+        let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert!(r.assignment_applied, "{r:?} {}", b.label);
+        assert_eq!(r.custody_applied, 1, "{}", b.label);
+        let status = d.agent.status(Timestamp::now());
+        assert_eq!(status.holder.as_deref(), Some("li.na"));
+        assert_eq!(status.fail_closed, None, "{}", b.label);
+        assert!(
+            d.agent.posture().camera_disabled,
+            "li.na holds JIMI-2026-007"
+        );
+        // Her messenger is still banned by the policy: a decision, not a fail-closed posture.
+        assert!(!d.agent.posture().blocked_packages.is_empty());
+
+        // An older record (issued before a-1) for someone else, replayed: nothing changes.
+        let old = assignment(
+            &o.personnel,
+            "a-0",
+            &dev,
+            "wang.fang",
+            issued.plus_seconds(-3600),
+            None,
+            issued.plus_seconds(-3600),
+        );
+        assert_eq!(
+            office_api(&admin, &token, "POST", "/v1/office/assignments", &old).0,
+            200
+        );
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(d.agent.holder().as_deref(), Some("li.na"), "{}", b.label);
+
+        // The assignment ends: the phone runs closed again, by time alone.
+        let end = Timestamp::now().plus_seconds(3600);
+        let a2 = assignment(
+            &o.personnel,
+            "a-2",
+            &dev,
+            "li.na",
+            issued,
+            Some(end),
+            Timestamp::now().plus_millis(1),
+        );
+        assert_eq!(
+            office_api(&admin, &token, "POST", "/v1/office/assignments", &a2).0,
+            200
+        );
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(d.agent.holder().as_deref(), Some("li.na"));
+        let status = d.agent.status(Timestamp::now());
+        assert_eq!(status.next_deadline.map(|n| n <= end), Some(true));
+        d.agent.tick(end.plus_seconds(1)).unwrap();
+        let status = d.agent.status(end.plus_seconds(1));
+        assert_eq!(status.holder, None, "{}", b.label);
+        assert_eq!(
+            status.fail_closed.as_deref(),
+            Some(FailClosedReason::Unassigned.as_str()),
+            "{}",
+            b.label
+        );
+    }
 }

@@ -142,6 +142,7 @@ fn device(dir: &std::path::Path) -> Agent {
         keys: vec![KeyEntry::of(key.public())],
         threshold: 1,
         registry: None,
+        personnel: None,
         upload_key: Some(upload),
         expires_at: None,
         policy: None,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod assignment;
 pub mod bundle;
 pub mod custody;
 pub mod demo;

@@ -52,6 +52,13 @@ pub struct NewArgs {
     /// How many registry keys must sign a custody record.
     #[arg(long, default_value_t = 1)]
     registry_threshold: u32,
+    /// Personnel public keys (.pub) that sign assignment records (`baomi assignment sign`):
+    /// a phone is then issued to a holder without re-signing the policy.
+    #[arg(long = "personnel-key")]
+    personnel_keys: Vec<PathBuf>,
+    /// How many personnel keys must sign an assignment record.
+    #[arg(long, default_value_t = 1)]
+    personnel_threshold: u32,
     /// The office's upload key (`baomi-server upload-key new` writes it as OUT.pub): devices
     /// seal violation batches to it.
     #[arg(long)]
@@ -89,8 +96,12 @@ pub fn summary(root: &TrustRoot) -> String {
     } else {
         "the root keys sign policies".to_owned()
     };
+    let personnel = root
+        .personnel_keys()
+        .map(|(k, t)| format!(", {t}-of-{} personnel keys", k.len()))
+        .unwrap_or_default();
     format!(
-        "trust root v{}: {}-of-{} root keys, {policy}, {}-of-{} registry keys",
+        "trust root v{}: {}-of-{} root keys, {policy}, {}-of-{} registry keys{personnel}",
         root.version(),
         root.threshold(),
         root.office_keys().len(),
@@ -120,6 +131,11 @@ fn new(a: &NewArgs) -> Result<(), CliError> {
         .iter()
         .map(|p| files::public_key(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let personnel = a
+        .personnel_keys
+        .iter()
+        .map(|p| files::public_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let signers = a
         .sign_keys
         .iter()
@@ -143,6 +159,10 @@ fn new(a: &NewArgs) -> Result<(), CliError> {
         policy: (!policy.is_empty()).then(|| RoleKeys {
             keys: policy.iter().map(KeyEntry::of).collect(),
             threshold: a.policy_threshold,
+        }),
+        personnel: (!personnel.is_empty()).then(|| RoleKeys {
+            keys: personnel.iter().map(KeyEntry::of).collect(),
+            threshold: a.personnel_threshold,
         }),
     };
     let env = TrustRoot::sign(&doc, &signers.iter().collect::<Vec<_>>());

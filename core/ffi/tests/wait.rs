@@ -69,6 +69,7 @@ fn events_are_decided_while_the_push_channel_waits() {
         keys: vec![KeyEntry::of(key.public())],
         threshold: 1,
         registry: None,
+        personnel: None,
         upload_key: Some(upload),
         expires_at: None,
         policy: None,

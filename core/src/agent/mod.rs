@@ -41,6 +41,7 @@ use crate::store::{
     ChainError, KeyProvider, PolicyRef, Store, StoreError, StoreOptions, StoredViolation,
     ViolationRecord,
 };
+use crate::sync::assignment::AssignmentRecordDoc;
 use crate::sync::custody::{CustodyAction, CustodyRecordDoc};
 use crate::sync::identity::DeviceIdentity;
 use crate::sync::protocol::{ChainState, PolicyState};
@@ -114,6 +115,20 @@ pub struct InstalledBundle {
     pub trusted: bool,
 }
 
+/// What became of a personnel assignment record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignmentOutcome {
+    /// Kept as the device's assignment (in force now or later).
+    Applied {
+        /// Whether the holder in force changed with it.
+        holder_changed: bool,
+    },
+    /// The device already holds this record or a newer one: a replay changes nothing.
+    Superseded,
+    /// For another device: not applied.
+    NotApplicable,
+}
+
 /// What became of a registry custody record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CustodyOutcome {
@@ -176,6 +191,9 @@ pub struct Agent {
     store_full_reported: bool,
     sync: SyncState,
     clock: TimeGuard,
+    /// The holder and clearance in force (a personnel assignment in force, else the bundle's
+    /// `holders`), as last settled.
+    assigned: Option<(String, Clearance)>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -229,6 +247,7 @@ impl Agent {
             store_full_reported: false,
             sync,
             clock,
+            assigned: None,
         };
         let now = agent.clock.effective(now);
         if let Some(envelope) = agent.store.get_state(STATE_POLICY)? {
@@ -246,6 +265,8 @@ impl Agent {
                 None => None,
             };
             agent.activate(v, trusted, ctx, now)?;
+        } else {
+            agent.assigned = agent.assignment_at(None, now);
         }
         // A tail cut off, a row deleted or inserted since the last run: keep what reads, name
         // what does not, tell the office, and run closed until it has the report.
@@ -335,8 +356,8 @@ impl Agent {
         snapshot: Option<ContextSnapshot>,
         now: Timestamp,
     ) -> Result<(), AgentError> {
-        let assigned = clearance_of(&v.policy, self.store.device_id());
-        let clearance = assigned.unwrap_or(Clearance::None);
+        let assigned = self.assignment_at(Some(&v.policy), now);
+        let clearance = assigned.as_ref().map_or(Clearance::None, |a| a.1);
         let compiled = Arc::new(CompiledPolicy::from_valid(v.policy, self.platform));
         let mut engine = match (self.engine.take(), snapshot) {
             (Some(mut e), _) => {
@@ -351,6 +372,7 @@ impl Agent {
         // The signed assignment always wins over whatever the context remembered.
         engine.set_clearance(clearance, now);
         engine.set_unassigned(assigned.is_none(), now);
+        self.assigned = assigned;
         engine.set_untrusted(!trusted, now);
         engine.set_store_damaged(self.damage_pending(), now);
         // A signed `issued_at` raises the mark, but never past what verification allowed
@@ -678,10 +700,20 @@ impl Agent {
     /// if it changed.
     pub fn tick(&mut self, now: Timestamp) -> Result<Option<Posture>, AgentError> {
         let now = self.clock.effective(Timestamp::checked(now.0)?);
+        let before = self.engine.as_ref().map(|e| e.posture().clone());
+        if self.assigned != self.assignment_at(self.installed_policy(), now) {
+            self.settle_assignment(now)?;
+        }
         let Some(engine) = self.engine.as_mut() else {
             return Ok(None);
         };
-        let changed = engine.tick(now).map(|p| (*p).clone());
+        let ticked = engine.tick(now).map(|p| (*p).clone());
+        let changed = ticked.or_else(|| {
+            let after = engine.posture();
+            before
+                .filter(|b| !Arc::ptr_eq(b, after))
+                .map(|_| (**after).clone())
+        });
         let overdue = engine.fail_closed_reason(now) == Some(FailClosedReason::SyncOverdue);
         if overdue && !self.sync.overdue_reported {
             let last = self
@@ -939,11 +971,92 @@ impl Agent {
         self.trust.as_ref()
     }
 
-    /// The holder this device is issued to, per the installed policy.
+    /// The holder this device is issued to: a personnel assignment record in force, else the
+    /// installed policy's `holders`.
     pub fn holder(&self) -> Option<String> {
-        self.installed_policy()
+        self.assigned.as_ref().map(|(h, _)| h.clone())
+    }
+
+    /// The holder and clearance at `now` under `policy`: the device's assignment record while
+    /// it is in force, else the policy's `holders` entry for this device.
+    fn assignment_at(
+        &self,
+        policy: Option<&Policy>,
+        now: Timestamp,
+    ) -> Option<(String, Clearance)> {
+        if let Some(a) = self.sync.assignment.as_ref().filter(|a| a.in_force(now)) {
+            return Some((a.holder.clone(), a.clearance));
+        }
+        policy
             .and_then(|p| p.holder_for_device(self.store.device_id()))
-            .map(|h| h.holder.clone())
+            .map(|h| (h.holder.clone(), h.clearance))
+    }
+
+    /// Brings the holder and clearance in force up to `now` (an assignment record began or
+    /// ended, or arrived). When the holder changes, custody the registry recorded for the
+    /// previous holder ends on this phone and the custody feed is read again from its start
+    /// (the office routes it by holder, so the new holder's earlier sign-outs were never sent
+    /// here). Returns whether the holder changed.
+    fn settle_assignment(&mut self, now: Timestamp) -> Result<bool, AgentError> {
+        let policy = self.engine.as_ref().map(|e| e.policy().source.clone());
+        let next = self.assignment_at(policy.as_deref(), now);
+        let holder_changed = next.as_ref().map(|a| &a.0) != self.assigned.as_ref().map(|a| &a.0);
+        if let Some(e) = &mut self.engine {
+            e.set_clearance(next.as_ref().map_or(Clearance::None, |a| a.1), now);
+            e.set_unassigned(next.is_none(), now);
+            if holder_changed && self.assigned.is_some() {
+                let ctx = e.context_mut();
+                let previous: Vec<String> = ctx
+                    .custody()
+                    .iter()
+                    .filter(|(_, r)| r.source == CustodySource::Registry)
+                    .map(|(d, _)| d.clone())
+                    .collect();
+                for d in &previous {
+                    ctx.registry_custody_ended(d);
+                }
+                e.refresh(now);
+            }
+        }
+        self.assigned = next;
+        if holder_changed {
+            self.sync.custody_cursor = 0;
+            self.persist(&[STATE_CONTEXT, STATE_SYNC])?;
+        }
+        Ok(holder_changed)
+    }
+
+    /// Applies a verified personnel assignment record: kept if it is for this device and newer
+    /// than the one held; the holder and clearance follow it while it is in force.
+    pub fn apply_assignment(
+        &mut self,
+        doc: &AssignmentRecordDoc,
+        now: Timestamp,
+    ) -> Result<AssignmentOutcome, AgentError> {
+        if doc.device != self.store.device_id() {
+            return Ok(AssignmentOutcome::NotApplicable);
+        }
+        if self
+            .sync
+            .assignment
+            .as_ref()
+            .is_some_and(|held| !doc.supersedes(held))
+        {
+            return Ok(AssignmentOutcome::Superseded);
+        }
+        let now = self.clock.effective(now);
+        self.sync.assignment = Some(doc.clone());
+        self.persist(&[STATE_SYNC])?;
+        let holder_changed = self.settle_assignment(now)?;
+        Ok(AssignmentOutcome::Applied { holder_changed })
+    }
+
+    /// When the assignment in force changes next by time alone (a record's start or end).
+    fn assignment_deadline(&self, now: Timestamp) -> Option<Timestamp> {
+        self.sync
+            .assignment
+            .as_ref()
+            .and_then(|a| a.next_change(now))
     }
 
     /// Applies a verified registry custody record: a sign-out starts custody, only a signed
@@ -1038,7 +1151,13 @@ impl Agent {
                 .and_then(|e| e.fail_closed_reason(now))
                 .map(|r| r.as_str().to_owned()),
             posture: self.posture(),
-            next_deadline: self.engine.as_ref().and_then(Engine::next_deadline),
+            next_deadline: [
+                self.engine.as_ref().and_then(Engine::next_deadline),
+                self.assignment_deadline(now),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             next_sync_due: self.sync.next_due,
             last_sync: self.sync.last_success,
             acked_through: self.store.acked_through(),
@@ -1048,12 +1167,6 @@ impl Agent {
             high_water: self.clock.high_water(),
         }
     }
-}
-
-/// The holder's clearance per the signed assignment; `None` when the device is assigned to
-/// nobody.
-fn clearance_of(policy: &Policy, device_id: &str) -> Option<Clearance> {
-    policy.holder_for_device(device_id).map(|h| h.clearance)
 }
 
 /// Events whose effect on the context must survive a restart.

@@ -12,21 +12,24 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Agent, AgentError, CustodyOutcome};
+use super::{Agent, AgentError, AssignmentOutcome, CustodyOutcome};
 use crate::bundle::BundleError;
+use crate::bundle::envelope::{ASSIGNMENT_RECORD_TYPE, Envelope};
 use crate::bundle::keys::hex;
 use crate::compile::Platform;
 use crate::posture::Posture;
 use crate::rules;
 use crate::store::{StoreError, StoredViolation};
+use crate::sync::assignment::verify_assignment_record;
 use crate::sync::custody::verify_custody_record;
 use crate::sync::identity::DeviceIdentity;
 use crate::sync::ledger;
 use crate::sync::proof::{Answer, ProofKey, session_aad};
 use crate::sync::protocol::{
-    CheckIn, DownloadRequest, DownloadResponse, EnrollRequest, EnrollResponse, ErrorBody, Finish,
-    FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION, SyncRequest, SyncResponse, Upload,
-    UploadBatch, UploadResponse, UploadedRecord, WaitRequest, WaitResponse, path,
+    CheckIn, CustodyFeedEntry, DownloadRequest, DownloadResponse, EnrollRequest, EnrollResponse,
+    ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION, SyncRequest,
+    SyncResponse, Upload, UploadBatch, UploadResponse, UploadedRecord, WaitRequest, WaitResponse,
+    path,
 };
 use crate::sync::schedule::random_jitter;
 use crate::sync::seal::{batch_aad, seal};
@@ -123,6 +126,8 @@ pub struct SyncReport {
     pub bundle_installed: Option<u64>,
     /// Custody records applied to this device's holder.
     pub custody_applied: usize,
+    /// Whether a personnel assignment record for this device was applied.
+    pub assignment_applied: bool,
     /// Device clock minus server clock.
     pub clock_skew_ms: i64,
     /// Posture after the sync.
@@ -413,6 +418,7 @@ fn run_stages(
         trust_root_installed: None,
         bundle_installed: None,
         custody_applied: 0,
+        assignment_applied: false,
         clock_skew_ms: skew,
         posture: agent.posture(),
         next_due: None,
@@ -778,6 +784,35 @@ fn download(
             Err(e) => return Err(e.into()),
         }
     }
+    // Assignment records first: they decide whose custody records this phone applies (the
+    // holder's sign-out may come before the phone's assignment in the feed).
+    let is_assignment = |e: &CustodyFeedEntry| {
+        Envelope::claimed_type(e.envelope.as_bytes()).as_deref() == Some(ASSIGNMENT_RECORD_TYPE)
+    };
+    let mut holder_changed = false;
+    for entry in resp.custody.iter().filter(|e| is_assignment(e)) {
+        let trust = agent
+            .trust_root()
+            .ok_or(SyncError::Agent(AgentError::NoTrustRoot))?;
+        match verify_assignment_record(entry.envelope.as_bytes(), trust) {
+            Ok(doc) => match agent.apply_assignment(&doc, now)? {
+                AssignmentOutcome::Applied { holder_changed: h } => {
+                    report.assignment_applied = true;
+                    holder_changed |= h;
+                }
+                AssignmentOutcome::Superseded | AssignmentOutcome::NotApplicable => {}
+            },
+            Err(e) => {
+                refuse(agent, now, "assignment record", &e)?;
+                first_rejection.get_or_insert(e);
+            }
+        }
+    }
+    // The feed is routed by holder: a new holder's earlier records were never sent to this
+    // phone, so it reads the feed again from its start (the agent reset the cursor).
+    if holder_changed {
+        return Ok((first_rejection, true));
+    }
     let start = agent.sync_state().custody_cursor;
     let mut cursor = start;
     for entry in &resp.custody {
@@ -790,11 +825,15 @@ fn download(
                 ),
             ));
         }
-        let verified = agent
+        if is_assignment(entry) {
+            cursor = entry.cursor;
+            continue;
+        }
+        let trust = agent
             .trust_root()
-            .ok_or(SyncError::Agent(AgentError::NoTrustRoot))
-            .map(|t| verify_custody_record(entry.envelope.as_bytes(), t))?;
-        match verified {
+            .ok_or(SyncError::Agent(AgentError::NoTrustRoot))?;
+        let bytes = entry.envelope.as_bytes();
+        match verify_custody_record(bytes, trust) {
             Ok(doc) => match agent.apply_registry_custody(&doc, now)? {
                 CustodyOutcome::Applied => report.custody_applied += 1,
                 CustodyOutcome::Duplicate | CustodyOutcome::Superseded => {}

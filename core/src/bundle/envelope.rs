@@ -15,6 +15,8 @@ pub const POLICY_BUNDLE_TYPE: &str = "application/vnd.baomi.policy-bundle+json";
 pub const TRUST_ROOT_TYPE: &str = "application/vnd.baomi.trust-root+json";
 /// Payload type of a registry custody record (sign-out or return).
 pub const CUSTODY_RECORD_TYPE: &str = "application/vnd.baomi.custody-record+json";
+/// Payload type of a personnel assignment record (this phone to that holder).
+pub const ASSIGNMENT_RECORD_TYPE: &str = "application/vnd.baomi.assignment-record+json";
 
 /// A DSSE envelope (<https://github.com/secure-systems-lab/dsse>, `envelope.md`):
 /// `{payloadType, payload, signatures: [{keyid, sig}]}`, readable by any DSSE implementation.
@@ -120,6 +122,19 @@ impl Envelope {
     /// Pretty JSON, as written to disk and sent over the wire.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The payload type an envelope claims, read without verifying anything (a feed that
+    /// carries two kinds of record picks the verifier by it; the verifier checks it again).
+    pub fn claimed_type(bytes: &[u8]) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Claim {
+            #[serde(rename = "payloadType", alias = "payload_type")]
+            payload_type: String,
+        }
+        serde_json::from_slice::<Claim>(bytes)
+            .ok()
+            .map(|c| c.payload_type)
     }
 
     /// Steps 1-4 of every verification: size cap, parse, payload type, decode.

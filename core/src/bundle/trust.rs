@@ -5,6 +5,9 @@
 //!   bundle until the office rotates the root, but cannot rotate the root itself, so the
 //!   office keeps control of the fleet.
 //! - **Registry keys** (`registry`): sign custody records.
+//! - **Personnel keys** (`personnel`): sign assignment records (this phone is issued to that
+//!   holder, at that clearance, from then until then), so a new phone is assigned without
+//!   re-signing the policy.
 //!
 //! A key holds one role: a root that lists a key under two roles is refused. A root without
 //! `policy` (written before the roles were separated) lets its root keys sign bundles too:
@@ -50,6 +53,10 @@ pub struct TrustRootDoc {
     /// Policy keys that sign bundles (and nothing else); when absent, the root keys do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<RoleKeys>,
+    /// Personnel keys that sign assignment records; when absent, only the bundle's `holders`
+    /// assign phones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personnel: Option<RoleKeys>,
     /// Base64 X25519 public key the office opens upload batches with (sync seals each batch
     /// to it). Signed here so no relay can substitute its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +104,7 @@ pub struct TrustRoot {
     office: KeySet,
     registry: KeySet,
     policy: Option<KeySet>,
+    personnel: Option<KeySet>,
     envelope_bytes: Vec<u8>,
     digest: String,
 }
@@ -167,14 +175,28 @@ impl TrustRoot {
             Some(r) => Some(key_set(&r.keys, r.threshold, "policy")?),
             None => None,
         };
-        // One role per key: a policy or registry key that could also sign roots would let
-        // its thief rotate the root.
-        for (role, set) in [("policy", policy.as_ref()), ("registry", Some(&registry))] {
-            if let Some(k) = set.and_then(|s| s.iter().find(|k| office.iter().any(|o| o == *k))) {
-                return Err(BundleError::InvalidTrustRoot(format!(
-                    "key `{}` is both a root key and a {role} key: a key holds one role",
-                    k.keyid()
-                )));
+        let personnel = match &doc.personnel {
+            Some(r) => Some(key_set(&r.keys, r.threshold, "personnel")?),
+            None => None,
+        };
+        // One role per key: a policy, registry or personnel key that could also sign roots
+        // would let its thief rotate the root; a registry key that could also assign phones
+        // would let one office's key do another's work.
+        let roles = [
+            ("root", Some(&office)),
+            ("policy", policy.as_ref()),
+            ("registry", Some(&registry)),
+            ("personnel", personnel.as_ref()),
+        ];
+        for (i, (role_a, a)) in roles.iter().enumerate() {
+            for (role_b, b) in &roles[i + 1..] {
+                let (Some(a), Some(b)) = (a, b) else { continue };
+                if let Some(k) = b.iter().find(|k| a.iter().any(|o| o == *k)) {
+                    return Err(BundleError::InvalidTrustRoot(format!(
+                        "key `{}` is both a {role_a} key and a {role_b} key: a key holds one role",
+                        k.keyid()
+                    )));
+                }
             }
         }
         let root = TrustRoot {
@@ -182,6 +204,7 @@ impl TrustRoot {
             office,
             registry,
             policy,
+            personnel,
             envelope_bytes: bytes.to_vec(),
             digest: super::keys::hex(&super::envelope::payload_digest(&payload)),
         };
@@ -305,6 +328,12 @@ impl TrustRoot {
                 .as_ref()
                 .map_or(0, |r| r.threshold as usize),
         )
+    }
+
+    /// Personnel keys and threshold, if the root names any.
+    pub fn personnel_keys(&self) -> Option<(&KeySet, usize)> {
+        let threshold = self.doc.personnel.as_ref()?.threshold as usize;
+        self.personnel.as_ref().map(|k| (k, threshold))
     }
 
     /// The office's X25519 upload key, if the root names one.

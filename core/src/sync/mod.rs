@@ -7,6 +7,7 @@
 //! [`Transport`] (OkHttp on Android, URLSession on iOS, `ureq` in the host CLI) and calls
 //! [`crate::agent::sync::sync_now`] when [`schedule::SyncState::next_due`] says so.
 
+pub mod assignment;
 pub mod custody;
 #[cfg(feature = "host-http")]
 pub mod http;

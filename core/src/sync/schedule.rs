@@ -60,6 +60,9 @@ pub struct SyncState {
     /// The office retired this device (a proven check-in said so): no more syncs.
     #[serde(default)]
     pub retired: bool,
+    /// The newest personnel assignment record for this device (verified when applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<crate::sync::assignment::AssignmentRecordDoc>,
 }
 
 /// How many custody record ids and returned documents the device remembers.

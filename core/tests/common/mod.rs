@@ -27,6 +27,7 @@ pub fn root_doc(
     issued_at: Timestamp,
 ) -> TrustRootDoc {
     TrustRootDoc {
+        personnel: None,
         upload_key: None,
         expires_at: None,
         version,

@@ -205,6 +205,11 @@ token-minted = One-time token
 token-for = for { $holder }
 token-holder-label = Holder (personnel id)
 token-issue = Issue enrolment token
+provision-title = Android provisioning QR code
+provision-help = Power on a factory-reset phone, tap the welcome screen six times and scan this code: the phone becomes the office's managed device, enrols with this token and runs closed (camera and capture off, messengers blocked) until its first policy arrives. The token works once, within 24 hours.
+provision-missing = The QR code still lacks server settings: { $flags } (see baomi-server serve --help).
+provision-too-long = { $reason }
+provision-payload = Provisioning payload (JSON)
 
 audit-title = Audit log
 col-seq = #

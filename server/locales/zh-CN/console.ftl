@@ -204,6 +204,11 @@ token-minted = 一次性令牌
 token-for = （持有人 { $holder }）
 token-holder-label = 持有人（人员编号）
 token-issue = 签发登记令牌
+provision-title = 安卓设备开通二维码
+provision-help = 将出厂重置的手机开机，在欢迎界面连续点击六次，扫描此二维码：手机成为本单位的受管设备，用此令牌登记，并在首个策略送达前保持关闭（相机、截屏关闭，即时通信应用被阻止）。令牌一次有效，24 小时内使用。
+provision-missing = 二维码尚缺服务器配置：{ $flags }（见 baomi-server serve --help）。
+provision-too-long = { $reason }
+provision-payload = 开通内容（JSON）
 
 audit-title = 审计日志
 col-seq = 序号

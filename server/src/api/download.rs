@@ -1,5 +1,5 @@
 //! Stage 3: download. What the device does not have: trust-root rotations, the newest bundle,
-//! its holder's custody records.
+//! its holder's custody records and its own assignment records.
 
 use super::*;
 
@@ -23,20 +23,20 @@ impl Server {
                 )?
                 .first()
                 .and_then(|r| text(r, 0));
-            let custody = match holder_of(c, dev)? {
-                Some(h) => c
-                    .query(
-                        "SELECT cursor, envelope FROM custody WHERE holder = $1 AND cursor > $2 ORDER BY cursor LIMIT $3",
-                        &[h.into(), seq_i64(req.custody_after)?.into(), (MAX_CUSTODY_PER_DOWNLOAD + 1).into()],
-                    )?
-                    .iter()
-                    .map(|r| CustodyFeedEntry {
-                        cursor: u(int(r, 0)),
-                        envelope: text(r, 1).unwrap_or_default(),
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
+            // The holder's custody records and the device's own assignment records, in one
+            // feed order.
+            let holder = holder_of(c, dev)?.unwrap_or_default();
+            let custody = c
+                .query(
+                    "SELECT cursor, envelope FROM custody WHERE (holder = $1 AND device_id IS NULL OR device_id = $2) AND cursor > $3 ORDER BY cursor LIMIT $4",
+                    &[holder.into(), dev.into(), seq_i64(req.custody_after)?.into(), (MAX_CUSTODY_PER_DOWNLOAD + 1).into()],
+                )?
+                .iter()
+                .map(|r| CustodyFeedEntry {
+                    cursor: u(int(r, 0)),
+                    envelope: text(r, 1).unwrap_or_default(),
+                })
+                .collect();
             // One more than a page was read: more waits after this page.
             let mut custody: Vec<CustodyFeedEntry> = custody;
             let custody_more = custody.len() as i64 > MAX_CUSTODY_PER_DOWNLOAD;

@@ -29,6 +29,9 @@ use queries::{
 use baomi_core::bundle::keys::{PublicKey, hex_digest};
 use baomi_core::bundle::{Installed, TrustRoot, read_unverified, verify_bundle};
 use baomi_core::policy::ValidPolicy;
+use baomi_core::sync::assignment::{
+    AssignmentRecordDoc, read_verified_assignment_record, verify_assignment_record,
+};
 use baomi_core::sync::custody::verify_custody_record;
 use baomi_core::sync::identity::{
     AuthError, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestAuth,
@@ -152,6 +155,8 @@ pub struct Server {
     locale: crate::console::i18n::Locale,
     /// Where alerts are delivered (`crate::notify`).
     channels: crate::notify::Channels,
+    /// The Android provisioning QR code's settings (`crate::provisioning`).
+    provisioning: crate::provisioning::Provisioning,
 }
 
 /// What a device reports that the office may or may not have published.
@@ -213,7 +218,19 @@ impl Server {
             ledger_lock: std::sync::Mutex::new(()),
             locale: Default::default(),
             channels: Default::default(),
+            provisioning: Default::default(),
         })
+    }
+
+    /// What the console's Android provisioning QR code needs besides a token and the root.
+    pub fn with_provisioning(mut self, p: crate::provisioning::Provisioning) -> Self {
+        self.provisioning = p;
+        self
+    }
+
+    /// See [`Server::with_provisioning`].
+    pub fn provisioning(&self) -> &crate::provisioning::Provisioning {
+        &self.provisioning
     }
 
     /// Delivers alerts and critical violations to these channels (`crate::notify`).

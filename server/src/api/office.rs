@@ -75,6 +75,8 @@ impl Server {
                     )?;
                 }
             }
+            // A personnel assignment in force wins over the bundle's list, as on the device.
+            overlay_assignments(c, None, now)?;
             Ok(())
         })?;
         Ok(state)
@@ -109,6 +111,52 @@ impl Server {
             Ok(())
         })?;
         Ok(next.version())
+    }
+
+    /// Verifies a personnel assignment record and appends it to the feed the device reads
+    /// custody from (`POST /v1/office/assignments`, `baomi-server assignment post`); returns
+    /// its cursor. The device -> holder index follows the newest record in force, so the
+    /// holder's custody records reach the phone from its next sync. Idempotent.
+    pub fn accept_assignment(&self, bytes: &[u8]) -> Result<(u64, AssignmentRecordDoc), ApiError> {
+        let trust = self
+            .trust_root()?
+            .ok_or_else(|| ApiError::conflict("publish a trust root first"))?;
+        let doc = verify_assignment_record(bytes, &trust)
+            .map_err(|e| ApiError::unauthorized(format!("assignment record refused: {e}")))?;
+        let envelope =
+            String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("not UTF-8"))?;
+        let now = self.now();
+        let cursor = self.db.tx(|c| {
+            let taken = c.query(
+                "SELECT envelope FROM custody WHERE record_id = $1",
+                &[doc.record_id.clone().into()],
+            )?;
+            if taken.first().and_then(|r| text(r, 0)).is_some_and(|t| t != envelope) {
+                return Err(ApiError::conflict(format!(
+                    "record id {} is already stored with other content",
+                    doc.record_id
+                )));
+            }
+            let new = c.query(
+                "INSERT INTO custody (record_id, holder, envelope, received_at, document, classification, action, at, device_id) VALUES ($1, $2, $3, $4, '', $5, 'assign', $6, $7) ON CONFLICT (record_id) DO NOTHING RETURNING cursor",
+                &[doc.record_id.clone().into(), doc.holder.clone().into(), envelope.clone().into(), now.0.into(),
+                  doc.clearance.as_str().to_owned().into(), doc.valid_from.0.into(), doc.device.clone().into()],
+            )?;
+            if !new.is_empty() {
+                crate::ledger::log::enqueue(
+                    c,
+                    &[crate::ledger::Leaf::Assignment {
+                        record_id: doc.record_id.clone(),
+                        digest: hex_digest(envelope.as_bytes()),
+                    }],
+                )?;
+                overlay_assignments(c, Some(&doc.device), now)?;
+            }
+            Ok(c.query("SELECT cursor FROM custody WHERE record_id = $1", &[doc.record_id.clone().into()])?
+                .first()
+                .map_or(0, |r| int(r, 0)))
+        })?;
+        Ok((u(cursor), doc))
     }
 
     /// Verifies a registry custody record and appends it to the feed (`POST
@@ -150,4 +198,43 @@ impl Server {
         }
         Ok(u(cursor))
     }
+}
+
+/// Points the device -> holder index at the newest assignment record in force at `now` for
+/// `device` (every assigned device when `None`); a device whose newest record is not in force
+/// keeps what the bundle says.
+fn overlay_assignments(
+    c: &mut dyn Conn,
+    device: Option<&str>,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let rows = match device {
+        Some(d) => c.query(
+            "SELECT envelope FROM custody WHERE device_id = $1 AND action = 'assign' ORDER BY cursor",
+            &[d.into()],
+        )?,
+        None => c.query(
+            "SELECT envelope FROM custody WHERE device_id IS NOT NULL AND action = 'assign' ORDER BY cursor",
+            &[],
+        )?,
+    };
+    let mut newest: std::collections::BTreeMap<String, AssignmentRecordDoc> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let Some(doc) =
+            text(&r, 0).and_then(|e| read_verified_assignment_record(e.as_bytes()).ok())
+        else {
+            continue;
+        };
+        if newest.get(&doc.device).is_none_or(|n| doc.supersedes(n)) {
+            newest.insert(doc.device.clone(), doc);
+        }
+    }
+    for doc in newest.values().filter(|d| d.in_force(now)) {
+        c.execute(
+            "INSERT INTO device_holders (device_id, holder) VALUES ($1, $2) ON CONFLICT (device_id) DO UPDATE SET holder = excluded.holder",
+            &[doc.device.clone().into(), doc.holder.clone().into()],
+        )?;
+    }
+    Ok(())
 }

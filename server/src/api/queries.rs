@@ -27,7 +27,8 @@ pub(super) fn holder_of(c: &mut dyn Conn, dev: &str) -> Result<Option<String>, A
 }
 
 /// What waits for a device: the newest bundle, the newest trust root's version, and whether
-/// custody records for its holder wait after the device's cursor.
+/// custody records for its holder (or assignment records for it) wait after the device's
+/// cursor.
 #[derive(Debug, Default)]
 pub(super) struct Waiting {
     pub(super) bundle: Option<PolicyState>,
@@ -43,7 +44,8 @@ pub(super) fn waiting_columns(dev: &str, after: &str) -> String {
          (SELECT version FROM bundles ORDER BY version DESC LIMIT 1), \
          (SELECT digest FROM bundles ORDER BY version DESC LIMIT 1), \
          (SELECT COALESCE(MAX(version), 0) FROM trust_roots), \
-         CASE WHEN EXISTS (SELECT 1 FROM custody WHERE holder = (SELECT holder FROM device_holders WHERE device_id = {dev}) AND cursor > {after}) THEN 1 ELSE 0 END"
+         CASE WHEN EXISTS (SELECT 1 FROM custody WHERE holder = (SELECT holder FROM device_holders WHERE device_id = {dev}) AND device_id IS NULL AND cursor > {after}) \
+         OR EXISTS (SELECT 1 FROM custody WHERE device_id = {dev} AND cursor > {after}) THEN 1 ELSE 0 END"
     )
 }
 

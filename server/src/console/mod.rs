@@ -51,7 +51,7 @@ pub const PEER_HEADER: &str = "x-baomi-peer";
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The officer API's endpoints (method, path), as documented in docs/openapi.json.
-pub const OFFICE_API: [(&str, &str); 25] = [
+pub const OFFICE_API: [(&str, &str); 26] = [
     ("post", "/v1/office/login"),
     ("post", "/v1/office/logout"),
     ("get", "/v1/office/devices"),
@@ -69,6 +69,7 @@ pub const OFFICE_API: [(&str, &str); 25] = [
     ("post", "/v1/office/bundles"),
     ("post", "/v1/office/trust-roots"),
     ("post", "/v1/office/custody"),
+    ("post", "/v1/office/assignments"),
     ("post", crate::api::MDM_EVENTS),
     ("get", "/v1/office/ledger/checkpoint"),
     ("get", "/v1/office/ledger/leaves"),
@@ -658,6 +659,19 @@ impl Server {
                 self.audit(&o.name, "trust_root_published", &format!("v{v}"))?;
                 json(200, &serde_json::json!({ "version": v }))
             }
+            ("POST", "assignments") => {
+                self.require(&o, Role::Admin, "posting assignments")?;
+                let (c, doc) = self.accept_assignment(body)?;
+                self.audit(
+                    &o.name,
+                    "assignment_posted",
+                    &format!(
+                        "{} -> {} [{}] feed position {c}",
+                        doc.device, doc.holder, doc.record_id
+                    ),
+                )?;
+                json(200, &serde_json::json!({ "cursor": c }))
+            }
             ("POST", "custody") => {
                 self.require(&o, Role::Admin, "posting custody")?;
                 let c = self.accept_custody(body)?;
@@ -874,7 +888,25 @@ impl Server {
                     "token_issued",
                     &format!("holder {}", holder.unwrap_or_default()),
                 )?;
-                html(200, pages::tokens(&t, &o, Some((&token, holder))))
+                let provisioning = self.provisioning();
+                let root = self
+                    .trust_root()?
+                    .map(|r| String::from_utf8_lossy(r.envelope_bytes()).into_owned());
+                let payload = root.map(|r| provisioning.payload(&r, &token));
+                let qr = match &payload {
+                    Some(p) => crate::provisioning::qr_svg(&p.to_string()),
+                    None => Err("publish a trust root first".to_owned()),
+                };
+                let minted = pages::Minted {
+                    token: &token,
+                    holder,
+                    payload: payload
+                        .as_ref()
+                        .and_then(|p| serde_json::to_string_pretty(p).ok()),
+                    qr,
+                    missing: provisioning.missing(),
+                };
+                html(200, pages::tokens(&t, &o, Some(&minted)))
             }
             ("GET", "/console/audit") => {
                 let before = field("before").parse::<i64>().ok();

@@ -731,15 +731,45 @@ pub fn impact(t: &Tr, o: &Officer, bundle: &str, result: Option<Result<&Impact, 
 }
 
 /// Enrolment tokens (admin).
-pub fn tokens(t: &Tr, o: &Officer, minted: Option<(&str, Option<&str>)>) -> Markup {
+/// A minted token and what the enrolment page shows with it: the Android provisioning payload
+/// and its QR code (or why there is none).
+pub struct Minted<'a> {
+    /// The one-time token.
+    pub token: &'a str,
+    /// The holder it is bound to.
+    pub holder: Option<&'a str>,
+    /// The provisioning payload (pretty JSON).
+    pub payload: Option<String>,
+    /// Its QR code (SVG), or why it could not be drawn.
+    pub qr: Result<String, String>,
+    /// Server options still to set for a working payload.
+    pub missing: Vec<&'static str>,
+}
+
+/// The enrolment page: mint a token for a holder; with it, the phone's provisioning QR code.
+pub fn tokens(t: &Tr, o: &Officer, minted: Option<&Minted<'_>>) -> Markup {
     page(
         t,
         &t.t("enrolment-title"),
         Some(o),
         "/console/tokens",
         html! {
-            @if let Some((tok, holder)) = minted {
-                div.card #minted { (t.t("token-minted")) @if let Some(h) = holder { " " (t.t_with("token-for", &[("holder", s(h))])) } ": " code { (tok) } }
+            @if let Some(m) = minted {
+                div.card #minted { (t.t("token-minted")) @if let Some(h) = m.holder { " " (t.t_with("token-for", &[("holder", s(h))])) } ": " code { (m.token) } }
+                section #provisioning {
+                    h2 { (t.t("provision-title")) }
+                    p { (t.t("provision-help")) }
+                    @if !m.missing.is_empty() {
+                        div.error #provision-missing { (t.t_with("provision-missing", &[("flags", s(&m.missing.join(", ")))])) }
+                    }
+                    @match &m.qr {
+                        Ok(svg) => { div #qr { (PreEscaped(svg)) } }
+                        Err(e) => { div.error #qr-error { (t.t_with("provision-too-long", &[("reason", s(e))])) } }
+                    }
+                    @if let Some(p) = &m.payload {
+                        details { summary { (t.t("provision-payload")) } pre #payload { (p) } }
+                    }
+                }
             }
             form method="post" action="/console/tokens" {
                 input type="hidden" name="csrf" value=(o.csrf);

@@ -70,6 +70,13 @@ pub enum Leaf {
         /// Hex SHA-256 of the signed envelope.
         digest: String,
     },
+    /// A personnel assignment record as received (hex SHA-256 of its envelope).
+    Assignment {
+        /// Personnel record id.
+        record_id: String,
+        /// Hex SHA-256 of the signed envelope.
+        digest: String,
+    },
     /// A published policy bundle.
     Bundle {
         /// Its version.
@@ -122,6 +129,7 @@ impl Leaf {
             Leaf::Record { device, seq, .. } => format!("record/{device}/{seq}"),
             Leaf::Checkpoint { device, seq, .. } => format!("checkpoint/{device}/{seq}"),
             Leaf::Custody { record_id, .. } => format!("custody/{record_id}"),
+            Leaf::Assignment { record_id, .. } => format!("assignment/{record_id}"),
             Leaf::Bundle { version, .. } => format!("bundle/{version}"),
             Leaf::TrustRoot { version, .. } => format!("trust_root/{version}"),
             Leaf::Audit { at, .. } => format!("audit/{at}"),

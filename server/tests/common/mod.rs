@@ -42,14 +42,16 @@ where
     (child, addr)
 }
 
-/// An office for the tests: its signing key, the registry's key, the upload key written to
-/// `DIR/upload.key`, and the first trust root naming all three.
+/// An office for the tests: its signing key, the registry's and the personnel office's keys,
+/// the upload key written to `DIR/upload.key`, and the first trust root naming them all.
 #[allow(dead_code, reason = "not every test binary needs an office")]
 pub struct OfficeKeys {
     /// Signs bundles and roots.
     pub key: baomi_core::bundle::SigningKey,
     /// Signs custody records.
     pub registry: baomi_core::bundle::SigningKey,
+    /// Signs assignment records.
+    pub personnel: baomi_core::bundle::SigningKey,
     /// The upload key's file, for `serve --upload-key`.
     pub upload_key_file: std::path::PathBuf,
     /// Trust root v1, self-signed.
@@ -63,6 +65,7 @@ pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
     use baomi_core::bundle::{SigningKey, TrustRoot};
     let key = SigningKey::generate().expect("a signing key");
     let registry = SigningKey::generate().expect("a registry key");
+    let personnel = SigningKey::generate().expect("a personnel key");
     let upload = baomi_server::upload_key::UploadKey::generate().expect("an upload key");
     let upload_key_file = dir.join("upload.key");
     std::fs::write(&upload_key_file, upload.to_file().as_bytes())
@@ -76,6 +79,10 @@ pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
             keys: vec![KeyEntry::of(registry.public())],
             threshold: 1,
         }),
+        personnel: Some(RoleKeys {
+            keys: vec![KeyEntry::of(personnel.public())],
+            threshold: 1,
+        }),
         upload_key: Some(upload.public_base64()),
         expires_at: None,
         policy: None,
@@ -84,6 +91,7 @@ pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
         root: TrustRoot::sign(&doc, &[&key]).to_json().into_bytes(),
         key,
         registry,
+        personnel,
         upload_key_file,
     }
 }
