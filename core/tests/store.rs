@@ -381,7 +381,7 @@ fn a_schema_1_store_is_refused_untouched() {
         err,
         StoreError::UnsupportedSchema {
             found: 1,
-            supported: 2
+            supported: 3
         }
     );
     assert!(err.to_string().contains("earlier agent"), "{err}");
@@ -714,4 +714,53 @@ fn a_store_renamed_to_another_device_authenticates_nothing() {
             assert!(s.records_after(0, 10).is_err());
         }
     }
+}
+
+// Issue 23, item 4: the office restored from a backup older than its acknowledgement. The
+// store keeps the acknowledged records it sent (sealed as they were) and puts back exactly
+// those the office lost, as one chain that verifies; copies that do not join the office's
+// record, or no longer reach back far enough, change nothing. A version-2 store gains the
+// table on open.
+#[test]
+fn acknowledged_records_come_back_for_an_office_restored_from_an_older_backup() {
+    let (dir, kek) = filled(5);
+    let mut s = open(dir.path(), &kek);
+    s.acknowledge(2).unwrap();
+    let tag2 = s.anchor().tag;
+    s.acknowledge(5).unwrap();
+    assert_eq!(s.acked_through(), 5);
+    assert!(s.records_after(5, 10).unwrap().is_empty());
+    // The office says it holds only 1..=2: 3..=5 come back, the chain verifies.
+    assert_eq!(s.reinstate(2, [0xAA; 16]).unwrap(), None, "another chain");
+    assert_eq!(s.reinstate(2, tag2).unwrap(), Some(3));
+    assert_eq!(s.acked_through(), 2);
+    let back: Vec<u64> = s
+        .records_after(2, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(back, [3, 4, 5]);
+    assert_eq!(s.records_after(2, 10).unwrap()[0].record, record(3));
+    assert!(s.verify().is_ok());
+    // Appended after them: one chain still.
+    assert_eq!(s.append(&record(6)).unwrap(), 6);
+    assert!(s.verify().is_ok());
+    s.acknowledge(6).unwrap();
+    // Older than the copies kept (seq 0: the office lost everything): nothing changes.
+    drop(s);
+    // A version-2 file (no `delivered` table) opens, upgraded.
+    let c = raw(dir.path());
+    c.execute_batch("DROP TABLE delivered; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(c);
+    let mut s = open(dir.path(), &kek);
+    assert_eq!(s.acked_through(), 6);
+    assert_eq!(
+        s.reinstate(2, tag2).unwrap(),
+        None,
+        "no copies after the upgrade"
+    );
+    assert_eq!(s.acked_through(), 6);
+    assert!(s.verify().is_ok());
 }

@@ -3,9 +3,9 @@
 //! `pg_restore` (custom format). A restore goes through the schema migrations like a start.
 //!
 //! What a restore to an older point means for the evidence: the ledger's auditor, holding a
-//! later checkpoint, reports a rollback (docs/SECURITY.md); phones keep what the restored
-//! server has not acknowledged, but records acknowledged after the backup were deleted on the
-//! phones and exist only in a later backup.
+//! later checkpoint, reports a rollback (docs/SECURITY.md); phones send again what the restored
+//! server lost (each keeps its last `DELIVERED_KEPT` acknowledged records and reinstates those
+//! after the office's proven acknowledgement: `baomi_core::store::Store::reinstate`).
 
 use std::path::Path;
 use std::process::Command;

@@ -2797,3 +2797,71 @@ fn a_new_phone_is_assigned_by_a_signed_record_without_re_signing_the_policy() {
         );
     }
 }
+
+/// Issue 23, item 4: the office is restored from a backup older than its acknowledgement.
+/// Before, the phone had deleted every acknowledged record, so what the office received after
+/// the backup existed only in a later backup. Now the phone keeps its acknowledged records
+/// (sealed, the last 4,096); the office's proven check-in says how far it holds the chain, and
+/// the phone sends again exactly what the restored office lost, linked into the same public
+/// chain: nothing lost, nothing twice.
+#[test]
+fn a_phone_resends_what_an_office_restored_from_an_older_backup_lost() {
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let (mut d, t) = enrolled(&o, &admin, &srv.base);
+        let dev = d.id();
+        d.violate(Timestamp::now());
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(received(&admin, &dev), [1], "{}", b.label);
+        let dir = tempfile::tempdir().unwrap();
+        let backup = dir.path().join("office.backup");
+        baomi_server::backup::backup(&b.url, &backup).unwrap();
+        d.violate(Timestamp::now());
+        d.violate(Timestamp::now());
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(received(&admin, &dev), [1, 2, 3], "{}", b.label);
+        assert_eq!(d.agent.store().acked_through(), 3);
+        let before: Vec<String> = office_rules(&admin, &dev);
+
+        // The office goes back to the backup.
+        drop(srv);
+        baomi_server::backup::restore(&backup, &b.url).unwrap();
+        assert_eq!(received(&admin, &dev), [1], "{}: restored", b.label);
+        let srv = spawn_server(&b.url, &o.upload_key_file);
+        let t = transport(&srv.base);
+        // One more recorded meanwhile: it goes in the same request as the check-in that
+        // tells the phone how far the office holds its chain.
+        d.violate(Timestamp::now());
+        let r = sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(r.uploaded, 3, "{}: records 2 and 3 again, and 4", b.label);
+        assert_eq!(received(&admin, &dev), [1, 2, 3, 4], "{}", b.label);
+        assert_eq!(
+            office_rules(&admin, &dev)[..3],
+            before[..],
+            "{}: the same records",
+            b.label
+        );
+        assert_eq!(d.agent.store().acked_through(), 4);
+        // Their public links follow the office's record 1: the chain is whole again.
+        let links = admin
+            .db()
+            .tx(|c| {
+                Ok(c.query(
+                    "SELECT link FROM violations WHERE device_id = $1 ORDER BY seq",
+                    &[dev.clone().into()],
+                )?)
+            })
+            .unwrap();
+        assert!(
+            links
+                .iter()
+                .all(|r| r[0].text().is_some_and(|l| l.len() == 64))
+        );
+        // A new record afterwards goes as usual.
+        d.violate(Timestamp::now());
+        sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+        assert_eq!(received(&admin, &dev), [1, 2, 3, 4, 5], "{}", b.label);
+    }
+}

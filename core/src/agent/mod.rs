@@ -636,7 +636,12 @@ impl Agent {
 
     /// Over the cap: keep every record, record `baomi.store_full` once, and close down.
     fn check_capacity(&mut self, at: Timestamp) -> Result<(), AgentError> {
-        let full = self.store.over_cap()?;
+        let mut full = self.store.over_cap()?;
+        if full {
+            // Copies of what the office already holds go before anything else.
+            self.store.drop_delivered()?;
+            full = self.store.over_cap()?;
+        }
         if let Some(e) = &mut self.engine {
             e.set_store_full(full, at);
         }
@@ -873,11 +878,11 @@ impl Agent {
         if tag.map(|t| hex(&t)).as_deref() != Some(tag_hex) {
             return Err(StoreError::Integrity(ChainError::Unauthentic { seq: through }).into());
         }
-        let link = match link {
-            Some(l) => Some(l),
-            None => self.ledger_link_at(through),
-        };
-        self.store.acknowledge_linked(through, link)?;
+        // Every acknowledged record's public link (kept with its copy, for an office restored
+        // from an older backup); the caller's link of `through` wins if the walk fails.
+        let links = self.ledger_links(through).unwrap_or_default();
+        let link = link.or_else(|| links.last().copied());
+        self.store.acknowledge_linked(through, link, &links)?;
         if self.sync.damage_seq.is_some() && !self.damage_pending() {
             // The office has the damage report: the store is whole again.
             self.update_sync(|s| s.damage_seq = None)?;
@@ -898,9 +903,10 @@ impl Agent {
             .unwrap_or(crate::sync::ledger::GENESIS)
     }
 
-    /// The public link of record `through`, from the records still in the store (`None` if one
-    /// of them does not read: the chain then continues from genesis after it).
-    fn ledger_link_at(&self, through: u64) -> Option<[u8; 32]> {
+    /// The public links of the records after the acknowledged ones through `through`, oldest
+    /// first, from the records still in the store (`None` if one of them does not read: the
+    /// chain then continues from genesis after it).
+    fn ledger_links(&self, through: u64) -> Option<Vec<[u8; 32]>> {
         use crate::sync::ledger;
         let after = self.store.acked_through();
         let n = usize::try_from(through.checked_sub(after)?).ok()?;
@@ -908,14 +914,40 @@ impl Agent {
         let device = self.store.device_id().to_owned();
         let mut link = self.ledger_prev();
         let mut last = after;
+        let mut links = Vec::with_capacity(records.len());
         for r in &records {
             if r.seq != last + 1 {
                 return None;
             }
             link = ledger::link_of(&device, r.seq, &link, &r.record);
+            links.push(link);
             last = r.seq;
         }
-        (last == through).then_some(link)
+        (last == through).then_some(links)
+    }
+
+    /// The office proved it holds this phone's chain only through `office_seq` (ending in
+    /// `office_tag`), below what it acknowledged before: it was restored from an older backup.
+    /// The acknowledged records it lost are put back from the store's kept copies and go out
+    /// with the next upload. Returns how many, or `None` if they are no longer kept (or do not
+    /// join the office's record).
+    pub fn resend_to_restored_office(
+        &mut self,
+        office_seq: u64,
+        office_tag: [u8; 16],
+    ) -> Result<Option<u64>, AgentError> {
+        let before = self.store.acked_through();
+        let n = self.store.reinstate(office_seq, office_tag)?;
+        match n {
+            Some(n) => log::warn!(
+                "the office holds this phone's records only through {office_seq} after acknowledging {before}: {n} records sent again"
+            ),
+            None => log::error!(
+                "the office holds this phone's records only through {office_seq} after acknowledging {before}; records {}..={before} are no longer kept here",
+                office_seq + 1
+            ),
+        }
+        Ok(n)
     }
 
     /// Unacknowledged records after the anchor, oldest first, at most `limit`. A record that

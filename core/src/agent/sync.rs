@@ -327,6 +327,8 @@ fn run_stages(
         session: sealed_session,
     };
     let acked_before = agent.store().acked_through();
+    // Where this sync's uploads count from (lower when a restored office gets records again).
+    let mut acked_low = acked_before;
 
     // The usual case in one request: the whole backlog fits in one batch.
     let mut backlog = agent.unacknowledged(MAX_BATCH_RECORDS + 1, now)?;
@@ -405,11 +407,21 @@ fn run_stages(
             let tag = parse_tag(&answer.acked_tag);
             agent.continue_past(office, tag, now)?;
         }
+    } else if answer.acked_through < acked_before {
+        // The office holds fewer of this phone's records than it acknowledged before this
+        // sync (its check-in answer predates a batch the same request carried): restored from
+        // an older backup. What it lost goes again, from the copies this store kept.
+        if agent
+            .resend_to_restored_office(answer.acked_through, parse_tag(&answer.acked_tag))?
+            .is_some()
+        {
+            acked_low = answer.acked_through;
+        }
     }
 
     // 2. upload (what the one request did not carry)
     upload(agent, transport, &identity, &upload_key, reading)?;
-    let uploaded = agent.store().acked_through().saturating_sub(acked_before);
+    let uploaded = agent.store().acked_through().saturating_sub(acked_low);
 
     // 3. download
     let mut report = SyncReport {

@@ -20,9 +20,11 @@
 //! out any state ([`ChainError::StateRolledBack`]) so the agent never runs an older policy.
 //! Head and anchor are provisioned at creation: a missing one is [`ChainError::Bookkeeping`].
 //!
-//! Records are deleted only when the server acknowledges them ([`Store::acknowledge`]); over
-//! the size cap the store keeps writing and reports [`Store::over_cap`] so the agent can raise
-//! `store_full` instead of dropping evidence.
+//! Records leave the chain only when the server acknowledges them ([`Store::acknowledge`]);
+//! the last [`DELIVERED_KEPT`] acknowledged ones are kept aside, sealed as they were, so that an
+//! office restored from an older backup gets them again ([`Store::reinstate`]). Over the size
+//! cap the store keeps writing and reports [`Store::over_cap`] so the agent can raise
+//! `store_full` instead of dropping evidence (and drops the kept copies first).
 
 pub mod err;
 pub mod keys;
@@ -43,6 +45,10 @@ pub use keys::{HostFileKeyProvider, KeyProvider, KeyProviderError};
 pub use record::{PolicyRef, StoredViolation, ViolationRecord};
 
 use keys::{NONCE_LEN, StoreKeys, TAG_LEN};
+
+/// How many acknowledged records the store keeps (sealed) for an office restored from a
+/// backup older than its acknowledgement.
+pub const DELIVERED_KEPT: u64 = 4096;
 
 /// File name of the database inside the store directory.
 pub const DB_FILE: &str = "baomi.db";
@@ -239,7 +245,8 @@ impl Store {
                 supported: schema::VERSION,
             });
         }
-        if (1..schema::VERSION).contains(&version) {
+        // Version 1 is refused (its nonces could repeat); later ones upgrade in `schema::init`.
+        if (1..schema::MIN_UPGRADABLE).contains(&version) {
             return Err(StoreError::UnsupportedSchema {
                 found: version,
                 supported: schema::VERSION,
@@ -487,6 +494,9 @@ impl Store {
         let sql = |e| StoreError::sqlite(&path, e);
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute("DELETE FROM violations", []).map_err(sql)?;
+        // Kept copies past the new anchor belong to a chain that no longer continues here.
+        tx.execute("DELETE FROM delivered WHERE seq > ?1", [to_sql(anchor.seq)])
+            .map_err(sql)?;
         insert_rows(&tx, &rows).map_err(sql)?;
         put_meta(&tx, META_ANCHOR, &anchor_bytes).map_err(sql)?;
         put_meta(&tx, META_HEAD, &head_bytes).map_err(sql)?;
@@ -1040,18 +1050,22 @@ impl Store {
         })
     }
 
-    /// Records the server's acknowledgement of everything up to `through` and deletes those
-    /// records. Idempotent; an acknowledgement beyond the head is refused.
+    /// Records the server's acknowledgement of everything up to `through`: those records leave
+    /// the chain (the last [`DELIVERED_KEPT`] are kept aside, sealed). Idempotent; an
+    /// acknowledgement beyond the head is refused.
     pub fn acknowledge(&mut self, through: u64) -> Result<(), StoreError> {
-        self.acknowledge_linked(through, None)
+        self.acknowledge_linked(through, None, &[])
     }
 
     /// [`Store::acknowledge`], keeping the public chain's link of record `through` in the same
-    /// commit (so the next upload continues the chain whatever happens between).
+    /// commit (so the next upload continues the chain whatever happens between). `links` are
+    /// the public links of the records acknowledged, oldest first, when the caller has them:
+    /// kept with each copy so a reinstated chain continues the public chain too.
     pub fn acknowledge_linked(
         &mut self,
         through: u64,
         ledger: Option<[u8; 32]>,
+        links: &[[u8; 32]],
     ) -> Result<(), StoreError> {
         if through <= self.anchor.seq {
             return Ok(());
@@ -1063,26 +1077,73 @@ impl Store {
             });
         }
         let sql = |e| StoreError::sqlite(&self.path, e);
-        let sealed: Vec<u8> = self
-            .conn
-            .query_row(
-                "SELECT CAST(sealed AS BLOB) FROM violations WHERE seq = ?1",
-                [to_sql(through)],
-                |r| r.get(0),
-            )
-            .optional()
+        let rows: Vec<(u64, Vec<u8>, Vec<u8>)> = {
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq, nonce, CAST(sealed AS BLOB) FROM violations WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+                )
+                .map_err(sql)?;
+            st.query_map(params![to_sql(self.anchor.seq), to_sql(through)], |r| {
+                Ok((from_sql(r.get(0)?), r.get(1)?, r.get(2)?))
+            })
             .map_err(sql)?
-            .ok_or(ChainError::Missing {
+            .collect::<Result<_, _>>()
+            .map_err(sql)?
+        };
+        let Some((last_seq, _, last_sealed)) = rows.last() else {
+            return Err(ChainError::Missing {
                 from: through,
                 to: through,
-            })?;
+            }
+            .into());
+        };
+        if *last_seq != through {
+            return Err(ChainError::Missing {
+                from: through,
+                to: through,
+            }
+            .into());
+        }
         let anchor = Link {
             seq: through,
-            tag: tag_of(&sealed).ok_or(ChainError::Unauthentic { seq: through })?,
+            tag: tag_of(last_sealed).ok_or(ChainError::Unauthentic { seq: through })?,
         };
         let anchor_bytes = self.encode_link(META_ANCHOR, &anchor);
         let ledger_bytes = ledger.map(|l| self.encode_ledger(through, &l));
+        // Each copy with what precedes it (the tag its seal is bound to, the public link its
+        // own link is over), so a chain reinstated from any of them verifies and links.
+        let mut prev_tag = self.anchor.tag;
+        let mut prev_link = self.ledger_link();
+        let mut kept = Vec::with_capacity(rows.len());
+        for (i, (seq, nonce, sealed)) in rows.iter().enumerate() {
+            kept.push((*seq, nonce, prev_tag, prev_link, sealed));
+            prev_tag = tag_of(sealed).unwrap_or_default();
+            prev_link = links.get(i).copied();
+        }
         let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO delivered (seq, nonce, prev_tag, prev_link, sealed) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql)?;
+            for (seq, nonce, prev_tag, prev_link, sealed) in kept {
+                ins.execute(params![
+                    to_sql(seq),
+                    nonce,
+                    &prev_tag[..],
+                    prev_link.as_ref().map(|l| &l[..]),
+                    sealed
+                ])
+                .map_err(sql)?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM delivered WHERE seq <= ?1",
+            [to_sql(through.saturating_sub(DELIVERED_KEPT))],
+        )
+        .map_err(sql)?;
         tx.execute("DELETE FROM violations WHERE seq <= ?1", [to_sql(through)])
             .map_err(sql)?;
         put_meta(&tx, META_ANCHOR, &anchor_bytes).map_err(sql)?;
@@ -1091,6 +1152,99 @@ impl Store {
         }
         tx.commit().map_err(sql)?;
         self.anchor = anchor;
+        Ok(())
+    }
+
+    /// Puts the acknowledged records after `office_seq` back into the chain, so they are sent
+    /// again: the office, restored from a backup older than its acknowledgement, holds this
+    /// phone's chain only through `office_seq` (ending in `office_tag`). Returns how many came
+    /// back, or `None` when the kept copies do not reach back that far or do not join the
+    /// office's record and this store's anchor into one chain (nothing is changed then).
+    pub fn reinstate(
+        &mut self,
+        office_seq: u64,
+        office_tag: [u8; TAG_LEN],
+    ) -> Result<Option<u64>, StoreError> {
+        if office_seq >= self.anchor.seq {
+            return Ok(None);
+        }
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        type Kept = (u64, Vec<u8>, Vec<u8>, Option<Vec<u8>>, Vec<u8>);
+        let rows: Vec<Kept> = {
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq, nonce, prev_tag, prev_link, CAST(sealed AS BLOB) FROM delivered WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+                )
+                .map_err(sql)?;
+            st.query_map(params![to_sql(office_seq), to_sql(self.anchor.seq)], |r| {
+                Ok((
+                    from_sql(r.get(0)?),
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)?
+        };
+        // One chain: from the office's record, copy by copy, to this store's anchor.
+        let mut expected = (office_seq + 1, office_tag);
+        for (seq, _, prev_tag, _, sealed) in &rows {
+            if *seq != expected.0 || prev_tag.as_slice() != expected.1.as_slice() {
+                return Ok(None);
+            }
+            let Some(tag) = tag_of(sealed) else {
+                return Ok(None);
+            };
+            expected = (seq + 1, tag);
+        }
+        if expected != (self.anchor.seq + 1, self.anchor.tag) {
+            return Ok(None);
+        }
+        let anchor = Link {
+            seq: office_seq,
+            tag: office_tag,
+        };
+        let ledger = rows
+            .first()
+            .and_then(|r| r.3.as_deref())
+            .and_then(|l| <[u8; 32]>::try_from(l).ok());
+        let anchor_bytes = self.encode_link(META_ANCHOR, &anchor);
+        let ledger_bytes = ledger.map(|l| self.encode_ledger(office_seq, &l));
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut ins = tx
+                .prepare_cached("INSERT INTO violations (seq, nonce, sealed) VALUES (?1, ?2, ?3)")
+                .map_err(sql)?;
+            for (seq, nonce, _, _, sealed) in &rows {
+                ins.execute(params![to_sql(*seq), nonce, sealed])
+                    .map_err(sql)?;
+            }
+        }
+        tx.execute("DELETE FROM delivered WHERE seq > ?1", [to_sql(office_seq)])
+            .map_err(sql)?;
+        put_meta(&tx, META_ANCHOR, &anchor_bytes).map_err(sql)?;
+        match &ledger_bytes {
+            Some(l) => put_meta(&tx, META_LEDGER, l).map_err(sql)?,
+            None => {
+                tx.execute("DELETE FROM meta WHERE name = ?1", [META_LEDGER])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        self.anchor = anchor;
+        Ok(Some(u64::try_from(rows.len()).unwrap_or(u64::MAX)))
+    }
+
+    /// Drops the kept copies of acknowledged records (the store is over its cap: evidence the
+    /// office does not hold comes first).
+    pub fn drop_delivered(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM delivered", [])
+            .map_err(|e| StoreError::sqlite(&self.path, e))?;
         Ok(())
     }
 
@@ -1228,15 +1382,14 @@ impl Store {
     /// Database size in bytes (pages in use).
     pub fn size_bytes(&self) -> Result<u64, StoreError> {
         let sql = |e| StoreError::sqlite(&self.path, e);
-        let pages: i64 = self
-            .conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .map_err(sql)?;
-        let size: i64 = self
-            .conn
-            .query_row("PRAGMA page_size", [], |r| r.get(0))
-            .map_err(sql)?;
-        Ok(from_sql(pages.saturating_mul(size)))
+        let pragma = |name: &str| -> Result<i64, StoreError> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .map_err(sql)
+        };
+        // Pages in use: freed pages (records acknowledged, copies dropped) are reused.
+        let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        Ok(from_sql(pages.saturating_mul(pragma("page_size")?)))
     }
 
     /// Whether the store has grown past its cap (evidence is kept; the agent raises

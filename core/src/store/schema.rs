@@ -16,6 +16,9 @@
 //!   (`core/tests/fixtures/store-v1/` is a frozen v1 store the tests open).
 //! - 2: same tables; random nonces; head carries generation and state root, written with
 //!   every commit; head and anchor provisioned at creation.
+//! - 3: `delivered(seq, nonce, prev_tag, prev_link, sealed)`: the last records the office
+//!   acknowledged, kept sealed as they were, so a phone can send them again to an office
+//!   restored from an older backup.
 //!
 //! To migrate: bump [`VERSION`], add an arm to `upgrade_from`, add the old schema as a frozen
 //! fixture in the tests below.
@@ -23,12 +26,18 @@
 use rusqlite::Connection;
 
 /// Newest schema this agent writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
+/// Oldest schema upgraded in place (older ones are refused, see the module docs).
+pub const MIN_UPGRADABLE: i64 = 2;
 
 pub(crate) const SCHEMA_V2: &str = "
 CREATE TABLE meta (name TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE violations (seq INTEGER PRIMARY KEY NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL);
 CREATE TABLE state (name TEXT PRIMARY KEY NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL) WITHOUT ROWID;
+";
+
+pub(crate) const DELIVERED_V3: &str = "
+CREATE TABLE delivered (seq INTEGER PRIMARY KEY NOT NULL, nonce BLOB NOT NULL, prev_tag BLOB NOT NULL, prev_link BLOB, sealed BLOB NOT NULL);
 ";
 
 /// What `init` found.
@@ -68,6 +77,7 @@ pub(crate) fn init(conn: &mut Connection) -> Result<Init, InitError> {
         }
         let tx = conn.transaction()?;
         tx.execute_batch(SCHEMA_V2)?;
+        tx.execute_batch(DELIVERED_V3)?;
         tx.pragma_update(None, "user_version", VERSION)?;
         tx.commit()?;
         return Ok(Init::Created);
@@ -86,10 +96,12 @@ pub(crate) fn init(conn: &mut Connection) -> Result<Init, InitError> {
     Ok(Init::Existing)
 }
 
-fn upgrade_from(_tx: &rusqlite::Transaction<'_>, version: i64) -> Result<(), InitError> {
-    // One arm per version; next migration, add here: `2 => tx.execute_batch("...")?,`
-    // Version 1 is refused, not migrated (see the module docs).
-    Err(InitError::Unsupported(version))
+fn upgrade_from(tx: &rusqlite::Transaction<'_>, version: i64) -> Result<(), InitError> {
+    // One arm per version. Version 1 is refused, not migrated (see the module docs).
+    match version {
+        2 => Ok(tx.execute_batch(DELIVERED_V3)?),
+        _ => Err(InitError::Unsupported(version)),
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +118,18 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, 1);
+    }
+
+    #[test]
+    fn a_v2_database_gains_the_delivered_table() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA_V2).unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        assert_eq!(init(&mut c).unwrap(), Init::Existing);
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM delivered", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]
