@@ -755,6 +755,7 @@ fn json(status: u16, body: Vec<u8>) -> Reply {
 }
 
 fn error(e: &ApiError) -> Reply {
+    crate::metrics::error_answered(e.code);
     json(e.status, e.body())
 }
 
@@ -906,6 +907,16 @@ async fn answer_request(
         if let Ok(waits) = shared.waits.lock() {
             m.open_waits
                 .set(i64::try_from(waits.len()).unwrap_or(i64::MAX));
+        }
+        // The MDM queue, read now (a scrape is rare; the count is one indexed query).
+        let server = shared.server.clone();
+        if let Ok(_permit) = shared.in_flight.acquire().await
+            && let Ok(Ok(queue)) =
+                tokio::task::spawn_blocking(move || server.mdm_queue_counts()).await
+        {
+            for (state, n) in queue {
+                m.mdm_queue.with_label_values(&[state]).set(n);
+            }
         }
         let mut r = Response::new(full(m.render()));
         r.headers_mut().insert(

@@ -6,7 +6,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The server's metrics.
@@ -22,6 +23,13 @@ pub struct Metrics {
     pub bodies_refused: IntCounterVec,
     /// Alert deliveries attempted, by channel and result (`crate::notify`).
     pub deliveries: IntCounterVec,
+    /// Syncs the office saw through (finished, proven), by how: one request or the stages.
+    pub syncs: IntCounterVec,
+    /// Errors answered, by the error body's code (a fixed set: `ErrorBody.code`).
+    pub errors: IntCounterVec,
+    /// MDM commands waiting, by state (pending: not yet handed to the MDM; queued: at the
+    /// MDM, not yet answered; not_now: the device deferred them). Read at each scrape.
+    pub mdm_queue: IntGaugeVec,
 }
 
 /// The process's metrics.
@@ -58,6 +66,24 @@ impl Metrics {
             ),
             &["channel", "result"],
         )?;
+        let syncs = IntCounterVec::new(
+            Opts::new(
+                "syncs_total",
+                "Syncs finished, by how (one_request, stages)",
+            ),
+            &["how"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new("errors_total", "Errors answered, by code"),
+            &["code"],
+        )?;
+        let mdm_queue = IntGaugeVec::new(
+            Opts::new("mdm_commands", "MDM commands waiting, by state"),
+            &["state"],
+        )?;
+        registry.register(Box::new(syncs.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(mdm_queue.clone()))?;
         registry.register(Box::new(deliveries.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -70,6 +96,9 @@ impl Metrics {
             open_waits,
             bodies_refused,
             deliveries,
+            syncs,
+            errors,
+            mdm_queue,
         })
     }
 
@@ -78,6 +107,20 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// Counts a finished sync.
+pub fn sync_finished(how: &'static str) {
+    if let Some(m) = METRICS.as_ref() {
+        m.syncs.with_label_values(&[how]).inc();
+    }
+}
+
+/// Counts an error answered.
+pub fn error_answered(code: &'static str) {
+    if let Some(m) = METRICS.as_ref() {
+        m.errors.with_label_values(&[code]).inc();
     }
 }
 

@@ -152,7 +152,8 @@ fn health_and_readiness_answer_without_authentication() {
 }
 
 // Issue 23, item 3: no metrics. Prometheus text on `/metrics`: requests by path and status,
-// latency, open waits.
+// latency, open waits, errors by code, the MDM queue (syncs finished and alert deliveries are
+// counted in the e2e tests that make them).
 #[test]
 fn metrics_count_requests_by_path_and_status() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,6 +183,15 @@ fn metrics_count_requests_by_path_and_status() {
     assert!(m.contains(r#"path="other""#), "{m}");
     assert!(m.contains("baomi_http_request_seconds_bucket"), "{m}");
     assert!(m.contains("baomi_open_waits 0"), "{m}");
+    // Errors by their code, the MDM queue by state (read at the scrape).
+    assert!(
+        m.contains(r#"baomi_errors_total{code="method_not_allowed"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"baomi_mdm_commands{state="pending"} 0"#),
+        "{m}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -571,6 +571,13 @@ fn a_week_offline_queues_fails_closed_then_drains() {
         let (listener, base) = start_in_process(&b.url, &o, shifted_clock);
         let r = sync_now(&mut d.agent, &transport(&base), at).unwrap();
         assert_eq!((r.uploaded, r.acked_through), (29, 29), "{}", b.label);
+        // The in-process server counted the sync it saw through (issue 23, item 3).
+        let metrics = baomi_server::metrics::METRICS.as_ref().unwrap().render();
+        assert!(
+            String::from_utf8_lossy(&metrics).contains("baomi_syncs_total{how=\"stages\"}"),
+            "{}",
+            b.label
+        );
         assert_eq!(received(&admin, &dev).len(), 29);
         // The check-in history keeps why the phone ran closed (the column was always empty).
         let reasons: Vec<String> = admin

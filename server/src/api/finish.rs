@@ -29,6 +29,7 @@ impl Server {
         })?;
         let key = ProofKey::from_base64(&stored)
             .ok_or_else(|| ApiError::internal("stored session key is damaged"))?;
+        crate::metrics::sync_finished("stages");
         json(&FinishResponse {
             proof: key.prove(Answer::Finish, dev, body, b""),
         })

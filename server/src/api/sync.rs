@@ -39,6 +39,9 @@ impl Server {
             }),
         };
         self.after_check_in(dev, &req.check_in);
+        if resp.finish.is_some() {
+            crate::metrics::sync_finished("one_request");
+        }
         json(&resp)
     }
 

@@ -74,6 +74,28 @@ fn n(r: &[Value], i: usize) -> Option<i64> {
 }
 
 impl Server {
+    /// MDM commands waiting, by state (`pending`, `queued`, `not_now`; zero when none), for
+    /// the metrics.
+    pub fn mdm_queue_counts(&self) -> Result<Vec<(&'static str, i64)>, ApiError> {
+        let rows = self.db().tx(|c| {
+            Ok(c.query(
+                "SELECT status, COUNT(*) FROM mdm_commands WHERE status IN ('pending', 'queued', 'not_now') GROUP BY status",
+                &[],
+            )?)
+        })?;
+        Ok(["pending", "queued", "not_now"]
+            .into_iter()
+            .map(|state| {
+                let n = rows
+                    .iter()
+                    .find(|r| r.first().and_then(Value::text) == Some(state))
+                    .and_then(|r| r.get(1).and_then(Value::int))
+                    .unwrap_or(0);
+                (state, n)
+            })
+            .collect())
+    }
+
     /// Links a Baomi device to its MDM enrolment id (the UDID NanoMDM knows it by).
     pub fn mdm_link(&self, device_id: &str, mdm_id: &str) -> Result<(), ApiError> {
         let now = self.now();
