@@ -61,6 +61,7 @@ fn main() {
         violations,
         days: 30,
         now: Timestamp::now().0,
+        violations_from: 0,
     };
     if baomi_server::admin::devices_count(&server).unwrap() == 0 {
         baomi_server::seed::seed(&server, &plan, &mut |what, n| {

@@ -182,6 +182,10 @@ enum Cmd {
         /// Days of history.
         #[arg(long, default_value_t = 30)]
         days: i64,
+        /// Continue a seed that stopped after N violations (the database holds its phones):
+        /// adds violations N.. up to --violations.
+        #[arg(long, default_value_t = 0)]
+        violations_from: u64,
     },
     /// Copy the database to OUT (mode 0600) while the server runs: SQLite's online backup
     /// API, or `pg_dump --format=custom` for PostgreSQL.
@@ -688,12 +692,18 @@ fn run(cli: Cli) -> Result<(), String> {
             devices,
             violations,
             days,
+            violations_from,
         } => {
             let server = open(&db, 1, None)?;
             let held = admin::devices_count(&server).map_err(|e| e.message)?;
-            if held > 0 {
+            if violations_from == 0 && held > 0 {
                 return Err(format!(
-                    "{db} holds {held} devices: seed only an empty database"
+                    "{db} holds {held} devices: seed only an empty database (or continue one with --violations-from)"
+                ));
+            }
+            if violations_from > 0 && u64::try_from(held).ok() != Some(devices) {
+                return Err(format!(
+                    "{db} holds {held} devices, not the {devices} of the seed to continue"
                 ));
             }
             let plan = baomi_server::seed::Plan {
@@ -701,6 +711,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 violations,
                 days: days.max(1),
                 now: Timestamp::now().0,
+                violations_from,
             };
             let mut last = std::time::Instant::now();
             baomi_server::seed::seed(&server, &plan, &mut |what, n| {

@@ -28,6 +28,8 @@ pub struct Plan {
     pub days: i64,
     /// "Now" (ms).
     pub now: i64,
+    /// Continue a seed that stopped: the phones are there, and violations `0..from` too.
+    pub violations_from: u64,
 }
 
 /// Rows per INSERT statement, and statements per transaction.
@@ -79,7 +81,11 @@ pub fn seed(
     let mut mix = Mix(0x0BA0_0051);
     let day = 86_400_000i64;
     // Phones: every state represented (stale, fail-closed, outdated, not applied, ...).
-    let mut i = 0;
+    let mut i = if plan.violations_from > 0 {
+        plan.devices
+    } else {
+        0
+    };
     while i < plan.devices {
         let end = (i + ROWS * STATEMENTS_PER_TX).min(plan.devices);
         server.db().tx(|c| {
@@ -149,7 +155,11 @@ pub fn seed(
         progress("devices", i);
     }
     // Violations: round-robin over the phones, times spread over the days.
-    let mut v = 0;
+    let mut v = plan.violations_from;
+    // Another stream for a continued seed (the same plan still gives the same office).
+    if v > 0 {
+        mix = Mix(0x0BA0_0051 ^ v);
+    }
     while v < plan.violations {
         let end = (v + ROWS * STATEMENTS_PER_TX).min(plan.violations);
         server.db().tx(|c| {

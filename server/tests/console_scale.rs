@@ -36,6 +36,7 @@ fn seeded(url: &str) -> Server {
         // Within the chart's 14 calendar days.
         days: 13,
         now: Timestamp::now().0,
+        violations_from: 0,
     };
     baomi_server::seed::seed(&server, &plan, &mut |_, _| {}).unwrap();
     server
