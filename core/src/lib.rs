@@ -38,6 +38,7 @@ pub mod policy;
 pub mod posture;
 pub mod rules;
 pub mod store;
+pub mod suite;
 pub mod sync;
 pub mod time;
 
