@@ -55,6 +55,8 @@ fn an_auditor_verifies_the_ledger_names_a_deleted_row_and_verifies_one_violation
             keys: vec![KeyEntry::of(key.public())],
             threshold: 1,
             registry: None,
+            suite: Default::default(),
+            sm2_id: None,
             personnel: None,
             upload_key: Some(upload.public_base64()),
             expires_at: None,

@@ -60,7 +60,7 @@ fn case(env: &Envelope, keys: &[&SigningKey], threshold: usize) -> serde_json::V
         "threshold": threshold,
         "keys": keys.iter().map(|k| serde_json::json!({
             "keyid": k.public().keyid().0,
-            "public": baomi_core::bundle::keys::hex(k.public().as_bytes()),
+            "public": baomi_core::bundle::keys::hex(&k.public().raw()),
         })).collect::<Vec<_>>(),
     })
 }

@@ -37,6 +37,8 @@ pub fn trust_root() -> TrustRoot {
         }),
         // The X25519 base point: any valid key lets the device seal its session key and
         // batches, so the sync gets past `NoUploadKey` to the answers the fuzzer writes.
+        suite: Default::default(),
+        sm2_id: None,
         personnel: None,
         upload_key: Some("CQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
         expires_at: None,

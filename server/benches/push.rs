@@ -58,6 +58,8 @@ fn main() {
             keys: vec![KeyEntry::of(registry.public())],
             threshold: 1,
         }),
+        suite: Default::default(),
+        sm2_id: None,
         personnel: None,
         upload_key: Some(upload.public_base64()),
         expires_at: None,

@@ -142,6 +142,8 @@ fn device(dir: &std::path::Path) -> Agent {
         keys: vec![KeyEntry::of(key.public())],
         threshold: 1,
         registry: None,
+        suite: Default::default(),
+        sm2_id: None,
         personnel: None,
         upload_key: Some(upload),
         expires_at: None,

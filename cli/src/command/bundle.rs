@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use baomi_core::bundle::{Installed, VerifiedBundle, sign_bundle, verify_bundle};
+use baomi_core::bundle::{Installed, VerifiedBundle, verify_bundle};
 use baomi_core::policy::Policy;
 use baomi_core::time::Timestamp;
 use clap::{Args, Subcommand};
@@ -35,6 +35,9 @@ pub struct SignArgs {
     /// Output file.
     #[arg(long)]
     out: PathBuf,
+    /// SM2 keys sign under this distinguishing ID (the trust root's `--sm2-id`).
+    #[arg(long, default_value = baomi_core::suite::sm::DEFAULT_ID)]
+    sm2_id: String,
 }
 
 #[derive(Args)]
@@ -68,7 +71,8 @@ pub fn run(cmd: BundleCmd) -> Result<(), CliError> {
                 .collect::<Result<Vec<_>, _>>()?;
             let now = Timestamp::now();
             let expires = now.plus_seconds(i64::from(a.expires_in_days) * 86_400);
-            let env = sign_bundle(
+            let env = baomi_core::bundle::sign_bundle_with_id(
+                &a.sm2_id,
                 &policy,
                 a.version,
                 now,

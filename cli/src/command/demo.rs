@@ -58,6 +58,8 @@ pub fn run(a: &DemoArgs) -> Result<(), CliError> {
     let upload = baomi_server::upload_key::UploadKey::generate().map_err(CliError::Io)?;
     files::write_secret(&dir.join("upload.key"), upload.to_file().as_bytes())?;
     let doc = TrustRootDoc {
+        suite: Default::default(),
+        sm2_id: None,
         personnel: None,
         upload_key: Some(upload.public_base64()),
         expires_at: None,

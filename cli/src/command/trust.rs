@@ -59,6 +59,14 @@ pub struct NewArgs {
     /// How many personnel keys must sign an assignment record.
     #[arg(long, default_value_t = 1)]
     personnel_threshold: u32,
+    /// The suite every key of the root follows, and everything it signs: intl (Ed25519,
+    /// X25519, AES-GCM, SHA-256) or sm (SM2, SM3, SM4; `baomi keys new --suite sm`).
+    #[arg(long, default_value = "intl")]
+    suite: baomi_core::suite::Suite,
+    /// The SM2 distinguishing ID signatures under the root are made with (sm roots; default
+    /// 1234567812345678).
+    #[arg(long)]
+    sm2_id: Option<String>,
     /// The office's upload key (`baomi-server upload-key new` writes it as OUT.pub): devices
     /// seal violation batches to it.
     #[arg(long)]
@@ -101,8 +109,9 @@ pub fn summary(root: &TrustRoot) -> String {
         .map(|(k, t)| format!(", {t}-of-{} personnel keys", k.len()))
         .unwrap_or_default();
     format!(
-        "trust root v{}: {}-of-{} root keys, {policy}, {}-of-{} registry keys{personnel}",
+        "trust root v{} ({} suite): {}-of-{} root keys, {policy}, {}-of-{} registry keys{personnel}",
         root.version(),
+        root.suite(),
         root.threshold(),
         root.office_keys().len(),
         reg_t,
@@ -160,6 +169,8 @@ fn new(a: &NewArgs) -> Result<(), CliError> {
             keys: policy.iter().map(KeyEntry::of).collect(),
             threshold: a.policy_threshold,
         }),
+        suite: a.suite,
+        sm2_id: a.sm2_id.clone(),
         personnel: (!personnel.is_empty()).then(|| RoleKeys {
             keys: personnel.iter().map(KeyEntry::of).collect(),
             threshold: a.personnel_threshold,

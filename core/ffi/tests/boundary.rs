@@ -61,6 +61,8 @@ fn ready(dir: &std::path::Path, clock: &Arc<TestClock>) -> Arc<BaomiAgent> {
         keys: vec![KeyEntry::of(key.public())],
         threshold: 1,
         registry: None,
+        suite: Default::default(),
+        sm2_id: None,
         personnel: None,
         upload_key: None,
         expires_at: None,

@@ -69,6 +69,8 @@ fn events_are_decided_while_the_push_channel_waits() {
         keys: vec![KeyEntry::of(key.public())],
         threshold: 1,
         registry: None,
+        suite: Default::default(),
+        sm2_id: None,
         personnel: None,
         upload_key: Some(upload),
         expires_at: None,

@@ -159,6 +159,8 @@ pub struct AgentStatus {
     pub policy_trusted: Option<bool>,
     /// Trust root version.
     pub trust_root_version: Option<u64>,
+    /// The trust root's cryptographic suite (`intl` or `sm`).
+    pub suite: Option<crate::suite::Suite>,
     /// Why the device fails closed now, if it does.
     pub fail_closed: Option<String>,
     /// Desired posture.
@@ -1177,6 +1179,7 @@ impl Agent {
             policy_version: self.installed.as_ref().map(|i| i.header.version),
             policy_trusted: self.installed.as_ref().map(|i| i.trusted),
             trust_root_version: self.trust.as_ref().map(TrustRoot::version),
+            suite: self.trust.as_ref().map(TrustRoot::suite),
             fail_closed: self
                 .engine
                 .as_ref()

@@ -108,6 +108,13 @@ pub enum SyncError {
     /// office's answers cannot be proven.
     #[error("the trust root names no upload key: violations stay on the device")]
     NoUploadKey,
+    /// The trust root's suite has no sync yet (`sm`: SM2-sealed batches and HMAC-SM3 proofs
+    /// are still to be built); the phone enforces its policy and keeps its violations.
+    #[error("sync under the {suite} suite is not built yet: violations stay on the device")]
+    SuiteWithoutSync {
+        /// The root's suite.
+        suite: crate::suite::Suite,
+    },
     /// The agent (store, bundle) failed, or no trust root was provisioned.
     #[error(transparent)]
     Agent(#[from] AgentError),
@@ -295,11 +302,13 @@ fn run_stages(
     reading: Timestamp,
 ) -> Result<SyncReport, SyncError> {
     let now = agent.acting_time(reading);
-    let upload_key = agent
-        .trust_root()
-        .ok_or(AgentError::NoTrustRoot)?
-        .upload_key()
-        .ok_or(SyncError::NoUploadKey)?;
+    let trust = agent.trust_root().ok_or(AgentError::NoTrustRoot)?;
+    if trust.suite() != crate::suite::Suite::Intl {
+        return Err(SyncError::SuiteWithoutSync {
+            suite: trust.suite(),
+        });
+    }
+    let upload_key = trust.upload_key().ok_or(SyncError::NoUploadKey)?;
     let identity = agent.identity()?;
     let device = identity.device_id().to_owned();
     let id = Some(&identity);

@@ -72,10 +72,11 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Trusted keys of one role, by id.
+/// Trusted keys of one role, by id, and the SM2 distinguishing ID their signatures use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeySet {
     keys: BTreeMap<KeyId, PublicKey>,
+    sm2_id: Option<String>,
 }
 
 impl KeySet {
@@ -83,7 +84,22 @@ impl KeySet {
     pub fn new(keys: impl IntoIterator<Item = PublicKey>) -> Self {
         Self {
             keys: keys.into_iter().map(|k| (k.keyid().clone(), k)).collect(),
+            sm2_id: None,
         }
+    }
+
+    /// SM2 signatures are checked under `id` (the trust root's `sm2_id`) instead of the
+    /// default `1234567812345678`.
+    pub fn with_sm2_id(mut self, id: Option<String>) -> Self {
+        self.sm2_id = id;
+        self
+    }
+
+    /// The SM2 distinguishing ID signatures are checked under.
+    pub fn sm2_id(&self) -> &str {
+        self.sm2_id
+            .as_deref()
+            .unwrap_or(crate::suite::sm::DEFAULT_ID)
     }
 
     /// Number of distinct keys.
@@ -103,8 +119,19 @@ impl KeySet {
 }
 
 impl Envelope {
-    /// Signs `payload` as `payload_type` with every key given.
+    /// Signs `payload` as `payload_type` with every key given (SM2 keys under the default
+    /// distinguishing ID).
     pub fn sign(payload_type: &str, payload: &[u8], keys: &[&SigningKey]) -> Envelope {
+        Self::sign_with_id(crate::suite::sm::DEFAULT_ID, payload_type, payload, keys)
+    }
+
+    /// [`Envelope::sign`], SM2 keys under distinguishing ID `sm2_id`.
+    pub fn sign_with_id(
+        sm2_id: &str,
+        payload_type: &str,
+        payload: &[u8],
+        keys: &[&SigningKey],
+    ) -> Envelope {
         let msg = signed_message(payload_type, payload);
         Envelope {
             payload_type: payload_type.to_owned(),
@@ -113,7 +140,7 @@ impl Envelope {
                 .iter()
                 .map(|k| EnvelopeSignature {
                     keyid: k.public().keyid().0.clone(),
-                    sig: B64.encode(k.sign(&msg)),
+                    sig: B64.encode(k.sign_with_id(sm2_id, &msg)),
                 })
                 .collect(),
         }
@@ -196,7 +223,7 @@ impl Envelope {
             };
             let ok = B64
                 .decode(s.sig.as_bytes())
-                .is_ok_and(|sig| key.verify(&msg, &sig));
+                .is_ok_and(|sig| key.verify_with_id(keys.sm2_id(), &msg, &sig));
             if ok {
                 valid.insert(key.keyid());
             } else {

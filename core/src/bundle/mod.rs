@@ -20,5 +20,6 @@ pub use keys::{KeyId, PublicKey, SigningKey};
 pub use trust::TrustRoot;
 pub use verify::{
     BundleHeader, Installed, MAX_BUNDLE_BYTES, MAX_BUNDLE_VALIDITY_DAYS, MAX_ISSUED_AHEAD_MS,
-    VerifiedBundle, read_unverified, sign_bundle, verify_bundle, verify_signed,
+    VerifiedBundle, read_unverified, sign_bundle, sign_bundle_with_id, verify_bundle,
+    verify_signed,
 };

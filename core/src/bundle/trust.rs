@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::envelope::{Envelope, KeySet, TRUST_ROOT_TYPE};
 use super::err::BundleError;
 use super::keys::{KeyId, PublicKey};
+use crate::suite::Suite;
 use crate::time::Timestamp;
 
 /// How long a root without `expires_at` vouches for anything (from its `issued_at`): no root
@@ -65,6 +66,14 @@ pub struct TrustRootDoc {
     /// or rotate to it and freezes (fail-closed) until a rotation arrives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// The cryptographic suite every key it lists, and everything they sign, follows (`intl`,
+    /// the default, or `sm`): a key of the other suite is refused.
+    #[serde(default, skip_serializing_if = "Suite::is_default")]
+    pub suite: Suite,
+    /// The SM2 distinguishing ID signatures are made under (`sm` roots; default
+    /// `1234567812345678`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm2_id: Option<String>,
 }
 
 /// A key listed in a root.
@@ -111,12 +120,25 @@ pub struct TrustRoot {
 
 const WHAT: &str = "trust root";
 
-fn key_set(entries: &[KeyEntry], threshold: u32, role: &str) -> Result<KeySet, BundleError> {
+fn key_set(
+    entries: &[KeyEntry],
+    threshold: u32,
+    role: &str,
+    suite: Suite,
+    sm2_id: Option<&String>,
+) -> Result<KeySet, BundleError> {
     let mut keys = Vec::with_capacity(entries.len());
     for e in entries {
         let k = PublicKey::from_base64(&e.public_key).map_err(|err| {
             BundleError::InvalidTrustRoot(format!("{role} key `{}`: {err}", e.keyid))
         })?;
+        if k.suite() != suite {
+            return Err(BundleError::InvalidTrustRoot(format!(
+                "{role} key `{}` is a key of the {} suite in a trust root of the {suite} suite: every key follows the root's suite",
+                e.keyid,
+                k.suite()
+            )));
+        }
         if k.keyid() != &e.keyid {
             return Err(BundleError::InvalidTrustRoot(format!(
                 "{role} key id `{}` does not match its key",
@@ -125,7 +147,7 @@ fn key_set(entries: &[KeyEntry], threshold: u32, role: &str) -> Result<KeySet, B
         }
         keys.push(k);
     }
-    let set = KeySet::new(keys);
+    let set = KeySet::new(keys).with_sm2_id(sm2_id.cloned());
     if set.len() != entries.len() {
         return Err(BundleError::InvalidTrustRoot(format!(
             "{role} keys are listed twice"
@@ -159,24 +181,45 @@ impl TrustRoot {
                 doc.issued_at
             )));
         }
-        let office = key_set(&doc.keys, doc.threshold, "office")?;
-        if let Some(k) = &doc.upload_key
-            && decode_upload_key(k).is_none()
-        {
+        if doc.sm2_id.is_some() && doc.suite != Suite::Sm {
             return Err(BundleError::InvalidTrustRoot(
-                "upload_key must be 32 bytes of base64 (an X25519 public key)".into(),
+                "sm2_id is for a trust root of the sm suite".into(),
             ));
         }
+        if doc
+            .sm2_id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > 1024)
+        {
+            return Err(BundleError::InvalidTrustRoot(
+                "sm2_id must be 1 to 1,024 bytes".into(),
+            ));
+        }
+        let (suite, id) = (doc.suite, doc.sm2_id.as_ref());
+        let office = key_set(&doc.keys, doc.threshold, "office", suite, id)?;
+        match (&doc.upload_key, suite) {
+            (Some(k), Suite::Intl) if decode_upload_key(k).is_none() => {
+                return Err(BundleError::InvalidTrustRoot(
+                    "upload_key must be 32 bytes of base64 (an X25519 public key)".into(),
+                ));
+            }
+            (Some(k), Suite::Sm) if decode_sm2_upload_key(k).is_none() => {
+                return Err(BundleError::InvalidTrustRoot(
+                    "an sm trust root's upload_key must be an SM2 public key (65 bytes of base64, 04 || x || y), not an international one".into(),
+                ));
+            }
+            _ => {}
+        }
         let registry = match &doc.registry {
-            Some(r) => key_set(&r.keys, r.threshold, "registry")?,
+            Some(r) => key_set(&r.keys, r.threshold, "registry", suite, id)?,
             None => KeySet::default(),
         };
         let policy = match &doc.policy {
-            Some(r) => Some(key_set(&r.keys, r.threshold, "policy")?),
+            Some(r) => Some(key_set(&r.keys, r.threshold, "policy", suite, id)?),
             None => None,
         };
         let personnel = match &doc.personnel {
-            Some(r) => Some(key_set(&r.keys, r.threshold, "personnel")?),
+            Some(r) => Some(key_set(&r.keys, r.threshold, "personnel", suite, id)?),
             None => None,
         };
         // One role per key: a policy, registry or personnel key that could also sign roots
@@ -287,7 +330,11 @@ impl TrustRoot {
     /// Builds and signs a root document (the admin side).
     pub fn sign(doc: &TrustRootDoc, keys: &[&super::keys::SigningKey]) -> Envelope {
         let payload = serde_json::to_vec_pretty(doc).unwrap_or_default();
-        Envelope::sign(TRUST_ROOT_TYPE, &payload, keys)
+        let id = doc
+            .sm2_id
+            .as_deref()
+            .unwrap_or(crate::suite::sm::DEFAULT_ID);
+        Envelope::sign_with_id(id, TRUST_ROOT_TYPE, &payload, keys)
     }
 
     /// Version.
@@ -336,9 +383,37 @@ impl TrustRoot {
         self.personnel.as_ref().map(|k| (k, threshold))
     }
 
-    /// The office's X25519 upload key, if the root names one.
+    /// The suite the root, its keys and everything they sign follow.
+    pub fn suite(&self) -> Suite {
+        self.doc.suite
+    }
+
+    /// The SM2 distinguishing ID signatures under this root are made with.
+    pub fn sm2_id(&self) -> &str {
+        self.doc
+            .sm2_id
+            .as_deref()
+            .unwrap_or(crate::suite::sm::DEFAULT_ID)
+    }
+
+    /// The office's X25519 upload key, if the root names one (`intl` roots).
     pub fn upload_key(&self) -> Option<[u8; 32]> {
-        self.doc.upload_key.as_deref().and_then(decode_upload_key)
+        match self.doc.suite {
+            Suite::Intl => self.doc.upload_key.as_deref().and_then(decode_upload_key),
+            Suite::Sm => None,
+        }
+    }
+
+    /// The office's SM2 upload key, if the root names one (`sm` roots).
+    pub fn sm2_upload_key(&self) -> Option<crate::suite::sm::Sm2PublicKey> {
+        match self.doc.suite {
+            Suite::Sm => self
+                .doc
+                .upload_key
+                .as_deref()
+                .and_then(decode_sm2_upload_key),
+            Suite::Intl => None,
+        }
     }
 
     /// The document.
@@ -362,6 +437,16 @@ impl TrustRoot {
     pub fn envelope_bytes(&self) -> &[u8] {
         &self.envelope_bytes
     }
+}
+
+fn decode_sm2_upload_key(b64: &str) -> Option<crate::suite::sm::Sm2PublicKey> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .ok()?;
+    (raw.len() == crate::suite::sm::PUBLIC_KEY_LEN)
+        .then(|| crate::suite::sm::Sm2PublicKey::from_bytes(&raw).ok())
+        .flatten()
 }
 
 fn decode_upload_key(b64: &str) -> Option<[u8; 32]> {

@@ -207,6 +207,26 @@ pub fn sign_bundle(
     expires_at: Timestamp,
     keys: &[&SigningKey],
 ) -> Result<Envelope, BundleError> {
+    sign_bundle_with_id(
+        crate::suite::sm::DEFAULT_ID,
+        policy,
+        version,
+        issued_at,
+        expires_at,
+        keys,
+    )
+}
+
+/// [`sign_bundle`] with SM2 keys signing under distinguishing ID `sm2_id` (the trust root's
+/// `sm2_id`).
+pub fn sign_bundle_with_id(
+    sm2_id: &str,
+    policy: &Policy,
+    version: u64,
+    issued_at: Timestamp,
+    expires_at: Timestamp,
+    keys: &[&SigningKey],
+) -> Result<Envelope, BundleError> {
     policy.validate().map_err(BundleError::InvalidPolicy)?;
     let validity_ms = expires_at.0.saturating_sub(issued_at.0);
     if validity_ms > MAX_BUNDLE_VALIDITY_DAYS * 86_400_000 {
@@ -226,5 +246,10 @@ pub fn sign_bundle(
         what: WHAT,
         reason: e.to_string(),
     })?;
-    Ok(Envelope::sign(POLICY_BUNDLE_TYPE, &bytes, keys))
+    Ok(Envelope::sign_with_id(
+        sm2_id,
+        POLICY_BUNDLE_TYPE,
+        &bytes,
+        keys,
+    ))
 }

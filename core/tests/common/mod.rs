@@ -27,6 +27,8 @@ pub fn root_doc(
     issued_at: Timestamp,
 ) -> TrustRootDoc {
     TrustRootDoc {
+        suite: Default::default(),
+        sm2_id: None,
         personnel: None,
         upload_key: None,
         expires_at: None,

@@ -79,6 +79,8 @@ pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
             keys: vec![KeyEntry::of(registry.public())],
             threshold: 1,
         }),
+        suite: Default::default(),
+        sm2_id: None,
         personnel: Some(RoleKeys {
             keys: vec![KeyEntry::of(personnel.public())],
             threshold: 1,
