@@ -41,6 +41,11 @@ pub fn signing_key(path: &Path) -> Result<SigningKey, CliError> {
         .map_err(|e| CliError::refused(format!("{}: {e}", path.display())))
 }
 
+/// Every signing key of `paths`, in order.
+pub fn signing_keys(paths: &[std::path::PathBuf]) -> Result<Vec<SigningKey>, CliError> {
+    paths.iter().map(|p| signing_key(p)).collect()
+}
+
 pub fn public_key(path: &Path) -> Result<PublicKey, CliError> {
     let f: PublicKeyFile = serde_json::from_slice(&read(path)?).map_err(|e| {
         CliError::refused(format!("{}: not a public key file: {e}", path.display()))

@@ -29,7 +29,9 @@ fn signatures(c: &mut Criterion) {
         let k = SigningKey::generate_for(suite).unwrap();
         let sig = k.sign(&msg);
         let public = k.public().clone();
-        g.bench_function(suite.as_str(), |b| b.iter(|| assert!(public.verify(&msg, &sig))));
+        g.bench_function(suite.as_str(), |b| {
+            b.iter(|| assert!(public.verify(&msg, &sig)))
+        });
     }
     g.finish();
 }
@@ -53,23 +55,35 @@ fn aeads(c: &mut Criterion) {
         })
     });
     let sm4 = Sm4Gcm::new(&[1u8; 16]).unwrap();
-    g.bench_function("sm_sm4gcm", |b| b.iter(|| sm4.seal(&nonce, b"aad", &msg).unwrap()));
+    g.bench_function("sm_sm4gcm", |b| {
+        b.iter(|| sm4.seal(&nonce, b"aad", &msg).unwrap())
+    });
     g.finish();
     let mut g = c.benchmark_group("open_1KiB");
     g.throughput(Throughput::Bytes(RECORD as u64));
     let mut sealed = msg.clone();
-    aes.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(b"aad"), &mut sealed)
-        .unwrap();
+    aes.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(b"aad"),
+        &mut sealed,
+    )
+    .unwrap();
     g.bench_function("intl_aes256gcm", |b| {
         b.iter(|| {
             let mut buf = sealed.clone();
-            aes.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(b"aad"), &mut buf)
-                .unwrap()
-                .len()
+            aes.open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(b"aad"),
+                &mut buf,
+            )
+            .unwrap()
+            .len()
         })
     });
     let sm_sealed = sm4.seal(&nonce, b"aad", &msg).unwrap();
-    g.bench_function("sm_sm4gcm", |b| b.iter(|| sm4.open(&nonce, b"aad", &sm_sealed).unwrap()));
+    g.bench_function("sm_sm4gcm", |b| {
+        b.iter(|| sm4.open(&nonce, b"aad", &sm_sealed).unwrap())
+    });
     g.finish();
 }
 
@@ -85,7 +99,9 @@ fn hashes(c: &mut Criterion) {
     let mut g = c.benchmark_group("hmac_1KiB");
     g.throughput(Throughput::Bytes(RECORD as u64));
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[3u8; 32]);
-    g.bench_function("intl_hmac_sha256", |b| b.iter(|| ring::hmac::sign(&key, &msg)));
+    g.bench_function("intl_hmac_sha256", |b| {
+        b.iter(|| ring::hmac::sign(&key, &msg))
+    });
     g.bench_function("sm_hmac_sm3", |b| b.iter(|| hmac_sm3(&[3u8; 32], &msg)));
     g.finish();
 }

@@ -46,11 +46,7 @@ pub struct SignArgs {
 pub fn run(cmd: AssignmentCmd) -> Result<(), CliError> {
     match cmd {
         AssignmentCmd::Sign(a) => {
-            let keys = a
-                .keys
-                .iter()
-                .map(|p| files::signing_key(p))
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = files::signing_keys(&a.keys)?;
             let valid_until = match a.valid_until.as_deref() {
                 Some(t) => Some(
                     Timestamp::parse(t)

@@ -64,11 +64,7 @@ pub fn run(cmd: BundleCmd) -> Result<(), CliError> {
         BundleCmd::Sign(a) => {
             let policy = Policy::from_json(&files::read(&a.policy)?)
                 .map_err(|e| CliError::refused(format!("{}: {e}", a.policy.display())))?;
-            let keys = a
-                .keys
-                .iter()
-                .map(|p| files::signing_key(p))
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = files::signing_keys(&a.keys)?;
             let now = Timestamp::now();
             let expires = now.plus_seconds(i64::from(a.expires_in_days) * 86_400);
             let env = baomi_core::bundle::sign_bundle_with_id(

@@ -52,11 +52,7 @@ pub struct SignArgs {
 pub fn run(cmd: CustodyCmd) -> Result<(), CliError> {
     match cmd {
         CustodyCmd::Sign(a) => {
-            let keys = a
-                .keys
-                .iter()
-                .map(|p| files::signing_key(p))
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = files::signing_keys(&a.keys)?;
             let doc = CustodyRecordDoc {
                 record_id: a.record_id,
                 holder: a.holder,

@@ -145,11 +145,7 @@ fn new(a: &NewArgs) -> Result<(), CliError> {
         .iter()
         .map(|p| files::public_key(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let signers = a
-        .sign_keys
-        .iter()
-        .map(|p| files::signing_key(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let signers = files::signing_keys(&a.sign_keys)?;
     let now = Timestamp::now();
     let doc = TrustRootDoc {
         expires_at: Some(now.plus_seconds(a.expires_in_days.saturating_mul(86_400))),

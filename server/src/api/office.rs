@@ -137,24 +137,21 @@ impl Server {
                     doc.record_id
                 )));
             }
-            let new = c.query(
+            let (new, cursor) = append_to_feed(
+                c,
+                &doc.record_id,
                 "INSERT INTO custody (record_id, holder, envelope, received_at, document, classification, action, at, device_id) VALUES ($1, $2, $3, $4, '', $5, 'assign', $6, $7) ON CONFLICT (record_id) DO NOTHING RETURNING cursor",
                 &[doc.record_id.clone().into(), doc.holder.clone().into(), envelope.clone().into(), now.0.into(),
                   doc.clearance.as_str().to_owned().into(), doc.valid_from.0.into(), doc.device.clone().into()],
+                crate::ledger::Leaf::Assignment {
+                    record_id: doc.record_id.clone(),
+                    digest: hex_digest(envelope.as_bytes()),
+                },
             )?;
-            if !new.is_empty() {
-                crate::ledger::log::enqueue(
-                    c,
-                    &[crate::ledger::Leaf::Assignment {
-                        record_id: doc.record_id.clone(),
-                        digest: hex_digest(envelope.as_bytes()),
-                    }],
-                )?;
+            if new {
                 overlay_assignments(c, Some(&doc.device), now)?;
             }
-            Ok(c.query("SELECT cursor FROM custody WHERE record_id = $1", &[doc.record_id.clone().into()])?
-                .first()
-                .map_or(0, |r| int(r, 0)))
+            Ok(cursor)
         })?;
         Ok((u(cursor), doc))
     }
@@ -173,23 +170,18 @@ impl Server {
             String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("not UTF-8"))?;
         let now = self.now();
         let cursor = self.db.tx(|c| {
-            let new = c.query(
+            let (_, cursor) = append_to_feed(
+                c,
+                &doc.record_id,
                 "INSERT INTO custody (record_id, holder, envelope, received_at, document, classification, action, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (record_id) DO NOTHING RETURNING cursor",
                 &[doc.record_id.clone().into(), doc.holder.clone().into(), text.clone().into(), now.0.into(),
                   doc.document.clone().into(), level.clone().into(), action.clone().into(), doc.at.0.into()],
+                crate::ledger::Leaf::Custody {
+                    record_id: doc.record_id.clone(),
+                    digest: hex_digest(text.as_bytes()),
+                },
             )?;
-            if !new.is_empty() {
-                crate::ledger::log::enqueue(
-                    c,
-                    &[crate::ledger::Leaf::Custody {
-                        record_id: doc.record_id.clone(),
-                        digest: hex_digest(text.as_bytes()),
-                    }],
-                )?;
-            }
-            Ok(c.query("SELECT cursor FROM custody WHERE record_id = $1", &[doc.record_id.clone().into()])?
-                .first()
-                .map_or(0, |r| int(r, 0)))
+            Ok(cursor)
         })?;
         // Custody does not wait for the phone: MDM-enforced devices get the command now. The
         // record is in the feed whatever happens here; a failed hand-over is retried.
@@ -198,6 +190,30 @@ impl Server {
         }
         Ok(u(cursor))
     }
+}
+
+/// Appends one signed record to the feed phones read (custody and assignment records share
+/// it): `insert` (`ON CONFLICT (record_id) DO NOTHING RETURNING cursor`) with `params`, its
+/// ledger leaf queued only when it is new. Returns whether it was new, and its cursor.
+fn append_to_feed(
+    c: &mut dyn Conn,
+    record_id: &str,
+    insert: &str,
+    params: &[Value],
+    leaf: crate::ledger::Leaf,
+) -> Result<(bool, i64), ApiError> {
+    let new = !c.query(insert, params)?.is_empty();
+    if new {
+        crate::ledger::log::enqueue(c, &[leaf])?;
+    }
+    let cursor = c
+        .query(
+            "SELECT cursor FROM custody WHERE record_id = $1",
+            &[record_id.into()],
+        )?
+        .first()
+        .map_or(0, |r| int(r, 0));
+    Ok((new, cursor))
 }
 
 /// Points the device -> holder index at the newest assignment record in force at `now` for
