@@ -34,7 +34,7 @@ fn now() -> Timestamp {
 }
 
 fn office() -> Office {
-    let key = SigningKey::generate().unwrap();
+    let key = common::key();
     Office {
         root: common::signed_root(&common::root_doc(1, &[&key], 1, now()), &[&key]),
         key,
@@ -274,7 +274,7 @@ fn managed_configuration_is_taken_whatever_the_mdm_redelivers() {
     assert!(!again.changed());
 
     // Sync installs v3 and rotates the root; the MDM still holds root 1 and bundle 1.
-    let next_key = SigningKey::generate().unwrap();
+    let next_key = common::key();
     let root2 = root_v(2, &[&next_key], &[&o.key, &next_key]);
     a.rotate_trust_root(&root2, now()).unwrap();
     let o2 = Office {
@@ -318,7 +318,7 @@ fn managed_configuration_is_taken_whatever_the_mdm_redelivers() {
     // Signed by a key the root does not name, or the same version with other bytes: refused
     // and recorded as tamper, the installed policy untouched.
     let rogue = Office {
-        key: SigningKey::generate().unwrap(),
+        key: common::key(),
         root: Vec::new(),
     };
     let forged = a

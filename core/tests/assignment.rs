@@ -28,7 +28,7 @@ const T0: Timestamp = Timestamp(1_800_000_000_000);
 const BASELINE: &str = include_str!("../../policies/baseline.json");
 
 fn key() -> SigningKey {
-    SigningKey::generate().unwrap()
+    common::key()
 }
 
 fn root_doc(

@@ -37,7 +37,7 @@ fn root_doc(keys: &[&SigningKey], threshold: u32, version: u64) -> TrustRootDoc 
 
 /// Three office keys, two must sign.
 fn office() -> Office {
-    let keys: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate().unwrap()).collect();
+    let keys: Vec<SigningKey> = (0..3).map(|_| common::key()).collect();
     let refs: Vec<&SigningKey> = keys.iter().collect();
     let env = TrustRoot::sign(&root_doc(&refs, 2, 1), &refs[..2]);
     let root = TrustRoot::from_self_signed(env.to_json().as_bytes()).unwrap();
@@ -105,7 +105,7 @@ fn a_changed_payload_is_a_bad_signature() {
 #[test]
 fn a_bundle_signed_by_keys_outside_the_root_is_an_unknown_key() {
     let o = office();
-    let stranger = SigningKey::generate().unwrap();
+    let stranger = common::key();
     let b = signed(&policy(), 1, &[&stranger]);
     let err = verify_bundle(&b, &o.root, &Installed::default(), now()).unwrap_err();
     assert_eq!(
@@ -131,7 +131,7 @@ fn one_signature_where_two_are_required_fails_the_threshold() {
         }
     );
     // A stranger's signature does not make up the difference.
-    let stranger = SigningKey::generate().unwrap();
+    let stranger = common::key();
     let b = signed(&policy(), 1, &[&o.keys[1], &stranger]);
     let err = verify_bundle(&b, &o.root, &Installed::default(), now()).unwrap_err();
     assert_eq!(
@@ -285,7 +285,7 @@ fn a_trust_root_is_not_accepted_as_a_policy_bundle() {
 #[test]
 fn key_rotation_needs_both_the_old_and_the_new_threshold() {
     let o = office();
-    let new_keys: Vec<SigningKey> = (0..2).map(|_| SigningKey::generate().unwrap()).collect();
+    let new_keys: Vec<SigningKey> = (0..2).map(|_| common::key()).collect();
     let new_refs: Vec<&SigningKey> = new_keys.iter().collect();
     let doc = root_doc(&new_refs, 2, 2);
 
@@ -347,7 +347,7 @@ fn key_rotation_needs_both_the_old_and_the_new_threshold() {
 
 #[test]
 fn inconsistent_trust_roots_are_refused() {
-    let k = SigningKey::generate().unwrap();
+    let k = common::key();
     // Threshold above the key count.
     let env = TrustRoot::sign(&root_doc(&[&k], 2, 1), &[&k]);
     assert!(matches!(
@@ -361,7 +361,7 @@ fn inconsistent_trust_roots_are_refused() {
         Err(BundleError::InvalidTrustRoot(_))
     ));
     // A key listed under another key's id.
-    let other = SigningKey::generate().unwrap();
+    let other = common::key();
     let mut doc = root_doc(&[&k], 1, 1);
     doc.keys[0].keyid = other.public().keyid().clone();
     let env = TrustRoot::sign(&doc, &[&k]);

@@ -77,7 +77,7 @@ fn provisioned(dir: &Path, key: &SigningKey) -> Agent {
 #[test]
 fn an_older_policy_row_copied_back_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
+    let key = common::key();
     let mut a = provisioned(dir.path(), &key);
     drop(a);
     let db = dir.path().join("store").join(DB_FILE);
@@ -112,7 +112,7 @@ fn an_older_policy_row_copied_back_is_refused_at_open() {
 #[test]
 fn a_clock_set_back_after_expiry_keeps_the_camera_off() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
+    let key = common::key();
     let mut a = provisioned(dir.path(), &key);
     let launch = r#""type":"app_launched","package":"com.android.camera""#;
     assert!(
@@ -153,7 +153,7 @@ fn a_clock_set_back_after_expiry_keeps_the_camera_off() {
 #[test]
 fn time_offline_is_counted_with_the_monotonic_clock() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
+    let key = common::key();
     let mut a = provisioned(dir.path(), &key);
     let launch = r#""type":"app_launched","package":"com.android.camera""#;
     let last = t0().plus_seconds(29 * DAY);
@@ -205,7 +205,7 @@ fn without_an_out_of_band_root_nothing_is_enrolled_or_rotated() {
         "{e}"
     );
     assert_eq!(*w.0.lock().unwrap(), 0, "nothing may be sent");
-    let key = SigningKey::generate().unwrap();
+    let key = common::key();
     assert_eq!(
         a.rotate_trust_root(&root(1, &[&key], &[&key], None), t0()),
         Err(AgentError::NoTrustRoot)
@@ -234,8 +234,8 @@ fn without_an_out_of_band_root_nothing_is_enrolled_or_rotated() {
 #[test]
 fn a_rotation_untrusts_the_stolen_keys_bundle_and_resets_the_floor() {
     let dir = tempfile::tempdir().unwrap();
-    let stolen = SigningKey::generate().unwrap();
-    let fresh = SigningKey::generate().unwrap();
+    let stolen = common::key();
+    let fresh = common::key();
     let mut a = open(dir.path()).unwrap();
     a.provision_trust_root(&root(1, &[&stolen], &[&stolen], None), t0())
         .unwrap();
@@ -278,7 +278,7 @@ fn a_rotation_untrusts_the_stolen_keys_bundle_and_resets_the_floor() {
 #[test]
 fn roots_expire_and_bundles_cannot_claim_more_than_90_days() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
+    let key = common::key();
     let mut a = open(dir.path()).unwrap();
     let expired = root(1, &[&key], &[&key], Some(t0().plus_seconds(-1)));
     assert!(matches!(
@@ -355,7 +355,7 @@ fn custody(id: &str, doc: &str, action: CustodyAction, t: Timestamp) -> CustodyR
 #[test]
 fn replayed_or_out_of_order_custody_records_end_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
+    let key = common::key();
     let mut a = provisioned(dir.path(), &key);
     let t = |m: i64| t0().plus_seconds(m * 60);
     let out1 = custody("r1", "D-1", CustodyAction::SignOut, t(1));

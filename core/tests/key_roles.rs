@@ -26,7 +26,7 @@ use baomi_core::time::Timestamp;
 const T0: Timestamp = Timestamp(1_800_000_000_000);
 
 fn key() -> SigningKey {
-    SigningKey::generate().unwrap()
+    common::key()
 }
 
 /// A root at `version` with root keys `root` (threshold 1) and, if given, policy keys.

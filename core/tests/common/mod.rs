@@ -14,12 +14,28 @@ use baomi_core::level::Clearance;
 use baomi_core::policy::Policy;
 use baomi_core::policy::model::HolderAssignment;
 use baomi_core::store::{HostFileKeyProvider, StoreOptions};
+use baomi_core::suite::Suite;
 use baomi_core::time::Timestamp;
 
 const BASELINE: &str = include_str!("../../../policies/baseline.json");
 
+/// The suite the signature tests run under: `BAOMI_TEST_SUITE` (`intl` unless set; `.ci/test`
+/// runs them again with `sm`, issue 24: one test, both suites, nothing copied).
+pub fn suite() -> Suite {
+    std::env::var("BAOMI_TEST_SUITE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default()
+}
+
+/// A fresh signing key of the suite under test.
+pub fn key() -> SigningKey {
+    SigningKey::generate_for(suite()).expect("a signing key")
+}
+
 /// A trust root naming `keys`, any `threshold` of which sign bundles, issued at `issued_at`;
-/// no upload key, no registry, no expiry (set them on the result where a test needs them).
+/// no upload key, no registry, no expiry (set them on the result where a test needs them). Its
+/// suite is its keys'.
 pub fn root_doc(
     version: u64,
     keys: &[&SigningKey],
@@ -27,7 +43,7 @@ pub fn root_doc(
     issued_at: Timestamp,
 ) -> TrustRootDoc {
     TrustRootDoc {
-        suite: Default::default(),
+        suite: keys.first().map_or(Suite::Intl, |k| k.suite()),
         sm2_id: None,
         personnel: None,
         upload_key: None,
