@@ -223,23 +223,23 @@ impl TrustRoot {
             None => None,
         };
         // One role per key: a policy, registry or personnel key that could also sign roots
-        // would let its thief rotate the root; a registry key that could also assign phones
-        // would let one office's key do another's work.
-        let roles = [
-            ("root", Some(&office)),
-            ("policy", policy.as_ref()),
-            ("registry", Some(&registry)),
-            ("personnel", personnel.as_ref()),
+        // would let its thief rotate the root; a personnel key that could also sign bundles or
+        // custody would let one office's key do another's work. (A registry key that also signs
+        // bundles stays allowed, as roots written before the personnel role had it.)
+        let pairs = [
+            ("root", Some(&office), "policy", policy.as_ref()),
+            ("root", Some(&office), "registry", Some(&registry)),
+            ("root", Some(&office), "personnel", personnel.as_ref()),
+            ("policy", policy.as_ref(), "personnel", personnel.as_ref()),
+            ("registry", Some(&registry), "personnel", personnel.as_ref()),
         ];
-        for (i, (role_a, a)) in roles.iter().enumerate() {
-            for (role_b, b) in &roles[i + 1..] {
-                let (Some(a), Some(b)) = (a, b) else { continue };
-                if let Some(k) = b.iter().find(|k| a.iter().any(|o| o == *k)) {
-                    return Err(BundleError::InvalidTrustRoot(format!(
-                        "key `{}` is both a {role_a} key and a {role_b} key: a key holds one role",
-                        k.keyid()
-                    )));
-                }
+        for (role_a, a, role_b, b) in pairs {
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            if let Some(k) = b.iter().find(|k| a.iter().any(|o| o == *k)) {
+                return Err(BundleError::InvalidTrustRoot(format!(
+                    "key `{}` is both a {role_a} key and a {role_b} key: a key holds one role",
+                    k.keyid()
+                )));
             }
         }
         let root = TrustRoot {
