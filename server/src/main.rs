@@ -338,6 +338,9 @@ enum UploadKeyCmd {
     New {
         #[arg(long)]
         out: PathBuf,
+        /// intl (X25519) or sm (SM2: for a trust root of the sm suite).
+        #[arg(long, default_value = "intl")]
+        suite: baomi_core::suite::Suite,
     },
 }
 
@@ -605,9 +608,12 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}", k.verifier_key());
             Ok(())
         }
-        Cmd::UploadKey(UploadKeyCmd::New { out }) => {
+        Cmd::UploadKey(UploadKeyCmd::New { out, suite }) => {
             if out.exists() {
                 return Err(format!("{} exists; not overwriting a key", out.display()));
+            }
+            if suite == baomi_core::suite::Suite::Sm {
+                return new_sm2_upload_key(&out);
             }
             let k = UploadKey::generate()?;
             write_secret(&out, k.to_file().as_bytes())?;
@@ -916,4 +922,33 @@ fn assignment_detail(
             .unwrap_or_default(),
         doc.record_id
     )
+}
+
+/// `upload-key new --suite sm`: an SM2 key pair for an sm trust root's `upload_key` (OUT, 0600,
+/// and OUT.pub, base64 of `04 || x || y`). Opening SM2-sealed batches is not built yet:
+/// `serve` says so if given this key.
+fn new_sm2_upload_key(out: &std::path::Path) -> Result<(), String> {
+    use base64::Engine as _;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let k = baomi_core::suite::sm::Sm2SecretKey::generate();
+    let public = b64.encode(k.public().to_bytes());
+    let file = zeroize::Zeroizing::new(
+        serde_json::to_string_pretty(&serde_json::json!({
+            "type": baomi_server::upload_key::SM2_KIND,
+            "secret": b64.encode(k.to_bytes().as_slice()),
+            "public_key": public,
+        }))
+        .map_err(|e| e.to_string())?,
+    );
+    write_secret(out, file.as_bytes())?;
+    let pub_path = out.with_extension("pub");
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .map_err(|e| format!("{}: {e}", pub_path.display()))?;
+    println!(
+        "wrote {} (SM2, 0600) and {}: name it in an sm trust root (baomi trust new --suite sm --upload-key {})",
+        out.display(),
+        pub_path.display(),
+        pub_path.display()
+    );
+    Ok(())
 }

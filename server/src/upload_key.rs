@@ -11,6 +11,8 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 const KIND: &str = "baomi-x25519-upload-key";
+/// The file type of an SM2 upload key (`upload-key new --suite sm`).
+pub const SM2_KIND: &str = "baomi-sm2-upload-key";
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +55,12 @@ impl UploadKey {
         );
         let f: KeyFile = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not an upload key file: {e}", path.display()))?;
+        if f.kind == SM2_KIND {
+            return Err(format!(
+                "{}: an SM2 upload key (sm suite): opening SM2-sealed batches is not built yet, so phones of an sm trust root cannot sync (docs/shangmi.md)",
+                path.display()
+            ));
+        }
         if f.kind != KIND {
             return Err(format!("{}: not an upload key file", path.display()));
         }

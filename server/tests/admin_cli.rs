@@ -426,3 +426,58 @@ fn serve_reads_a_toml_config_under_flags_and_environment() {
         "{err}"
     );
 }
+
+// Issue 24: `upload-key new --suite sm` writes an SM2 key (0600) whose public half an sm trust
+// root accepts as its upload key (an X25519 one it refuses); `serve` given it says plainly
+// that sync under sm is not built yet instead of failing obscurely.
+#[test]
+fn an_sm2_upload_key_is_made_and_an_sm_root_takes_it() {
+    use baomi_core::bundle::trust::KeyEntry;
+    use baomi_core::bundle::{SigningKey, TrustRoot};
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("upload.key");
+    let out_s = out.to_string_lossy().into_owned();
+    let (ok, stdout, err) = run(&["upload-key", "new", "--suite", "sm", "--out", &out_s]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("SM2"), "{stdout}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let public = std::fs::read_to_string(out.with_extension("pub")).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(public.trim())
+        .unwrap();
+    assert_eq!(raw.len(), 65);
+    let root = SigningKey::generate_for(baomi_core::suite::Suite::Sm).unwrap();
+    let doc = baomi_core::bundle::trust::TrustRootDoc {
+        version: 1,
+        issued_at: baomi_core::time::Timestamp::now(),
+        keys: vec![KeyEntry::of(root.public())],
+        threshold: 1,
+        registry: None,
+        policy: None,
+        personnel: None,
+        upload_key: Some(public.trim().to_owned()),
+        expires_at: None,
+        suite: baomi_core::suite::Suite::Sm,
+        sm2_id: None,
+    };
+    let env = TrustRoot::sign(&doc, &[&root]).to_json();
+    let trust = TrustRoot::from_self_signed(env.as_bytes()).unwrap();
+    assert!(trust.sm2_upload_key().is_some());
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let (ok, _, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+        "--upload-key",
+        &out_s,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("not built yet"), "{err}");
+}
