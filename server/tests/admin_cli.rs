@@ -132,23 +132,23 @@ fn an_unsupported_database_url_says_what_is_supported() {
 
 #[test]
 fn health_and_readiness_answer_without_authentication() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("s.db").display());
-    let (mut child, addr) = common::serve(["--db", &db]);
-    for (path, want) in [("/healthz", "\"ok\""), ("/readyz", "\"ready\"")] {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
-        assert!(out.contains(want), "{path}: {out}");
+    for (label, db, _dir) in common::backends() {
+        let (mut child, addr) = common::serve(["--db", &db]);
+        for (path, want) in [("/healthz", "\"ok\""), ("/readyz", "\"ready\"")] {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            assert!(out.starts_with("HTTP/1.1 200"), "{label} {path}: {out}");
+            assert!(out.contains(want), "{label} {path}: {out}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 // Issue 23, item 3: no metrics. Prometheus text on `/metrics`: requests by path and status,
@@ -156,44 +156,44 @@ fn health_and_readiness_answer_without_authentication() {
 // counted in the e2e tests that make them).
 #[test]
 fn metrics_count_requests_by_path_and_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("s.db").display());
-    let (mut child, addr) = common::serve(["--db", &db]);
-    let get = |path: &str| {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
-    for _ in 0..3 {
-        get("/healthz");
+    for (_label, db, _dir) in common::backends() {
+        let (mut child, addr) = common::serve(["--db", &db]);
+        let get = |path: &str| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        for _ in 0..3 {
+            get("/healthz");
+        }
+        get("/no/such/path");
+        let m = get("/metrics");
+        assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+        assert!(
+            m.contains(r#"baomi_http_requests_total{path="/healthz",status="200"} 3"#),
+            "{m}"
+        );
+        assert!(m.contains(r#"path="other""#), "{m}");
+        assert!(m.contains("baomi_http_request_seconds_bucket"), "{m}");
+        assert!(m.contains("baomi_open_waits 0"), "{m}");
+        // Errors by their code, the MDM queue by state (read at the scrape).
+        assert!(
+            m.contains(r#"baomi_errors_total{code="method_not_allowed"} 1"#),
+            "{m}"
+        );
+        assert!(
+            m.contains(r#"baomi_mdm_commands{state="pending"} 0"#),
+            "{m}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    get("/no/such/path");
-    let m = get("/metrics");
-    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
-    assert!(
-        m.contains(r#"baomi_http_requests_total{path="/healthz",status="200"} 3"#),
-        "{m}"
-    );
-    assert!(m.contains(r#"path="other""#), "{m}");
-    assert!(m.contains("baomi_http_request_seconds_bucket"), "{m}");
-    assert!(m.contains("baomi_open_waits 0"), "{m}");
-    // Errors by their code, the MDM queue by state (read at the scrape).
-    assert!(
-        m.contains(r#"baomi_errors_total{code="method_not_allowed"} 1"#),
-        "{m}"
-    );
-    assert!(
-        m.contains(r#"baomi_mdm_commands{state="pending"} 0"#),
-        "{m}"
-    );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {
