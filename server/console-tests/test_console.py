@@ -198,6 +198,9 @@ def test_the_console_speaks_chinese_first(fleet, browser):
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
     assert browser.find_element(By.TAG_NAME, "h1").text == "概览"
     assert "陈静" in browser.find_element(By.TAG_NAME, "header").text
+    # The suite the office chose in its trust root, by name (issue 24).
+    suite = browser.find_element(By.ID, "suite")
+    assert suite.get_attribute("data-suite") == "intl" and "国际算法" in suite.text, suite.text
     shot(browser, "zh-summary")
     browser.get(base + "/console/fleet")
     text = browser.find_element(By.ID, "fleet").text

@@ -606,6 +606,10 @@ pub struct Summary {
     pub rules: Vec<Reason>,
     /// The newest published policy version.
     pub published: Option<i64>,
+    /// The trust root in force: its version and cryptographic suite (`intl` or `sm`).
+    pub trust_root_version: Option<u64>,
+    /// See [`Summary::trust_root_version`].
+    pub suite: Option<baomi_core::suite::Suite>,
 }
 
 /// Top entries shown per reason.
@@ -690,7 +694,15 @@ pub fn summary(server: &Server) -> Result<Summary, ApiError> {
             )?,
             states,
             published,
+            trust_root_version: None,
+            suite: None,
         })
+    })
+    .and_then(|mut sm: Summary| {
+        let root = server.trust_root()?;
+        sm.trust_root_version = root.as_ref().map(|r| r.version());
+        sm.suite = root.as_ref().map(|r| r.suite());
+        Ok(sm)
     })
 }
 

@@ -208,7 +208,10 @@ pub fn summary(t: &Tr, o: &Officer, sm: &Summary, ledger: &LedgerStatus) -> Mark
         html! {
             (ledger_card(t, ledger))
             p { (t.t_with("summary-phones", &[("n", n(sm.phones))])) " · "
-                @match sm.published { Some(v) => (t.t_with("summary-published", &[("v", n(v))])), None => (t.t("summary-none-published")) } }
+                @match sm.published { Some(v) => (t.t_with("summary-published", &[("v", n(v))])), None => (t.t("summary-none-published")) }
+                @if let (Some(v), Some(suite)) = (sm.trust_root_version, sm.suite) {
+                    " · " span #suite data-suite=(suite.as_str()) { (t.t_with("summary-trust-root", &[("v", n(i64::try_from(v).unwrap_or(i64::MAX))), ("suite", s(&t.t(&format!("suite-{}", suite.as_str()))))])) }
+                } }
             table.summary #states {
                 tr { th { (t.t("summary-state")) } th { (t.t("summary-count")) } }
                 @for (st, count) in &sm.states {
