@@ -624,12 +624,20 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Devices { db } => {
-            let devices = admin::devices(&open(&db, 1, None)?).map_err(|e| e.message)?;
-            lines(
-                devices
-                    .iter()
-                    .map(|d| serde_json::to_string(d).unwrap_or_default()),
-            )
+            let server = open(&db, 1, None)?;
+            let devices = admin::devices(&server).map_err(|e| e.message)?;
+            // Every phone follows the office's trust root: its suite on each line.
+            let suite = server
+                .trust_root()
+                .map_err(|e| e.message)?
+                .map(|r| r.suite().as_str());
+            lines(devices.iter().map(|d| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                if let (Some(o), Some(suite)) = (v.as_object_mut(), suite) {
+                    o.insert("suite".into(), suite.into());
+                }
+                v.to_string()
+            }))
         }
         Cmd::Officer(OfficerCmd::Add { name, role, db }) => {
             use baomi_server::console::officers::Role;

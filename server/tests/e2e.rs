@@ -1176,7 +1176,10 @@ fn a_store_restored_from_an_older_copy_raises_an_alert() {
             .args(["devices", "--db", &b.url])
             .output()
             .unwrap();
-        assert!(String::from_utf8_lossy(&out.stdout).contains("older copy"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("older copy"));
+        // And the suite of the office's trust root on every line (issue 24).
+        assert!(stdout.contains(r#""suite":"intl""#), "{stdout}");
     }
 }
 
