@@ -135,14 +135,7 @@ fn health_and_readiness_answer_without_authentication() {
     for (label, db, _dir) in common::backends() {
         let (mut child, addr) = common::serve(["--db", &db]);
         for (path, want) in [("/healthz", "\"ok\""), ("/readyz", "\"ready\"")] {
-            let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            write!(
-                s,
-                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
+            let out = http_get(&addr, path);
             assert!(out.starts_with("HTTP/1.1 200"), "{label} {path}: {out}");
             assert!(out.contains(want), "{label} {path}: {out}");
         }
@@ -158,17 +151,7 @@ fn health_and_readiness_answer_without_authentication() {
 fn metrics_count_requests_by_path_and_status() {
     for (_label, db, _dir) in common::backends() {
         let (mut child, addr) = common::serve(["--db", &db]);
-        let get = |path: &str| {
-            let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            write!(
-                s,
-                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out
-        };
+        let get = |path: &str| http_get(&addr, path);
         for _ in 0..3 {
             get("/healthz");
         }
@@ -369,16 +352,21 @@ fn a_backup_restores_the_database_as_it_was() {
     }
 }
 
-fn ready(addr: &str) -> String {
+/// One plain `GET` on a fresh connection: the whole answer, head and body.
+fn http_get(addr: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+fn ready(addr: &str) -> String {
+    http_get(addr, "/readyz")
 }
 
 // Issue 23, item 1: no config file. `serve --config FILE` (TOML, one key per flag): flags
