@@ -708,8 +708,13 @@ impl Agent {
     pub fn tick(&mut self, now: Timestamp) -> Result<Option<Posture>, AgentError> {
         let now = self.clock.effective(Timestamp::checked(now.0)?);
         let before = self.engine.as_ref().map(|e| e.posture().clone());
-        if self.assigned != self.assignment_at(self.installed_policy(), now) {
-            self.settle_assignment(now)?;
+        // Only an assignment record changes the holder by time alone (the bundle's `holders`
+        // are settled when it is installed): no record, nothing to recompute on a tick.
+        if self.sync.assignment.is_some()
+            && self.assigned != self.assignment_at(self.installed_policy(), now)
+            && self.settle_assignment(now)
+        {
+            self.persist(&[STATE_CONTEXT, STATE_SYNC])?;
         }
         let Some(engine) = self.engine.as_mut() else {
             return Ok(None);
@@ -865,15 +870,18 @@ impl Agent {
         self.acknowledge_linked(through, tag_hex, None)
     }
 
-    /// [`Agent::acknowledge`] with the public link of record `through` when the caller has it
-    /// (it sealed the batch); otherwise it is computed from the records still in the store.
+    /// [`Agent::acknowledge`] with the public links of the batch the caller sealed (its first
+    /// seq, then each record's link, oldest first): kept with the acknowledgement and with each
+    /// record's copy. Without them, or when they do not cover exactly the records after the
+    /// acknowledged ones, they are computed from the records still in the store.
     pub fn acknowledge_linked(
         &mut self,
         through: u64,
         tag_hex: &str,
-        link: Option<[u8; 32]>,
+        sealed: Option<(u64, &[[u8; 32]])>,
     ) -> Result<bool, AgentError> {
-        if through <= self.store.acked_through() {
+        let acked = self.store.acked_through();
+        if through <= acked {
             return Ok(false);
         }
         let tag = self.store.tag_at(through)?;
@@ -881,9 +889,19 @@ impl Agent {
             return Err(StoreError::Integrity(ChainError::Unauthentic { seq: through }).into());
         }
         // Every acknowledged record's public link (kept with its copy, for an office restored
-        // from an older backup); the caller's link of `through` wins if the walk fails.
-        let links = self.ledger_links(through).unwrap_or_default();
-        let link = link.or_else(|| links.last().copied());
+        // from an older backup): the sealed batch's when it covers exactly these records (no
+        // second decryption of what was just sealed), else walked from the store; the batch's
+        // link of `through` wins if the walk fails.
+        let covering = sealed
+            .filter(|(first, l)| *first == acked + 1 && l.len() as u64 == through - acked)
+            .map(|(_, l)| l.to_vec());
+        let links = match covering {
+            Some(l) => l,
+            None => self.ledger_links(through).unwrap_or_default(),
+        };
+        let link = sealed
+            .and_then(|(_, l)| l.last().copied())
+            .or_else(|| links.last().copied());
         self.store.acknowledge_linked(through, link, &links)?;
         if self.sync.damage_seq.is_some() && !self.damage_pending() {
             // The office has the damage report: the store is whole again.
@@ -1030,8 +1048,9 @@ impl Agent {
     /// ended, or arrived). When the holder changes, custody the registry recorded for the
     /// previous holder ends on this phone and the custody feed is read again from its start
     /// (the office routes it by holder, so the new holder's earlier sign-outs were never sent
-    /// here). Returns whether the holder changed.
-    fn settle_assignment(&mut self, now: Timestamp) -> Result<bool, AgentError> {
+    /// here). Returns whether the holder changed: the caller persists the context and sync
+    /// state then.
+    fn settle_assignment(&mut self, now: Timestamp) -> bool {
         let policy = self.engine.as_ref().map(|e| e.policy().source.clone());
         let next = self.assignment_at(policy.as_deref(), now);
         let holder_changed = next.as_ref().map(|a| &a.0) != self.assigned.as_ref().map(|a| &a.0);
@@ -1055,9 +1074,8 @@ impl Agent {
         self.assigned = next;
         if holder_changed {
             self.sync.custody_cursor = 0;
-            self.persist(&[STATE_CONTEXT, STATE_SYNC])?;
         }
-        Ok(holder_changed)
+        holder_changed
     }
 
     /// Applies a verified personnel assignment record: kept if it is for this device and newer
@@ -1080,8 +1098,13 @@ impl Agent {
         }
         let now = self.clock.effective(now);
         self.sync.assignment = Some(doc.clone());
-        self.persist(&[STATE_SYNC])?;
-        let holder_changed = self.settle_assignment(now)?;
+        let holder_changed = self.settle_assignment(now);
+        // One sealed commit for the record and what it changed.
+        if holder_changed {
+            self.persist(&[STATE_CONTEXT, STATE_SYNC])?;
+        } else {
+            self.persist(&[STATE_SYNC])?;
+        }
         Ok(AssignmentOutcome::Applied { holder_changed })
     }
 

@@ -26,10 +26,9 @@ use crate::sync::identity::DeviceIdentity;
 use crate::sync::ledger;
 use crate::sync::proof::{Answer, ProofKey, session_aad};
 use crate::sync::protocol::{
-    CheckIn, CustodyFeedEntry, DownloadRequest, DownloadResponse, EnrollRequest, EnrollResponse,
-    ErrorBody, Finish, FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION, SyncRequest,
-    SyncResponse, Upload, UploadBatch, UploadResponse, UploadedRecord, WaitRequest, WaitResponse,
-    path,
+    CheckIn, DownloadRequest, DownloadResponse, EnrollRequest, EnrollResponse, ErrorBody, Finish,
+    FinishResponse, MAX_BATCH_RECORDS, PROTOCOL_VERSION, SyncRequest, SyncResponse, Upload,
+    UploadBatch, UploadResponse, UploadedRecord, WaitRequest, WaitResponse, path,
 };
 use crate::sync::schedule::random_jitter;
 use crate::sync::seal::{batch_aad, seal};
@@ -588,8 +587,8 @@ struct SealedBatch {
     upload: Upload,
     receipt_key: ProofKey,
     last_tag: String,
-    /// The public chain's link of the last record (kept with the acknowledgement).
-    last_link: [u8; 32],
+    /// Each record's public chain link, oldest first (kept with the acknowledgement).
+    links: Vec<[u8; 32]>,
 }
 
 impl SealedBatch {
@@ -611,7 +610,13 @@ impl SealedBatch {
         {
             return Err(SyncError::Unproven { path });
         }
-        acknowledge(agent, path, last, &self.last_tag, Some(self.last_link))
+        acknowledge(
+            agent,
+            path,
+            last,
+            &self.last_tag,
+            Some((first, &self.links)),
+        )
     }
 }
 
@@ -632,10 +637,12 @@ fn seal_batch(
     let (first_seq, last_seq, last_tag) = (first.seq, last.seq, hex(&last.tag));
     let receipt_key = ProofKey::generate().ok_or_else(|| random_failed(path::UPLOAD))?;
     let mut link = prev;
+    let mut links = Vec::with_capacity(batch.len());
     let records: Vec<UploadedRecord> = batch
         .into_iter()
         .map(|v| {
             link = ledger::link_of(device, v.seq, &link, &v.record);
+            links.push(link);
             UploadedRecord {
                 seq: v.seq,
                 tag: hex(&v.tag),
@@ -667,7 +674,7 @@ fn seal_batch(
         },
         receipt_key,
         last_tag,
-        last_link: link,
+        links,
     }))
 }
 
@@ -677,7 +684,7 @@ fn acknowledge(
     path: &'static str,
     through: u64,
     tag_hex: &str,
-    link: Option<[u8; 32]>,
+    sealed: Option<(u64, &[[u8; 32]])>,
 ) -> Result<(), SyncError> {
     let head = agent.store().head().seq;
     if through > head {
@@ -686,7 +693,7 @@ fn acknowledge(
             format!("acknowledges seq {through} but the newest record is {head}"),
         ));
     }
-    match agent.acknowledge_linked(through, tag_hex, link) {
+    match agent.acknowledge_linked(through, tag_hex, sealed) {
         Ok(_) => Ok(()),
         Err(AgentError::Store(StoreError::Integrity(_))) => Err(protocol(
             path,
@@ -807,11 +814,16 @@ fn download(
     }
     // Assignment records first: they decide whose custody records this phone applies (the
     // holder's sign-out may come before the phone's assignment in the feed).
-    let is_assignment = |e: &CustodyFeedEntry| {
-        Envelope::claimed_type(e.envelope.as_bytes()).as_deref() == Some(ASSIGNMENT_RECORD_TYPE)
-    };
+    // Which entries are assignment records, read once per entry (a page holds up to 500).
+    let assignment: Vec<bool> = resp
+        .custody
+        .iter()
+        .map(|e| {
+            Envelope::claimed_type(e.envelope.as_bytes()).as_deref() == Some(ASSIGNMENT_RECORD_TYPE)
+        })
+        .collect();
     let mut holder_changed = false;
-    for entry in resp.custody.iter().filter(|e| is_assignment(e)) {
+    for (entry, _) in resp.custody.iter().zip(&assignment).filter(|(_, a)| **a) {
         let trust = agent
             .trust_root()
             .ok_or(SyncError::Agent(AgentError::NoTrustRoot))?;
@@ -836,7 +848,7 @@ fn download(
     }
     let start = agent.sync_state().custody_cursor;
     let mut cursor = start;
-    for entry in &resp.custody {
+    for (entry, is_assignment) in resp.custody.iter().zip(assignment) {
         if entry.cursor <= cursor {
             return Err(protocol(
                 path::DOWNLOAD,
@@ -846,7 +858,7 @@ fn download(
                 ),
             ));
         }
-        if is_assignment(entry) {
+        if is_assignment {
             cursor = entry.cursor;
             continue;
         }
