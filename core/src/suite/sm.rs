@@ -52,13 +52,12 @@ pub fn sm3(data: &[u8]) -> [u8; 32] {
     Sm3::digest(data).into()
 }
 
-/// HMAC-SM3 of `data` under `key`.
-pub fn hmac_sm3(key: &[u8], data: &[u8]) -> [u8; 32] {
-    // HMAC takes a key of any length: `new_from_slice` cannot fail.
-    let mut mac = <Hmac<Sm3> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| <Hmac<Sm3> as KeyInit>::new(&Default::default()));
+/// HMAC-SM3 of `data` under `key` (HMAC takes a key of any length: `None` is unreachable,
+/// and is never replaced by a tag under some other key).
+pub fn hmac_sm3(key: &[u8], data: &[u8]) -> Option<[u8; 32]> {
+    let mut mac = <Hmac<Sm3> as Mac>::new_from_slice(key).ok()?;
     mac.update(data);
-    mac.finalize().into_bytes().into()
+    Some(mac.finalize().into_bytes().into())
 }
 
 /// Checks an HMAC-SM3 tag in constant time.
