@@ -70,18 +70,22 @@ impl Office {
         self.dir.path().join(name)
     }
 
-    /// Two office keys (2-of-2), a trust root and a signed baseline v1.
+    /// Two office keys (2-of-2), a trust root and a signed baseline v1, in the suite under
+    /// test (`BAOMI_TEST_SUITE`, `intl` unless set: `.ci/test` runs these again with `sm`).
     fn new() -> Self {
         let o = Office {
             dir: tempfile::tempdir().unwrap(),
         };
+        let suite = std::env::var("BAOMI_TEST_SUITE").unwrap_or_else(|_| "intl".into());
         for k in ["a", "b"] {
-            let out = baomi(&["keys", "new", "--out", p(&o.path(k))]);
+            let out = baomi(&["keys", "new", "--suite", &suite, "--out", p(&o.path(k))]);
             assert!(out.status.success(), "{:?}", text(&out));
         }
         let out = baomi(&[
             "trust",
             "new",
+            "--suite",
+            &suite,
             "--key",
             p(&o.path("a.pub")),
             "--key",

@@ -112,13 +112,17 @@ fn key_sealing(c: &mut Criterion) {
     // Sealing a 32-byte batch key to the office: X25519 + HKDF + AES-GCM (today's seal) vs
     // SM2 public-key encryption; opening it with the office's key.
     let mut g = c.benchmark_group("seal_batch_key");
-    let office = x25519_public();
+    use baomi_core::sync::seal::{Recipient, seal};
+    let office = Recipient::X25519(x25519_public());
     g.bench_function("intl_x25519", |b| {
-        b.iter(|| baomi_core::sync::seal::seal(&office, b"aad", &[5u8; 32]).unwrap())
+        b.iter(|| seal(&office, b"aad", &[5u8; 32]).unwrap())
     });
     let sm = Sm2SecretKey::generate();
     let public = sm.public();
-    g.bench_function("sm_sm2", |b| b.iter(|| public.encrypt(&[5u8; 32]).unwrap()));
+    let sm_office = Recipient::Sm2(public.clone());
+    g.bench_function("sm_sm2", |b| {
+        b.iter(|| seal(&sm_office, b"aad", &[5u8; 32]).unwrap())
+    });
     g.finish();
     let mut g = c.benchmark_group("open_batch_key");
     let sealed = public.encrypt(&[5u8; 32]).unwrap();

@@ -62,7 +62,7 @@ fn open(dir: &Path, opts: StoreOptions) -> Agent {
 fn violations_are_recorded_and_everything_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let o = office();
-    let mut a = open(dir.path(), StoreOptions::default());
+    let mut a = open(dir.path(), common::store_options());
     let device = a.store().device_id().to_owned();
     assert_eq!(a.provision_trust_root(&o.root, now()).unwrap(), 1);
     a.install_bundle(
@@ -86,7 +86,7 @@ fn violations_are_recorded_and_everything_survives_a_restart() {
     drop(a);
 
     // Restart: policy, custody (camera off) and the signed clearance come back.
-    let mut a = open(dir.path(), StoreOptions::default());
+    let mut a = open(dir.path(), common::store_options());
     assert_eq!(a.installed().unwrap().header.version, 2);
     assert!(
         a.posture().camera_disabled,
@@ -116,7 +116,7 @@ fn violations_are_recorded_and_everything_survives_a_restart() {
 fn clearance_comes_only_from_the_signed_assignment() {
     let dir = tempfile::tempdir().unwrap();
     let o = office();
-    let mut a = open(dir.path(), StoreOptions::default());
+    let mut a = open(dir.path(), common::store_options());
     a.provision_trust_root(&o.root, now()).unwrap();
     // Assigned to nobody (the policy names some other device): fail-closed, not open.
     a.install_bundle(
@@ -158,7 +158,7 @@ fn clearance_comes_only_from_the_signed_assignment() {
 fn nothing_runs_before_it_is_provisioned() {
     let dir = tempfile::tempdir().unwrap();
     let o = office();
-    let mut a = open(dir.path(), StoreOptions::default());
+    let mut a = open(dir.path(), common::store_options());
     let policy = Policy::from_json(BASELINE.as_bytes()).unwrap();
     assert_eq!(
         a.install_bundle(&bundle(&o, &policy, 1), now())
@@ -188,7 +188,7 @@ fn a_full_store_keeps_evidence_records_store_full_once_and_fails_closed() {
         dir.path(),
         StoreOptions {
             max_bytes: 40 * 1024,
-            ..StoreOptions::default()
+            ..common::store_options()
         },
     );
     a.provision_trust_root(&o.root, now()).unwrap();
@@ -252,7 +252,7 @@ fn managed_configuration_is_taken_whatever_the_mdm_redelivers() {
     use baomi_core::agent::IntakeItem;
     let dir = tempfile::tempdir().unwrap();
     let o = office();
-    let mut a = open(dir.path(), StoreOptions::default());
+    let mut a = open(dir.path(), common::store_options());
     let p = common::assigned(a.store().device_id(), Clearance::General);
     let v1 = bundle(&o, &p, 1);
     let first = a
@@ -372,7 +372,7 @@ fn a_bundle_without_a_root_is_an_outcome_not_a_crash() {
     use baomi_core::agent::IntakeItem;
     let dir = tempfile::tempdir().unwrap();
     let o = office();
-    let mut a = open(dir.path(), StoreOptions::default());
+    let mut a = open(dir.path(), common::store_options());
     let p = common::assigned(a.store().device_id(), Clearance::General);
     let r = a
         .apply_managed_config(None, Some(&bundle(&o, &p, 1)), now())
@@ -390,7 +390,7 @@ fn a_bundle_without_a_root_is_an_outcome_not_a_crash() {
 fn a_managed_phone_is_fail_closed_until_its_first_policy() {
     let dir = tempfile::tempdir().unwrap();
     let o = office();
-    let mut a = open(dir.path(), StoreOptions::default());
+    let mut a = open(dir.path(), common::store_options());
     assert_eq!(a.posture(), baomi_core::posture::Posture::open());
     a.provision_trust_root(&o.root, now()).unwrap();
     let held = a.posture();
@@ -401,7 +401,7 @@ fn a_managed_phone_is_fail_closed_until_its_first_policy() {
             .any(|p| &**p == "com.tencent.mm")
     );
     drop(a);
-    let mut a = open(dir.path(), StoreOptions::default());
+    let mut a = open(dir.path(), common::store_options());
     assert_eq!(a.posture(), held, "still held after a restart");
     let device = a.store().device_id().to_owned();
     a.install_bundle(

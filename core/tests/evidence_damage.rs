@@ -26,14 +26,14 @@ use baomi_core::engine::FailClosedReason;
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
 use baomi_core::rules;
-use baomi_core::store::{DB_FILE, StoreError, StoreOptions};
+use baomi_core::store::{DB_FILE, StoreError};
 use baomi_core::time::Timestamp;
 use rusqlite::Connection;
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
 
 fn open(dir: &Path, at: Timestamp) -> Agent {
-    common::agent_in(dir, StoreOptions::default(), at).unwrap()
+    common::agent_in(dir, common::store_options(), at).unwrap()
 }
 
 fn raw(dir: &Path) -> Connection {
@@ -204,7 +204,7 @@ fn the_log_reads_from_the_start_once_anything_was_acknowledged() {
 fn a_second_agent_on_the_same_store_is_refused_until_the_first_closes() {
     let dir = recorded(1, 0);
     let first = open(dir.path(), T0);
-    match common::agent_in(dir.path(), StoreOptions::default(), T0) {
+    match common::agent_in(dir.path(), common::store_options(), T0) {
         Err(AgentError::Store(StoreError::Locked { .. })) => {}
         other => panic!("expected Locked, got {other:?}"),
     }

@@ -28,7 +28,6 @@ use baomi_core::agent::Agent;
 use baomi_core::bundle::{SigningKey, sign_bundle};
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
-use baomi_core::store::StoreOptions;
 use baomi_core::time::Timestamp;
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -75,7 +74,7 @@ fn root(ks: &[SigningKey], n: u64) -> Vec<u8> {
 }
 
 fn open(dir: &Path) -> Agent {
-    common::agent_in(dir, StoreOptions::default(), now()).unwrap()
+    common::agent_in(dir, common::store_options(), now()).unwrap()
 }
 
 /// The child: works forever, printing each durable step once it returned.

@@ -87,8 +87,16 @@ fn an_sm_office_signs_everything_with_sm2_and_the_phone_runs_it() {
     let k = keys(Suite::Sm);
     let root = common::signed_root(&doc(1, &k, Suite::Sm), &[&k.root]);
     let mut a = common::agent_in(dir.path(), StoreOptions::default(), T0).unwrap();
+    assert_eq!(a.store().suite(), Suite::Intl);
     a.provision_trust_root(&root, T0).unwrap();
     assert_eq!(a.trust_root().unwrap().suite(), Suite::Sm);
+    // The platform opened the store before the root came: it never recorded, so it moved to
+    // SM4-GCM and HMAC-SM3 with the root, and says so; reopened, it still is.
+    assert_eq!(a.store().suite(), Suite::Sm);
+    assert_eq!(a.status(T0).store_suite, Suite::Sm);
+    drop(a);
+    let mut a = common::agent_in(dir.path(), StoreOptions::default(), T0).unwrap();
+    assert_eq!(a.store().suite(), Suite::Sm);
     assert!(a.trust_root().unwrap().sm2_upload_key().is_some());
     assert!(a.trust_root().unwrap().upload_key().is_none());
     let dev = a.store().device_id().to_owned();
@@ -188,6 +196,9 @@ fn a_fleet_moves_from_intl_to_sm_by_a_rotation_signed_under_both() {
     a.install_bundle(&bundle(&dev, 1, &intl.policy), T0)
         .unwrap();
     assert_eq!(a.status(T0).fail_closed, None);
+    // A violation under intl: the store has recorded, so it keeps its suite through the
+    // rotation (its records and chain stay verifiable under what sealed them).
+    a.handle(&common::messenger_launch(T0)).unwrap();
     let v2 = doc(2, &sm, Suite::Sm);
     // Signed by the new SM2 keys alone: the current root did not agree.
     let e = a
@@ -213,6 +224,42 @@ fn a_fleet_moves_from_intl_to_sm_by_a_rotation_signed_under_both() {
     a.install_bundle(&bundle(&dev, 2, &sm.policy), T0).unwrap();
     assert_eq!(a.status(T0).fail_closed, None);
     assert!(a.installed().unwrap().trusted);
+    assert_eq!(a.store().suite(), Suite::Intl);
+    a.handle(&common::messenger_launch(T0)).unwrap();
+    drop(a);
+    let a = common::agent_in(dir.path(), StoreOptions::default(), T0).unwrap();
+    assert_eq!(a.store().verify().unwrap().records, 2);
+}
+
+// The store under the sm suite: its suite is kept with it; a store whose recorded suite is
+// changed does not open (the key check is under the suite's MAC), and loses nothing.
+#[test]
+fn an_sm_store_keeps_its_suite_and_a_changed_suite_does_not_open_it() {
+    use baomi_core::store::{DB_FILE, HostFileKeyProvider, Store, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let kek = HostFileKeyProvider::open_or_create(&dir.path().join("kek")).unwrap();
+    let opts = StoreOptions {
+        suite: Suite::Sm,
+        ..StoreOptions::default()
+    };
+    let mut st = Store::open(&dir.path().join("s"), &kek, opts).unwrap();
+    assert_eq!(st.suite(), Suite::Sm);
+    drop(st);
+    // Reopened with the default (intl) options: still sm.
+    st = Store::open(&dir.path().join("s"), &kek, StoreOptions::default()).unwrap();
+    assert_eq!(st.suite(), Suite::Sm);
+    drop(st);
+    let db = rusqlite::Connection::open(dir.path().join("s").join(DB_FILE)).unwrap();
+    db.execute(
+        "UPDATE meta SET value = CAST('intl' AS BLOB) WHERE name = 'suite'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    assert!(matches!(
+        Store::open(&dir.path().join("s"), &kek, StoreOptions::default()),
+        Err(StoreError::WrongKey)
+    ));
 }
 
 #[test]

@@ -9,6 +9,8 @@
 
 use std::path::Path;
 
+mod common;
+
 use baomi_core::decision::Verdict;
 use baomi_core::event::Event;
 use baomi_core::posture::Posture;
@@ -50,7 +52,7 @@ fn provider(dir: &Path, name: &str) -> HostFileKeyProvider {
 }
 
 fn open(dir: &Path, kek: &HostFileKeyProvider) -> Store {
-    Store::open(&dir.join("store"), kek, StoreOptions::default()).unwrap()
+    Store::open(&dir.join("store"), kek, common::store_options()).unwrap()
 }
 
 /// A store with `n` records, closed.
@@ -376,7 +378,7 @@ fn a_schema_1_store_is_refused_untouched() {
     }
     let before = std::fs::read(store.join(DB_FILE)).unwrap();
     let kek = HostFileKeyProvider::open_or_create(&store.join("host-kek.bin")).unwrap();
-    let err = Store::open(&store, &kek, StoreOptions::default()).unwrap_err();
+    let err = Store::open(&store, &kek, common::store_options()).unwrap_err();
     assert_eq!(
         err,
         StoreError::UnsupportedSchema {
@@ -456,7 +458,7 @@ fn a_wrong_key_is_refused_and_the_file_is_untouched() {
     let (dir, _kek) = filled(2);
     let before = file_bytes(dir.path());
     let other = provider(dir.path(), "other-kek");
-    let err = Store::open(&dir.path().join("store"), &other, StoreOptions::default()).unwrap_err();
+    let err = Store::open(&dir.path().join("store"), &other, common::store_options()).unwrap_err();
     assert_eq!(err, StoreError::WrongKey);
     assert_eq!(file_bytes(dir.path()), before);
 }
@@ -468,7 +470,7 @@ fn a_non_sqlite_file_is_corrupt_and_untouched() {
     std::fs::create_dir_all(dir.path().join("store")).unwrap();
     let junk = b"this is a photo of a classified page, not a database".repeat(100);
     std::fs::write(dir.path().join("store").join(DB_FILE), &junk).unwrap();
-    let err = Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err();
+    let err = Store::open(&dir.path().join("store"), &kek, common::store_options()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert_eq!(file_bytes(dir.path()), digest(&junk));
 }
@@ -483,7 +485,7 @@ fn a_damaged_database_is_corrupt_and_untouched() {
     }
     std::fs::write(dir.path().join("store").join(DB_FILE), &bytes).unwrap();
     let _ = std::fs::remove_file(dir.path().join("store").join("baomi.db-wal"));
-    let err = Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err();
+    let err = Store::open(&dir.path().join("store"), &kek, common::store_options()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert_eq!(file_bytes(dir.path()), digest(&bytes));
 }
@@ -498,7 +500,7 @@ fn another_applications_database_is_refused_untouched() {
         .unwrap();
     drop(c);
     let before = file_bytes(dir.path());
-    let err = Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err();
+    let err = Store::open(&dir.path().join("store"), &kek, common::store_options()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert_eq!(file_bytes(dir.path()), before);
 }
@@ -509,7 +511,7 @@ fn a_newer_schema_is_refused() {
     raw(dir.path())
         .pragma_update(None, "user_version", 99)
         .unwrap();
-    let err = Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err();
+    let err = Store::open(&dir.path().join("store"), &kek, common::store_options()).unwrap_err();
     assert_eq!(
         err,
         StoreError::NewerSchema {
@@ -541,7 +543,7 @@ fn over_the_cap_every_record_is_kept_and_the_cap_is_reported() {
     let kek = provider(dir.path(), "kek");
     let opts = StoreOptions {
         max_bytes: 32 * 1024,
-        ..StoreOptions::default()
+        ..common::store_options()
     };
     let mut s = Store::open(&dir.path().join("store"), &kek, opts).unwrap();
     assert!(!s.over_cap().unwrap());
@@ -569,7 +571,7 @@ fn key_rotation_rewraps_without_touching_records() {
     s.rewrap(&new_kek).unwrap();
     drop(s);
     assert_eq!(
-        Store::open(&dir.path().join("store"), &kek, StoreOptions::default()).unwrap_err(),
+        Store::open(&dir.path().join("store"), &kek, common::store_options()).unwrap_err(),
         StoreError::WrongKey
     );
     let s = open(dir.path(), &new_kek);
@@ -646,7 +648,7 @@ fn random_bytes_over_any_page_are_a_typed_error_never_a_quiet_loss() {
         let work = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(work.path().join("store")).unwrap();
         std::fs::write(work.path().join("store").join(DB_FILE), &bytes).unwrap();
-        let outcome = Store::open(&work.path().join("store"), &kek, StoreOptions::default())
+        let outcome = Store::open(&work.path().join("store"), &kek, common::store_options())
             .and_then(|s| s.verify().map(|r| (r, s.records_after(0, 1000))));
         match outcome {
             Err(_) => refused += 1,
@@ -703,7 +705,7 @@ fn a_store_renamed_to_another_device_authenticates_nothing() {
             [],
         )
         .unwrap();
-    let opened = Store::open(&dir.path().join("store"), &kek, StoreOptions::default());
+    let opened = Store::open(&dir.path().join("store"), &kek, common::store_options());
     match opened {
         Err(e) => assert!(matches!(e, StoreError::Integrity(_)), "{e:?}"),
         Ok(s) => {

@@ -112,6 +112,10 @@ def test_syncs_against_the_server_and_reports_the_posture_as_applied_by_the_mdm(
     assert "com.tencent.xin" in server.admin("violations")
     row = json.loads(server.admin("devices").strip().splitlines()[0])
     assert row["enforcement"] == "mdm" and row["compliant"] is True, row
+    # The office's suite everywhere: the root, the phone's store, the server's view (issue 24).
+    status = agent.status()
+    assert status.suite == office.suite and status.store_suite == office.suite, status
+    assert row["suite"] == office.suite, row
     # A registry sign-out reaches the phone with the next sync (the MDM path acts at once on
     # the server side: server/tests/mdm.rs).
     server.admin("custody", "post", str(office.custody("R-9", "li.na", "DOC-9", "sign-out")))

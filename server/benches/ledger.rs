@@ -48,7 +48,7 @@ fn main() {
     let n = records();
     let per_device = n / DEVICES;
     let record = r#"{"event":{"at":"2026-12-03T10:00:00+08:00","type":"app_launched","package":"com.tencent.mm"},"verdict":"deny","rules":["no-messengers"],"severity":"high","reason":"banned","posture":{},"policy":null}"#;
-    let digest = chain::record_digest(record.as_bytes());
+    let digest = chain::record_digest(baomi_core::suite::Suite::Intl, record.as_bytes());
     let db = Db::open(&url, 1).unwrap();
 
     // Seed: rows and leaves queued in transactions of one device each, as uploads do.
@@ -65,7 +65,7 @@ fn main() {
             let mut link = chain::GENESIS;
             let mut rows: Vec<Value> = Vec::new();
             for seq in 1..=per_device {
-                link = chain::chain_link(&dev, seq, &link, &digest);
+                link = chain::chain_link(baomi_core::suite::Suite::Intl, &dev, seq, &link, &digest);
                 leaves.push(Leaf::Record {
                     device: dev.clone(),
                     seq,

@@ -5,6 +5,9 @@
 //! syncs per second and sync latency percentiles, for SQLite and (with `BAOMI_BENCH_PG_URL`)
 //! PostgreSQL.
 //!
+//! The one-request flow with the ledger runs again under the `sm` suite (SM2 device keys and
+//! upload key, SM4-GCM batches, HMAC-SM3 proofs, SM3 links: issue 24), in the same run.
+//!
 //! `cargo bench -p baomi-server --bench sync_load`
 
 #![allow(
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use baomi_core::event::Event;
 use baomi_core::posture::Posture;
 use baomi_core::store::{PolicyRef, ViolationRecord};
+use baomi_core::suite::Suite;
 use baomi_core::sync::http::HttpTransport;
 use baomi_core::sync::identity::DeviceIdentity;
 use baomi_core::sync::ledger;
@@ -31,7 +35,7 @@ use baomi_core::sync::protocol::{
     ChainState, CheckIn, Finish, PROTOCOL_VERSION, SyncRequest, Upload, UploadBatch,
     UploadedRecord, path,
 };
-use baomi_core::sync::seal::{batch_aad, seal};
+use baomi_core::sync::seal::{Recipient, batch_aad, seal};
 use baomi_core::time::Timestamp;
 use baomi_server::db::Db;
 use baomi_server::http::Listener;
@@ -71,15 +75,19 @@ fn record() -> ViolationRecord {
     }
 }
 
-fn run(label: &str, url: &str, one_request: bool, ledger: bool) {
-    let upload = UploadKey::generate().unwrap();
-    let upload_pub: [u8; 32] = {
+fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
+    let upload = UploadKey::generate_for(suite).unwrap();
+    let upload_pub = {
         use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD
+        let raw = base64::engine::general_purpose::STANDARD
             .decode(upload.public_base64())
-            .unwrap()
-            .try_into()
-            .unwrap()
+            .unwrap();
+        match suite {
+            Suite::Intl => Recipient::X25519(raw.try_into().unwrap()),
+            Suite::Sm => {
+                Recipient::Sm2(baomi_core::suite::sm::Sm2PublicKey::from_bytes(&raw).unwrap())
+            }
+        }
     };
     let pool = if url.starts_with("postgres") {
         server_threads()
@@ -100,7 +108,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool) {
     // Enrol the fleet and give every phone its first sync (not timed): the timed sync is a
     // phone's scheduled one, with five new violations since the last.
     let n = devices();
-    let devices = common::enroll_fleet(&server, &base, "load", n);
+    let devices = common::enroll_fleet_of(suite, &server, &base, "load", n);
     {
         let t = HttpTransport::new(&base);
         for d in &devices {
@@ -126,6 +134,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool) {
     let workers: Vec<_> = (0..CLIENT_THREADS)
         .map(|_| {
             let (devices, next, base) = (devices.clone(), next.clone(), base.clone());
+            let upload_pub = upload_pub.clone();
             std::thread::spawn(move || {
                 let t = HttpTransport::new(&base);
                 let mut lat = Vec::new();
@@ -167,6 +176,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool) {
     } else {
         format!("{label}, no ledger")
     };
+    let label = format!("{label}, {suite}");
     println!(
         "{label:<20} {n} devices in {:.2} s: {:.0} device syncs/s, {:.0} requests/s; sync latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         elapsed.as_secs_f64(),
@@ -193,7 +203,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool) {
 fn sync_one(
     t: &HttpTransport,
     d: &DeviceIdentity,
-    upload_pub: &[u8; 32],
+    upload_pub: &Recipient,
     one_request: bool,
     round: u64,
     with_ledger: bool,
@@ -205,7 +215,8 @@ fn sync_one(
         head_tag: "00".repeat(16),
         generation: 1,
     };
-    let session = ProofKey::generate().unwrap();
+    let suite = d.key().suite();
+    let session = ProofKey::generate(suite).unwrap();
     let check_in = CheckIn {
         protocol: PROTOCOL_VERSION,
         device_id: d.device_id().into(),
@@ -221,7 +232,7 @@ fn sync_one(
         custody_cursor: 0,
         session: seal(upload_pub, &session_aad(d.device_id()), session.as_bytes()).unwrap(),
     };
-    let receipt_key = ProofKey::generate().unwrap();
+    let receipt_key = ProofKey::generate(suite).unwrap();
     // With the ledger, each batch linked and checkpointed as a phone does (each starts its
     // chain afresh, which the office accepts as a restart: the same work per record);
     // without, as an agent from before the ledger sends it (no link, no checkpoint: the
@@ -230,7 +241,7 @@ fn sync_one(
     let records: Vec<UploadedRecord> = (first..=last)
         .map(|seq| {
             let record = record();
-            link = ledger::link_of(d.device_id(), seq, &link, &record);
+            link = ledger::link_of(suite, d.device_id(), seq, &link, &record);
             UploadedRecord {
                 seq,
                 tag: format!("{seq:032x}"),
@@ -303,18 +314,23 @@ fn main() {
         .filter(|one| !(has("stages") && *one || has("one") && !one))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    // The one-request flow with the ledger off first (the same-run baseline), then on.
-    let runs: Vec<(bool, bool)> = flows
+    // The one-request flow with the ledger off first (the same-run baseline), then on, then
+    // on under the sm suite.
+    let runs: Vec<(bool, bool, Suite)> = flows
         .iter()
         .flat_map(|&one| {
             if one {
-                vec![(one, false), (one, true)]
+                vec![
+                    (one, false, Suite::Intl),
+                    (one, true, Suite::Intl),
+                    (one, true, Suite::Sm),
+                ]
             } else {
-                vec![(one, true)]
+                vec![(one, true, Suite::Intl)]
             }
         })
         .collect();
-    for (i, (one, ledger)) in runs.iter().copied().enumerate() {
+    for (i, (one, ledger, suite)) in runs.iter().copied().enumerate() {
         if has("postgres") {
             break;
         }
@@ -326,10 +342,11 @@ fn main() {
             ),
             one,
             ledger,
+            suite,
         );
     }
     if let Ok(base) = std::env::var("BAOMI_BENCH_PG_URL") {
-        for (i, (one, ledger)) in runs.iter().copied().enumerate() {
+        for (i, (one, ledger, suite)) in runs.iter().copied().enumerate() {
             if has("sqlite") {
                 break;
             }
@@ -337,7 +354,13 @@ fn main() {
             let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
             c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
             let cut = base.rfind('/').unwrap();
-            run("postgres", &format!("{}/{name}", &base[..cut]), one, ledger);
+            run(
+                "postgres",
+                &format!("{}/{name}", &base[..cut]),
+                one,
+                ledger,
+                suite,
+            );
             c.batch_execute(&format!("DROP DATABASE {name}")).unwrap();
         }
     } else {

@@ -31,7 +31,9 @@ type input struct {
 	Leaves      []string    `json:"leaves"`
 	Inclusion   []proofCase `json:"inclusion"`
 	Consistency []string    `json:"consistency"`
-	Device      struct {
+	// Absent for an sm office's phone: its checkpoint is an SM2 signature, which Go's
+	// standard library does not verify (GmSSL and sm-crypto do, in core/tests/sm_interop.rs).
+	Device *struct {
 		PublicKey string `json:"public_key"`
 		Message   string `json:"message"`
 		Signature string `json:"signature"`
@@ -119,6 +121,10 @@ func main() {
 		if err := tlog.CheckTree(hashes(in.Consistency), size, root, oldSize, oldRoot); err != nil {
 			fail("consistency %d -> %d: %v", oldSize, size, err)
 		}
+	}
+	if in.Device == nil {
+		fmt.Println("ok")
+		return
 	}
 	pub, err := base64.StdEncoding.DecodeString(in.Device.PublicKey)
 	if err != nil || len(pub) != ed25519.PublicKeySize {

@@ -51,9 +51,15 @@ enum Cmd {
         /// `sqlite:PATH` (default) or `postgres://user@host/db`.
         #[arg(long, env = "BAOMI_DB", default_value = DEFAULT_DB)]
         db: String,
-        /// The office's X25519 upload key (from `baomi-server upload-key new`).
+        /// The office's upload key (from `baomi-server upload-key new`; X25519, or SM2 for an
+        /// `sm` trust root).
         #[arg(long, env = "BAOMI_UPLOAD_KEY")]
         upload_key: Option<PathBuf>,
+        /// The office's previous upload key, kept while a rotated trust root naming the new
+        /// one reaches the phones (a move from the intl suite to sm, or a new key): what they
+        /// still seal to it opens, and their proofs follow its suite.
+        #[arg(long, env = "BAOMI_PREVIOUS_UPLOAD_KEY", requires = "upload_key")]
+        previous_upload_key: Option<PathBuf>,
         /// The evidence ledger's log key (from `baomi-server log-key new`): signs the
         /// ledger's checkpoints. Without it the ledger still records, but serves no checkpoint.
         #[arg(long, env = "BAOMI_LOG_KEY")]
@@ -409,6 +415,7 @@ fn run(cli: Cli) -> Result<(), String> {
             office_listen,
             db,
             upload_key,
+            previous_upload_key,
             log_key,
             tls_cert,
             tls_key,
@@ -437,7 +444,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 alert_mail_from,
                 alert_mail_to,
             )?;
-            let key = upload_key.as_deref().map(UploadKey::load).transpose()?;
+            let mut key = upload_key.as_deref().map(UploadKey::load).transpose()?;
+            if let Some(prev) = previous_upload_key.as_deref() {
+                let prev = UploadKey::load(prev)?;
+                key = key.map(|k| k.with_previous(prev));
+            }
             if key.is_none() {
                 log::warn!("no --upload-key: uploads will be refused with 503");
             }
@@ -612,15 +623,22 @@ fn run(cli: Cli) -> Result<(), String> {
             if out.exists() {
                 return Err(format!("{} exists; not overwriting a key", out.display()));
             }
-            if suite == baomi_core::suite::Suite::Sm {
-                return new_sm2_upload_key(&out);
-            }
-            let k = UploadKey::generate()?;
+            let k = UploadKey::generate_for(suite)?;
             write_secret(&out, k.to_file().as_bytes())?;
             let pub_path = out.with_extension("pub");
             std::fs::write(&pub_path, format!("{}\n", k.public_base64()))
                 .map_err(|e| format!("{}: {e}", pub_path.display()))?;
-            println!("wrote {} and {}", out.display(), pub_path.display());
+            println!(
+                "wrote {} ({}, 0600) and {}: name it in a trust root of that suite (baomi trust new --suite {} --upload-key {})",
+                out.display(),
+                match suite {
+                    baomi_core::suite::Suite::Intl => "X25519",
+                    baomi_core::suite::Suite::Sm => "SM2",
+                },
+                pub_path.display(),
+                suite,
+                pub_path.display()
+            );
             Ok(())
         }
         Cmd::Devices { db } => {
@@ -930,33 +948,4 @@ fn assignment_detail(
             .unwrap_or_default(),
         doc.record_id
     )
-}
-
-/// `upload-key new --suite sm`: an SM2 key pair for an sm trust root's `upload_key` (OUT, 0600,
-/// and OUT.pub, base64 of `04 || x || y`). Opening SM2-sealed batches is not built yet:
-/// `serve` says so if given this key.
-fn new_sm2_upload_key(out: &std::path::Path) -> Result<(), String> {
-    use base64::Engine as _;
-    let b64 = &base64::engine::general_purpose::STANDARD;
-    let k = baomi_core::suite::sm::Sm2SecretKey::generate();
-    let public = b64.encode(k.public().to_bytes());
-    let file = zeroize::Zeroizing::new(
-        serde_json::to_string_pretty(&serde_json::json!({
-            "type": baomi_server::upload_key::SM2_KIND,
-            "secret": b64.encode(k.to_bytes().as_slice()),
-            "public_key": public,
-        }))
-        .map_err(|e| e.to_string())?,
-    );
-    write_secret(out, file.as_bytes())?;
-    let pub_path = out.with_extension("pub");
-    std::fs::write(&pub_path, format!("{public}\n"))
-        .map_err(|e| format!("{}: {e}", pub_path.display()))?;
-    println!(
-        "wrote {} (SM2, 0600) and {}: name it in an sm trust root (baomi trust new --suite sm --upload-key {})",
-        out.display(),
-        pub_path.display(),
-        pub_path.display()
-    );
-    Ok(())
 }

@@ -1179,7 +1179,8 @@ fn a_store_restored_from_an_older_copy_raises_an_alert() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("older copy"));
         // And the suite of the office's trust root on every line (issue 24).
-        assert!(stdout.contains(r#""suite":"intl""#), "{stdout}");
+        let suite = format!(r#""suite":"{}""#, common::suite());
+        assert!(stdout.contains(&suite), "{stdout}");
     }
 }
 
@@ -1636,7 +1637,15 @@ fn signed_exactly_at(
     use baomi_core::sync::identity::{RequestAuth, signed_message};
     use base64::Engine as _;
     let nonce = format!("{:032x}", at.0);
-    let msg = signed_message("POST", p, body, at, &nonce, id.device_id());
+    let msg = signed_message(
+        id.key().suite(),
+        "POST",
+        p,
+        body,
+        at,
+        &nonce,
+        id.device_id(),
+    );
     let auth = RequestAuth {
         device_id: id.device_id().to_owned(),
         timestamp: at,
@@ -1947,7 +1956,7 @@ fn a_phone_reporting_a_root_the_office_never_published_raises_an_alert() {
         let (mut d, t) = enrolled(&o, &admin, &srv.base);
         assert_eq!(admin::devices(&admin).unwrap()[0].alert, None);
         // The thief (with the office key) rotates the phone's root to one of its own.
-        let thief = SigningKey::generate().unwrap();
+        let thief = SigningKey::generate_for(common::suite()).unwrap();
         let current = d.agent.trust_root().unwrap().doc().clone();
         let mut forged = current.clone();
         forged.version = 2;
@@ -2873,5 +2882,119 @@ fn a_phone_resends_what_an_office_restored_from_an_older_backup_lost() {
         d.violate(Timestamp::now());
         sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
         assert_eq!(received(&admin, &dev), [1, 2, 3, 4, 5], "{}", b.label);
+    }
+}
+
+// Issue 24: a fleet moves to the other suite by a trust-root rotation signed under both. The
+// server holds the new upload key and keeps the previous one (`--previous-upload-key`): the
+// phone's first sync after the rotation is sealed to the old key and downloads the rotation
+// and the bundle signed with the new keys; its next sync is sealed, proven and chained in the
+// new suite; no record is lost or doubled on either side of the move. (Run under each suite:
+// intl to sm, and, with `BAOMI_TEST_SUITE=sm`, sm to intl.)
+#[test]
+fn a_fleet_moves_to_the_other_suite_by_a_rotation_and_syncs_throughout() {
+    use baomi_core::bundle::trust::{KeyEntry, RoleKeys};
+    use baomi_core::suite::Suite;
+    let (from, to) = match common::suite() {
+        Suite::Intl => (Suite::Intl, Suite::Sm),
+        Suite::Sm => (Suite::Sm, Suite::Intl),
+    };
+    for b in backends() {
+        let o = office();
+        let admin = o.admin(&b.url);
+        let (mut d, t) = {
+            let srv = spawn_server(&b.url, &o.upload_key_file);
+            let (mut d, t) = enrolled(&o, &admin, &srv.base);
+            d.violate(Timestamp::now());
+            sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
+            (d, t)
+        };
+        let dev = d.id();
+        assert_eq!(received(&admin, &dev), [1], "{}", b.label);
+        assert_eq!(d.agent.store().suite(), from);
+
+        // The office's keys in the new suite, and root v2 naming them, signed under both.
+        let new_key = SigningKey::generate_for(to).unwrap();
+        let new_registry = SigningKey::generate_for(to).unwrap();
+        let new_upload = UploadKey::generate_for(to).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let new_upload_file = dir.path().join("upload-new.key");
+        std::fs::write(&new_upload_file, new_upload.to_file().as_bytes()).unwrap();
+        let mut v2 = d.agent.trust_root().unwrap().doc().clone();
+        v2.version = 2;
+        v2.issued_at = Timestamp::now();
+        v2.suite = to;
+        v2.keys = vec![KeyEntry::of(new_key.public())];
+        v2.registry = Some(RoleKeys {
+            keys: vec![KeyEntry::of(new_registry.public())],
+            threshold: 1,
+        });
+        v2.personnel = None;
+        v2.upload_key = Some(new_upload.public_base64());
+        let root2 = baomi_core::bundle::TrustRoot::sign(&v2, &[&o.key, &new_key])
+            .to_json()
+            .into_bytes();
+        admin.publish_trust_root(&root2).unwrap();
+        let now = Timestamp::now();
+        let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
+        p.holders = vec![HolderAssignment {
+            holder: "zhang.wei".into(),
+            clearance: Clearance::Important,
+            devices: vec![dev.clone()],
+        }];
+        let bundle2 = sign_bundle(&p, 2, now, now.plus_seconds(30 * 86_400), &[&new_key])
+            .unwrap()
+            .to_json()
+            .into_bytes();
+        admin.publish_bundle(&bundle2).unwrap();
+
+        // The server now serves the new key and keeps the old one.
+        let srv = spawn_server_with(
+            &b.url,
+            &new_upload_file,
+            &[
+                "--previous-upload-key".as_ref(),
+                o.upload_key_file.as_os_str(),
+            ],
+            "http",
+        );
+        drop(t);
+        let t2 = transport(&srv.base);
+        // Sealed to the old key (the phone still runs root v1): opened, proven, and it
+        // downloads the rotation and the new bundle.
+        d.violate(Timestamp::now());
+        let r = sync_now(&mut d.agent, &t2, Timestamp::now()).unwrap();
+        assert_eq!(r.trust_root_installed, Some(2), "{}", b.label);
+        assert_eq!(r.bundle_installed, Some(2), "{}", b.label);
+        assert_eq!(d.agent.trust_root().unwrap().suite(), to);
+        assert_eq!(d.agent.status(Timestamp::now()).fail_closed, None);
+        assert_eq!(received(&admin, &dev), [1, 2], "{}", b.label);
+        // The next sync is sealed to the new key, its proofs and links in the new suite.
+        d.violate(Timestamp::now());
+        let r = sync_now(&mut d.agent, &t2, Timestamp::now()).unwrap();
+        assert_eq!(r.uploaded, 1, "{}", b.label);
+        assert_eq!(received(&admin, &dev), [1, 2, 3], "{}", b.label);
+        assert_eq!(d.agent.store().acked_through(), 3);
+        // The links on the office's side: record 3's under the new suite's hash, following
+        // record 2's (under the old one).
+        let rows = admin
+            .db()
+            .tx(|c| {
+                Ok(c.query(
+                    "SELECT seq, link, record FROM violations WHERE device_id = $1 ORDER BY seq",
+                    &[dev.clone().into()],
+                )?)
+            })
+            .unwrap();
+        let link =
+            |i: usize| baomi_core::sync::ledger::parse_link(rows[i][1].text().unwrap()).unwrap();
+        let record3 = rows[2][2].text().unwrap().as_bytes().to_vec();
+        let digest = baomi_core::sync::ledger::record_digest(to, &record3);
+        assert_eq!(
+            baomi_core::sync::ledger::chain_link(to, &dev, 3, &link(1), &digest),
+            link(2),
+            "{}",
+            b.label
+        );
     }
 }

@@ -525,6 +525,12 @@ fn gos_sumdb_packages_verify_the_checkpoints_proofs_and_a_device_checkpoint() {
             &a, seq, &link, at,
         ))
         .unwrap();
+        // The device's checkpoint signature: Ed25519, which Go verifies; an sm office's phone
+        // signs with SM2, which Go's standard library cannot (GmSSL and sm-crypto verify SM2 in
+        // core/tests/sm_interop.rs), so the case then leaves it out.
+        let device = (common::suite() == baomi_core::suite::Suite::Intl).then(|| {
+            serde_json::json!({ "public_key": public_key, "message": message, "signature": signature })
+        });
         let case = serde_json::json!({
             "verifier_key": o.verifier(),
             "note": note,
@@ -532,7 +538,7 @@ fn gos_sumdb_packages_verify_the_checkpoints_proofs_and_a_device_checkpoint() {
             "leaves": leaves,
             "inclusion": inclusion,
             "consistency": o.admin.ledger_consistency(old_size, size).unwrap().hashes,
-            "device": { "public_key": public_key, "message": message, "signature": signature },
+            "device": device,
         });
         assert_eq!(go_check(&checker, &case), "ok", "{label}");
         // And Go refuses what an insider changed: one leaf edited.

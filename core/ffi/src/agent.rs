@@ -256,6 +256,8 @@ impl BaomiAgent {
             next_sync_due_ms: s.next_sync_due.map(|t| t.0),
             acked_through: s.acked_through,
             head_seq: s.head_seq,
+            suite: s.suite.map(|x| x.as_str().to_owned()),
+            store_suite: s.store_suite.as_str().to_owned(),
         })
     }
 

@@ -311,6 +311,10 @@ pub struct AgentStatus {
     pub acked_through: u64,
     /// Newest seq.
     pub head_seq: u64,
+    /// The trust root's cryptographic suite (`intl` or `sm`), once one is installed.
+    pub suite: Option<String>,
+    /// The suite the store seals and MACs under (`intl` or `sm`).
+    pub store_suite: String,
 }
 
 /// One decrypted violation.

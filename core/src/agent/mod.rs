@@ -161,6 +161,9 @@ pub struct AgentStatus {
     pub trust_root_version: Option<u64>,
     /// The trust root's cryptographic suite (`intl` or `sm`).
     pub suite: Option<crate::suite::Suite>,
+    /// The suite the store seals and MACs under (the root's, unless the store recorded
+    /// before a migration).
+    pub store_suite: crate::suite::Suite,
     /// Why the device fails closed now, if it does.
     pub fail_closed: Option<String>,
     /// Desired posture.
@@ -421,6 +424,12 @@ impl Agent {
             None => {
                 let root = TrustRoot::from_self_signed(bytes)?;
                 root.check_current(now)?;
+                // The platform opened the store before the root arrived: a store that has
+                // never recorded moves to the root's suite (an `sm` office's phone seals under
+                // SM4-GCM and HMAC-SM3 from its first record); one that has keeps its own.
+                if self.store.suite() != root.suite() && self.store.never_recorded() {
+                    self.store.adopt_suite(root.suite())?;
+                }
                 self.put_root(&root, Vec::new())?;
                 let v = root.version();
                 self.trust = Some(root);
@@ -790,7 +799,14 @@ impl Agent {
         self.handle(&event)
     }
 
-    /// The device's sync identity, created (and stored sealed) on first use.
+    /// The suite of the trust root in force (`intl` before one is provisioned): what the
+    /// device's identity key, its public chain and its sync follow.
+    pub fn suite(&self) -> crate::suite::Suite {
+        self.trust_root().map(|t| t.suite()).unwrap_or_default()
+    }
+
+    /// The device's sync identity, created (and stored sealed) on first use in the suite of
+    /// the trust root then in force.
     pub fn identity(&mut self) -> Result<DeviceIdentity, AgentError> {
         let bad = |reason: String| AgentError::BadState {
             name: STATE_IDENTITY,
@@ -802,7 +818,7 @@ impl Agent {
                 SigningKey::from_file_json(text).map_err(|e| bad(e.to_string()))?
             }
             None => {
-                let key = SigningKey::generate().map_err(|e| bad(e.to_string()))?;
+                let key = SigningKey::generate_for(self.suite()).map_err(|e| bad(e.to_string()))?;
                 self.store
                     .put_state(STATE_IDENTITY, key.to_file().as_bytes())?;
                 key
@@ -939,7 +955,7 @@ impl Agent {
             if r.seq != last + 1 {
                 return None;
             }
-            link = ledger::link_of(&device, r.seq, &link, &r.record);
+            link = ledger::link_of(self.suite(), &device, r.seq, &link, &r.record);
             links.push(link);
             last = r.seq;
         }
@@ -1203,6 +1219,7 @@ impl Agent {
             policy_trusted: self.installed.as_ref().map(|i| i.trusted),
             trust_root_version: self.trust.as_ref().map(TrustRoot::version),
             suite: self.trust.as_ref().map(TrustRoot::suite),
+            store_suite: self.store.suite(),
             fail_closed: self
                 .engine
                 .as_ref()

@@ -20,6 +20,7 @@ use crate::compile::Platform;
 use crate::posture::Posture;
 use crate::rules;
 use crate::store::{StoreError, StoredViolation};
+use crate::suite::Suite;
 use crate::sync::assignment::verify_assignment_record;
 use crate::sync::custody::verify_custody_record;
 use crate::sync::identity::DeviceIdentity;
@@ -31,7 +32,7 @@ use crate::sync::protocol::{
     UploadBatch, UploadResponse, UploadedRecord, WaitRequest, WaitResponse, path,
 };
 use crate::sync::schedule::random_jitter;
-use crate::sync::seal::{batch_aad, seal};
+use crate::sync::seal::{Recipient, batch_aad, seal};
 use crate::sync::{HttpRequest, Transport, TransportError, check_server_url};
 use crate::time::Timestamp;
 
@@ -107,13 +108,6 @@ pub enum SyncError {
     /// office's answers cannot be proven.
     #[error("the trust root names no upload key: violations stay on the device")]
     NoUploadKey,
-    /// The trust root's suite has no sync yet (`sm`: SM2-sealed batches and HMAC-SM3 proofs
-    /// are still to be built); the phone enforces its policy and keeps its violations.
-    #[error("sync under the {suite} suite is not built yet: violations stay on the device")]
-    SuiteWithoutSync {
-        /// The root's suite.
-        suite: crate::suite::Suite,
-    },
     /// The agent (store, bundle) failed, or no trust root was provisioned.
     #[error(transparent)]
     Agent(#[from] AgentError),
@@ -302,18 +296,14 @@ fn run_stages(
 ) -> Result<SyncReport, SyncError> {
     let now = agent.acting_time(reading);
     let trust = agent.trust_root().ok_or(AgentError::NoTrustRoot)?;
-    if trust.suite() != crate::suite::Suite::Intl {
-        return Err(SyncError::SuiteWithoutSync {
-            suite: trust.suite(),
-        });
-    }
-    let upload_key = trust.upload_key().ok_or(SyncError::NoUploadKey)?;
+    let upload_key = trust.upload_recipient().ok_or(SyncError::NoUploadKey)?;
+    let suite = trust.suite();
     let identity = agent.identity()?;
     let device = identity.device_id().to_owned();
     let id = Some(&identity);
 
     // 1. check-in, with a fresh session key only the office can open.
-    let session = ProofKey::generate().ok_or_else(|| random_failed(path::CHECK_IN))?;
+    let session = ProofKey::generate(suite).ok_or_else(|| random_failed(path::CHECK_IN))?;
     let sealed_session = seal(&upload_key, &session_aad(&device), session.as_bytes())
         .map_err(|e| protocol(path::CHECK_IN, e.to_string()))?;
     let check_in = CheckIn {
@@ -625,7 +615,7 @@ impl SealedBatch {
 /// ([`crate::sync::ledger`]); `None` for none.
 fn seal_batch(
     identity: &DeviceIdentity,
-    upload_key: &[u8; 32],
+    upload_key: &Recipient,
     batch: Vec<StoredViolation>,
     prev: [u8; 32],
     now: Timestamp,
@@ -635,13 +625,17 @@ fn seal_batch(
         return Ok(None);
     };
     let (first_seq, last_seq, last_tag) = (first.seq, last.seq, hex(&last.tag));
-    let receipt_key = ProofKey::generate().ok_or_else(|| random_failed(path::UPLOAD))?;
+    let suite = match upload_key {
+        Recipient::X25519(_) => Suite::Intl,
+        Recipient::Sm2(_) => Suite::Sm,
+    };
+    let receipt_key = ProofKey::generate(suite).ok_or_else(|| random_failed(path::UPLOAD))?;
     let mut link = prev;
     let mut links = Vec::with_capacity(batch.len());
     let records: Vec<UploadedRecord> = batch
         .into_iter()
         .map(|v| {
-            link = ledger::link_of(device, v.seq, &link, &v.record);
+            link = ledger::link_of(suite, device, v.seq, &link, &v.record);
             links.push(link);
             UploadedRecord {
                 seq: v.seq,
@@ -707,7 +701,7 @@ fn upload(
     agent: &mut Agent,
     transport: &dyn Transport,
     identity: &DeviceIdentity,
-    upload_key: &[u8; 32],
+    upload_key: &Recipient,
     now: Timestamp,
 ) -> Result<(), SyncError> {
     loop {

@@ -416,6 +416,15 @@ impl TrustRoot {
         }
     }
 
+    /// The office's upload key in the root's suite, if the root names one: what sync seals
+    /// batches and session keys to.
+    pub fn upload_recipient(&self) -> Option<crate::sync::seal::Recipient> {
+        match self.doc.suite {
+            Suite::Intl => self.upload_key().map(crate::sync::seal::Recipient::X25519),
+            Suite::Sm => self.sm2_upload_key().map(crate::sync::seal::Recipient::Sm2),
+        }
+    }
+
     /// The document.
     pub fn doc(&self) -> &TrustRootDoc {
         &self.doc

@@ -1,7 +1,8 @@
 //! Key hierarchy. A random 256-bit data key is generated on first open and stored only wrapped
 //! by a [`KeyProvider`]: the platform's keystore (Android Keystore AES-GCM key, iOS Keychain /
 //! Secure Enclave). HKDF-SHA256 derives from it a sealing key (AES-256-GCM) and a MAC key
-//! (HMAC-SHA256), so one secret never serves two algorithms.
+//! (HMAC-SHA256), so one secret never serves two algorithms. Under the `sm` suite (issue 24)
+//! HKDF over HMAC-SM3 derives an SM4-GCM key (RFC 8998) and an HMAC-SM3 key instead.
 //!
 //! Rotating the provider's key re-wraps the data key; records are not re-encrypted.
 
@@ -37,8 +38,48 @@ pub enum KeyProviderError {
 /// Keys derived from the data key.
 pub(crate) struct StoreKeys {
     pub data_key: Zeroizing<[u8; 32]>,
-    pub seal: LessSafeKey,
-    pub mac: hmac::Key,
+    pub suite: Suite,
+    pub seal: Aead,
+    pub mac: Mac,
+}
+
+use crate::suite::Suite;
+use crate::suite::sm::Sm4Gcm;
+
+/// The store's AEAD: AES-256-GCM (`intl`) or SM4-GCM (`sm`); both a 96-bit nonce and a
+/// 128-bit tag, so records, chain links and state rows have one layout under either suite.
+pub(crate) enum Aead {
+    Aes(Box<LessSafeKey>),
+    Sm4(Box<Sm4Gcm>),
+}
+
+/// The store's MAC: HMAC-SHA256 (`intl`, ring's precomputed key) or HMAC-SM3 (`sm`).
+pub(crate) enum Mac {
+    Sha256(hmac::Key),
+    Sm3(Zeroizing<[u8; 32]>),
+}
+
+impl Mac {
+    /// The tag of `msg` (32 bytes under either suite; all zero, which verifies nowhere, if
+    /// HMAC-SM3 could not be keyed, which cannot happen for a 32-byte key).
+    pub fn sign(&self, msg: &[u8]) -> [u8; 32] {
+        match self {
+            Self::Sha256(k) => {
+                let mut out = [0u8; 32];
+                out.copy_from_slice(hmac::sign(k, msg).as_ref());
+                out
+            }
+            Self::Sm3(k) => crate::suite::sm::hmac_sm3(k.as_slice(), msg).unwrap_or([0; 32]),
+        }
+    }
+
+    /// Constant-time check of [`Mac::sign`].
+    pub fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
+        match self {
+            Self::Sha256(k) => hmac::verify(k, msg, tag).is_ok(),
+            Self::Sm3(k) => crate::suite::sm::hmac_sm3_verify(k.as_slice(), msg, tag),
+        }
+    }
 }
 
 struct Len(usize);
@@ -49,7 +90,10 @@ impl hkdf::KeyType for Len {
 }
 
 impl StoreKeys {
-    pub fn derive(data_key: Zeroizing<[u8; 32]>) -> Option<Self> {
+    pub fn derive(suite: Suite, data_key: Zeroizing<[u8; 32]>) -> Option<Self> {
+        if suite == Suite::Sm {
+            return Self::derive_sm(data_key);
+        }
         let prk =
             hkdf::Salt::new(hkdf::HKDF_SHA256, b"baomi-store-v1").extract(data_key.as_slice());
         let mut seal_bytes = Zeroizing::new([0u8; 32]);
@@ -66,15 +110,40 @@ impl StoreKeys {
         let mac = hmac::Key::new(hmac::HMAC_SHA256, mac_bytes.as_slice());
         Some(Self {
             data_key,
-            seal,
-            mac,
+            suite: Suite::Intl,
+            seal: Aead::Aes(Box::new(seal)),
+            mac: Mac::Sha256(mac),
         })
     }
 
-    pub fn generate() -> Option<Self> {
+    /// HKDF-SM3 with the same salt and labels: a 16-byte SM4 key and a 32-byte HMAC-SM3 key.
+    fn derive_sm(data_key: Zeroizing<[u8; 32]>) -> Option<Self> {
+        let mut seal_bytes = Zeroizing::new([0u8; 16]);
+        Suite::Sm.hkdf(
+            b"baomi-store-v1",
+            data_key.as_slice(),
+            b"seal",
+            seal_bytes.as_mut_slice(),
+        )?;
+        let mut mac_bytes = Zeroizing::new([0u8; 32]);
+        Suite::Sm.hkdf(
+            b"baomi-store-v1",
+            data_key.as_slice(),
+            b"mac",
+            mac_bytes.as_mut_slice(),
+        )?;
+        Some(Self {
+            data_key,
+            suite: Suite::Sm,
+            seal: Aead::Sm4(Box::new(Sm4Gcm::new(seal_bytes.as_slice()).ok()?)),
+            mac: Mac::Sm3(mac_bytes),
+        })
+    }
+
+    pub fn generate(suite: Suite) -> Option<Self> {
         let mut k = Zeroizing::new([0u8; 32]);
         SystemRandom::new().fill(k.as_mut_slice()).ok()?;
-        Self::derive(k)
+        Self::derive(suite, k)
     }
 }
 
@@ -192,11 +261,15 @@ pub(crate) const TAG_LEN: usize = 16;
 
 /// Opens a sealed blob (ciphertext || tag).
 pub(crate) fn open(
-    key: &LessSafeKey,
+    key: &Aead,
     nonce: &[u8],
     aad: &[u8],
     sealed: &[u8],
 ) -> Option<Zeroizing<Vec<u8>>> {
+    let key = match key {
+        Aead::Aes(k) => k,
+        Aead::Sm4(k) => return k.open(nonce.try_into().ok()?, aad, sealed).ok(),
+    };
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut buf = Zeroizing::new(sealed.to_vec());
     let n = key
@@ -208,12 +281,16 @@ pub(crate) fn open(
 }
 
 /// Seals `buf` in place (appends the tag).
-pub(crate) fn seal(
-    key: &LessSafeKey,
-    nonce: [u8; 12],
-    aad: &[u8],
-    buf: &mut Vec<u8>,
-) -> Option<()> {
+pub(crate) fn seal(key: &Aead, nonce: [u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Option<()> {
+    let key = match key {
+        Aead::Aes(k) => k,
+        Aead::Sm4(k) => {
+            let sealed = k.seal(&nonce, aad, buf).ok()?;
+            zeroize::Zeroize::zeroize(buf);
+            *buf = sealed;
+            return Some(());
+        }
+    };
     key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
         .ok()
 }

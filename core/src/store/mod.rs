@@ -35,7 +35,6 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
-use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use zeroize::Zeroizing;
@@ -45,6 +44,8 @@ pub use keys::{HostFileKeyProvider, KeyProvider, KeyProviderError};
 pub use record::{PolicyRef, StoredViolation, ViolationRecord};
 
 use keys::{NONCE_LEN, StoreKeys, TAG_LEN};
+
+use crate::suite::Suite;
 
 /// How many acknowledged records the store keeps (sealed) for an office restored from a
 /// backup older than its acknowledgement.
@@ -75,6 +76,9 @@ pub struct StoreOptions {
     pub max_bytes: u64,
     /// Commit durability.
     pub durability: Durability,
+    /// The cryptographic suite a new store seals and MACs under (issue 24); an existing store
+    /// keeps its own (see [`Store::adopt_suite`]).
+    pub suite: Suite,
 }
 
 impl Default for StoreOptions {
@@ -83,6 +87,7 @@ impl Default for StoreOptions {
             device_id: None,
             max_bytes: 64 * 1024 * 1024,
             durability: Durability::Full,
+            suite: Suite::Intl,
         }
     }
 }
@@ -208,6 +213,8 @@ const META_DEVICE: &str = "device_id";
 const META_PROVIDER: &str = "key_provider";
 const META_WRAPPED: &str = "wrapped_key";
 const META_KEY_CHECK: &str = "key_check";
+/// The suite the store seals and MACs under (issue 24): `intl` when absent.
+const META_SUITE: &str = "suite";
 const META_HEAD: &str = "head";
 const META_ANCHOR: &str = "anchor";
 /// The public chain's link at the anchor ([`crate::sync::ledger`]), written with it.
@@ -297,8 +304,9 @@ impl Store {
         let fresh = unlocked.is_none();
         let (keys, device_id) = match unlocked {
             Some(k) => k,
-            None => Self::provision(&mut conn, &path, provider, opts.device_id)?,
+            None => Self::provision(&mut conn, &path, provider, opts.device_id, opts.suite)?,
         };
+        let keys_suite = keys.suite;
         let mut store = Store {
             conn,
             path,
@@ -308,7 +316,7 @@ impl Store {
             anchor: Link::GENESIS,
             generation: 0,
             state_tags: BTreeMap::new(),
-            state_root: state_root(&BTreeMap::new()),
+            state_root: state_root(keys_suite, &BTreeMap::new()),
             state_fault: None,
             rng: SystemRandom::new(),
             nonce_pool: Vec::new(),
@@ -561,8 +569,9 @@ impl Store {
         path: &Path,
         provider: &dyn KeyProvider,
         device_id: Option<String>,
+        suite: Suite,
     ) -> Result<(StoreKeys, String), StoreError> {
-        let keys = StoreKeys::generate().ok_or(StoreError::Random)?;
+        let keys = StoreKeys::generate(suite).ok_or(StoreError::Random)?;
         let wrapped = provider
             .wrap(keys.data_key.as_slice())
             .map_err(|e| StoreError::KeyProvider(e.to_string()))?;
@@ -570,7 +579,7 @@ impl Store {
             Some(d) => d,
             None => random_id()?,
         };
-        let check = hmac::sign(&keys.mac, b"baomi-key-check-v1");
+        let check = keys.mac.sign(b"baomi-key-check-v1");
         let tx = conn
             .transaction()
             .map_err(|e| StoreError::sqlite(path, e))?;
@@ -578,7 +587,8 @@ impl Store {
             (META_DEVICE, device_id.as_bytes().to_vec()),
             (META_PROVIDER, provider.key_id().into_bytes()),
             (META_WRAPPED, wrapped),
-            (META_KEY_CHECK, check.as_ref().to_vec()),
+            (META_KEY_CHECK, check.to_vec()),
+            (META_SUITE, suite.as_str().as_bytes().to_vec()),
         ] {
             put_meta(&tx, name, &value).map_err(|e| StoreError::sqlite(path, e))?;
         }
@@ -612,10 +622,27 @@ impl Store {
             .as_slice()
             .try_into()
             .map_err(|_| StoreError::WrongKey)?;
-        let keys = StoreKeys::derive(Zeroizing::new(data_key)).ok_or(StoreError::WrongKey)?;
+        // The suite the store was created (or re-keyed) under; stores from before issue 24 have
+        // none and are `intl`. Changing it only makes the key check below fail.
+        let suite = match get_meta(conn, META_SUITE).map_err(|e| StoreError::sqlite(path, e))? {
+            None => Suite::Intl,
+            Some(raw) => std::str::from_utf8(&raw)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    path: path.to_owned(),
+                    reason: "unknown cryptographic suite".into(),
+                })?,
+        };
+        let keys =
+            StoreKeys::derive(suite, Zeroizing::new(data_key)).ok_or(StoreError::WrongKey)?;
         // Constant-time check that this is the key the store was created with.
-        hmac::verify(&keys.mac, b"baomi-key-check-v1", &get(META_KEY_CHECK)?)
-            .map_err(|_| StoreError::WrongKey)?;
+        if !keys
+            .mac
+            .verify(b"baomi-key-check-v1", &get(META_KEY_CHECK)?)
+        {
+            return Err(StoreError::WrongKey);
+        }
         Ok((keys, device_id))
     }
 
@@ -629,8 +656,8 @@ impl Store {
         msg
     }
 
-    fn link_mac(&self, which: &str, l: &Link) -> hmac::Tag {
-        hmac::sign(&self.keys.mac, &self.link_message(which, l))
+    fn link_mac(&self, which: &str, l: &Link) -> [u8; 32] {
+        self.keys.mac.sign(&self.link_message(which, l))
     }
 
     fn encode_link(&self, which: &str, l: &Link) -> Vec<u8> {
@@ -653,7 +680,7 @@ impl Store {
         v.extend_from_slice(&h.link.tag);
         v.extend_from_slice(&h.generation.to_be_bytes());
         v.extend_from_slice(&h.state_root);
-        v.extend_from_slice(hmac::sign(&self.keys.mac, &self.head_message(h)).as_ref());
+        v.extend_from_slice(&self.keys.mac.sign(&self.head_message(h)));
         v
     }
 
@@ -674,7 +701,9 @@ impl Store {
             generation: u64::from_be_bytes(generation.try_into().map_err(|_| bad.clone())?),
             state_root: root.try_into().map_err(|_| bad.clone())?,
         };
-        hmac::verify(&self.keys.mac, &self.head_message(&h), mac).map_err(|_| bad)?;
+        if !self.keys.mac.verify(&self.head_message(&h), mac) {
+            return Err(bad);
+        }
         Ok(Some(h))
     }
 
@@ -703,7 +732,9 @@ impl Store {
             seq: u64::from_be_bytes(seq.try_into().map_err(|_| bad.clone())?),
             tag: tag.try_into().map_err(|_| bad.clone())?,
         };
-        hmac::verify(&self.keys.mac, &self.link_message(which, &l), mac).map_err(|_| bad)?;
+        if !self.keys.mac.verify(&self.link_message(which, &l), mac) {
+            return Err(bad);
+        }
         Ok(Some(l))
     }
 
@@ -729,7 +760,7 @@ impl Store {
         self.state_tags = self.read_state_tags()?;
         let head = match head {
             Ok(Some(h)) => {
-                if state_root(&self.state_tags) != h.state_root {
+                if state_root(self.keys.suite, &self.state_tags) != h.state_root {
                     self.state_fault = Some(ChainError::StateRolledBack);
                 }
                 self.state_root = h.state_root;
@@ -1040,7 +1071,7 @@ impl Store {
         if head != at {
             return Err(ChainError::Bookkeeping { which: META_HEAD }.into());
         }
-        if state_root(&self.read_state_tags()?) != mark.state_root {
+        if state_root(self.keys.suite, &self.read_state_tags()?) != mark.state_root {
             return Err(ChainError::StateRolledBack.into());
         }
         Ok(VerifyReport {
@@ -1239,6 +1270,101 @@ impl Store {
         Ok(Some(u64::try_from(rows.len()).unwrap_or(u64::MAX)))
     }
 
+    /// The suite the store seals and MACs under.
+    pub fn suite(&self) -> Suite {
+        self.keys.suite
+    }
+
+    /// Whether the store has never held a record (what [`Store::adopt_suite`] needs).
+    pub fn never_recorded(&self) -> bool {
+        self.head.seq == 0 && self.anchor == Link::GENESIS
+    }
+
+    /// Re-keys a store that has never held a record to `suite` (a phone provisioned with a
+    /// trust root of the `sm` suite: the platform opened its store before the root arrived).
+    /// The data key stays, still wrapped by the platform keystore; the keys derived from it,
+    /// the key check, every state row and the head and anchor MACs move to the new suite in
+    /// one transaction, so a crash leaves the store wholly in one suite or the other.
+    /// Refused once a record was written: records and their chain stay under the suite they
+    /// were sealed in.
+    pub fn adopt_suite(&mut self, suite: Suite) -> Result<(), StoreError> {
+        if suite == self.keys.suite {
+            return Ok(());
+        }
+        if !self.never_recorded() {
+            return Err(StoreError::Encode(format!(
+                "the store holds records sealed under the {} suite: it stays in that suite",
+                self.keys.suite
+            )));
+        }
+        if let Some(fault) = &self.state_fault {
+            return Err(StoreError::Integrity(fault.clone()));
+        }
+        let mut values = Vec::with_capacity(self.state_tags.len());
+        for name in self.state_tags.keys() {
+            if let Some(v) = self.get_state(name)? {
+                values.push((name.clone(), v));
+            }
+        }
+        let new = StoreKeys::derive(suite, self.keys.data_key.clone()).ok_or(StoreError::Random)?;
+        let old = std::mem::replace(&mut self.keys, new);
+        let written = self.write_rekeyed(suite, &values);
+        if written.is_err() {
+            // Nothing was committed: the store is still in the old suite.
+            self.keys = old;
+        }
+        written
+    }
+
+    fn write_rekeyed(
+        &mut self,
+        suite: Suite,
+        values: &[(String, Zeroizing<Vec<u8>>)],
+    ) -> Result<(), StoreError> {
+        let mut tags = BTreeMap::new();
+        let mut rows = Vec::with_capacity(values.len());
+        for (name, value) in values {
+            let nonce = self.next_nonce()?;
+            let mut buf = value.to_vec();
+            keys::seal(&self.keys.seal, nonce, &self.state_aad(name), &mut buf)
+                .ok_or(StoreError::Crypto("seal"))?;
+            tags.insert(
+                name.clone(),
+                tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
+            );
+            rows.push((name, nonce, buf));
+        }
+        let generation = self.generation + 1;
+        let root = state_root(suite, &tags);
+        let head_bytes = self.encode_head(&HeadMark {
+            link: self.head,
+            generation,
+            state_root: root,
+        });
+        let anchor_bytes = self.encode_link(META_ANCHOR, &self.anchor);
+        let check = self.keys.mac.sign(b"baomi-key-check-v1");
+        let sql = |e| StoreError::sqlite(&self.path, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        for (name, nonce, buf) in &rows {
+            tx.execute(
+                "UPDATE state SET nonce = ?2, sealed = ?3 WHERE name = ?1",
+                params![name, &nonce[..], buf],
+            )
+            .map_err(sql)?;
+        }
+        tx.execute("DELETE FROM meta WHERE name = ?1", [META_LEDGER])
+            .map_err(sql)?;
+        put_meta(&tx, META_HEAD, &head_bytes).map_err(sql)?;
+        put_meta(&tx, META_ANCHOR, &anchor_bytes).map_err(sql)?;
+        put_meta(&tx, META_KEY_CHECK, &check).map_err(sql)?;
+        put_meta(&tx, META_SUITE, suite.as_str().as_bytes()).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.state_tags = tags;
+        self.state_root = root;
+        self.generation = generation;
+        Ok(())
+    }
+
     /// Drops the kept copies of acknowledged records (the store is over its cap: evidence the
     /// office does not hold comes first).
     pub fn drop_delivered(&mut self) -> Result<(), StoreError> {
@@ -1257,7 +1383,10 @@ impl Store {
         let (link, mac) = rest.split_at_checked(32)?;
         let seq = u64::from_be_bytes(seq.try_into().ok()?);
         let link: [u8; 32] = link.try_into().ok()?;
-        hmac::verify(&self.keys.mac, &self.ledger_message(seq, &link), mac).ok()?;
+        self.keys
+            .mac
+            .verify(&self.ledger_message(seq, &link), mac)
+            .then_some(())?;
         (seq == self.anchor.seq).then_some(link)
     }
 
@@ -1272,7 +1401,7 @@ impl Store {
     fn encode_ledger(&self, seq: u64, link: &[u8; 32]) -> Vec<u8> {
         let mut v = seq.to_be_bytes().to_vec();
         v.extend_from_slice(link);
-        v.extend_from_slice(hmac::sign(&self.keys.mac, &self.ledger_message(seq, link)).as_ref());
+        v.extend_from_slice(&self.keys.mac.sign(&self.ledger_message(seq, link)));
         v
     }
 
@@ -1302,7 +1431,7 @@ impl Store {
             rows.push((*name, nonce, buf));
         }
         let generation = self.generation + 1;
-        let root = state_root(&tags);
+        let root = state_root(self.keys.suite, &tags);
         let head_bytes = self.encode_head(&HeadMark {
             link: self.head,
             generation,
@@ -1419,17 +1548,14 @@ fn from_sql(v: i64) -> u64 {
 }
 
 /// What the head's state root commits to: every state row's name and tag, in name order.
-fn state_root(tags: &BTreeMap<String, [u8; TAG_LEN]>) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(b"baomi-state-root-v2");
+fn state_root(suite: Suite, tags: &BTreeMap<String, [u8; TAG_LEN]>) -> [u8; 32] {
+    let mut m = b"baomi-state-root-v2".to_vec();
     for (name, tag) in tags {
-        ctx.update(&(name.len() as u64).to_be_bytes());
-        ctx.update(name.as_bytes());
-        ctx.update(tag);
+        m.extend_from_slice(&(name.len() as u64).to_be_bytes());
+        m.extend_from_slice(name.as_bytes());
+        m.extend_from_slice(tag);
     }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+    suite.digest(&m)
 }
 
 /// The last 16 bytes of a sealed blob: its GCM tag, the chain link.

@@ -52,3 +52,92 @@ impl std::str::FromStr for Suite {
         }
     }
 }
+
+/// Length of every digest and MAC tag of both suites (SHA-256/SM3, HMAC-SHA256/HMAC-SM3).
+pub const DIGEST_LEN: usize = 32;
+
+impl Suite {
+    /// The suite's hash: SHA-256 (`intl`) or SM3 (`sm`).
+    pub fn digest(self, data: &[u8]) -> [u8; DIGEST_LEN] {
+        match self {
+            Self::Intl => {
+                let mut out = [0u8; DIGEST_LEN];
+                out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+                out
+            }
+            Self::Sm => sm::sm3(data),
+        }
+    }
+
+    /// The suite's MAC: HMAC-SHA256 (`intl`) or HMAC-SM3 (`sm`). `None` only if the MAC
+    /// cannot be keyed (unreachable: HMAC takes any key length); never a tag under another key.
+    pub fn mac(self, key: &[u8], data: &[u8]) -> Option<[u8; DIGEST_LEN]> {
+        match self {
+            Self::Intl => {
+                let tag =
+                    ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), data);
+                let mut out = [0u8; DIGEST_LEN];
+                out.copy_from_slice(tag.as_ref());
+                Some(out)
+            }
+            Self::Sm => sm::hmac_sm3(key, data),
+        }
+    }
+
+    /// Checks a MAC tag in constant time.
+    pub fn mac_verify(self, key: &[u8], data: &[u8], tag: &[u8]) -> bool {
+        match self {
+            Self::Intl => ring::hmac::verify(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+                data,
+                tag,
+            )
+            .is_ok(),
+            Self::Sm => sm::hmac_sm3_verify(key, data, tag),
+        }
+    }
+
+    /// HKDF (RFC 5869) over the suite's MAC: fills `out` (at most 255 × 32 bytes).
+    pub fn hkdf(self, salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Option<()> {
+        match self {
+            Self::Intl => {
+                struct Len(usize);
+                impl ring::hkdf::KeyType for Len {
+                    fn len(&self) -> usize {
+                        self.0
+                    }
+                }
+                let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(ikm);
+                let info = [info];
+                prk.expand(&info, Len(out.len())).ok()?.fill(out).ok()
+            }
+            Self::Sm => sm::hkdf_sm3(salt, ikm, info, out).ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_suite_hashes_macs_and_derives_with_its_own_algorithms() {
+        // SHA-256("abc") and SM3("abc") (GB/T 32905 example 1).
+        assert!(
+            crate::bundle::keys::hex(&Suite::Intl.digest(b"abc")).starts_with("ba7816bf8f01cfea")
+        );
+        assert!(
+            crate::bundle::keys::hex(&Suite::Sm.digest(b"abc")).starts_with("66c7f0f462eeedd9")
+        );
+        for s in [Suite::Intl, Suite::Sm] {
+            let tag = s.mac(b"k", b"m").unwrap();
+            assert!(s.mac_verify(b"k", b"m", &tag));
+            assert!(!s.mac_verify(b"k2", b"m", &tag));
+            assert!(!s.mac_verify(b"k", b"m", &tag[..31]));
+            let mut a = [0u8; 48];
+            s.hkdf(b"salt", b"ikm", b"info", &mut a).unwrap();
+            assert_ne!(a, [0u8; 48]);
+        }
+        assert_ne!(Suite::Intl.mac(b"k", b"m"), Suite::Sm.mac(b"k", b"m"));
+    }
+}

@@ -4,11 +4,12 @@
 //! store). Every later request carries four headers and a signature over
 //! `baomi-request-v1 \n METHOD \n PATH \n hex(SHA-256(body)) \n timestamp \n nonce \n device`,
 //! so the server can reject unsigned, altered, replayed, stale and foreign-device requests.
+//! Under the `sm` suite (issue 24) the key is SM2 (SM3 over `Z_A || M`, default
+//! distinguishing ID) and the body digest SM3: the key's suite picks both.
 //! Request times strictly increase per device, so the server uses them as a replay counter.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::bundle::keys::{PublicKey, SigningKey, hex};
@@ -70,6 +71,7 @@ impl RequestAuth {
 
 /// The bytes a request signature covers.
 pub fn signed_message(
+    suite: crate::suite::Suite,
     method: &str,
     path: &str,
     body: &[u8],
@@ -77,10 +79,10 @@ pub fn signed_message(
     nonce: &str,
     device_id: &str,
 ) -> Vec<u8> {
-    let body_digest = digest::digest(&digest::SHA256, body);
+    let body_digest = suite.digest(body);
     format!(
         "baomi-request-v1\n{method}\n{path}\n{}\n{}\n{nonce}\n{device_id}",
-        hex(body_digest.as_ref()),
+        hex(&body_digest),
         timestamp.0
     )
     .into_bytes()
@@ -136,7 +138,15 @@ impl DeviceIdentity {
         let mut raw = [0u8; 16];
         SystemRandom::new().fill(&mut raw).ok()?;
         let nonce = hex(&raw);
-        let msg = signed_message(method, path, body, now, &nonce, &self.device_id);
+        let msg = signed_message(
+            self.key.suite(),
+            method,
+            path,
+            body,
+            now,
+            &nonce,
+            &self.device_id,
+        );
         Some(RequestAuth {
             device_id: self.device_id.clone(),
             timestamp: now,
@@ -208,6 +218,7 @@ pub fn verify_request(
         .decode(auth.signature.as_bytes())
         .map_err(|_| AuthError::Unsigned("signature is not base64"))?;
     let msg = signed_message(
+        key.suite(),
         method,
         path,
         body,
@@ -227,12 +238,22 @@ mod tests {
     use super::*;
 
     fn id() -> DeviceIdentity {
-        DeviceIdentity::new("dev-1".into(), SigningKey::generate().unwrap())
+        id_for(crate::suite::Suite::Intl)
+    }
+
+    fn id_for(suite: crate::suite::Suite) -> DeviceIdentity {
+        DeviceIdentity::new("dev-1".into(), SigningKey::generate_for(suite).unwrap())
     }
 
     #[test]
     fn a_signed_request_verifies_and_any_change_breaks_it() {
-        let d = id();
+        for suite in [crate::suite::Suite::Intl, crate::suite::Suite::Sm] {
+            signed_request_verifies_and_any_change_breaks_it(suite);
+        }
+    }
+
+    fn signed_request_verifies_and_any_change_breaks_it(suite: crate::suite::Suite) {
+        let d = id_for(suite);
         let now = Timestamp(1_800_000_000_000);
         let auth = d.sign("POST", "/v1/check-in", b"{}", now).unwrap();
         assert_eq!(

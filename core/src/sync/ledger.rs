@@ -16,6 +16,9 @@
 //! "baomi-device-checkpoint-v1\n" device "\n" seq "\n" hex(link(seq)) "\n" at_ms "\n"
 //! ```
 //!
+//! `H` is the trust root's suite hash: SHA-256 (`intl`) or SM3 (`sm`, issue 24), and the
+//! checkpoint's signature Ed25519 or SM2 with the device's key of that suite.
+//!
 //! The store's private chain (HMAC tags under the device's own key) and the upload sealing are
 //! unchanged: this chain is an addition anyone can verify, not a replacement.
 
@@ -25,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::keys::{PublicKey, hex};
 use crate::store::ViolationRecord;
+use crate::suite::Suite;
 use crate::time::Timestamp;
 
 use super::identity::DeviceIdentity;
@@ -37,19 +41,37 @@ pub fn record_bytes(r: &ViolationRecord) -> Vec<u8> {
     serde_json::to_vec(r).unwrap_or_default()
 }
 
-/// SHA-256 of a record's canonical bytes.
-pub fn record_digest(bytes: &[u8]) -> [u8; 32] {
-    crate::bundle::envelope::payload_digest(bytes)
+/// The suite hash of a record's canonical bytes.
+pub fn record_digest(suite: Suite, bytes: &[u8]) -> [u8; 32] {
+    suite.digest(bytes)
 }
 
 /// The link of `record` at `seq` of `device` after `prev` (its canonical bytes hashed).
-pub fn link_of(device: &str, seq: u64, prev: &[u8; 32], record: &ViolationRecord) -> [u8; 32] {
-    chain_link(device, seq, prev, &record_digest(&record_bytes(record)))
+pub fn link_of(
+    suite: Suite,
+    device: &str,
+    seq: u64,
+    prev: &[u8; 32],
+    record: &ViolationRecord,
+) -> [u8; 32] {
+    chain_link(
+        suite,
+        device,
+        seq,
+        prev,
+        &record_digest(suite, &record_bytes(record)),
+    )
 }
 
 /// The link of record `seq` of `device` after `prev`.
-pub fn chain_link(device: &str, seq: u64, prev: &[u8; 32], digest: &[u8; 32]) -> [u8; 32] {
-    crate::bundle::envelope::payload_digest(
+pub fn chain_link(
+    suite: Suite,
+    device: &str,
+    seq: u64,
+    prev: &[u8; 32],
+    digest: &[u8; 32],
+) -> [u8; 32] {
+    suite.digest(
         format!(
             "baomi-chain-v1\n{device}\n{seq}\n{}\n{}",
             hex(prev),
@@ -57,6 +79,31 @@ pub fn chain_link(device: &str, seq: u64, prev: &[u8; 32], digest: &[u8; 32]) ->
         )
         .as_bytes(),
     )
+}
+
+/// For verifiers of stored history (the office's auditor, an evidence package): whether
+/// `link` (hex) is the link of record `seq` after `prev` under either suite, the record's
+/// `digest` being under that same suite. A device's chain spans a suite migration (issue 24:
+/// links before the rotation are SHA-256, after it SM3); either hash is collision-resistant,
+/// so accepting both lets no one forge a link.
+pub fn link_matches_any_suite(
+    device: &str,
+    seq: u64,
+    prev: &[u8; 32],
+    digest: &[u8; 32],
+    link: &str,
+) -> bool {
+    [Suite::Intl, Suite::Sm]
+        .into_iter()
+        .any(|s| hex(&chain_link(s, device, seq, prev, digest)) == link)
+}
+
+/// Whether `digest` (hex) is a record digest of `bytes` under either suite (see
+/// [`link_matches_any_suite`]).
+pub fn digest_matches_any_suite(bytes: &[u8], digest: &str) -> bool {
+    [Suite::Intl, Suite::Sm]
+        .into_iter()
+        .any(|s| hex(&record_digest(s, bytes)) == digest)
 }
 
 /// Parses 64 hex digits.
@@ -81,7 +128,7 @@ pub struct DeviceCheckpoint {
     pub link: String,
     /// When the device signed it (its acting time, milliseconds).
     pub at: i64,
-    /// Base64 Ed25519 signature by the device's identity key over [`checkpoint_message`].
+    /// Base64 Ed25519 or SM2 signature by the device's identity key over [`checkpoint_message`].
     pub signature: String,
 }
 
@@ -119,20 +166,31 @@ mod tests {
     use crate::bundle::SigningKey;
 
     #[test]
-    fn a_link_depends_on_device_seq_previous_link_and_record() {
+    fn a_link_depends_on_suite_device_seq_previous_link_and_record() {
+        for s in [Suite::Intl, Suite::Sm] {
+            let d = [7u8; 32];
+            let l = chain_link(s, "a", 1, &GENESIS, &d);
+            assert_ne!(l, chain_link(s, "b", 1, &GENESIS, &d));
+            assert_ne!(l, chain_link(s, "a", 2, &GENESIS, &d));
+            assert_ne!(l, chain_link(s, "a", 1, &l, &d));
+            assert_ne!(l, chain_link(s, "a", 1, &GENESIS, &[8u8; 32]));
+        }
         let d = [7u8; 32];
-        let l = chain_link("a", 1, &GENESIS, &d);
-        assert_ne!(l, chain_link("b", 1, &GENESIS, &d));
-        assert_ne!(l, chain_link("a", 2, &GENESIS, &d));
-        assert_ne!(l, chain_link("a", 1, &l, &d));
-        assert_ne!(l, chain_link("a", 1, &GENESIS, &[8u8; 32]));
+        let l = chain_link(Suite::Sm, "a", 1, &GENESIS, &d);
+        assert_ne!(l, chain_link(Suite::Intl, "a", 1, &GENESIS, &d));
         assert_eq!(parse_link(&hex(&l)), Some(l));
         assert_eq!(parse_link("zz"), None);
     }
 
     #[test]
     fn a_checkpoint_verifies_only_for_its_device_and_contents() {
-        let id = DeviceIdentity::new("dev-1".into(), SigningKey::generate().unwrap());
+        for s in [Suite::Intl, Suite::Sm] {
+            checkpoint_verifies_only_for_its_device_and_contents(s);
+        }
+    }
+
+    fn checkpoint_verifies_only_for_its_device_and_contents(suite: Suite) {
+        let id = DeviceIdentity::new("dev-1".into(), SigningKey::generate_for(suite).unwrap());
         let cp = DeviceCheckpoint::sign(&id, 5, &[1u8; 32], Timestamp(1_000));
         assert!(cp.verify("dev-1", id.public()));
         assert!(!cp.verify("dev-2", id.public()));

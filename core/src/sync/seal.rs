@@ -1,12 +1,18 @@
 //! Upload batches sealed to the security office's upload key, so a relay between the phone
 //! and the compliance server (an MDM proxy, a TLS-terminating gateway) reads nothing.
 //!
-//! Construction (an ECIES in the style of HPKE base mode): a fresh X25519 key per batch,
-//! `HKDF-SHA256(salt = "baomi-upload-v1", ikm = shared secret, info = ephemeral || recipient)`
-//! to a one-time AES-256-GCM key, nonce zero (the key is never reused), associated data
-//! binding the batch to its device and seq range. The device side uses ring; ring cannot hold
-//! a static X25519 private key, so the office side (`baomi-server`) opens batches with
-//! `x25519-dalek`, computing the same KDF.
+//! Construction under the `intl` suite (an ECIES in the style of HPKE base mode): a fresh
+//! X25519 key per batch, `HKDF-SHA256(salt = "baomi-upload-v1", ikm = shared secret, info =
+//! ephemeral || recipient)` to a one-time AES-256-GCM key, nonce zero (the key is never
+//! reused), associated data binding the batch to its device and seq range. The device side
+//! uses ring; ring cannot hold a static X25519 private key, so the office side
+//! (`baomi-server`) opens batches with `x25519-dalek`, computing the same KDF.
+//!
+//! Under the `sm` suite (issue 24): a fresh random 16-byte SM4 key per batch, sealed to the
+//! office's SM2 upload key by SM2 public-key encryption (GB/T 32918.4, `C1 || C3 || C2`, whose
+//! `C1` is the per-batch ephemeral point); the batch under that key in SM4-GCM (RFC 8998),
+//! nonce zero (the key is never reused), the same associated data. The box's `ephemeral`
+//! field then carries the whole SM2 ciphertext of the SM4 key.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -19,11 +25,24 @@ use serde::{Deserialize, Serialize};
 /// HKDF salt.
 pub const SALT: &[u8] = b"baomi-upload-v1";
 
+/// The office's upload key a box is sealed to: the suite of the trust root that names it.
+#[derive(Debug, Clone)]
+pub enum Recipient {
+    /// A 32-byte X25519 public key (`intl`).
+    X25519([u8; 32]),
+    /// An SM2 public key (`sm`).
+    Sm2(crate::suite::sm::Sm2PublicKey),
+}
+
+/// Length of the one-time SM4 key of an `sm` box.
+pub const SM4_KEY_LEN: usize = 16;
+
 /// A sealed batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SealedBox {
-    /// Base64 ephemeral X25519 public key.
+    /// Base64 ephemeral X25519 public key (`intl`), or the SM2 ciphertext `C1 || C3 || C2`
+    /// of the one-time SM4 key (`sm`).
     pub ephemeral: String,
     /// Base64 ciphertext with its GCM tag.
     pub ciphertext: String,
@@ -55,11 +74,59 @@ pub fn derive_key(shared: &[u8], ephemeral: &[u8], recipient: &[u8]) -> Option<[
     Some(out)
 }
 
-/// Seals `plaintext` to `recipient` (32-byte X25519 public key).
-pub fn seal(recipient: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<SealedBox, SealError> {
-    if recipient.len() != 32 {
-        return Err(SealError("upload key must be 32 bytes"));
+/// Seals `plaintext` to the office's upload key.
+pub fn seal(recipient: &Recipient, aad: &[u8], plaintext: &[u8]) -> Result<SealedBox, SealError> {
+    match recipient {
+        Recipient::X25519(k) => seal_x25519(k, aad, plaintext),
+        Recipient::Sm2(k) => seal_sm2(k, aad, plaintext),
     }
+}
+
+fn seal_sm2(
+    recipient: &crate::suite::sm::Sm2PublicKey,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<SealedBox, SealError> {
+    let mut key = zeroize::Zeroizing::new([0u8; SM4_KEY_LEN]);
+    ring::rand::SecureRandom::fill(&SystemRandom::new(), key.as_mut_slice())
+        .map_err(|_| SealError("random"))?;
+    let wrapped = recipient
+        .encrypt(key.as_slice())
+        .map_err(|_| SealError("SM2 encryption"))?;
+    let gcm = crate::suite::sm::Sm4Gcm::new(key.as_slice()).map_err(|_| SealError("aead key"))?;
+    let ciphertext = gcm
+        .seal(&[0; 12], aad, plaintext)
+        .map_err(|_| SealError("seal"))?;
+    Ok(SealedBox {
+        ephemeral: B64.encode(&wrapped),
+        ciphertext: B64.encode(&ciphertext),
+    })
+}
+
+/// Opens an `sm` box with the office's SM2 private key.
+pub fn open_sm2(
+    secret: &crate::suite::sm::Sm2SecretKey,
+    aad: &[u8],
+    sealed: &SealedBox,
+) -> Result<Vec<u8>, SealError> {
+    let wrapped = B64
+        .decode(sealed.ephemeral.as_bytes())
+        .map_err(|_| SealError("wrapped key is not base64"))?;
+    let ciphertext = B64
+        .decode(sealed.ciphertext.as_bytes())
+        .map_err(|_| SealError("ciphertext is not base64"))?;
+    let refused = SealError("batch does not authenticate (wrong key, device or seq range)");
+    let key = secret.decrypt(&wrapped).map_err(|_| refused.clone())?;
+    if key.len() != SM4_KEY_LEN {
+        return Err(refused);
+    }
+    let gcm = crate::suite::sm::Sm4Gcm::new(key.as_slice()).map_err(|_| refused.clone())?;
+    let plain = gcm.open(&[0; 12], aad, &ciphertext).map_err(|_| refused)?;
+    Ok(plain.to_vec())
+}
+
+fn seal_x25519(recipient: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<SealedBox, SealError> {
+    let recipient = recipient.as_slice();
     let rng = SystemRandom::new();
     let eph = EphemeralPrivateKey::generate(&X25519, &rng).map_err(|_| SealError("random"))?;
     let eph_pub = eph

@@ -28,6 +28,26 @@ pub fn suite() -> Suite {
         .unwrap_or_default()
 }
 
+/// Store options of the suite under test (the store seals and MACs under it).
+pub fn store_options() -> StoreOptions {
+    StoreOptions {
+        suite: suite(),
+        ..StoreOptions::default()
+    }
+}
+
+/// A WeChat launch at `at`: a violation for a holder the baseline bars from messengers.
+pub fn messenger_launch(at: Timestamp) -> baomi_core::event::Event {
+    baomi_core::event::Event::from_json_line(
+        1,
+        &format!(
+            r#"{{"at":"{}","type":"app_launched","package":"com.tencent.mm"}}"#,
+            at.to_rfc3339()
+        ),
+    )
+    .expect("an event")
+}
+
 /// A fresh signing key of the suite under test.
 pub fn key() -> SigningKey {
     SigningKey::generate_for(suite()).expect("a signing key")

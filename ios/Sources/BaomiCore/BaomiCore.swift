@@ -2006,6 +2006,14 @@ public struct AgentStatus: Equatable, Hashable {
      * Newest seq.
      */
     public var headSeq: UInt64
+    /**
+     * The trust root's cryptographic suite (`intl` or `sm`), once one is installed.
+     */
+    public var suite: String?
+    /**
+     * The suite the store seals and MACs under (`intl` or `sm`).
+     */
+    public var storeSuite: String
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2036,7 +2044,13 @@ public struct AgentStatus: Equatable, Hashable {
          */ackedThrough: UInt64, 
         /**
          * Newest seq.
-         */headSeq: UInt64) {
+         */headSeq: UInt64, 
+        /**
+         * The trust root's cryptographic suite (`intl` or `sm`), once one is installed.
+         */suite: String?, 
+        /**
+         * The suite the store seals and MACs under (`intl` or `sm`).
+         */storeSuite: String) {
         self.deviceId = deviceId
         self.policyId = policyId
         self.policyVersion = policyVersion
@@ -2046,6 +2060,8 @@ public struct AgentStatus: Equatable, Hashable {
         self.nextSyncDueMs = nextSyncDueMs
         self.ackedThrough = ackedThrough
         self.headSeq = headSeq
+        self.suite = suite
+        self.storeSuite = storeSuite
     }
 
     
@@ -2072,7 +2088,9 @@ public struct FfiConverterTypeAgentStatus: FfiConverterRustBuffer {
                 nextDeadlineMs: FfiConverterOptionInt64.read(from: &buf), 
                 nextSyncDueMs: FfiConverterOptionInt64.read(from: &buf), 
                 ackedThrough: FfiConverterUInt64.read(from: &buf), 
-                headSeq: FfiConverterUInt64.read(from: &buf)
+                headSeq: FfiConverterUInt64.read(from: &buf), 
+                suite: FfiConverterOptionString.read(from: &buf), 
+                storeSuite: FfiConverterString.read(from: &buf)
         )
     }
 
@@ -2086,6 +2104,8 @@ public struct FfiConverterTypeAgentStatus: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.nextSyncDueMs, into: &buf)
         FfiConverterUInt64.write(value.ackedThrough, into: &buf)
         FfiConverterUInt64.write(value.headSeq, into: &buf)
+        FfiConverterOptionString.write(value.suite, into: &buf)
+        FfiConverterString.write(value.storeSuite, into: &buf)
     }
 }
 

@@ -31,10 +31,28 @@ pub fn post(t: &HttpTransport, id: Option<&DeviceIdentity>, p: &str, body: Vec<u
 }
 
 /// `n` phones named `{prefix}-0000`.., each enrolled with its own one-time token.
+#[allow(dead_code, reason = "not every bench enrols an intl fleet")]
 pub fn enroll_fleet(server: &Server, base: &str, prefix: &str, n: usize) -> Vec<DeviceIdentity> {
+    enroll_fleet_of(baomi_core::suite::Suite::Intl, server, base, prefix, n)
+}
+
+/// [`enroll_fleet`] with device keys of `suite`.
+#[allow(dead_code, reason = "not every bench enrols an sm fleet")]
+pub fn enroll_fleet_of(
+    suite: baomi_core::suite::Suite,
+    server: &Server,
+    base: &str,
+    prefix: &str,
+    n: usize,
+) -> Vec<DeviceIdentity> {
     let t = HttpTransport::new(base);
     let devices: Vec<DeviceIdentity> = (0..n)
-        .map(|i| DeviceIdentity::new(format!("{prefix}-{i:04}"), SigningKey::generate().unwrap()))
+        .map(|i| {
+            DeviceIdentity::new(
+                format!("{prefix}-{i:04}"),
+                SigningKey::generate_for(suite).unwrap(),
+            )
+        })
         .collect();
     for d in &devices {
         let token = admin::new_token(server, 1).unwrap();

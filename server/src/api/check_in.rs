@@ -39,17 +39,16 @@ impl Server {
                 req.protocol
             )));
         }
-        let raw = zeroize::Zeroizing::new(
-            self.upload_key()?
-                .open(&session_aad(dev), &req.session)
-                .map_err(|e| ApiError::bad_request(format!("session key: {e}")))?,
-        );
-        let key = ProofKey::from_bytes(&raw)
+        // Opened with the key the phone sealed it to (the office's, or during a migration its
+        // previous one): the sync's proofs are in that key's suite.
+        let (suite, raw) = self
+            .upload_key()?
+            .open(&session_aad(dev), &req.session)
+            .map_err(|e| ApiError::bad_request(format!("session key: {e}")))?;
+        let raw = zeroize::Zeroizing::new(raw);
+        let key = ProofKey::from_bytes(suite, &raw)
             .ok_or_else(|| ApiError::bad_request("session key must be 32 bytes"))?;
-        let stored = zeroize::Zeroizing::new({
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.encode(raw.as_slice())
-        });
+        let stored = key.to_stored();
         let alert = self.unpublished(req);
         Ok(Session { key, stored, alert })
     }

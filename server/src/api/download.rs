@@ -56,7 +56,7 @@ impl Server {
         // cannot drop a custody record, a bundle or a rotation from it unseen.
         let stored = session
             .ok_or_else(|| ApiError::conflict("download without a check-in in this sync"))?;
-        let key = ProofKey::from_base64(&stored)
+        let key = ProofKey::from_stored(&stored)
             .ok_or_else(|| ApiError::internal("stored session key is damaged"))?;
         resp.proof = key.prove(Answer::Download, dev, body, &resp.proof_bytes());
         json(&resp)

@@ -27,7 +27,7 @@ impl Server {
             update.write(c, dev)?;
             Ok(stored)
         })?;
-        let key = ProofKey::from_base64(&stored)
+        let key = ProofKey::from_stored(&stored)
             .ok_or_else(|| ApiError::internal("stored session key is damaged"))?;
         crate::metrics::sync_finished("stages");
         json(&FinishResponse {

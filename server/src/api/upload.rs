@@ -61,12 +61,12 @@ impl Server {
                 req.first_seq, req.last_seq
             )));
         }
-        let plain = zeroize::Zeroizing::new(
-            key.open(&batch_aad(dev, req.first_seq, req.last_seq), &req.sealed)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?,
-        );
+        let (suite, plain) = key
+            .open(&batch_aad(dev, req.first_seq, req.last_seq), &req.sealed)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let plain = zeroize::Zeroizing::new(plain);
         let batch: UploadBatch = parse(&plain)?;
-        let receipt_key = ProofKey::from_base64(&batch.receipt_key)
+        let receipt_key = ProofKey::from_base64(suite, &batch.receipt_key)
             .ok_or_else(|| ApiError::bad_request("receipt key must be 32 bytes of base64"))?;
         let records = batch.records;
         let contiguous = records.iter().zip(req.first_seq..).all(|(r, s)| r.seq == s)
@@ -180,12 +180,15 @@ pub(super) fn store_batch(
         let rec =
             serde_json::to_string(&r.record).map_err(|e| ApiError::internal(e.to_string()))?;
         bytes = bytes.saturating_add(i64::try_from(rec.len()).unwrap_or(i64::MAX));
-        let digest = ledger::record_digest(rec.as_bytes());
+        // Under the suite the device sealed this batch in (its receipt key's).
+        let suite = batch.receipt_key.suite();
+        let digest = ledger::record_digest(suite, rec.as_bytes());
         let link = if r.link.is_empty() && batch.checkpoint.is_none() {
             // An agent before the ledger: stored unlinked; the auditor reports it.
             None
         } else {
-            let follows = |p: &[u8; 32]| hex(&ledger::chain_link(dev, r.seq, p, &digest)) == r.link;
+            let follows =
+                |p: &[u8; 32]| hex(&ledger::chain_link(suite, dev, r.seq, p, &digest)) == r.link;
             let ok = match &prev {
                 Some(p) => follows(p) || (i == 0 && follows(&ledger::GENESIS)),
                 None => i == 0 && ledger::parse_link(&r.link).is_some(),
@@ -472,7 +475,7 @@ mod tests {
         OpenedBatch {
             first_seq: *seqs.start(),
             last_seq: *seqs.end(),
-            receipt_key: ProofKey::generate().unwrap(),
+            receipt_key: ProofKey::generate(baomi_core::suite::Suite::Intl).unwrap(),
             records: seqs
                 .map(|seq| UploadedRecord {
                     seq,

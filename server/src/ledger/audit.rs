@@ -21,7 +21,8 @@ use tlog_tiles::checkpoint::Checkpoint;
 use tlog_tiles::tlog::{self, Hash, HashReader};
 
 use super::{Leaf, LeafPage, ProofAnswer, RecordPage, log::decode};
-use baomi_core::bundle::keys::{PublicKey, hex, hex_digest};
+use baomi_core::bundle::keys::{PublicKey, hex};
+use baomi_core::suite::Suite;
 use baomi_core::sync::ledger::{self as chain, DeviceCheckpoint};
 
 /// What the auditor needs from an office (a live server over HTTP, or in process).
@@ -470,12 +471,12 @@ pub fn audit(
             // them like any other.
             let follows = match prev {
                 Some((p, l)) if p + 1 == *seq => {
-                    hex(&chain::chain_link(&device, *seq, &l, &d)) == *link
-                        || hex(&chain::chain_link(&device, *seq, &chain::GENESIS, &d)) == *link
+                    chain::link_matches_any_suite(&device, *seq, &l, &d, link)
+                        || chain::link_matches_any_suite(&device, *seq, &chain::GENESIS, &d, link)
                 }
                 Some(_) => true,
                 None if *seq == 1 => {
-                    hex(&chain::chain_link(&device, *seq, &chain::GENESIS, &d)) == *link
+                    chain::link_matches_any_suite(&device, *seq, &chain::GENESIS, &d, link)
                 }
                 None => true,
             };
@@ -585,13 +586,17 @@ pub fn audit(
                     seq: *seq,
                 }),
                 Some((rules, record)) => {
-                    let d = hex_digest(record.as_bytes());
-                    if d != *digest {
-                        Some(match by_digest.get(d.as_str()) {
+                    if !chain::digest_matches_any_suite(record.as_bytes(), digest) {
+                        let holds = [Suite::Intl, Suite::Sm].into_iter().find_map(|s| {
+                            by_digest
+                                .get(hex(&chain::record_digest(s, record.as_bytes())).as_str())
+                                .copied()
+                        });
+                        Some(match holds {
                             Some(holds) => Finding::RowsSwapped {
                                 device: device.clone(),
                                 seq: *seq,
-                                holds: *holds,
+                                holds,
                             },
                             None => Finding::RowEdited {
                                 device: device.clone(),

@@ -14,7 +14,7 @@ use tlog_tiles::tlog;
 
 use super::audit::verify_note;
 use super::{EVIDENCE_FORMAT, Evidence, Leaf, ProvenLeaf, log::decode};
-use baomi_core::bundle::keys::{PublicKey, hex, hex_digest};
+use baomi_core::bundle::keys::{PublicKey, hex};
 use baomi_core::sync::ledger::{self as chain, DeviceCheckpoint};
 
 /// What a verified package establishes.
@@ -86,14 +86,14 @@ pub fn verify(e: &Evidence, log_key: &str) -> Result<Verified, String> {
                 .into(),
         );
     }
-    if hex_digest(e.content.as_bytes()) != digest {
+    if !chain::digest_matches_any_suite(e.content.as_bytes(), &digest) {
         return Err("step 3: the record is not the one logged".into());
     }
     let d = chain::parse_link(&digest).ok_or("step 3: bad digest")?;
     let prev = chain::parse_link(&e.previous_link).ok_or("step 4: bad previous link")?;
-    let own = hex(&chain::chain_link(&device, seq, &prev, &d));
-    let restart = hex(&chain::chain_link(&device, seq, &chain::GENESIS, &d));
-    if own != link && restart != link {
+    if !chain::link_matches_any_suite(&device, seq, &prev, &d, &link)
+        && !chain::link_matches_any_suite(&device, seq, &chain::GENESIS, &d, &link)
+    {
         return Err("step 4: the record's link does not follow".into());
     }
     let mut cur = chain::parse_link(&link).ok_or("step 4: bad link")?;
@@ -110,7 +110,8 @@ pub fn verify(e: &Evidence, log_key: &str) -> Result<Verified, String> {
             return Err("step 4: the segment holds something other than records".into());
         };
         let dg = chain::parse_link(&dg).ok_or("step 4: bad digest in the segment")?;
-        if dv != device || sq != s + 1 || hex(&chain::chain_link(&device, sq, &cur, &dg)) != l {
+        if dv != device || sq != s + 1 || !chain::link_matches_any_suite(&device, sq, &cur, &dg, &l)
+        {
             return Err(format!("step 4: the chain breaks at seq {sq}"));
         }
         cur = chain::parse_link(&l).ok_or("step 4: bad link")?;

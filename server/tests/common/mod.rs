@@ -58,15 +58,26 @@ pub struct OfficeKeys {
     pub root: Vec<u8>,
 }
 
+/// The suite the office's keys are of: `BAOMI_TEST_SUITE` (`intl` unless set; `.ci/test`
+/// runs the end-to-end suite again with `sm`, issue 24: the same tests, nothing copied).
+#[allow(dead_code, reason = "not every test binary needs an office")]
+pub fn suite() -> baomi_core::suite::Suite {
+    std::env::var("BAOMI_TEST_SUITE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default()
+}
+
 /// See [`OfficeKeys`].
 #[allow(dead_code, reason = "not every test binary needs an office")]
 pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
     use baomi_core::bundle::trust::{KeyEntry, RoleKeys, TrustRootDoc};
     use baomi_core::bundle::{SigningKey, TrustRoot};
-    let key = SigningKey::generate().expect("a signing key");
-    let registry = SigningKey::generate().expect("a registry key");
-    let personnel = SigningKey::generate().expect("a personnel key");
-    let upload = baomi_server::upload_key::UploadKey::generate().expect("an upload key");
+    let suite = suite();
+    let key = SigningKey::generate_for(suite).expect("a signing key");
+    let registry = SigningKey::generate_for(suite).expect("a registry key");
+    let personnel = SigningKey::generate_for(suite).expect("a personnel key");
+    let upload = baomi_server::upload_key::UploadKey::generate_for(suite).expect("an upload key");
     let upload_key_file = dir.join("upload.key");
     std::fs::write(&upload_key_file, upload.to_file().as_bytes())
         .expect("the upload key is written");
@@ -79,7 +90,7 @@ pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
             keys: vec![KeyEntry::of(registry.public())],
             threshold: 1,
         }),
-        suite: Default::default(),
+        suite,
         sm2_id: None,
         personnel: Some(RoleKeys {
             keys: vec![KeyEntry::of(personnel.public())],

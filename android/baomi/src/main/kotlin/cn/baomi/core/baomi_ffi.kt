@@ -3601,6 +3601,16 @@ data class AgentStatus (
      * Newest seq.
      */
     var `headSeq`: kotlin.ULong
+    , 
+    /**
+     * The trust root's cryptographic suite (`intl` or `sm`), once one is installed.
+     */
+    var `suite`: kotlin.String?
+    , 
+    /**
+     * The suite the store seals and MACs under (`intl` or `sm`).
+     */
+    var `storeSuite`: kotlin.String
     
 ){
     
@@ -3626,6 +3636,8 @@ public object FfiConverterTypeAgentStatus: FfiConverterRustBuffer<AgentStatus> {
             FfiConverterOptionalLong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterString.read(buf),
         )
     }
 
@@ -3638,7 +3650,9 @@ public object FfiConverterTypeAgentStatus: FfiConverterRustBuffer<AgentStatus> {
             FfiConverterOptionalLong.allocationSize(value.`nextDeadlineMs`) +
             FfiConverterOptionalLong.allocationSize(value.`nextSyncDueMs`) +
             FfiConverterULong.allocationSize(value.`ackedThrough`) +
-            FfiConverterULong.allocationSize(value.`headSeq`)
+            FfiConverterULong.allocationSize(value.`headSeq`) +
+            FfiConverterOptionalString.allocationSize(value.`suite`) +
+            FfiConverterString.allocationSize(value.`storeSuite`)
     )
 
     override fun write(value: AgentStatus, buf: ByteBuffer) {
@@ -3651,6 +3665,8 @@ public object FfiConverterTypeAgentStatus: FfiConverterRustBuffer<AgentStatus> {
             FfiConverterOptionalLong.write(value.`nextSyncDueMs`, buf)
             FfiConverterULong.write(value.`ackedThrough`, buf)
             FfiConverterULong.write(value.`headSeq`, buf)
+            FfiConverterOptionalString.write(value.`suite`, buf)
+            FfiConverterString.write(value.`storeSuite`, buf)
     }
 }
 
