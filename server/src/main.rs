@@ -470,6 +470,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     apk_url: provisioning_apk_url,
                     apk_checksum: provisioning_apk_checksum,
                 });
+            server.check_upload_key()?;
             baomi_server::notify::register_channels(&server, &channels).map_err(|e| e.message)?;
             if !channels.names().is_empty() {
                 log::info!("alerts delivered to {:?}", channels);

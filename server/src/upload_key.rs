@@ -157,6 +157,13 @@ impl UploadKey {
         }
     }
 
+    /// Whether this key, or the previous one it keeps, is the one whose public half is
+    /// `public` (base64, as a trust root names it).
+    pub fn holds(&self, public: &str) -> bool {
+        self.public_base64() == public.trim()
+            || self.previous.as_deref().is_some_and(|p| p.holds(public))
+    }
+
     /// Opens a batch or a session key: with this key or the previous one, whichever the box
     /// was sealed to. Returns the suite it was sealed under (its proofs follow it).
     pub fn open(&self, aad: &[u8], sealed: &SealedBox) -> Result<(Suite, Vec<u8>), SealError> {

@@ -464,4 +464,34 @@ fn an_sm2_upload_key_is_made_and_an_sm_root_takes_it() {
         baomi_core::sync::seal::seal(&trust.upload_recipient().unwrap(), &aad, b"[record]")
             .unwrap();
     assert_eq!(key.open(&aad, &sealed).unwrap().1, b"[record]");
+    // A mixed configuration is refused at start: the published sm root names this SM2 key,
+    // and `serve` is given an X25519 one.
+    let root_file = dir.path().join("trust.json");
+    std::fs::write(&root_file, env.as_bytes()).unwrap();
+    let db = format!("sqlite:{}", dir.path().join("s.db").display());
+    let (ok, _, err) = run(&[
+        "trust",
+        "publish",
+        &root_file.to_string_lossy(),
+        "--db",
+        &db,
+    ]);
+    assert!(ok, "{err}");
+    let intl = dir.path().join("intl.key");
+    let (ok, _, err) = run(&["upload-key", "new", "--out", &intl.to_string_lossy()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+        "--upload-key",
+        &intl.to_string_lossy(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("names upload key") && err.contains("sm suite"),
+        "{err}"
+    );
 }

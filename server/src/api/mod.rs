@@ -302,6 +302,26 @@ impl Server {
         &self.db
     }
 
+    /// A mixed configuration refused at start (issue 24): the trust root the office published
+    /// names an upload key (of its suite) that is neither `--upload-key` nor
+    /// `--previous-upload-key`, so no phone's sync could be opened or proven.
+    pub fn check_upload_key(&self) -> Result<(), String> {
+        let (Some(root), Some(key)) = (self.trust_root().map_err(|e| e.message)?, &self.upload_key)
+        else {
+            return Ok(());
+        };
+        match root.doc().upload_key.as_deref() {
+            Some(named) if !key.holds(named) => Err(format!(
+                "the published trust root (v{}, {} suite) names upload key {named}, but --upload-key is a {} key {} and no --previous-upload-key is that one: phones of that root could not sync",
+                root.version(),
+                root.suite(),
+                key.suite(),
+                key.public_base64()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The office's upload key: check-in opens session keys with it, upload opens batches.
     fn upload_key(&self) -> Result<&UploadKey, ApiError> {
         self.upload_key.as_ref().ok_or_else(|| {
