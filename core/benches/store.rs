@@ -11,6 +11,7 @@ use baomi_core::posture::Posture;
 use baomi_core::store::{
     Durability, HostFileKeyProvider, PolicyRef, Store, StoreOptions, ViolationRecord,
 };
+use baomi_core::suite::Suite;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rusqlite::{Connection, params};
 
@@ -76,13 +77,14 @@ impl Plain {
     }
 }
 
-fn sealed(dir: &std::path::Path, durability: Durability) -> Store {
+fn sealed(dir: &std::path::Path, durability: Durability, suite: Suite) -> Store {
     let kek = HostFileKeyProvider::open_or_create(&dir.join("kek")).unwrap();
     Store::open(
         &dir.join("sealed"),
         &kek,
         StoreOptions {
             durability,
+            suite,
             ..StoreOptions::default()
         },
     )
@@ -110,15 +112,22 @@ fn bench(c: &mut Criterion) {
                 )
             });
             drop(plain);
-            let sealed_dir = tempfile::tempdir().unwrap();
-            let mut store = sealed(sealed_dir.path(), durability);
-            g.bench_function("sealed_append", |b| {
-                b.iter_batched(
-                    || (),
-                    |_| store.append_batch(&recs).unwrap(),
-                    BatchSize::PerIteration,
-                )
-            });
+            // The same under each suite (issue 24): AES-256-GCM/HMAC-SHA256 and
+            // SM4-GCM/HMAC-SM3.
+            for (name, suite) in [
+                ("sealed_append", Suite::Intl),
+                ("sealed_append_sm", Suite::Sm),
+            ] {
+                let sealed_dir = tempfile::tempdir().unwrap();
+                let mut store = sealed(sealed_dir.path(), durability, suite);
+                g.bench_function(name, |b| {
+                    b.iter_batched(
+                        || (),
+                        |_| store.append_batch(&recs).unwrap(),
+                        BatchSize::PerIteration,
+                    )
+                });
+            }
             g.finish();
         }
     }

@@ -271,14 +271,20 @@ fn decision(c: &mut Criterion) {
 }
 
 fn office(keys: usize) -> (Vec<SigningKey>, TrustRoot) {
-    let ks: Vec<SigningKey> = (0..keys).map(|_| SigningKey::generate().unwrap()).collect();
+    office_in(baomi_core::suite::Suite::Intl, keys)
+}
+
+fn office_in(suite: baomi_core::suite::Suite, keys: usize) -> (Vec<SigningKey>, TrustRoot) {
+    let ks: Vec<SigningKey> = (0..keys)
+        .map(|_| SigningKey::generate_for(suite).unwrap())
+        .collect();
     let doc = TrustRootDoc {
         version: 1,
         issued_at: Timestamp::parse(AT).unwrap(),
         keys: ks.iter().map(|k| KeyEntry::of(k.public())).collect(),
         threshold: keys as u32,
         registry: None,
-        suite: Default::default(),
+        suite,
         sm2_id: None,
         personnel: None,
         upload_key: None,
@@ -305,6 +311,21 @@ fn bundle_and_start(c: &mut Criterion) {
         .to_json()
         .into_bytes()
     };
+    // The ShangMi suite (issue 24): one SM2 signature over the same 1,000 rules.
+    {
+        let (ks, root) = office_in(baomi_core::suite::Suite::Sm, 1);
+        let bytes = signed(&policy, &ks);
+        g.bench_function(
+            BenchmarkId::new("1_signatures_sm", format!("{}_KB", bytes.len() / 1024)),
+            |b| {
+                b.iter(|| {
+                    let v = verify_bundle(black_box(&bytes), &root, &Installed::default(), now)
+                        .unwrap();
+                    black_box(CompiledPolicy::from_valid(v.policy, Platform::Android))
+                })
+            },
+        );
+    }
     for sigs in [1usize, 3] {
         let (ks, root) = office(sigs);
         let bytes = signed(&policy, &ks);
