@@ -1749,6 +1749,19 @@ fn device_rules(a: &Agent) -> Vec<String> {
 }
 
 /// Rules of the records the office received from `dev`.
+/// `columns` of the office's violation rows of `dev`, by seq.
+fn office_columns(admin: &Server, dev: &str, columns: &str) -> Vec<baomi_server::db::Row> {
+    admin
+        .db()
+        .tx(|c| {
+            Ok(c.query(
+                &format!("SELECT {columns} FROM violations WHERE device_id = $1 ORDER BY seq"),
+                &[dev.to_owned().into()],
+            )?)
+        })
+        .unwrap()
+}
+
 fn office_rules(admin: &Server, dev: &str) -> Vec<String> {
     admin::violations(admin, Some(dev))
         .unwrap()
@@ -2864,15 +2877,7 @@ fn a_phone_resends_what_an_office_restored_from_an_older_backup_lost() {
         );
         assert_eq!(d.agent.store().acked_through(), 4);
         // Their public links follow the office's record 1: the chain is whole again.
-        let links = admin
-            .db()
-            .tx(|c| {
-                Ok(c.query(
-                    "SELECT link FROM violations WHERE device_id = $1 ORDER BY seq",
-                    &[dev.clone().into()],
-                )?)
-            })
-            .unwrap();
+        let links = office_columns(&admin, &dev, "link");
         assert!(
             links
                 .iter()
@@ -2977,15 +2982,7 @@ fn a_fleet_moves_to_the_other_suite_by_a_rotation_and_syncs_throughout() {
         assert_eq!(d.agent.store().acked_through(), 3);
         // The links on the office's side: record 3's under the new suite's hash, following
         // record 2's (under the old one).
-        let rows = admin
-            .db()
-            .tx(|c| {
-                Ok(c.query(
-                    "SELECT seq, link, record FROM violations WHERE device_id = $1 ORDER BY seq",
-                    &[dev.clone().into()],
-                )?)
-            })
-            .unwrap();
+        let rows = office_columns(&admin, &dev, "seq, link, record");
         let link =
             |i: usize| baomi_core::sync::ledger::parse_link(rows[i][1].text().unwrap()).unwrap();
         let record3 = rows[2][2].text().unwrap().as_bytes().to_vec();

@@ -209,6 +209,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// One sealed state row: nonce, sealed bytes, tag.
+type SealedState = ([u8; NONCE_LEN], Vec<u8>, [u8; TAG_LEN]);
+
 const META_DEVICE: &str = "device_id";
 const META_PROVIDER: &str = "key_provider";
 const META_WRAPPED: &str = "wrapped_key";
@@ -1324,14 +1327,8 @@ impl Store {
         let mut tags = BTreeMap::new();
         let mut rows = Vec::with_capacity(values.len());
         for (name, value) in values {
-            let nonce = self.next_nonce()?;
-            let mut buf = value.to_vec();
-            keys::seal(&self.keys.seal, nonce, &self.state_aad(name), &mut buf)
-                .ok_or(StoreError::Crypto("seal"))?;
-            tags.insert(
-                name.clone(),
-                tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
-            );
+            let (nonce, buf, tag) = self.seal_state(name, value)?;
+            tags.insert(name.clone(), tag);
             rows.push((name, nonce, buf));
         }
         let generation = self.generation + 1;
@@ -1405,6 +1402,21 @@ impl Store {
         v
     }
 
+    /// Seals one state row under a fresh nonce: its nonce, sealed bytes and tag
+    /// ([`SealedState`]).
+    fn seal_state(
+        &mut self,
+        name: &str,
+        value: &[u8],
+    ) -> Result<SealedState, StoreError> {
+        let nonce = self.next_nonce()?;
+        let mut buf = value.to_vec();
+        keys::seal(&self.keys.seal, nonce, &self.state_aad(name), &mut buf)
+            .ok_or(StoreError::Crypto("seal"))?;
+        let tag = tag_of(&buf).ok_or(StoreError::Crypto("seal"))?;
+        Ok((nonce, buf, tag))
+    }
+
     /// Stores a named piece of agent state, sealed.
     pub fn put_state(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         self.put_states(&[(name, value)])
@@ -1420,14 +1432,8 @@ impl Store {
         let mut tags = self.state_tags.clone();
         let mut rows = Vec::with_capacity(items.len());
         for (name, value) in items {
-            let nonce = self.next_nonce()?;
-            let mut buf = value.to_vec();
-            keys::seal(&self.keys.seal, nonce, &self.state_aad(name), &mut buf)
-                .ok_or(StoreError::Crypto("seal"))?;
-            tags.insert(
-                (*name).to_owned(),
-                tag_of(&buf).ok_or(StoreError::Crypto("seal"))?,
-            );
+            let (nonce, buf, tag) = self.seal_state(name, value)?;
+            tags.insert((*name).to_owned(), tag);
             rows.push((*name, nonce, buf));
         }
         let generation = self.generation + 1;

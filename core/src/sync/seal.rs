@@ -103,18 +103,24 @@ fn seal_sm2(
     })
 }
 
+/// A box's two fields, decoded: the ephemeral key (or SM2-wrapped key) and the ciphertext.
+fn decoded(sealed: &SealedBox) -> Result<(Vec<u8>, Vec<u8>), SealError> {
+    let first = B64
+        .decode(sealed.ephemeral.as_bytes())
+        .map_err(|_| SealError("ephemeral key is not base64"))?;
+    let ciphertext = B64
+        .decode(sealed.ciphertext.as_bytes())
+        .map_err(|_| SealError("ciphertext is not base64"))?;
+    Ok((first, ciphertext))
+}
+
 /// Opens an `sm` box with the office's SM2 private key.
 pub fn open_sm2(
     secret: &crate::suite::sm::Sm2SecretKey,
     aad: &[u8],
     sealed: &SealedBox,
 ) -> Result<Vec<u8>, SealError> {
-    let wrapped = B64
-        .decode(sealed.ephemeral.as_bytes())
-        .map_err(|_| SealError("wrapped key is not base64"))?;
-    let ciphertext = B64
-        .decode(sealed.ciphertext.as_bytes())
-        .map_err(|_| SealError("ciphertext is not base64"))?;
+    let (wrapped, ciphertext) = decoded(sealed)?;
     let refused = SealError("batch does not authenticate (wrong key, device or seq range)");
     let key = secret.decrypt(&wrapped).map_err(|_| refused.clone())?;
     if key.len() != SM4_KEY_LEN {
@@ -164,12 +170,7 @@ pub fn open_with_shared(
     aad: &[u8],
     sealed: &SealedBox,
 ) -> Result<Vec<u8>, SealError> {
-    let eph = B64
-        .decode(sealed.ephemeral.as_bytes())
-        .map_err(|_| SealError("ephemeral key is not base64"))?;
-    let mut buf = B64
-        .decode(sealed.ciphertext.as_bytes())
-        .map_err(|_| SealError("ciphertext is not base64"))?;
+    let (eph, mut buf) = decoded(sealed)?;
     let key = zeroize::Zeroizing::new(derive_key(shared, &eph, recipient).ok_or(SealError("kdf"))?);
     let opening = LessSafeKey::new(
         UnboundKey::new(&AES_256_GCM, key.as_slice()).map_err(|_| SealError("aead key"))?,
