@@ -8,6 +8,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,7 +18,7 @@ use std::time::Duration;
 use baomi_core::decision::Verdict;
 use baomi_core::event::Event;
 use baomi_core::posture::Posture;
-use baomi_core::store::{HostFileKeyProvider, Store, StoreOptions, ViolationRecord};
+use baomi_core::store::{HostFileKeyProvider, Store, ViolationRecord};
 use ring::rand::{SecureRandom, SystemRandom};
 
 const CHILD_ENV: &str = "BAOMI_CRASH_CHILD_DIR";
@@ -36,7 +38,7 @@ fn record(i: u64) -> ViolationRecord {
 
 fn open(dir: &Path) -> Store {
     let kek = HostFileKeyProvider::open_or_create(&dir.join("kek")).unwrap();
-    Store::open(&dir.join("store"), &kek, StoreOptions::default()).unwrap()
+    Store::open(&dir.join("store"), &kek, common::store_options()).unwrap()
 }
 
 /// The child: appends singles and batches forever, printing each committed head.

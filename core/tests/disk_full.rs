@@ -21,13 +21,12 @@ use baomi_core::agent::Agent;
 use baomi_core::bundle::{SigningKey, sign_bundle};
 use baomi_core::event::Event;
 use baomi_core::level::Clearance;
-use baomi_core::store::StoreOptions;
 use baomi_core::time::Timestamp;
 
 const CHILD_ENV: &str = "BAOMI_DISK_FULL_DIR";
 
 fn open(dir: &Path) -> Agent {
-    common::agent_in(dir, StoreOptions::default(), Timestamp::now()).unwrap()
+    common::agent_in(dir, common::store_options(), Timestamp::now()).unwrap()
 }
 
 fn bundle(key: &SigningKey, device: &str, version: u64, clearance: Clearance) -> Vec<u8> {

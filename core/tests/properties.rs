@@ -180,12 +180,12 @@ proptest! {
         use baomi_core::agent::Agent;
         use baomi_core::bundle::{SigningKey, sign_bundle};
         use baomi_core::policy::model::HolderAssignment;
-        use baomi_core::store::{HostFileKeyProvider, StoreOptions};
+        use baomi_core::store::HostFileKeyProvider;
         let dir = tempfile::tempdir().unwrap();
         let kek = HostFileKeyProvider::open_or_create(&dir.path().join("kek")).unwrap();
         let key = SigningKey::generate().unwrap();
         let now = Timestamp(T0);
-        let mut a = Agent::open(&dir.path().join("s"), &kek, StoreOptions::default(), Platform::Android, now).unwrap();
+        let mut a = Agent::open(&dir.path().join("s"), &kek, common::store_options(), Platform::Android, now).unwrap();
         a.provision_trust_root(&trust(&key), now).unwrap();
         let mut p = Policy::from_json(BASELINE.as_bytes()).unwrap();
         if monitor {
@@ -196,7 +196,7 @@ proptest! {
         let header = a.install_bundle(&env, now).unwrap();
         let before = a.installed().unwrap().clone();
         drop(a);
-        let again = Agent::open(&dir.path().join("s"), &kek, StoreOptions::default(), Platform::Android, now).unwrap();
+        let again = Agent::open(&dir.path().join("s"), &kek, common::store_options(), Platform::Android, now).unwrap();
         let after = again.installed().unwrap();
         prop_assert_eq!(&after.header, &header);
         prop_assert_eq!(&after.digest, &before.digest);

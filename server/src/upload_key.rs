@@ -283,6 +283,15 @@ mod tests {
             ciphertext: b.ciphertext.clone(),
         };
         assert!(k.open(&aad, &spliced).is_err());
+        if suite == Suite::Sm {
+            // A wrapped key longer than an SM2 ciphertext of a 16-byte key: refused before
+            // any SM2 or SM3 work.
+            let mut long = b.clone();
+            let mut raw = B64.decode(&long.ephemeral).unwrap();
+            raw.extend_from_slice(&[0u8; 1 << 16]);
+            long.ephemeral = B64.encode(&raw);
+            assert!(k.open(&aad, &long).unwrap_err().0.contains("longer"));
+        }
         let reloaded = {
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join("k");

@@ -1404,11 +1404,7 @@ impl Store {
 
     /// Seals one state row under a fresh nonce: its nonce, sealed bytes and tag
     /// ([`SealedState`]).
-    fn seal_state(
-        &mut self,
-        name: &str,
-        value: &[u8],
-    ) -> Result<SealedState, StoreError> {
+    fn seal_state(&mut self, name: &str, value: &[u8]) -> Result<SealedState, StoreError> {
         let nonce = self.next_nonce()?;
         let mut buf = value.to_vec();
         keys::seal(&self.keys.seal, nonce, &self.state_aad(name), &mut buf)

@@ -37,6 +37,10 @@ pub enum Recipient {
 /// Length of the one-time SM4 key of an `sm` box.
 pub const SM4_KEY_LEN: usize = 16;
 
+/// The longest SM2 ciphertext of that key: `C1` (65 bytes, uncompressed) `|| C3` (32)
+/// `|| C2` (16).
+pub const MAX_SM2_WRAPPED: usize = 65 + 32 + SM4_KEY_LEN;
+
 /// A sealed batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +125,13 @@ pub fn open_sm2(
     sealed: &SealedBox,
 ) -> Result<Vec<u8>, SealError> {
     let (wrapped, ciphertext) = decoded(sealed)?;
+    // An SM2 ciphertext of the 16-byte key is C1 (65 bytes) || C3 (32) || C2 (16): a longer one
+    // is refused before any work (SM2 decryption runs SM3 over as many bytes as C2 holds).
+    if wrapped.len() > MAX_SM2_WRAPPED {
+        return Err(SealError(
+            "wrapped key is longer than an SM2 ciphertext of an SM4 key",
+        ));
+    }
     let refused = SealError("batch does not authenticate (wrong key, device or seq range)");
     let key = secret.decrypt(&wrapped).map_err(|_| refused.clone())?;
     if key.len() != SM4_KEY_LEN {
