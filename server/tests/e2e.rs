@@ -2652,7 +2652,23 @@ fn an_alert_reaches_the_officer_by_webhook_syslog_and_email() {
         "{mail}"
     );
     // The delivery record: the webhook took two attempts (the first refused), each recorded.
-    let records = baomi_server::notify::deliveries(&admin, 50).unwrap();
+    // The server records a delivery after the receiver answered, so the record may trail the
+    // inbox: wait for every alert delivery to be recorded (bounded), then check it.
+    let records = loop {
+        let records = baomi_server::notify::deliveries(&admin, 50).unwrap();
+        let alerts: Vec<_> = records
+            .iter()
+            .filter(|r| r.body.contains("\"alert\""))
+            .collect();
+        if !alerts.is_empty() && alerts.iter().all(|r| r.status == "delivered") {
+            break records;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deliveries not recorded: {records:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     let hook = records
         .iter()
         .find(|r| r.channel == "webhook" && r.body.contains("\"alert\""))
