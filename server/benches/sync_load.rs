@@ -77,18 +77,7 @@ fn record() -> ViolationRecord {
 
 fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
     let upload = UploadKey::generate_for(suite).unwrap();
-    let upload_pub = {
-        use base64::Engine as _;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(upload.public_base64())
-            .unwrap();
-        match suite {
-            Suite::Intl => Recipient::X25519(raw.try_into().unwrap()),
-            Suite::Sm => {
-                Recipient::Sm2(baomi_core::suite::sm::Sm2PublicKey::from_bytes(&raw).unwrap())
-            }
-        }
-    };
+    let upload_pub = upload.recipient();
     let pool = if url.starts_with("postgres") {
         server_threads()
     } else {

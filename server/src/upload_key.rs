@@ -6,7 +6,9 @@ use std::path::Path;
 
 use baomi_core::suite::Suite;
 use baomi_core::suite::sm::Sm2SecretKey;
-use baomi_core::sync::seal::{SealError, SealedBox, ephemeral_of, open_sm2, open_with_shared};
+use baomi_core::sync::seal::{
+    Recipient, SealError, SealedBox, ephemeral_of, open_sm2, open_with_shared,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -164,6 +166,14 @@ impl UploadKey {
             || self.previous.as_deref().is_some_and(|p| p.holds(public))
     }
 
+    /// The public half as a phone seals to it (what the trust root naming it decodes to).
+    pub fn recipient(&self) -> Recipient {
+        match &self.secret {
+            Secret::X25519 { public, .. } => Recipient::X25519(*public.as_bytes()),
+            Secret::Sm2(k) => Recipient::Sm2(k.public()),
+        }
+    }
+
     /// Opens a batch or a session key: with this key or the previous one, whichever the box
     /// was sealed to. Returns the suite it was sealed under (its proofs follow it).
     pub fn open(&self, aad: &[u8], sealed: &SealedBox) -> Result<(Suite, Vec<u8>), SealError> {
@@ -204,17 +214,7 @@ impl UploadKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baomi_core::sync::seal::{Recipient, batch_aad, seal};
-
-    fn recipient(k: &UploadKey) -> Recipient {
-        let raw = B64.decode(k.public_base64()).unwrap();
-        match k.suite() {
-            Suite::Intl => Recipient::X25519(raw.try_into().unwrap()),
-            Suite::Sm => {
-                Recipient::Sm2(baomi_core::suite::sm::Sm2PublicKey::from_bytes(&raw).unwrap())
-            }
-        }
-    }
+    use baomi_core::sync::seal::{batch_aad, seal};
 
     #[test]
     fn a_batch_sealed_on_the_device_opens_only_with_the_office_key_and_its_binding() {
@@ -230,9 +230,9 @@ mod tests {
             UploadKey::generate_for(Suite::Sm).unwrap(),
         );
         let aad = batch_aad("dev-1", 1, 3);
-        let b = seal(&recipient(&sm), &aad, b"x").unwrap();
+        let b = seal(&sm.recipient(), &aad, b"x").unwrap();
         assert!(intl.open(&aad, &b).is_err());
-        let b = seal(&recipient(&intl), &aad, b"x").unwrap();
+        let b = seal(&intl.recipient(), &aad, b"x").unwrap();
         assert!(sm.open(&aad, &b).is_err());
     }
 
@@ -241,10 +241,10 @@ mod tests {
         let old = UploadKey::generate_for(Suite::Intl).unwrap();
         let new = UploadKey::generate_for(Suite::Sm).unwrap();
         let aad = batch_aad("dev-1", 1, 3);
-        let to_old = seal(&recipient(&old), &aad, b"old").unwrap();
-        let to_new = seal(&recipient(&new), &aad, b"new").unwrap();
+        let to_old = seal(&old.recipient(), &aad, b"old").unwrap();
+        let to_new = seal(&new.recipient(), &aad, b"new").unwrap();
         let other = UploadKey::generate_for(Suite::Intl).unwrap();
-        let to_other = seal(&recipient(&other), &aad, b"other").unwrap();
+        let to_other = seal(&other.recipient(), &aad, b"other").unwrap();
         let both = new.with_previous(old);
         assert_eq!(both.suite(), Suite::Sm);
         assert_eq!(
@@ -259,14 +259,14 @@ mod tests {
         // A rotation within one suite: both keys are tried.
         let a = UploadKey::generate_for(Suite::Intl).unwrap();
         let b = UploadKey::generate_for(Suite::Intl).unwrap();
-        let to_a = seal(&recipient(&a), &aad, b"a").unwrap();
+        let to_a = seal(&a.recipient(), &aad, b"a").unwrap();
         assert_eq!(b.with_previous(a).open(&aad, &to_a).unwrap().1, b"a");
     }
 
     fn opens_only_with_the_office_key_and_its_binding(suite: Suite) {
         let k = UploadKey::generate_for(suite).unwrap();
         let aad = batch_aad("dev-1", 1, 3);
-        let b = seal(&recipient(&k), &aad, b"[records]").unwrap();
+        let b = seal(&k.recipient(), &aad, b"[records]").unwrap();
         assert_eq!(k.open(&aad, &b).unwrap(), (suite, b"[records]".to_vec()));
         assert!(k.open(&batch_aad("dev-2", 1, 3), &b).is_err());
         assert!(k.open(&batch_aad("dev-1", 1, 4), &b).is_err());
@@ -277,7 +277,7 @@ mod tests {
                 .is_err()
         );
         // A box whose wrapped key and ciphertext come from two batches opens under neither.
-        let other = seal(&recipient(&k), &aad, b"[other!!]").unwrap();
+        let other = seal(&k.recipient(), &aad, b"[other!!]").unwrap();
         let spliced = SealedBox {
             ephemeral: other.ephemeral.clone(),
             ciphertext: b.ciphertext.clone(),

@@ -949,13 +949,14 @@ impl Agent {
         let records = self.store.records_after(after, n).ok()?;
         let device = self.store.device_id().to_owned();
         let mut link = self.ledger_prev();
+        let suite = self.suite();
         let mut last = after;
         let mut links = Vec::with_capacity(records.len());
         for r in &records {
             if r.seq != last + 1 {
                 return None;
             }
-            link = ledger::link_of(self.suite(), &device, r.seq, &link, &r.record);
+            link = ledger::link_of(suite, &device, r.seq, &link, &r.record);
             links.push(link);
             last = r.seq;
         }

@@ -20,7 +20,6 @@ use crate::compile::Platform;
 use crate::posture::Posture;
 use crate::rules;
 use crate::store::{StoreError, StoredViolation};
-use crate::suite::Suite;
 use crate::sync::assignment::verify_assignment_record;
 use crate::sync::custody::verify_custody_record;
 use crate::sync::identity::DeviceIdentity;
@@ -625,10 +624,7 @@ fn seal_batch(
         return Ok(None);
     };
     let (first_seq, last_seq, last_tag) = (first.seq, last.seq, hex(&last.tag));
-    let suite = match upload_key {
-        Recipient::X25519(_) => Suite::Intl,
-        Recipient::Sm2(_) => Suite::Sm,
-    };
+    let suite = upload_key.suite();
     let receipt_key = ProofKey::generate(suite).ok_or_else(|| random_failed(path::UPLOAD))?;
     let mut link = prev;
     let mut links = Vec::with_capacity(batch.len());

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use ring::aead::{self, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
 
 /// What only the platform has: a key that wraps the store's data key.
@@ -82,61 +82,38 @@ impl Mac {
     }
 }
 
-struct Len(usize);
-impl hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
 impl StoreKeys {
+    /// HKDF of the suite (HKDF-SHA256 or HKDF-SM3), salt `baomi-store-v1`, over the data key:
+    /// the sealing key (`seal`: 32 bytes for AES-256-GCM, 16 for SM4-GCM) and the MAC key
+    /// (`mac`: 32 bytes).
     pub fn derive(suite: Suite, data_key: Zeroizing<[u8; 32]>) -> Option<Self> {
-        if suite == Suite::Sm {
-            return Self::derive_sm(data_key);
-        }
-        let prk =
-            hkdf::Salt::new(hkdf::HKDF_SHA256, b"baomi-store-v1").extract(data_key.as_slice());
+        const SALT: &[u8] = b"baomi-store-v1";
         let mut seal_bytes = Zeroizing::new([0u8; 32]);
-        prk.expand(&[b"seal"], Len(32))
-            .ok()?
-            .fill(seal_bytes.as_mut_slice())
-            .ok()?;
+        let seal_len = match suite {
+            Suite::Intl => 32,
+            Suite::Sm => 16,
+        };
+        let seal_bytes = seal_bytes.get_mut(..seal_len)?;
+        suite.hkdf(SALT, data_key.as_slice(), b"seal", seal_bytes)?;
         let mut mac_bytes = Zeroizing::new([0u8; 32]);
-        prk.expand(&[b"mac"], Len(32))
-            .ok()?
-            .fill(mac_bytes.as_mut_slice())
-            .ok()?;
-        let seal = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, seal_bytes.as_slice()).ok()?);
-        let mac = hmac::Key::new(hmac::HMAC_SHA256, mac_bytes.as_slice());
+        suite.hkdf(SALT, data_key.as_slice(), b"mac", mac_bytes.as_mut_slice())?;
+        let (seal, mac) = match suite {
+            Suite::Intl => (
+                Aead::Aes(Box::new(LessSafeKey::new(
+                    UnboundKey::new(&AES_256_GCM, seal_bytes).ok()?,
+                ))),
+                Mac::Sha256(hmac::Key::new(hmac::HMAC_SHA256, mac_bytes.as_slice())),
+            ),
+            Suite::Sm => (
+                Aead::Sm4(Box::new(Sm4Gcm::new(seal_bytes).ok()?)),
+                Mac::Sm3(mac_bytes),
+            ),
+        };
         Some(Self {
             data_key,
-            suite: Suite::Intl,
-            seal: Aead::Aes(Box::new(seal)),
-            mac: Mac::Sha256(mac),
-        })
-    }
-
-    /// HKDF-SM3 with the same salt and labels: a 16-byte SM4 key and a 32-byte HMAC-SM3 key.
-    fn derive_sm(data_key: Zeroizing<[u8; 32]>) -> Option<Self> {
-        let mut seal_bytes = Zeroizing::new([0u8; 16]);
-        Suite::Sm.hkdf(
-            b"baomi-store-v1",
-            data_key.as_slice(),
-            b"seal",
-            seal_bytes.as_mut_slice(),
-        )?;
-        let mut mac_bytes = Zeroizing::new([0u8; 32]);
-        Suite::Sm.hkdf(
-            b"baomi-store-v1",
-            data_key.as_slice(),
-            b"mac",
-            mac_bytes.as_mut_slice(),
-        )?;
-        Some(Self {
-            data_key,
-            suite: Suite::Sm,
-            seal: Aead::Sm4(Box::new(Sm4Gcm::new(seal_bytes.as_slice()).ok()?)),
-            mac: Mac::Sm3(mac_bytes),
+            suite,
+            seal,
+            mac,
         })
     }
 

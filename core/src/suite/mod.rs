@@ -139,5 +139,16 @@ mod tests {
             assert_ne!(a, [0u8; 48]);
         }
         assert_ne!(Suite::Intl.mac(b"k", b"m"), Suite::Sm.mac(b"k", b"m"));
+        // HKDF-SHA256: RFC 5869 test case 1 (the store's and the upload sealing's KDF).
+        let salt: Vec<u8> = (0u8..=0x0c).collect();
+        let info: Vec<u8> = (0xf0u8..=0xf9).collect();
+        let mut okm = [0u8; 42];
+        Suite::Intl
+            .hkdf(&salt, &[0x0b; 22], &info, &mut okm)
+            .unwrap();
+        assert_eq!(
+            crate::bundle::keys::hex(&okm),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+        );
     }
 }

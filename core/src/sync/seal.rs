@@ -18,7 +18,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::agreement::{EphemeralPrivateKey, UnparsedPublicKey, X25519, agree_ephemeral};
-use ring::hkdf;
 use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +31,16 @@ pub enum Recipient {
     X25519([u8; 32]),
     /// An SM2 public key (`sm`).
     Sm2(crate::suite::sm::Sm2PublicKey),
+}
+
+impl Recipient {
+    /// The suite of the key, so of everything sealed and proven to it.
+    pub fn suite(&self) -> crate::suite::Suite {
+        match self {
+            Self::X25519(_) => crate::suite::Suite::Intl,
+            Self::Sm2(_) => crate::suite::Suite::Sm,
+        }
+    }
 }
 
 /// Length of the one-time SM4 key of an `sm` box.
@@ -62,19 +71,11 @@ pub fn batch_aad(device_id: &str, first_seq: u64, last_seq: u64) -> Vec<u8> {
     format!("baomi-upload-v1\n{device_id}\n{first_seq}\n{last_seq}").into_bytes()
 }
 
-struct Len32;
-impl hkdf::KeyType for Len32 {
-    fn len(&self) -> usize {
-        32
-    }
-}
-
-/// The one-time key both sides derive.
+/// The one-time key both sides derive: HKDF-SHA256 (salt [`SALT`], info ephemeral ||
+/// recipient).
 pub fn derive_key(shared: &[u8], ephemeral: &[u8], recipient: &[u8]) -> Option<[u8; 32]> {
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(shared);
-    let info = [ephemeral, recipient];
     let mut out = [0u8; 32];
-    prk.expand(&info, Len32).ok()?.fill(&mut out).ok()?;
+    crate::suite::Suite::Intl.hkdf(SALT, shared, &[ephemeral, recipient].concat(), &mut out)?;
     Some(out)
 }
 
