@@ -119,6 +119,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
         .ok()
     };
     let wal_before = url.starts_with("postgres").then(|| wal(url)).flatten();
+    let written_before = written();
     let start = Instant::now();
     let workers: Vec<_> = (0..CLIENT_THREADS)
         .map(|_| {
@@ -153,6 +154,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
         .collect();
     let elapsed = start.elapsed();
     let wal_bytes = wal_before.zip(wal(url)).map(|(a, b)| b - a);
+    let written = written_before.zip(written()).map(|(a, b)| b - a);
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     let (label, requests) = if one_request {
@@ -177,6 +179,13 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
     );
     let received = admin::violations(&server, None).unwrap().len();
     assert_eq!(received, 2 * n * RECORDS_PER_SYNC as usize);
+    if let (Some(w), false) = (written, url.starts_with("postgres")) {
+        println!(
+            "{:<20} written to disk by the timed syncs: {:.1} KiB per sync (SQLite's WAL and checkpoints)",
+            "",
+            w as f64 / n as f64 / 1024.0
+        );
+    }
     if let Some(w) = wal_bytes {
         println!(
             "{:<20} WAL written by the timed syncs: {:.1} KiB per sync (the cluster's, so an upper bound)",
@@ -185,6 +194,17 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
         );
     }
     l.stop();
+}
+
+/// Bytes this process has caused to be written to storage (Linux's `/proc/self/io`).
+fn written() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Check-in, one sealed batch, finish: what a phone with five new violations sends (its
@@ -294,8 +314,8 @@ fn sync_one(
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported here.
-    // `BAOMI_BENCH_ONLY=postgres,one` (any of sqlite, postgres, stages, one): one engine or
-    // one flow, for profiling.
+    // `BAOMI_BENCH_ONLY=postgres,one` (any of sqlite, postgres, stages, one, ledger, intl, sm):
+    // one engine, one flow, only the ledger-on runs or one suite, for profiling.
     let only = std::env::var("BAOMI_BENCH_ONLY").unwrap_or_default();
     let has = |w: &str| only.split(',').any(|o| o == w);
     let flows: Vec<bool> = [false, true]
@@ -317,6 +337,11 @@ fn main() {
             } else {
                 vec![(one, true, Suite::Intl)]
             }
+        })
+        .filter(|&(_, ledger, suite)| {
+            (ledger || !has("ledger"))
+                && (suite == Suite::Intl || !has("intl"))
+                && (suite == Suite::Sm || !has("sm"))
         })
         .collect();
     for (i, (one, ledger, suite)) in runs.iter().copied().enumerate() {
