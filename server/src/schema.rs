@@ -251,9 +251,6 @@ CREATE TABLE IF NOT EXISTS device_checkpoints (
     received_at BIGINT NOT NULL,
     PRIMARY KEY (device_id, seq)
 );
-CREATE TABLE IF NOT EXISTS ledger_leaves (n BIGINT PRIMARY KEY, ref TEXT NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS ledger_leaves_ref ON ledger_leaves (ref);
-CREATE TABLE IF NOT EXISTS ledger_hashes (idx BIGINT PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_checkpoints (
     size BIGINT PRIMARY KEY,
     note TEXT NOT NULL,
@@ -279,6 +276,19 @@ pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
         Kind::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
         Kind::Postgres => "BIGSERIAL PRIMARY KEY",
     };
+    // The log's leaves and stored hashes are appended in index order: on SQLite the index is
+    // the rowid itself (one B-tree a table, not a table and its primary key's index), and the
+    // queue's ids need no AUTOINCREMENT bookkeeping (a row's id only has to exceed those still
+    // queued). Databases created before keep their layout; it reads and writes the same.
+    let (log_key, queue_key) = match kind {
+        Kind::Sqlite => ("INTEGER PRIMARY KEY", "INTEGER PRIMARY KEY"),
+        Kind::Postgres => ("BIGINT PRIMARY KEY", "BIGSERIAL PRIMARY KEY"),
+    };
+    c.batch(&format!(
+        "CREATE TABLE IF NOT EXISTS ledger_leaves (n {log_key}, ref TEXT NOT NULL, data TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS ledger_leaves_ref ON ledger_leaves (ref);
+        CREATE TABLE IF NOT EXISTS ledger_hashes (idx {log_key}, hash TEXT NOT NULL);"
+    ))?;
     c.batch(&format!(
         "CREATE TABLE IF NOT EXISTS custody (
             cursor {serial},
@@ -289,7 +299,7 @@ pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
         );
         CREATE INDEX IF NOT EXISTS custody_holder ON custody (holder, cursor);
         CREATE TABLE IF NOT EXISTS ledger_queue (
-            id {serial},
+            id {queue_key},
             ref TEXT NOT NULL,
             data TEXT NOT NULL
         );
