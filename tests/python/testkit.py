@@ -114,13 +114,14 @@ class Office:
 
 
 class ServerProcess:
-    """`baomi-server serve` on a free loopback port with its own SQLite database."""
+    """`baomi-server serve` on a free loopback port with its own SQLite database (or the
+    database `db` names, e.g. a PostgreSQL one seeded beforehand)."""
 
-    def __init__(self, office, tmp: Path, extra_env=None):
+    def __init__(self, office, tmp: Path, extra_env=None, db=None):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.db = f"sqlite:{tmp / 'server.db'}"
+        self.db = db or f"sqlite:{tmp / 'server.db'}"
         self.base = f"http://127.0.0.1:{self.port}"
         run(SERVER, "trust", "publish", office.root, "--db", self.db)
         self.proc = subprocess.Popen([str(SERVER), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", self.db,
