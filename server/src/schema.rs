@@ -272,17 +272,22 @@ CREATE TABLE IF NOT EXISTS device_holders (
 /// Creates the tables if missing.
 pub fn init(c: &mut dyn Conn, kind: Kind) -> Result<(), DbError> {
     c.batch(TABLES)?;
-    let serial = match kind {
-        Kind::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
-        Kind::Postgres => "BIGSERIAL PRIMARY KEY",
-    };
-    // The log's leaves and stored hashes are appended in index order: on SQLite the index is
-    // the rowid itself (one B-tree a table, not a table and its primary key's index), and the
-    // queue's ids need no AUTOINCREMENT bookkeeping (a row's id only has to exceed those still
-    // queued). Databases created before keep their layout; it reads and writes the same.
-    let (log_key, queue_key) = match kind {
-        Kind::Sqlite => ("INTEGER PRIMARY KEY", "INTEGER PRIMARY KEY"),
-        Kind::Postgres => ("BIGINT PRIMARY KEY", "BIGSERIAL PRIMARY KEY"),
+    // `serial`: ids that never come back. The log's leaves and stored hashes are appended in
+    // index order: on SQLite the index is the rowid itself (`log_key`: one B-tree a table, not
+    // a table and its primary key's index), and the queue's ids (`queue_key`) need no
+    // AUTOINCREMENT bookkeeping (a row's id only has to exceed those still queued). Databases
+    // created before keep their layout; it reads and writes the same.
+    let (serial, log_key, queue_key) = match kind {
+        Kind::Sqlite => (
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "INTEGER PRIMARY KEY",
+            "INTEGER PRIMARY KEY",
+        ),
+        Kind::Postgres => (
+            "BIGSERIAL PRIMARY KEY",
+            "BIGINT PRIMARY KEY",
+            "BIGSERIAL PRIMARY KEY",
+        ),
     };
     c.batch(&format!(
         "CREATE TABLE IF NOT EXISTS ledger_leaves (n {log_key}, ref TEXT NOT NULL, data TEXT NOT NULL);
