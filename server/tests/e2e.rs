@@ -2581,6 +2581,18 @@ fn smtp_receiver(inbox: Inbox) -> String {
     .to_string()
 }
 
+/// Calls `check` every 100 ms until it answers `Ok` (its value returned) or `deadline` passes
+/// (the test fails with `check`'s last answer): for what the server does after it answered.
+fn poll_until<T>(deadline: std::time::Instant, mut check: impl FnMut() -> Result<T, String>) -> T {
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(why) => assert!(std::time::Instant::now() < deadline, "{why}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Issue 22: an alert reaches the officer without their looking, over each channel, through
 /// real receivers on loopback; a receiver that refuses the first delivery gets it again, and
 /// every attempt is recorded.
@@ -2622,17 +2634,14 @@ fn an_alert_reaches_the_officer_by_webhook_syslog_and_email() {
     sync_now(&mut d.agent, &t, Timestamp::now().plus_seconds(-600)).unwrap();
     sync_now(&mut d.agent, &t, Timestamp::now()).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    loop {
+    poll_until(deadline, || {
         let got: BTreeSet<&str> = inbox.lock().unwrap().iter().map(|(c, _)| *c).collect();
         if got.len() == 3 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("delivered only over {got:?}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "delivered only over {got:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    });
     let got = inbox.lock().unwrap().clone();
     let dev = d.id();
     let webhook: serde_json::Value =
@@ -2654,21 +2663,18 @@ fn an_alert_reaches_the_officer_by_webhook_syslog_and_email() {
     // The delivery record: the webhook took two attempts (the first refused), each recorded.
     // The server records a delivery after the receiver answered, so the record may trail the
     // inbox: wait for every alert delivery to be recorded (bounded), then check it.
-    let records = loop {
+    let records = poll_until(deadline, || {
         let records = baomi_server::notify::deliveries(&admin, 50).unwrap();
         let alerts: Vec<_> = records
             .iter()
             .filter(|r| r.body.contains("\"alert\""))
             .collect();
         if !alerts.is_empty() && alerts.iter().all(|r| r.status == "delivered") {
-            break records;
+            Ok(records)
+        } else {
+            Err(format!("deliveries not recorded: {records:?}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "deliveries not recorded: {records:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    });
     let hook = records
         .iter()
         .find(|r| r.channel == "webhook" && r.body.contains("\"alert\""))
