@@ -23,10 +23,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
+use baomi_core::bundle::{SigningKey, TrustRoot};
 use baomi_core::event::Event;
 use baomi_core::posture::Posture;
 use baomi_core::store::{PolicyRef, ViolationRecord};
 use baomi_core::suite::Suite;
+use baomi_core::sync::HttpRequest;
 use baomi_core::sync::http::HttpTransport;
 use baomi_core::sync::identity::DeviceIdentity;
 use baomi_core::sync::ledger;
@@ -78,6 +81,10 @@ fn record() -> ViolationRecord {
 fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
     let upload = UploadKey::generate_for(suite).unwrap();
     let upload_pub = upload.recipient();
+    // The office's trust root, published: each phone reports its digest as a healthy phone
+    // does (a root the office never published raises an alert on every sync).
+    let root = trust_root(suite, &upload);
+    let root_digest = TrustRoot::claimed_digest(&root).unwrap();
     let pool = if url.starts_with("postgres") {
         server_threads()
     } else {
@@ -93,6 +100,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
     )
     .unwrap();
     let base = format!("http://{}", l.addr().unwrap());
+    server.publish_trust_root(&root).unwrap();
 
     // Enrol the fleet and give every phone its first sync (not timed): the timed sync is a
     // phone's scheduled one, with five new violations since the last.
@@ -101,11 +109,18 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
     {
         let t = HttpTransport::new(&base);
         for d in &devices {
-            sync_one(&t, d, &upload_pub, one_request, 0, ledger);
+            let sync = sync_requests(d, &upload_pub, &root_digest, one_request, 0, ledger);
+            send_sync(&t, &sync);
         }
     }
+    // The timed syncs' requests, sealed, linked and signed before the clock starts: that is
+    // each phone's work, done on the phone; the clock runs while they are sent and answered.
+    let syncs: Vec<Vec<HttpRequest>> = devices
+        .iter()
+        .map(|d| sync_requests(d, &upload_pub, &root_digest, one_request, 1, ledger))
+        .collect();
+    let syncs = Arc::new(syncs);
 
-    let devices = Arc::new(devices);
     let next = Arc::new(AtomicUsize::new(0));
     // PostgreSQL: how much WAL the timed syncs write (for the fleet projection).
     let wal = |url: &str| -> Option<i64> {
@@ -120,19 +135,19 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
     };
     let wal_before = url.starts_with("postgres").then(|| wal(url)).flatten();
     let written_before = written();
+
     let start = Instant::now();
     let workers: Vec<_> = (0..CLIENT_THREADS)
         .map(|_| {
-            let (devices, next, base) = (devices.clone(), next.clone(), base.clone());
-            let upload_pub = upload_pub.clone();
+            let (syncs, next, base) = (syncs.clone(), next.clone(), base.clone());
             std::thread::spawn(move || {
                 let t = HttpTransport::new(&base);
                 let mut lat = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(d) = devices.get(i) else { break };
+                    let Some(sync) = syncs.get(i) else { break };
                     let t0 = Instant::now();
-                    sync_one(&t, d, &upload_pub, one_request, 1, ledger);
+                    send_sync(&t, sync);
                     lat.push(t0.elapsed());
                     if t0.elapsed() > Duration::from_millis(500)
                         && std::env::var("BAOMI_BENCH_DEBUG").is_ok()
@@ -153,6 +168,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
         .flat_map(|w| w.join().unwrap())
         .collect();
     let elapsed = start.elapsed();
+
     let wal_bytes = wal_before.zip(wal(url)).map(|(a, b)| b - a);
     let written = written_before.zip(written()).map(|(a, b)| b - a);
     lat.sort();
@@ -196,6 +212,25 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
     l.stop();
 }
 
+/// A trust root of `suite` naming `upload` as the office's upload key, self-signed.
+fn trust_root(suite: Suite, upload: &UploadKey) -> Vec<u8> {
+    let key = SigningKey::generate_for(suite).unwrap();
+    let doc = TrustRootDoc {
+        version: 1,
+        issued_at: Timestamp::now(),
+        keys: vec![KeyEntry::of(key.public())],
+        threshold: 1,
+        registry: None,
+        suite,
+        sm2_id: None,
+        personnel: None,
+        upload_key: Some(upload.public_base64()),
+        expires_at: None,
+        policy: None,
+    };
+    TrustRoot::sign(&doc, &[&key]).to_json().into_bytes()
+}
+
 /// Bytes this process has caused to be written to storage (Linux's `/proc/self/io`).
 fn written() -> Option<u64> {
     std::fs::read_to_string("/proc/self/io")
@@ -207,16 +242,30 @@ fn written() -> Option<u64> {
         .ok()
 }
 
+/// Sends one phone's sync (one request, or the three stages in order); asserts each answer.
+fn send_sync(t: &HttpTransport, sync: &[HttpRequest]) {
+    for req in sync {
+        let answer = common::send(t, req);
+        if req.path == path::SYNC {
+            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+            assert!(
+                answer["finish"].is_object() && answer["upload"].is_object(),
+                "{answer}"
+            );
+        }
+    }
+}
+
 /// Check-in, one sealed batch, finish: what a phone with five new violations sends (its
-/// `round`-th sync, counting from 0), as three requests or as one.
-fn sync_one(
-    t: &HttpTransport,
+/// `round`-th sync, counting from 0), as three requests or as one, signed.
+fn sync_requests(
     d: &DeviceIdentity,
     upload_pub: &Recipient,
+    root_digest: &str,
     one_request: bool,
     round: u64,
     with_ledger: bool,
-) {
+) -> Vec<HttpRequest> {
     let (first, last) = (round * RECORDS_PER_SYNC + 1, (round + 1) * RECORDS_PER_SYNC);
     let chain = ChainState {
         acked_through: first - 1,
@@ -232,7 +281,7 @@ fn sync_one(
         agent_version: "bench".into(),
         policy: None,
         trust_root_version: 1,
-        trust_root_digest: Some("ab".repeat(32)),
+        trust_root_digest: Some(root_digest.to_owned()),
         posture: Posture::open(),
         applied: None,
         fail_closed: None,
@@ -289,27 +338,36 @@ fn sync_one(
             upload: Some(up),
             finish,
         };
-        let answer = common::post(t, Some(d), path::SYNC, serde_json::to_vec(&req).unwrap());
-        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-        assert!(
-            answer["finish"].is_object() && answer["upload"].is_object(),
-            "{answer}"
-        );
-        return;
+        return vec![common::request(
+            Some(d),
+            path::SYNC,
+            serde_json::to_vec(&req).unwrap(),
+        )];
     }
-    common::post(
-        t,
-        Some(d),
-        path::CHECK_IN,
-        serde_json::to_vec(&check_in).unwrap(),
-    );
-    common::post(t, Some(d), path::UPLOAD, serde_json::to_vec(&up).unwrap());
-    common::post(
-        t,
-        Some(d),
-        path::FINISH,
-        serde_json::to_vec(&finish).unwrap(),
-    );
+    // Signed now, strictly increasing within the sync and past the previous round's (a
+    // repeated time is a replay).
+    let now = Timestamp::now().0 + 3 * round as i64;
+    let at = |k: i64| Timestamp(now + k);
+    vec![
+        common::request_at(
+            Some(d),
+            path::CHECK_IN,
+            serde_json::to_vec(&check_in).unwrap(),
+            at(0),
+        ),
+        common::request_at(
+            Some(d),
+            path::UPLOAD,
+            serde_json::to_vec(&up).unwrap(),
+            at(1),
+        ),
+        common::request_at(
+            Some(d),
+            path::FINISH,
+            serde_json::to_vec(&finish).unwrap(),
+            at(2),
+        ),
+    ]
 }
 
 fn main() {

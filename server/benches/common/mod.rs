@@ -11,22 +11,44 @@ use baomi_server::{Server, admin};
 
 /// Posts `body` to `p` (signed by `id` when given); asserts a 200 and returns the body.
 pub fn post(t: &HttpTransport, id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) -> Vec<u8> {
+    send(t, &request(id, p, body))
+}
+
+/// The POST of `body` to `p`, signed by `id` when given, at now.
+pub fn request(id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) -> HttpRequest {
+    request_at(id, p, body, Timestamp::now())
+}
+
+/// [`request`] signed at `at` (a device's request times strictly increase; sent within the
+/// server's window).
+pub fn request_at(
+    id: Option<&DeviceIdentity>,
+    p: &str,
+    body: Vec<u8>,
+    at: Timestamp,
+) -> HttpRequest {
     let headers = match id {
-        Some(id) => id
-            .sign("POST", p, &body, Timestamp::now())
-            .unwrap()
-            .headers(),
+        Some(id) => id.sign("POST", p, &body, at).unwrap().headers(),
         None => vec![],
     };
-    let r = t
-        .send(&HttpRequest {
-            method: "POST".into(),
-            path: p.into(),
-            headers,
-            body,
-        })
-        .unwrap();
-    assert_eq!(r.status, 200, "{p}: {}", String::from_utf8_lossy(&r.body));
+    HttpRequest {
+        method: "POST".into(),
+        path: p.into(),
+        headers,
+        body,
+    }
+}
+
+/// Sends `req`; asserts a 200 and returns the body.
+pub fn send(t: &HttpTransport, req: &HttpRequest) -> Vec<u8> {
+    let r = t.send(req).unwrap();
+    assert_eq!(
+        r.status,
+        200,
+        "{}: {}",
+        req.path,
+        String::from_utf8_lossy(&r.body)
+    );
     r.body
 }
 
