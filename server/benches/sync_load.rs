@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
+use baomi_core::bundle::trust::TrustRootDoc;
 use baomi_core::bundle::{SigningKey, TrustRoot};
 use baomi_core::event::Event;
 use baomi_core::posture::Posture;
@@ -215,19 +215,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
 /// A trust root of `suite` naming `upload` as the office's upload key, self-signed.
 fn trust_root(suite: Suite, upload: &UploadKey) -> Vec<u8> {
     let key = SigningKey::generate_for(suite).unwrap();
-    let doc = TrustRootDoc {
-        version: 1,
-        issued_at: Timestamp::now(),
-        keys: vec![KeyEntry::of(key.public())],
-        threshold: 1,
-        registry: None,
-        suite,
-        sm2_id: None,
-        personnel: None,
-        upload_key: Some(upload.public_base64()),
-        expires_at: None,
-        policy: None,
-    };
+    let doc = TrustRootDoc::one_key(key.public(), Some(upload.public_base64()), Timestamp::now());
     TrustRoot::sign(&doc, &[&key]).to_json().into_bytes()
 }
 

@@ -15,7 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use baomi_core::agent::{Agent, SyncError, enroll, sync_now};
-use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
+use baomi_core::bundle::trust::TrustRootDoc;
 use baomi_core::bundle::{SigningKey, TrustRoot};
 use baomi_core::compile::Platform;
 use baomi_core::store::{HostFileKeyProvider, StoreOptions};
@@ -136,19 +136,7 @@ fn device(dir: &std::path::Path) -> Agent {
     .unwrap();
     let key = SigningKey::generate().unwrap();
     let upload = x25519_public();
-    let doc = TrustRootDoc {
-        version: 1,
-        issued_at: Timestamp::now(),
-        keys: vec![KeyEntry::of(key.public())],
-        threshold: 1,
-        registry: None,
-        suite: Default::default(),
-        sm2_id: None,
-        personnel: None,
-        upload_key: Some(upload),
-        expires_at: None,
-        policy: None,
-    };
+    let doc = TrustRootDoc::one_key(key.public(), Some(upload), Timestamp::now());
     a.provision_trust_root(
         TrustRoot::sign(&doc, &[&key]).to_json().as_bytes(),
         Timestamp::now(),

@@ -13,7 +13,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baomi_core::bundle::trust::{KeyEntry, TrustRootDoc};
+use baomi_core::bundle::trust::TrustRootDoc;
 use baomi_core::bundle::{SigningKey, TrustRoot};
 use baomi_core::time::Timestamp;
 use baomi_ffi::platform::{HttpClient, SystemClock};
@@ -63,19 +63,7 @@ fn events_are_decided_while_the_push_channel_waits() {
     let upload = baomi_server::upload_key::UploadKey::generate()
         .unwrap()
         .public_base64();
-    let doc = TrustRootDoc {
-        version: 1,
-        issued_at: Timestamp::now(),
-        keys: vec![KeyEntry::of(key.public())],
-        threshold: 1,
-        registry: None,
-        suite: Default::default(),
-        sm2_id: None,
-        personnel: None,
-        upload_key: Some(upload),
-        expires_at: None,
-        policy: None,
-    };
+    let doc = TrustRootDoc::one_key(key.public(), Some(upload), Timestamp::now());
     agent
         .install_trust_root(TrustRoot::sign(&doc, &[&key]).to_json().into_bytes())
         .unwrap();

@@ -96,6 +96,27 @@ pub struct RoleKeys {
     pub threshold: u32,
 }
 
+impl TrustRootDoc {
+    /// A first root (version 1, issued at `issued_at`) of one office key, threshold 1, under
+    /// the key's suite, naming the office's upload key and no other role, no expiry: the
+    /// smallest office (tests, benchmarks; `baomi trust new` builds the real ones).
+    pub fn one_key(key: &PublicKey, upload_key: Option<String>, issued_at: Timestamp) -> Self {
+        Self {
+            version: 1,
+            issued_at,
+            keys: vec![KeyEntry::of(key)],
+            threshold: 1,
+            registry: None,
+            policy: None,
+            personnel: None,
+            upload_key,
+            expires_at: None,
+            suite: key.suite(),
+            sm2_id: None,
+        }
+    }
+}
+
 impl KeyEntry {
     /// The entry for `key`.
     pub fn of(key: &PublicKey) -> Self {
