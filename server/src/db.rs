@@ -108,6 +108,15 @@ pub trait Conn {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError>;
     /// Runs several statements without parameters.
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
+    /// Runs statements in order; returns each one's affected rows, or the first error.
+    /// PostgreSQL sends them all before reading an answer (one round trip: use it for writes
+    /// that do not depend on each other's results); SQLite runs them one by one.
+    fn execute_all(&mut self, statements: &[(String, Vec<Value>)]) -> Result<Vec<u64>, DbError> {
+        statements
+            .iter()
+            .map(|(sql, params)| self.execute(sql, params))
+            .collect()
+    }
 }
 
 struct Sqlite(rusqlite::Connection);
@@ -276,7 +285,58 @@ fn pg_params(params: &[Value]) -> Vec<Box<dyn tokio_postgres::types::ToSql + Syn
         .collect()
 }
 
+/// Polls `requests` together, each first in order (tokio-postgres sends a request when its
+/// future is first polled, so they go out pipelined, in order); their results in order, or the
+/// first error in order (after a failure PostgreSQL fails the rest of the transaction's).
+async fn in_order<F>(
+    mut requests: Vec<std::pin::Pin<Box<F>>>,
+) -> Result<Vec<u64>, tokio_postgres::Error>
+where
+    F: std::future::Future<Output = Result<u64, tokio_postgres::Error>>,
+{
+    let mut done: Vec<Option<Result<u64, tokio_postgres::Error>>> =
+        requests.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (r, d) in requests.iter_mut().zip(done.iter_mut()) {
+            if d.is_none() {
+                match r.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *d = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
 impl Conn for Postgres {
+    fn execute_all(&mut self, statements: &[(String, Vec<Value>)]) -> Result<Vec<u64>, DbError> {
+        let prepared = statements
+            .iter()
+            .map(|(sql, _)| self.statement(sql))
+            .collect::<Result<Vec<_>, _>>()?;
+        let params: Vec<_> = statements.iter().map(|(_, p)| pg_params(p)).collect();
+        let refs: Vec<Vec<&(dyn tokio_postgres::types::ToSql + Sync)>> = params
+            .iter()
+            .map(|p| p.iter().map(|b| &**b).collect())
+            .collect();
+        let begin = std::mem::take(&mut self.begin_pending);
+        let client = &self.client;
+        let requests = prepared
+            .iter()
+            .zip(&refs)
+            .map(|(st, p)| Box::pin(client.execute(st, p)))
+            .collect();
+        block(&self.rt, client, begin, in_order(requests))
+    }
+
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let st = self.statement(sql)?;
         let p = pg_params(params);
@@ -913,6 +973,23 @@ mod tests {
         // A transaction with no statement sends neither BEGIN nor COMMIT.
         db.tx(|_| Ok(())).unwrap();
         assert_eq!(count(&db), 3);
+        // Pipelined statements (BEGIN with them): each one's affected rows, in order.
+        let insert = |v: i64| {
+            (
+                "INSERT INTO t (v) VALUES ($1) ON CONFLICT DO NOTHING".to_owned(),
+                vec![Value::Int(v)],
+            )
+        };
+        let n = db
+            .tx(|c| Ok(c.execute_all(&[insert(6), insert(3), insert(7)])?))
+            .unwrap();
+        assert_eq!(n, vec![1, 0, 1]);
+        assert_eq!(count(&db), 5);
+        // One that fails in the middle: the call fails, and the transaction with it.
+        let bad = ("INSERT INTO nowhere VALUES (1)".to_owned(), vec![]);
+        let r = db.tx(|c| Ok(c.execute_all(&[insert(8), bad, insert(9)])?));
+        assert!(r.is_err());
+        assert_eq!(count(&db), 5, "nothing of a failed pipeline is stored");
         drop(db);
         admin
             .batch_execute(&format!("DROP DATABASE {name}"))

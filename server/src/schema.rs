@@ -495,6 +495,14 @@ impl Indexed {
     /// would be updated by every upload in the office, and on PostgreSQL each upload's
     /// transaction would wait for the one before it to commit (the row's lock). Readers sum.
     pub fn count(c: &mut dyn Conn, records: &[(&str, i64, i64, &Indexed)]) -> Result<(), DbError> {
+        c.execute_all(&Self::count_statements(records))?;
+        Ok(())
+    }
+
+    /// The statements of [`Indexed::count`], for the caller to run with its own (at most two:
+    /// the rule rows, and one upsert of every count the records touch).
+    pub fn count_statements(records: &[(&str, i64, i64, &Indexed)]) -> Vec<(String, Vec<Value>)> {
+        let mut statements = Vec::with_capacity(2);
         let mut sql = String::new();
         let mut params: Vec<Value> = Vec::new();
         let mut counts: std::collections::BTreeMap<(i64, &str, &str, i64), i64> =
@@ -521,18 +529,40 @@ impl Indexed {
             }
         }
         if !params.is_empty() {
-            c.execute(
-                &format!("INSERT INTO violation_rules (device_id, seq, rule, received_at) VALUES {sql} ON CONFLICT DO NOTHING"),
-                &params,
-            )?;
+            statements.push((
+                format!("INSERT INTO violation_rules (device_id, seq, rule, received_at) VALUES {sql} ON CONFLICT DO NOTHING"),
+                params,
+            ));
         }
-        for ((day, rule, severity, shard), n) in counts {
-            c.execute(
-                "INSERT INTO violation_counts (day, rule, severity, shard, n) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (day, rule, severity, shard) DO UPDATE SET n = violation_counts.n + $5",
-                &[day.into(), rule.into(), severity.into(), shard.into(), n.into()],
-            )?;
+        // One upsert for every count (the keys are distinct: one row cannot be hit twice).
+        if !counts.is_empty() {
+            let mut sql = String::new();
+            let mut params: Vec<Value> = Vec::with_capacity(counts.len() * 5);
+            for ((day, rule, severity, shard), n) in counts {
+                let k = params.len();
+                sql.push_str(if k == 0 { "" } else { ", " });
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    k + 1,
+                    k + 2,
+                    k + 3,
+                    k + 4,
+                    k + 5
+                ));
+                params.extend([
+                    day.into(),
+                    rule.into(),
+                    severity.into(),
+                    shard.into(),
+                    n.into(),
+                ]);
+            }
+            statements.push((
+                format!("INSERT INTO violation_counts (day, rule, severity, shard, n) VALUES {sql} ON CONFLICT (day, rule, severity, shard) DO UPDATE SET n = violation_counts.n + excluded.n"),
+                params,
+            ));
         }
-        Ok(())
+        statements
     }
 }
 

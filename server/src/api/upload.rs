@@ -285,7 +285,24 @@ pub(super) fn store_batch(
         .filter(|(seq, _)| stored.contains(seq))
         .map(|(seq, x)| Ok((dev, seq_i64(*seq)?, now.0, x)))
         .collect::<Result<_, ApiError>>()?;
-    Indexed::count(c, &new)?;
+    // The console's rule rows and counts, and the device's checkpoint the first time it
+    // arrives: independent writes, sent together (one round trip on PostgreSQL).
+    let mut writes = Indexed::count_statements(&new);
+    if let Some(cp) = &batch.checkpoint {
+        writes.push((
+            "INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING".into(),
+            vec![
+                dev.into(),
+                seq_i64(cp.seq)?.into(),
+                cp.link.clone().into(),
+                cp.at.into(),
+                cp.signature.clone().into(),
+                now.0.into(),
+            ],
+        ));
+    }
+    let written = c.execute_all(&writes)?;
+    let new_checkpoint = batch.checkpoint.is_some() && written.last() == Some(&1);
     // Critical violations reach the officer without their looking: one notification per
     // batch (its count and first record), in this transaction.
     let critical: Vec<&(&str, i64, i64, &Indexed)> = new
@@ -324,27 +341,14 @@ pub(super) fn store_batch(
         .filter(|(seq, _)| stored.contains(seq))
         .map(|(_, l)| l)
         .collect();
-    if let Some(cp) = &batch.checkpoint {
-        let new = c.query(
-            "INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq",
-            &[
-                dev.into(),
-                seq_i64(cp.seq)?.into(),
-                cp.link.clone().into(),
-                cp.at.into(),
-                cp.signature.clone().into(),
-                now.0.into(),
-            ],
-        )?;
-        if !new.is_empty() {
-            queued.push(Leaf::Checkpoint {
-                device: dev.to_owned(),
-                seq: cp.seq,
-                link: cp.link.clone(),
-                at: cp.at,
-                signature: cp.signature.clone(),
-            });
-        }
+    if let Some(cp) = batch.checkpoint.as_ref().filter(|_| new_checkpoint) {
+        queued.push(Leaf::Checkpoint {
+            device: dev.to_owned(),
+            seq: cp.seq,
+            link: cp.link.clone(),
+            at: cp.at,
+            signature: cp.signature.clone(),
+        });
     }
     crate::ledger::log::enqueue(c, &queued)?;
     // Some seqs were already there: a re-sent batch (same records: exactly once), or a store
