@@ -135,6 +135,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
     };
     let wal_before = url.starts_with("postgres").then(|| wal(url)).flatten();
     let written_before = written();
+    let server_cpu_before = server_cpu_ms();
 
     let start = Instant::now();
     let workers: Vec<_> = (0..CLIENT_THREADS)
@@ -168,6 +169,7 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
         .flat_map(|w| w.join().unwrap())
         .collect();
     let elapsed = start.elapsed();
+    let server_cpu = server_cpu_before.zip(server_cpu_ms()).map(|(a, b)| b - a);
 
     let wal_bytes = wal_before.zip(wal(url)).map(|(a, b)| b - a);
     let written = written_before.zip(written()).map(|(a, b)| b - a);
@@ -202,6 +204,20 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
             w as f64 / n as f64 / 1024.0
         );
     }
+    if let Some(cpu) = server_cpu {
+        // The load generator shares the cores: what the server alone would sustain on them.
+        println!(
+            "{:<20} server threads' CPU: {:.2} ms per sync ({:.0} syncs/s per core it has to itself{})",
+            "",
+            cpu / n as f64,
+            n as f64 / (cpu / 1e3),
+            if url.starts_with("postgres") {
+                "; PostgreSQL's own CPU not counted"
+            } else {
+                "; SQLite's work included"
+            }
+        );
+    }
     if let Some(w) = wal_bytes {
         println!(
             "{:<20} WAL written by the timed syncs: {:.1} KiB per sync (the cluster's, so an upper bound)",
@@ -217,6 +233,27 @@ fn trust_root(suite: Suite, upload: &UploadKey) -> Vec<u8> {
     let key = SigningKey::generate_for(suite).unwrap();
     let doc = TrustRootDoc::one_key(key.public(), Some(upload.public_base64()), Timestamp::now());
     TrustRoot::sign(&doc, &[&key]).to_json().into_bytes()
+}
+
+/// CPU time (ms) of the server's threads (`baomi-http`: the runtime's workers and its
+/// blocking pool, where requests' database work runs), from Linux's `/proc/self/task`; the
+/// client threads are not counted.
+fn server_cpu_ms() -> Option<f64> {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
+            continue; // the thread ended
+        };
+        let (head, tail) = stat.rsplit_once(')')?;
+        if !head.ends_with("(baomi-http") {
+            continue;
+        }
+        let f: Vec<&str> = tail.split_whitespace().collect();
+        // utime and stime: fields 14 and 15 of stat(5), the 12th and 13th after the name.
+        ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    }
+    // USER_HZ is 100 on Linux.
+    Some(ticks as f64 * 10.0)
 }
 
 /// Bytes this process has caused to be written to storage (Linux's `/proc/self/io`).
