@@ -204,7 +204,8 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
             w as f64 / n as f64 / 1024.0
         );
     }
-    if let Some(cpu) = server_cpu {
+    // Counted in 10 ms ticks: a run too short to register prints nothing.
+    if let Some(cpu) = server_cpu.filter(|c| *c > 0.0) {
         // The load generator shares the cores: what the server alone would sustain on them.
         println!(
             "{:<20} server threads' CPU: {:.2} ms per sync ({:.0} syncs/s per core it has to itself{})",
@@ -357,22 +358,23 @@ fn sync_requests(
         chain,
         custody_cursor: 0,
     };
+    // Signed now, strictly increasing within the sync and past the previous round's (a
+    // repeated time is a replay).
+    let now = Timestamp::now().0 + 3 * round as i64;
+    let at = |k: i64| Timestamp(now + k);
     if one_request {
         let req = SyncRequest {
             check_in,
             upload: Some(up),
             finish,
         };
-        return vec![common::request(
+        return vec![common::request_at(
             Some(d),
             path::SYNC,
             serde_json::to_vec(&req).unwrap(),
+            at(0),
         )];
     }
-    // Signed now, strictly increasing within the sync and past the previous round's (a
-    // repeated time is a replay).
-    let now = Timestamp::now().0 + 3 * round as i64;
-    let at = |k: i64| Timestamp(now + k);
     vec![
         common::request_at(
             Some(d),

@@ -11,16 +11,11 @@ use baomi_server::{Server, admin};
 
 /// Posts `body` to `p` (signed by `id` when given); asserts a 200 and returns the body.
 pub fn post(t: &HttpTransport, id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) -> Vec<u8> {
-    send(t, &request(id, p, body))
+    send(t, &request_at(id, p, body, Timestamp::now()))
 }
 
-/// The POST of `body` to `p`, signed by `id` when given, at now.
-pub fn request(id: Option<&DeviceIdentity>, p: &str, body: Vec<u8>) -> HttpRequest {
-    request_at(id, p, body, Timestamp::now())
-}
-
-/// [`request`] signed at `at` (a device's request times strictly increase; sent within the
-/// server's window).
+/// The POST of `body` to `p`, signed by `id` when given, at `at` (a device's request times
+/// strictly increase; sent within the server's window).
 pub fn request_at(
     id: Option<&DeviceIdentity>,
     p: &str,
