@@ -3,8 +3,13 @@
 //! - **SM2 signatures** (GB/T 32918.2): SM3 over `Z_A || M` with the distinguishing ID
 //!   [`DEFAULT_ID`] unless the trust root names another; encoded raw `r || s` (64 bytes), the
 //!   form GmSSL's and sm-crypto's verifiers take by default. Signing and verifying are
-//!   `sm2::dsa` (constant-time scalar arithmetic from `crypto-bigint`; the nonce `k` comes
-//!   from the OS's CSPRNG).
+//!   GB/T 32918.2's steps written here over the `sm2` crate's curve and scalar arithmetic
+//!   (fiat-crypto field, complete formulas, constant-time), with `[k]G` from a
+//!   precomputed table ([`comb`]) instead of the crate's generic multiplication, and
+//!   `(1 + d)^-1` computed once per key instead of once per signature. The nonce `k` is
+//!   RFC 6979's HMAC-DRBG over SM3 fed with 32 bytes from the OS's CSPRNG (hedged: a failing
+//!   random source does not repeat `k`), as `sm2::dsa` does. The `sm2::dsa` verifier is kept
+//!   in the tests as the reference both ways.
 //! - **SM2 public-key encryption** (GB/T 32918.4), `C1 || C3 || C2` with `C1` an uncompressed
 //!   point (`04 || x || y`): composed here from the same curve arithmetic and SM3, because the
 //!   `sm2` crate's own encryption is only in its pre-release; checked against GB/T 32918.5's
@@ -17,10 +22,15 @@
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use hmac::{Hmac, Mac};
+use sm2::elliptic_curve::ff::PrimeField;
+use sm2::elliptic_curve::ops::Reduce;
+use sm2::elliptic_curve::point::AffineCoordinates;
 use sm2::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
-use sm2::{AffinePoint, EncodedPoint, NonZeroScalar, ProjectivePoint, PublicKey};
+use sm2::{AffinePoint, EncodedPoint, NonZeroScalar, ProjectivePoint, PublicKey, Scalar, U256};
 use sm3::{Digest, Sm3};
 use zeroize::Zeroizing;
+
+mod comb;
 
 /// The distinguishing ID GB/T 35276 names as the default.
 pub const DEFAULT_ID: &str = "1234567812345678";
@@ -76,9 +86,13 @@ pub fn hkdf_sm3(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<
         .map_err(|_| SmError::Key("HKDF output too long"))
 }
 
-/// An SM2 private key (zeroized on drop by the `sm2` crate).
+/// An SM2 private key (zeroized on drop: `d` by the `sm2` crate, `(1 + d)^-1` here).
 pub struct Sm2SecretKey {
     secret: sm2::SecretKey,
+    /// `[d]G`, computed once.
+    public: PublicKey,
+    /// `(1 + d)^-1 mod n`, which every signature multiplies by.
+    d_plus_1_inv: Zeroizing<Scalar>,
 }
 
 impl std::fmt::Debug for Sm2SecretKey {
@@ -90,8 +104,11 @@ impl std::fmt::Debug for Sm2SecretKey {
 impl Sm2SecretKey {
     /// A fresh key from the OS's CSPRNG.
     pub fn generate() -> Self {
-        Self {
-            secret: sm2::SecretKey::random(&mut rand_core::OsRng),
+        loop {
+            // d = n - 1 (probability 2^-256) has no (1 + d)^-1: draw again.
+            if let Ok(key) = Self::from_secret(sm2::SecretKey::random(&mut rand_core::OsRng)) {
+                return key;
+            }
         }
     }
 
@@ -99,7 +116,22 @@ impl Sm2SecretKey {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SmError> {
         let secret = sm2::SecretKey::from_slice(bytes)
             .map_err(|_| SmError::Key("a private key is 32 bytes in [1, n-2]"))?;
-        Ok(Self { secret })
+        Self::from_secret(secret)
+    }
+
+    fn from_secret(secret: sm2::SecretKey) -> Result<Self, SmError> {
+        let d = Zeroizing::new(*secret.to_nonzero_scalar());
+        let d_plus_1_inv: Option<Scalar> = (*d + Scalar::ONE).invert().into();
+        let d_plus_1_inv = Zeroizing::new(
+            d_plus_1_inv.ok_or(SmError::Key("a private key is 32 bytes in [1, n-2]"))?,
+        );
+        let public = PublicKey::from_affine(comb::mul_generator(&d).to_affine())
+            .map_err(|_| SmError::Key("a private key is 32 bytes in [1, n-2]"))?;
+        Ok(Self {
+            secret,
+            public,
+            d_plus_1_inv,
+        })
     }
 
     /// Its 32 bytes (zeroized when dropped).
@@ -109,20 +141,53 @@ impl Sm2SecretKey {
 
     /// The public key.
     pub fn public(&self) -> Sm2PublicKey {
-        Sm2PublicKey {
-            key: self.secret.public_key(),
-        }
+        Sm2PublicKey { key: self.public }
     }
 
-    /// Signs `msg` with distinguishing ID `id`: raw `r || s`.
+    /// Signs `msg` with distinguishing ID `id`: raw `r || s` (GB/T 32918.2, A1-A7).
     pub fn sign(&self, id: &str, msg: &[u8]) -> Result<[u8; SIGNATURE_LEN], SmError> {
-        use sm2::dsa::signature::RandomizedSigner;
-        let key = sm2::dsa::SigningKey::new(id, &self.secret)
-            .map_err(|_| SmError::Key("the distinguishing ID is too long"))?;
-        let sig: sm2::dsa::Signature = key
-            .try_sign_with_rng(&mut rand_core::OsRng, msg)
-            .map_err(|_| SmError::Random)?;
-        Ok(sig.to_bytes())
+        use rand_core::RngCore;
+        // A1, A2: e = SM3(Z_A || M).
+        let e = message_scalar(id, &self.public, msg)?;
+        let d = Zeroizing::new(*self.secret.to_nonzero_scalar());
+        let n = sm2::elliptic_curve::FieldBytesEncoding::<sm2::Sm2>::encode_field_bytes(
+            &<sm2::Sm2 as sm2::elliptic_curve::Curve>::ORDER,
+        );
+        // A5 and A6 send the signer back to A3 with probability ~2^-255 each time.
+        for _ in 0..8 {
+            // A3: k from RFC 6979's DRBG, hedged with fresh randomness.
+            let mut fresh = Zeroizing::new([0u8; 32]);
+            rand_core::OsRng
+                .try_fill_bytes(fresh.as_mut_slice())
+                .map_err(|_| SmError::Random)?;
+            let k_bytes = Zeroizing::new(rfc6979::generate_k::<Sm3, _>(
+                &d.to_repr(),
+                &n,
+                &e.to_bytes(),
+                fresh.as_slice(),
+            ));
+            let k: Option<Scalar> = Scalar::from_repr(*k_bytes).into();
+            let Some(k) = k.map(Zeroizing::new) else {
+                continue;
+            };
+            // A4: (x1, y1) = [k]G.
+            let x1 = comb::mul_generator(&k).to_affine().x();
+            // A5: r = (e + x1) mod n; again if r = 0 or r + k = n.
+            let r = e + <Scalar as Reduce<U256>>::reduce_bytes(&x1);
+            if bool::from(r.is_zero() | (r + *k).is_zero()) {
+                continue;
+            }
+            // A6: s = (1 + d)^-1 (k - r d) mod n; again if s = 0.
+            let s = *self.d_plus_1_inv * (*k - r * *d);
+            if bool::from(s.is_zero()) {
+                continue;
+            }
+            let mut out = [0u8; SIGNATURE_LEN];
+            out[..32].copy_from_slice(&r.to_bytes());
+            out[32..].copy_from_slice(&s.to_bytes());
+            return Ok(out);
+        }
+        Err(SmError::Random)
     }
 
     /// Opens `C1 || C3 || C2` (GB/T 32918.4) sealed to this key; `C1` with or without its
@@ -201,15 +266,29 @@ impl Sm2PublicKey {
     }
 
     /// Whether `sig` (raw `r || s`) signs `msg` under distinguishing ID `id`.
+    ///
+    /// GB/T 32918.2's B1-B7: `[s]G` from the precomputed table, `[t]P` by the crate's
+    /// multiplication.
     pub fn verify(&self, id: &str, msg: &[u8], sig: &[u8]) -> bool {
-        use sm2::dsa::signature::Verifier;
+        // B1, B2: r and s in [1, n-1] (checked by the parse).
         let Ok(sig) = sm2::dsa::Signature::from_slice(sig) else {
             return false;
         };
-        let Ok(key) = sm2::dsa::VerifyingKey::new(id, self.key) else {
+        let (r, s) = sig.split_scalars();
+        // B3, B4: e = SM3(Z_A || M).
+        let Ok(e) = message_scalar(id, &self.key, msg) else {
             return false;
         };
-        key.verify(msg, &sig).is_ok()
+        // B5: t = (r + s) mod n, not 0.
+        let t = *r + *s;
+        if bool::from(t.is_zero()) {
+            return false;
+        }
+        // B6: (x1, y1) = [s]G + [t]P.
+        let point = comb::mul_generator(&s) + ProjectivePoint::from(*self.key.as_affine()) * t;
+        let x1 = point.to_affine().x();
+        // B7: R = (e + x1) mod n equals r.
+        e + <Scalar as Reduce<U256>>::reduce_bytes(&x1) == *r
     }
 
     /// Seals `msg` to this key: `C1 || C3 || C2` (GB/T 32918.4), `C1` as `04 || x || y`.
@@ -221,7 +300,7 @@ impl Sm2PublicKey {
         // A1-A8: a fresh k until the key stream is not all zero (probability ~2^-256 per try).
         for _ in 0..16 {
             let k = NonZeroScalar::random(&mut rand_core::OsRng);
-            let c1 = (ProjectivePoint::GENERATOR * *k).to_affine();
+            let c1 = comb::mul_generator(&k).to_affine();
             let shared = (pb * *k).to_affine();
             let Some((x2, y2)) = coordinates(&shared) else {
                 continue;
@@ -240,6 +319,49 @@ impl Sm2PublicKey {
         Err(SmError::Random)
     }
 }
+
+/// GB/T 32918.2's `Z_A = SM3(ENTL_A || ID_A || a || b || x_G || y_G || x_A || y_A)`.
+fn z_of(id: &str, public: &PublicKey) -> Result<[u8; 32], SmError> {
+    // ENTL_A is the ID's length in bits, in two bytes.
+    let entl = u16::try_from(id.len())
+        .ok()
+        .and_then(|n| n.checked_mul(8))
+        .ok_or(SmError::Key("the distinguishing ID is too long"))?;
+    let (x_a, y_a) =
+        coordinates(public.as_affine()).ok_or(SmError::Key("a public key is not the identity"))?;
+    let (x_g, y_g) = coordinates(&AffinePoint::GENERATOR)
+        .ok_or(SmError::Key("a public key is not the identity"))?;
+    let mut h = Sm3::new();
+    h.update(entl.to_be_bytes());
+    h.update(id.as_bytes());
+    h.update(CURVE_A);
+    h.update(CURVE_B);
+    h.update(x_g);
+    h.update(y_g);
+    h.update(x_a);
+    h.update(y_a);
+    Ok(h.finalize().into())
+}
+
+/// `e = SM3(Z_A || M) mod n`.
+fn message_scalar(id: &str, public: &PublicKey, msg: &[u8]) -> Result<Scalar, SmError> {
+    let z = z_of(id, public)?;
+    let mut h = Sm3::new();
+    h.update(z);
+    h.update(msg);
+    let digest: [u8; 32] = h.finalize().into();
+    Ok(<Scalar as Reduce<U256>>::reduce_bytes(&digest.into()))
+}
+
+/// The curve's `a` and `b` (GB/T 32918.5), as `Z_A` hashes them.
+const CURVE_A: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc,
+];
+const CURVE_B: [u8; 32] = [
+    0x28, 0xe9, 0xfa, 0x9e, 0x9d, 0x9f, 0x5e, 0x34, 0x4d, 0x5a, 0x9e, 0x4b, 0xcf, 0x65, 0x09, 0xa7,
+    0xf3, 0x97, 0x89, 0xf5, 0x15, 0xab, 0x8f, 0x92, 0xdd, 0xbc, 0xbd, 0x41, 0x4d, 0x94, 0x0e, 0x93,
+];
 
 /// `x` and `y` of a point (`None` for the identity).
 fn coordinates(p: &AffinePoint) -> Option<([u8; 32], [u8; 32])> {
@@ -326,5 +448,69 @@ impl Sm4Gcm {
             .decrypt(nonce.into(), Payload { msg: sealed, aad })
             .map(Zeroizing::new)
             .map_err(|_| SmError::Decrypt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sm2::dsa::signature::{RandomizedSigner, Verifier};
+
+    #[test]
+    fn signatures_agree_with_the_sm2_crates_signer_and_verifier_both_ways() {
+        for id in [DEFAULT_ID, "ALICE123@YAHOO.COM", ""] {
+            for len in [0usize, 1, 64, 8192] {
+                let key = Sm2SecretKey::generate();
+                let msg = vec![0x5a; len];
+                // Ours, checked by sm2::dsa.
+                let ours = key.sign(id, &msg).unwrap();
+                let reference = sm2::dsa::VerifyingKey::new(id, key.public).unwrap();
+                let parsed = sm2::dsa::Signature::from_slice(&ours).unwrap();
+                assert!(
+                    reference.verify(&msg, &parsed).is_ok(),
+                    "id {id:?}, {len} bytes"
+                );
+                // sm2::dsa's, checked by ours; and neither under another message or key.
+                let signer = sm2::dsa::SigningKey::new(id, &key.secret).unwrap();
+                let theirs: sm2::dsa::Signature = signer
+                    .try_sign_with_rng(&mut rand_core::OsRng, &msg)
+                    .unwrap();
+                assert!(key.public().verify(id, &msg, &theirs.to_bytes()));
+                assert!(!key.public().verify(id, b"another message", &ours));
+                assert!(!Sm2SecretKey::generate().public().verify(id, &msg, &ours));
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_signature_scalars_are_refused() {
+        let key = Sm2SecretKey::generate();
+        let sig = key.sign(DEFAULT_ID, b"m").unwrap();
+        let n: [u8; 32] = [
+            0xff, 0xff, 0xff, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0x72, 0x03, 0xdf, 0x6b, 0x21, 0xc6, 0x05, 0x2b, 0x53, 0xbb, 0xf4, 0x09,
+            0x39, 0xd5, 0x41, 0x23,
+        ];
+        for (at, value) in [
+            (0, [0u8; 32]),
+            (32, [0u8; 32]),
+            (0, n),
+            (32, n),
+            (0, [0xff; 32]),
+        ] {
+            let mut bad = sig;
+            bad[at..at + 32].copy_from_slice(&value);
+            assert!(!key.public().verify(DEFAULT_ID, b"m", &bad));
+        }
+        assert!(!key.public().verify(DEFAULT_ID, b"m", &sig[..63]));
+        assert!(key.public().verify(DEFAULT_ID, b"m", &sig));
+    }
+
+    #[test]
+    fn the_cached_public_key_is_the_private_keys() {
+        let key = Sm2SecretKey::generate();
+        let again = Sm2SecretKey::from_bytes(&key.to_bytes()).unwrap();
+        assert_eq!(key.public(), again.public());
+        assert_eq!(key.public.as_affine(), key.secret.public_key().as_affine());
     }
 }
