@@ -183,9 +183,8 @@ fn check(peer: &Value, req: &Value, key: &Sm2SecretKey) {
     // cipher; the mode itself is checked against RFC 8998 in sm_vectors.rs).
     let gcm_key = unhex(req["sm4_key"].as_str().unwrap());
     assert!(Sm4Gcm::new(&gcm_key).is_ok());
-    use sm4::cipher::{BlockEncrypt, KeyInit};
-    let cipher = sm4::Sm4::new_from_slice(&gcm_key).unwrap();
-    let mut block = sm4::cipher::generic_array::GenericArray::clone_from_slice(&data[..16]);
+    let cipher = baomi_core::suite::sm::Sm4::new(&gcm_key.clone().try_into().unwrap());
+    let mut block: [u8; 16] = data[..16].try_into().unwrap();
     cipher.encrypt_block(&mut block);
     assert_eq!(
         peer["sm4_block"].as_str().unwrap(),

@@ -16,11 +16,11 @@
 //!   example and against GmSSL and sm-crypto in CI. `C3` is compared in constant time, and
 //!   a failure says nothing about which step failed.
 //! - **SM3** and **HMAC-SM3** (`sm3`, `hmac`), **HKDF** over HMAC-SM3 (`hkdf`, RFC 5869).
-//! - **SM4-GCM** (RFC 8998): the `aes-gcm` crate's GCM over the `sm4` block cipher, a 96-bit
-//!   nonce and a 128-bit tag. `sm4` is a table-based software cipher: unlike AES-NI it is not
+//! - **SM4-GCM** (RFC 8998): SM4 and its counter mode in [`sm4`] (table-based, four blocks
+//!   at a time; checked against the `sm4` and `aes-gcm` crates), GHASH from the `ghash`
+//!   crate, a 96-bit nonce and a 128-bit tag. A table-based cipher: unlike AES-NI it is not
 //!   constant-time against a co-resident cache attacker (noted in docs/SECURITY.md).
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
 use hmac::{Hmac, Mac};
 use sm2::elliptic_curve::ff::PrimeField;
 use sm2::elliptic_curve::ops::Reduce;
@@ -31,6 +31,9 @@ use sm3::{Digest, Sm3};
 use zeroize::Zeroizing;
 
 mod comb;
+mod sm4;
+
+pub use self::sm4::{NONCE_LEN as SM4_GCM_NONCE_LEN, Sm4, Sm4Gcm, TAG_LEN as SM4_GCM_TAG_LEN};
 
 /// The distinguishing ID GB/T 35276 names as the default.
 pub const DEFAULT_ID: &str = "1234567812345678";
@@ -398,57 +401,6 @@ fn c3_of(x2: &[u8; 32], m: &[u8], y2: &[u8; 32]) -> [u8; 32] {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// SM4-GCM (RFC 8998) with a 16-byte key.
-pub struct Sm4Gcm {
-    cipher: aes_gcm::AesGcm<sm4::Sm4, aes_gcm::aead::consts::U12>,
-}
-
-impl std::fmt::Debug for Sm4Gcm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sm4Gcm(..)")
-    }
-}
-
-/// SM4-GCM nonce length.
-pub const SM4_GCM_NONCE_LEN: usize = 12;
-/// SM4-GCM tag length.
-pub const SM4_GCM_TAG_LEN: usize = 16;
-
-impl Sm4Gcm {
-    /// Under `key` (16 bytes).
-    pub fn new(key: &[u8]) -> Result<Self, SmError> {
-        let cipher =
-            <aes_gcm::AesGcm<sm4::Sm4, aes_gcm::aead::consts::U12> as KeyInit>::new_from_slice(key)
-                .map_err(|_| SmError::Key("an SM4 key is 16 bytes"))?;
-        Ok(Self { cipher })
-    }
-
-    /// `ciphertext || tag`.
-    pub fn seal(
-        &self,
-        nonce: &[u8; SM4_GCM_NONCE_LEN],
-        aad: &[u8],
-        msg: &[u8],
-    ) -> Result<Vec<u8>, SmError> {
-        self.cipher
-            .encrypt(nonce.into(), Payload { msg, aad })
-            .map_err(|_| SmError::Key("SM4-GCM message too long"))
-    }
-
-    /// Opens `ciphertext || tag`.
-    pub fn open(
-        &self,
-        nonce: &[u8; SM4_GCM_NONCE_LEN],
-        aad: &[u8],
-        sealed: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, SmError> {
-        self.cipher
-            .decrypt(nonce.into(), Payload { msg: sealed, aad })
-            .map(Zeroizing::new)
-            .map_err(|_| SmError::Decrypt)
-    }
 }
 
 #[cfg(test)]
