@@ -24,7 +24,7 @@
 use hmac::{Hmac, Mac};
 use sm2::elliptic_curve::ff::PrimeField;
 use sm2::elliptic_curve::ops::Reduce;
-use sm2::elliptic_curve::point::AffineCoordinates;
+use sm2::elliptic_curve::point::{AffineCoordinates, BatchNormalize};
 use sm2::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use sm2::{AffinePoint, EncodedPoint, NonZeroScalar, ProjectivePoint, PublicKey, Scalar, U256};
 use sm3::{Digest, Sm3};
@@ -303,8 +303,12 @@ impl Sm2PublicKey {
         // A1-A8: a fresh k until the key stream is not all zero (probability ~2^-256 per try).
         for _ in 0..16 {
             let k = NonZeroScalar::random(&mut rand_core::OsRng);
-            let c1 = comb::mul_generator(&k).to_affine();
-            let shared = (pb * *k).to_affine();
+            // C1 = [k]G and S = [k]P_B, made affine with one field inversion for both.
+            let [c1, shared] =
+                <ProjectivePoint as BatchNormalize<[ProjectivePoint; 2]>>::batch_normalize(&[
+                    comb::mul_generator(&k),
+                    pb * *k,
+                ]);
             let Some((x2, y2)) = coordinates(&shared) else {
                 continue;
             };
