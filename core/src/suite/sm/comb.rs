@@ -69,9 +69,10 @@ fn signed_digits(k: &Scalar) -> [i8; ROWS] {
 /// `[k]G`.
 pub(super) fn mul_generator(k: &Scalar) -> ProjectivePoint {
     let table = table();
-    let digits = signed_digits(k);
+    // The digits are the secret scalar's: wiped when this returns.
+    let digits = zeroize::Zeroizing::new(signed_digits(k));
     let mut acc = ProjectivePoint::IDENTITY;
-    for (row, d) in table.iter().zip(digits) {
+    for (row, &d) in table.iter().zip(digits.iter()) {
         let negative = (d as u8) >> 7; // 1 when d < 0
         let magnitude = ((d as u8) ^ 0u8.wrapping_sub(negative)).wrapping_add(negative); // |d|
         let mut entry = AffinePoint::IDENTITY;
