@@ -1,11 +1,11 @@
-//! The ShangMi primitives, over RustCrypto's `sm2`, `sm3` and `sm4` crates.
+//! The ShangMi primitives: SM2 and SM3 over RustCrypto's `sm2` and `sm3` crates, SM4 written here.
 //!
 //! - **SM2 signatures** (GB/T 32918.2): SM3 over `Z_A || M` with the distinguishing ID
 //!   [`DEFAULT_ID`] unless the trust root names another; encoded raw `r || s` (64 bytes), the
 //!   form GmSSL's and sm-crypto's verifiers take by default. Signing and verifying are
 //!   GB/T 32918.2's steps written here over the `sm2` crate's curve and scalar arithmetic
 //!   (fiat-crypto field, complete formulas, constant-time), with `[k]G` from a
-//!   precomputed table ([`comb`]) instead of the crate's generic multiplication, and
+//!   precomputed table (`sm::comb`) instead of the crate's generic multiplication, and
 //!   `(1 + d)^-1` computed once per key instead of once per signature. The nonce `k` is
 //!   RFC 6979's HMAC-DRBG over SM3 fed with 32 bytes from the OS's CSPRNG (hedged: a failing
 //!   random source does not repeat `k`), as `sm2::dsa` does. The `sm2::dsa` verifier is kept
@@ -16,7 +16,7 @@
 //!   example and against GmSSL and sm-crypto in CI. `C3` is compared in constant time, and
 //!   a failure says nothing about which step failed.
 //! - **SM3** and **HMAC-SM3** (`sm3`, `hmac`), **HKDF** over HMAC-SM3 (`hkdf`, RFC 5869).
-//! - **SM4-GCM** (RFC 8998): SM4 and its counter mode in [`sm4`] (table-based, four blocks
+//! - **SM4-GCM** (RFC 8998): SM4 and its counter mode in `sm::sm4` (table-based, four blocks
 //!   at a time; checked against the `sm4` and `aes-gcm` crates), GHASH from the `ghash`
 //!   crate, a 96-bit nonce and a 128-bit tag. A table-based cipher: unlike AES-NI it is not
 //!   constant-time against a co-resident cache attacker (noted in docs/SECURITY.md).
