@@ -28,6 +28,7 @@ use sm2::elliptic_curve::point::{AffineCoordinates, BatchNormalize};
 use sm2::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use sm2::{AffinePoint, EncodedPoint, NonZeroScalar, ProjectivePoint, PublicKey, Scalar, U256};
 use sm3::{Digest, Sm3};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 mod comb;
@@ -225,7 +226,7 @@ impl Sm2SecretKey {
         let m: Zeroizing<Vec<u8>> =
             Zeroizing::new(c2.iter().zip(t.iter()).map(|(c, k)| c ^ k).collect());
         let u = c3_of(&x2, &m, &y2);
-        if !constant_time_eq(&u, c3) {
+        if !bool::from(u.as_slice().ct_eq(c3)) {
             return Err(SmError::Decrypt);
         }
         Ok(m)
@@ -401,10 +402,6 @@ fn c3_of(x2: &[u8; 32], m: &[u8], y2: &[u8; 32]) -> [u8; 32] {
     h.update(m);
     h.update(y2);
     h.finalize().into()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use std::sync::OnceLock;
 
 use sm2::elliptic_curve::group::Group;
 use sm2::elliptic_curve::point::BatchNormalize;
-use sm2::elliptic_curve::subtle::{Choice, ConditionallyNegatable, ConditionallySelectable};
+use sm2::elliptic_curve::subtle::{
+    Choice, ConditionallyNegatable, ConditionallySelectable, ConstantTimeEq,
+};
 use sm2::{AffinePoint, ProjectivePoint, Scalar};
 
 /// Signed four-bit digits of a 256-bit scalar: 64 digits and a final carry.
@@ -77,18 +79,12 @@ pub(super) fn mul_generator(k: &Scalar) -> ProjectivePoint {
         let magnitude = ((d as u8) ^ 0u8.wrapping_sub(negative)).wrapping_add(negative); // |d|
         let mut entry = AffinePoint::IDENTITY;
         for (j, candidate) in row.iter().enumerate() {
-            entry.conditional_assign(candidate, Choice::from(eq_u8(magnitude, j as u8 + 1)));
+            entry.conditional_assign(candidate, magnitude.ct_eq(&(j as u8 + 1)));
         }
         entry.conditional_negate(Choice::from(negative));
         acc += entry;
     }
     acc
-}
-
-/// 1 when `a == b`, without a branch.
-fn eq_u8(a: u8, b: u8) -> u8 {
-    let x = (a ^ b) as u32;
-    (((x | x.wrapping_neg()) >> 31) as u8 ^ 1) & 1
 }
 
 #[cfg(test)]
@@ -147,15 +143,6 @@ mod tests {
                 sum += if *digit < 0 { -m } else { m };
             }
             assert_eq!(sum, k);
-        }
-    }
-
-    #[test]
-    fn equality_without_branches() {
-        for a in 0..=255u8 {
-            for b in 0..=9u8 {
-                assert_eq!(eq_u8(a, b) == 1, a == b);
-            }
         }
     }
 }
