@@ -123,6 +123,18 @@ struct Sqlite(rusqlite::Connection);
 
 /// `$1` -> `?1`: SQLite reads `$1` as a *named* parameter whose index depends on the order of
 /// first appearance; `?N` is explicit.
+/// The placeholders of a multi-row `VALUES` list: `rows` rows of `width` parameters each,
+/// numbered from `$1` in row order (`($1, $2), ($3, $4)` for two rows of two).
+pub fn values_list(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=width).map(|i| format!("${}", r * width + i)).collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn sqlite_params(sql: &str) -> String {
     sql.replace('$', "?")
 }
@@ -798,6 +810,13 @@ mod tests {
         }
         let b = db.tx(second);
         (a.join().unwrap(), b)
+    }
+
+    #[test]
+    fn a_values_list_numbers_its_placeholders_in_row_order() {
+        assert_eq!(values_list(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(values_list(1, 3), "($1, $2, $3)");
+        assert_eq!(values_list(0, 5), "");
     }
 
     #[test]

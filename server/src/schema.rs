@@ -2,7 +2,7 @@
 
 use baomi_core::sync::custody::{CustodyAction, CustodyRecordDoc, read_verified_custody_record};
 
-use crate::db::{Conn, DbError, Kind, Value};
+use crate::db::{Conn, DbError, Kind, Value, values_list};
 
 /// Rows each daily count is spread over (by device).
 pub const COUNT_SHARDS: u64 = 32;
@@ -503,7 +503,6 @@ impl Indexed {
     /// the rule rows, and one upsert of every count the records touch).
     pub fn count_statements(records: &[(&str, i64, i64, &Indexed)]) -> Vec<(String, Vec<Value>)> {
         let mut statements = Vec::with_capacity(2);
-        let mut sql = String::new();
         let mut params: Vec<Value> = Vec::new();
         let mut counts: std::collections::BTreeMap<(i64, &str, &str, i64), i64> =
             Default::default();
@@ -517,9 +516,6 @@ impl Indexed {
                 *counts
                     .entry((day, rule.as_str(), x.severity.as_str(), shard))
                     .or_default() += 1;
-                let n = params.len();
-                sql.push_str(if n == 0 { "" } else { ", " });
-                sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
                 params.extend([
                     (*device).into(),
                     (*seq).into(),
@@ -530,25 +526,18 @@ impl Indexed {
         }
         if !params.is_empty() {
             statements.push((
-                format!("INSERT INTO violation_rules (device_id, seq, rule, received_at) VALUES {sql} ON CONFLICT DO NOTHING"),
+                format!(
+                    "INSERT INTO violation_rules (device_id, seq, rule, received_at) VALUES {} ON CONFLICT DO NOTHING",
+                    values_list(params.len() / 4, 4)
+                ),
                 params,
             ));
         }
         // One upsert for every count (the keys are distinct: one row cannot be hit twice).
         if !counts.is_empty() {
-            let mut sql = String::new();
-            let mut params: Vec<Value> = Vec::with_capacity(counts.len() * 5);
+            let rows = counts.len();
+            let mut params: Vec<Value> = Vec::with_capacity(rows * 5);
             for ((day, rule, severity, shard), n) in counts {
-                let k = params.len();
-                sql.push_str(if k == 0 { "" } else { ", " });
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    k + 1,
-                    k + 2,
-                    k + 3,
-                    k + 4,
-                    k + 5
-                ));
                 params.extend([
                     day.into(),
                     rule.into(),
@@ -558,7 +547,10 @@ impl Indexed {
                 ]);
             }
             statements.push((
-                format!("INSERT INTO violation_counts (day, rule, severity, shard, n) VALUES {sql} ON CONFLICT (day, rule, severity, shard) DO UPDATE SET n = violation_counts.n + excluded.n"),
+                format!(
+                    "INSERT INTO violation_counts (day, rule, severity, shard, n) VALUES {} ON CONFLICT (day, rule, severity, shard) DO UPDATE SET n = violation_counts.n + excluded.n",
+                    values_list(rows, 5)
+                ),
                 params,
             ));
         }

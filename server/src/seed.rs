@@ -14,7 +14,7 @@ use baomi_core::store::ViolationRecord;
 use baomi_core::time::Timestamp;
 
 use crate::api::{ApiError, Server};
-use crate::db::Value;
+use crate::db::{Value, values_list};
 use crate::schema::Indexed;
 
 /// What to generate.
@@ -92,11 +92,7 @@ pub fn seed(
             let mut k = i;
             while k < end {
                 let stop = (k + ROWS).min(end);
-                let mut sql = String::from(
-                    "INSERT INTO devices (device_id, public_key, platform, agent_version, enrolled_at, last_check_in, policy_id, policy_version, fail_closed, applied_ok) VALUES ",
-                );
                 let mut params: Vec<Value> = Vec::new();
-                let mut holders = String::from("INSERT INTO device_holders (device_id, holder) VALUES ");
                 let mut hparams: Vec<Value> = Vec::new();
                 for j in k..stop {
                     let r = mix.below(1000);
@@ -112,13 +108,6 @@ pub fn seed(
                         Value::Null
                     };
                     let applied: i64 = i64::from(!(40..60).contains(&r));
-                    let n = params.len();
-                    if n > 0 {
-                        sql.push_str(", ");
-                        holders.push_str(", ");
-                    }
-                    let marks: Vec<String> = (1..=10).map(|x| format!("${}", n + x)).collect();
-                    sql.push_str(&format!("({})", marks.join(", ")));
                     params.extend([
                         device_id(j).into(),
                         "seeded".into(),
@@ -131,12 +120,22 @@ pub fn seed(
                         fail_closed,
                         applied.into(),
                     ]);
-                    let h = hparams.len();
-                    holders.push_str(&format!("(${}, ${})", h + 1, h + 2));
                     hparams.extend([device_id(j).into(), holder_of(j).into()]);
                 }
-                c.execute(&sql, &params)?;
-                c.execute(&holders, &hparams)?;
+                c.execute(
+                    &format!(
+                        "INSERT INTO devices (device_id, public_key, platform, agent_version, enrolled_at, last_check_in, policy_id, policy_version, fail_closed, applied_ok) VALUES {}",
+                        values_list(params.len() / 10, 10)
+                    ),
+                    &params,
+                )?;
+                c.execute(
+                    &format!(
+                        "INSERT INTO device_holders (device_id, holder) VALUES {}",
+                        values_list(hparams.len() / 2, 2)
+                    ),
+                    &hparams,
+                )?;
                 k = stop;
             }
             // A few alerts (one in 200 phones), through the server's own raise.
@@ -166,9 +165,6 @@ pub fn seed(
             let mut k = v;
             while k < end {
                 let stop = (k + ROWS).min(end);
-                let mut sql = String::from(
-                    "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag, link, holder, severity, verdict, event_type) VALUES ",
-                );
                 let mut params: Vec<Value> = Vec::new();
                 let mut indexed = Vec::new();
                 for j in k..stop {
@@ -203,12 +199,6 @@ pub fn seed(
                     let json = serde_json::to_string(&record)
                         .map_err(|e| ApiError::internal(e.to_string()))?;
                     let x = Indexed::from_record(&record);
-                    let n = params.len();
-                    if n > 0 {
-                        sql.push_str(", ");
-                    }
-                    let marks: Vec<String> = (1..=12).map(|q| format!("${}", n + q)).collect();
-                    sql.push_str(&format!("({})", marks.join(", ")));
                     params.extend([
                         device_id(dev).into(),
                         seq.into(),
@@ -225,7 +215,13 @@ pub fn seed(
                     ]);
                     indexed.push((device_id(dev), seq, received, x));
                 }
-                c.execute(&sql, &params)?;
+                c.execute(
+                    &format!(
+                        "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag, link, holder, severity, verdict, event_type) VALUES {}",
+                        values_list(params.len() / 12, 12)
+                    ),
+                    &params,
+                )?;
                 let refs: Vec<(&str, i64, i64, &Indexed)> = indexed
                     .iter()
                     .map(|(d, s, r, x)| (d.as_str(), *s, *r, x))

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use tlog_tiles::tlog::{self, Hash, HashReader};
 
 use super::Leaf;
-use crate::db::{Conn, DbError, Value};
+use crate::db::{Conn, DbError, Value, values_list};
 
 /// Most leaves one group commit appends (the rest wait for the next).
 pub const MAX_GROUP: usize = 512;
@@ -21,17 +21,18 @@ pub const MAX_LEAVES_PAGE: u64 = 1000;
 /// not at all.
 pub fn enqueue(c: &mut dyn Conn, leaves: &[Leaf]) -> Result<(), DbError> {
     for chunk in leaves.chunks(500) {
-        let mut sql = String::from("INSERT INTO ledger_queue (ref, data) VALUES ");
         let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
-        for (i, l) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+        for l in chunk {
             params.push(l.reference().into());
             params.push(String::from_utf8_lossy(&l.to_bytes()).into_owned().into());
         }
-        c.execute(&sql, &params)?;
+        c.execute(
+            &format!(
+                "INSERT INTO ledger_queue (ref, data) VALUES {}",
+                values_list(chunk.len(), 2)
+            ),
+            &params,
+        )?;
     }
     Ok(())
 }
@@ -158,31 +159,33 @@ pub fn integrate(c: &mut dyn Conn) -> Result<u64, DbError> {
     }
     let fresh: Vec<(u64, Hash)> = h.fresh.into_iter().collect();
     for chunk in leaves.chunks(400) {
-        let mut sql = String::from("INSERT INTO ledger_leaves (n, ref, data) VALUES ");
         let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        for (i, (n, d, r)) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+        for (n, d, r) in chunk {
             params.push(as_i64(*n)?.into());
             params.push(r.clone().into());
             params.push(d.clone().into());
         }
-        c.execute(&sql, &params)?;
+        c.execute(
+            &format!(
+                "INSERT INTO ledger_leaves (n, ref, data) VALUES {}",
+                values_list(chunk.len(), 3)
+            ),
+            &params,
+        )?;
     }
     for chunk in fresh.chunks(400) {
-        let mut sql = String::from("INSERT INTO ledger_hashes (idx, hash) VALUES ");
         let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
-        for (i, (idx, hash)) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+        for (idx, hash) in chunk {
             params.push(as_i64(*idx)?.into());
             params.push(B64.encode(hash.0).into());
         }
-        c.execute(&sql, &params)?;
+        c.execute(
+            &format!(
+                "INSERT INTO ledger_hashes (idx, hash) VALUES {}",
+                values_list(chunk.len(), 2)
+            ),
+            &params,
+        )?;
     }
     for chunk in ids.chunks(500) {
         let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
