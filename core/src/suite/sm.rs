@@ -6,7 +6,9 @@
 //!   GB/T 32918.2's steps written here over the `sm2` crate's curve and scalar arithmetic
 //!   (fiat-crypto field, complete formulas, constant-time), with `[k]G` from a
 //!   precomputed table (`sm::comb`) instead of the crate's generic multiplication, and
-//!   `(1 + d)^-1` computed once per key instead of once per signature. The nonce `k` is
+//!   `(1 + d)^-1` computed once per key instead of once per signature. Verification, whose
+//!   inputs are all public, computes `[s]G + [t]P` in variable time in one pass over
+//!   Jacobian coordinates and its own Montgomery field (`sm::vartime`). The nonce `k` is
 //!   RFC 6979's HMAC-DRBG over SM3 fed with 32 bytes from the OS's CSPRNG (hedged: a failing
 //!   random source does not repeat `k`), as `sm2::dsa` does. The `sm2::dsa` verifier is kept
 //!   in the tests as the reference both ways.
@@ -33,6 +35,7 @@ use zeroize::Zeroizing;
 
 mod comb;
 mod sm4;
+mod vartime;
 
 pub use self::sm4::{NONCE_LEN as SM4_GCM_NONCE_LEN, Sm4, Sm4Gcm, TAG_LEN as SM4_GCM_TAG_LEN};
 
@@ -271,8 +274,8 @@ impl Sm2PublicKey {
 
     /// Whether `sig` (raw `r || s`) signs `msg` under distinguishing ID `id`.
     ///
-    /// GB/T 32918.2's B1-B7: `[s]G` from the precomputed table, `[t]P` by the crate's
-    /// multiplication.
+    /// GB/T 32918.2's B1-B7, `[s]G + [t]P` in variable time (`sm::vartime`: every input is
+    /// public).
     pub fn verify(&self, id: &str, msg: &[u8], sig: &[u8]) -> bool {
         // B1, B2: r and s in [1, n-1] (checked by the parse).
         let Ok(sig) = sm2::dsa::Signature::from_slice(sig) else {
@@ -288,11 +291,8 @@ impl Sm2PublicKey {
         if bool::from(t.is_zero()) {
             return false;
         }
-        // B6: (x1, y1) = [s]G + [t]P.
-        let point = comb::mul_generator(&s) + ProjectivePoint::from(*self.key.as_affine()) * t;
-        let x1 = point.to_affine().x();
-        // B7: R = (e + x1) mod n equals r.
-        e + <Scalar as Reduce<U256>>::reduce_bytes(&x1) == *r
+        // B6: (x1, y1) = [s]G + [t]P; B7: R = (e + x1) mod n equals r.
+        vartime::verify(&e, &r, &s, &t, self.key.as_affine())
     }
 
     /// Seals `msg` to this key: `C1 || C3 || C2` (GB/T 32918.4), `C1` as `04 || x || y`.
@@ -457,6 +457,28 @@ mod tests {
         }
         assert!(!key.public().verify(DEFAULT_ID, b"m", &sig[..63]));
         assert!(key.public().verify(DEFAULT_ID, b"m", &sig));
+    }
+
+    #[test]
+    fn a_signature_with_any_bit_flipped_is_refused_as_the_sm2_crate_refuses_it() {
+        let key = Sm2SecretKey::generate();
+        let sig = key.sign(DEFAULT_ID, b"m").unwrap();
+        let reference = sm2::dsa::VerifyingKey::new(DEFAULT_ID, key.public).unwrap();
+        for bit in 0..sig.len() * 8 {
+            let mut bad = sig;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let theirs = sm2::dsa::Signature::from_slice(&bad)
+                .is_ok_and(|b| reference.verify(b"m", &b).is_ok());
+            assert!(!key.public().verify(DEFAULT_ID, b"m", &bad), "bit {bit}");
+            assert!(!theirs, "bit {bit}");
+        }
+        // s = n - r: t = r + s is zero (B5).
+        let (r, _) = sm2::dsa::Signature::from_slice(&sig)
+            .unwrap()
+            .split_scalars();
+        let mut t_zero = sig;
+        t_zero[32..].copy_from_slice(&(-*r).to_bytes());
+        assert!(!key.public().verify(DEFAULT_ID, b"m", &t_zero));
     }
 
     #[test]
