@@ -137,6 +137,10 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
     let written_before = written();
     let server_cpu_before = server_cpu_ms();
 
+    if std::env::var("BAOMI_BENCH_DEBUG").is_ok() {
+        // For `perf record -p` on the timed syncs alone.
+        eprintln!("timed syncs start: {label}");
+    }
     let start = Instant::now();
     let workers: Vec<_> = (0..CLIENT_THREADS)
         .map(|_| {

@@ -337,15 +337,13 @@ fn z_of(id: &str, public: &PublicKey) -> Result<[u8; 32], SmError> {
         .ok_or(SmError::Key("the distinguishing ID is too long"))?;
     let (x_a, y_a) =
         coordinates(public.as_affine()).ok_or(SmError::Key("a public key is not the identity"))?;
-    let (x_g, y_g) = coordinates(&AffinePoint::GENERATOR)
-        .ok_or(SmError::Key("a public key is not the identity"))?;
     let mut h = Sm3::new();
     h.update(entl.to_be_bytes());
     h.update(id.as_bytes());
     h.update(CURVE_A);
     h.update(CURVE_B);
-    h.update(x_g);
-    h.update(y_g);
+    h.update(GENERATOR_X);
+    h.update(GENERATOR_Y);
     h.update(x_a);
     h.update(y_a);
     Ok(h.finalize().into())
@@ -369,6 +367,16 @@ const CURVE_A: [u8; 32] = [
 const CURVE_B: [u8; 32] = [
     0x28, 0xe9, 0xfa, 0x9e, 0x9d, 0x9f, 0x5e, 0x34, 0x4d, 0x5a, 0x9e, 0x4b, 0xcf, 0x65, 0x09, 0xa7,
     0xf3, 0x97, 0x89, 0xf5, 0x15, 0xab, 0x8f, 0x92, 0xdd, 0xbc, 0xbd, 0x41, 0x4d, 0x94, 0x0e, 0x93,
+];
+
+/// The generator's coordinates (GB/T 32918.5), as `Z_A` hashes them.
+const GENERATOR_X: [u8; 32] = [
+    0x32, 0xc4, 0xae, 0x2c, 0x1f, 0x19, 0x81, 0x19, 0x5f, 0x99, 0x04, 0x46, 0x6a, 0x39, 0xc9, 0x94,
+    0x8f, 0xe3, 0x0b, 0xbf, 0xf2, 0x66, 0x0b, 0xe1, 0x71, 0x5a, 0x45, 0x89, 0x33, 0x4c, 0x74, 0xc7,
+];
+const GENERATOR_Y: [u8; 32] = [
+    0xbc, 0x37, 0x36, 0xa2, 0xf4, 0xf6, 0x77, 0x9c, 0x59, 0xbd, 0xce, 0xe3, 0x6b, 0x69, 0x21, 0x53,
+    0xd0, 0xa9, 0x87, 0x7c, 0xc6, 0x2a, 0x47, 0x40, 0x02, 0xdf, 0x32, 0xe5, 0x21, 0x39, 0xf0, 0xa0,
 ];
 
 /// `x` and `y` of a point (`None` for the identity).
@@ -479,6 +487,20 @@ mod tests {
         let mut t_zero = sig;
         t_zero[32..].copy_from_slice(&(-*r).to_bytes());
         assert!(!key.public().verify(DEFAULT_ID, b"m", &t_zero));
+    }
+
+    #[test]
+    fn the_curve_constants_z_a_hashes_are_the_crates() {
+        assert_eq!(
+            coordinates(&AffinePoint::GENERATOR),
+            Some((GENERATOR_X, GENERATOR_Y))
+        );
+        // a = p - 3.
+        let mut a = [0xff; 32];
+        a[3] = 0xfe;
+        a[20..24].copy_from_slice(&[0; 4]);
+        a[31] = 0xfc;
+        assert_eq!(a, CURVE_A);
     }
 
     #[test]
