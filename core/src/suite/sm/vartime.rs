@@ -15,8 +15,9 @@
 //! - **No inversion**: `R = (e + x1) mod n` equals `r` when `x1 ≡ r - e (mod n)`, and
 //!   `x1 = X / Z^2` is one of `r - e` and `r - e + n` (below `p`), so the check is
 //!   `c · Z^2 = X` for those candidates `c`.
-//! - **The field**: Montgomery multiplication (CIOS) for SM2's prime. `p ≡ -1 (mod 2^64)`,
-//!   so each reduction step's multiplier is the low limb itself.
+//! - **The field**: Montgomery multiplication for SM2's prime. `p ≡ -1 (mod 2^64)`, so each
+//!   reduction step's multiplier is the low limb itself, and multiplying it by `p` is shifts
+//!   and subtractions: 16 word products a multiplication, 10 a squaring.
 //!
 //! Checked in the tests against the crate's arithmetic on random and edge inputs, and by the
 //! callers' tests against `sm2::dsa`'s verifier both ways.
@@ -54,11 +55,11 @@ const R2: [u64; 4] = [
     0x0000_0004_0000_0002,
 ];
 
-/// `a - b` over four limbs, and whether it borrowed.
-fn sub4(a: &[u64; 4], b: &[u64; 4]) -> ([u64; 4], bool) {
-    let mut out = [0u64; 4];
+/// `a - b` over `L` limbs, and whether it borrowed.
+fn sub_limbs<const L: usize>(a: &[u64; L], b: &[u64; L]) -> ([u64; L], bool) {
+    let mut out = [0u64; L];
     let mut borrow = false;
-    for i in 0..4 {
+    for i in 0..L {
         let (d, b1) = a[i].overflowing_sub(b[i]);
         let (d, b2) = d.overflowing_sub(u64::from(borrow));
         out[i] = d;
@@ -67,11 +68,11 @@ fn sub4(a: &[u64; 4], b: &[u64; 4]) -> ([u64; 4], bool) {
     (out, borrow)
 }
 
-/// `a + b` over four limbs, and whether it carried.
-fn add4(a: &[u64; 4], b: &[u64; 4]) -> ([u64; 4], bool) {
-    let mut out = [0u64; 4];
+/// `a + b` over `L` limbs, and whether it carried.
+fn add_limbs<const L: usize>(a: &[u64; L], b: &[u64; L]) -> ([u64; L], bool) {
+    let mut out = [0u64; L];
     let mut carry = false;
-    for i in 0..4 {
+    for i in 0..L {
         let (s, c1) = a[i].overflowing_add(b[i]);
         let (s, c2) = s.overflowing_add(u64::from(carry));
         out[i] = s;
@@ -93,7 +94,7 @@ fn limbs(bytes: &[u8; 32]) -> [u64; 4] {
 
 /// Whether `a < m`.
 fn below(a: &[u64; 4], m: &[u64; 4]) -> bool {
-    sub4(a, m).1
+    sub_limbs(a, m).1
 }
 
 impl Fe {
@@ -114,16 +115,20 @@ impl Fe {
 
     /// `a + b mod p`.
     fn add(&self, b: &Fe) -> Fe {
-        let (s, carry) = add4(&self.0, &b.0);
-        let (d, borrow) = sub4(&s, &P);
+        let (s, carry) = add_limbs(&self.0, &b.0);
+        let (d, borrow) = sub_limbs(&s, &P);
         // The sum is below 2p: subtract p when it is at least p (it carried, or did not borrow).
         if carry || !borrow { Fe(d) } else { Fe(s) }
     }
 
     /// `a - b mod p`.
     fn sub(&self, b: &Fe) -> Fe {
-        let (d, borrow) = sub4(&self.0, &b.0);
-        if borrow { Fe(add4(&d, &P).0) } else { Fe(d) }
+        let (d, borrow) = sub_limbs(&self.0, &b.0);
+        if borrow {
+            Fe(add_limbs(&d, &P).0)
+        } else {
+            Fe(d)
+        }
     }
 
     fn double(&self) -> Fe {
@@ -134,41 +139,89 @@ impl Fe {
         Fe::ZERO.sub(self)
     }
 
-    /// Montgomery product `a · b / 2^256 mod p` (CIOS; the reduction multiplier is the low
-    /// limb because `-p^-1 ≡ 1 (mod 2^64)`).
+    /// Montgomery product `a · b / 2^256 mod p`: the 512-bit product, then [`Fe::reduce`].
     fn mul(&self, b: &Fe) -> Fe {
         let (a, b) = (&self.0, &b.0);
-        let mut t = [0u64; 6];
-        for &bi in b {
+        let mut t = [0u64; 8];
+        for i in 0..4 {
             let mut carry = 0u64;
             for j in 0..4 {
-                let uv = u128::from(t[j]) + u128::from(a[j]) * u128::from(bi) + u128::from(carry);
-                t[j] = uv as u64;
+                let uv =
+                    u128::from(t[i + j]) + u128::from(a[j]) * u128::from(b[i]) + u128::from(carry);
+                t[i + j] = uv as u64;
                 carry = (uv >> 64) as u64;
             }
-            let uv = u128::from(t[4]) + u128::from(carry);
-            t[4] = uv as u64;
-            t[5] = (uv >> 64) as u64;
-            let m = t[0];
-            let uv = u128::from(t[0]) + u128::from(m) * u128::from(P[0]);
-            let mut carry = (uv >> 64) as u64;
-            for j in 1..4 {
-                let uv = u128::from(t[j]) + u128::from(m) * u128::from(P[j]) + u128::from(carry);
-                t[j - 1] = uv as u64;
-                carry = (uv >> 64) as u64;
-            }
-            let uv = u128::from(t[4]) + u128::from(carry);
-            t[3] = uv as u64;
-            t[4] = t[5] + (uv >> 64) as u64;
+            t[i + 4] = carry;
         }
-        // Below 2p: one conditional subtraction.
-        let r = [t[0], t[1], t[2], t[3]];
-        let (d, borrow) = sub4(&r, &P);
-        if t[4] != 0 || !borrow { Fe(d) } else { Fe(r) }
+        Fe::reduce(t)
     }
 
+    /// `a^2`, with each cross product computed once and doubled.
     fn square(&self) -> Fe {
-        self.mul(self)
+        let a = &self.0;
+        let mut t = [0u64; 8];
+        for i in 0..3 {
+            let mut carry = 0u64;
+            for j in i + 1..4 {
+                let uv =
+                    u128::from(t[i + j]) + u128::from(a[i]) * u128::from(a[j]) + u128::from(carry);
+                t[i + j] = uv as u64;
+                carry = (uv >> 64) as u64;
+            }
+            t[i + 4] = carry;
+        }
+        // Double the cross products, then add the squares on the diagonal.
+        let mut top = 0u64;
+        for limb in t.iter_mut() {
+            let next = *limb >> 63;
+            *limb = (*limb << 1) | top;
+            top = next;
+        }
+        let mut carry = 0u128;
+        for i in 0..4 {
+            let sq = u128::from(a[i]) * u128::from(a[i]);
+            let lo = u128::from(t[2 * i]) + (sq & u128::from(u64::MAX)) + carry;
+            t[2 * i] = lo as u64;
+            let hi = u128::from(t[2 * i + 1]) + (sq >> 64) + (lo >> 64);
+            t[2 * i + 1] = hi as u64;
+            carry = hi >> 64;
+        }
+        Fe::reduce(t)
+    }
+
+    /// Montgomery reduction `t / 2^256 mod p` of a product `t < p^2`, without multiplying:
+    /// `-p^-1 ≡ 1 (mod 2^64)`, so each step's multiplier is the low limb `m` itself, and
+    /// `(t + m p) / 2^64` adds `m (p + 1) / 2^64 = m (2^192 - 2^160 - 2^32 + 1)` above it,
+    /// which is shifts and subtractions.
+    #[inline(always)]
+    fn reduce(mut t: [u64; 8]) -> Fe {
+        // The carry out of step i's top limb, added in step i + 1 (whose top limb is above it).
+        let mut pending = 0u128;
+        for i in 0..4 {
+            let m = t[i];
+            let (lo, hi) = (m << 32, m >> 32);
+            // d = [m, 0, 0, m] - [lo, hi, lo, hi] (little-endian limbs; never negative).
+            let (d0, b0) = m.overflowing_sub(lo);
+            let (d1, b1) = 0u64.overflowing_sub(hi);
+            let (d1, b1b) = d1.overflowing_sub(u64::from(b0));
+            let (d2, b2) = 0u64.overflowing_sub(lo);
+            let (d2, b2b) = d2.overflowing_sub(u64::from(b1 | b1b));
+            let d3 = m.wrapping_sub(hi).wrapping_sub(u64::from(b2 | b2b));
+            let s = u128::from(t[i + 1]) + u128::from(d0);
+            t[i + 1] = s as u64;
+            let s = u128::from(t[i + 2]) + u128::from(d1) + (s >> 64);
+            t[i + 2] = s as u64;
+            let s = u128::from(t[i + 3]) + u128::from(d2) + (s >> 64);
+            t[i + 3] = s as u64;
+            let s = u128::from(t[i + 4]) + u128::from(d3) + (s >> 64) + pending;
+            t[i + 4] = s as u64;
+            pending = s >> 64;
+        }
+        let top = pending;
+        // Below 2p: one conditional subtraction.
+        let r = [t[4], t[5], t[6], t[7]];
+        let (d, borrow) = sub_limbs(&r, &P);
+        if top != 0 || !borrow { Fe(d) } else { Fe(r) }
     }
 }
 
@@ -349,9 +402,9 @@ fn wnaf(bytes: &[u8; 32], w: u32) -> [i8; 257] {
             let mut delta = [0u64; 5];
             delta[0] = d.unsigned_abs();
             k = if d > 0 {
-                sub5(&k, &delta)
+                sub_limbs(&k, &delta).0
             } else {
-                add5(&k, &delta)
+                add_limbs(&k, &delta).0
             };
         }
         for j in 0..4 {
@@ -361,30 +414,6 @@ fn wnaf(bytes: &[u8; 32], w: u32) -> [i8; 257] {
         i += 1;
     }
     digits
-}
-
-fn add5(a: &[u64; 5], b: &[u64; 5]) -> [u64; 5] {
-    let mut out = [0u64; 5];
-    let mut carry = false;
-    for i in 0..5 {
-        let (s, c1) = a[i].overflowing_add(b[i]);
-        let (s, c2) = s.overflowing_add(u64::from(carry));
-        out[i] = s;
-        carry = c1 | c2;
-    }
-    out
-}
-
-fn sub5(a: &[u64; 5], b: &[u64; 5]) -> [u64; 5] {
-    let mut out = [0u64; 5];
-    let mut borrow = false;
-    for i in 0..5 {
-        let (d, b1) = a[i].overflowing_sub(b[i]);
-        let (d, b2) = d.overflowing_sub(u64::from(borrow));
-        out[i] = d;
-        borrow = b1 | b2;
-    }
-    out
 }
 
 /// Width of the generator's NAF: its table holds `G, 3G, ..., 127G`.
@@ -460,7 +489,7 @@ pub(super) fn verify(e: &Scalar, r: &Scalar, s: &Scalar, t: &Scalar, p: &AffineP
     if matches(c) {
         return true;
     }
-    let (c_plus_n, carry) = add4(&c, &N);
+    let (c_plus_n, carry) = add_limbs(&c, &N);
     !carry && matches(c_plus_n)
 }
 
@@ -501,6 +530,33 @@ mod tests {
         let back = |f: Fe| f.mul(&Fe([1, 0, 0, 0])).0;
         assert_eq!(back(p_minus_1), [P[0] - 1, P[1], P[2], P[3]]);
         assert_eq!(back(fe_of(12345)), [12345, 0, 0, 0]);
+    }
+
+    #[test]
+    fn squaring_and_multiplication_agree_and_distribute_near_p_and_at_random() {
+        use sm2::elliptic_curve::rand_core::RngCore;
+        let mut values: Vec<Fe> = (0..64)
+            .filter_map(|_| {
+                let mut l = [0u64; 4];
+                l.iter_mut().for_each(|x| *x = OsRng.next_u64());
+                Fe::from_limbs(l)
+            })
+            .collect();
+        // Near p and with long runs of ones: the reductions' carries.
+        for k in 1..=8u64 {
+            values.push(Fe::from_limbs([P[0] - k, P[1], P[2], P[3]]).unwrap());
+            values.push(Fe::from_limbs([u64::MAX, u64::MAX, u64::MAX, k]).unwrap());
+            values.push(Fe([P[0] - k, P[1], P[2], P[3]]));
+        }
+        for w in values.windows(3) {
+            let (a, b, c) = (w[0], w[1], w[2]);
+            assert_eq!(a.square(), a.mul(&a));
+            assert_eq!(a.mul(&b), b.mul(&a));
+            assert_eq!(a.mul(&b).mul(&c), a.mul(&b.mul(&c)));
+            assert_eq!(a.mul(&b.add(&c)), a.mul(&b).add(&a.mul(&c)));
+            assert_eq!(a.mul(&b.sub(&c)), a.mul(&b).sub(&a.mul(&c)));
+            assert!(below(&a.mul(&b).0, &P) && below(&a.square().0, &P));
+        }
     }
 
     #[test]
