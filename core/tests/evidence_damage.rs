@@ -18,6 +18,7 @@
 
 mod common;
 
+use baomi_core::bundle::keys::hex;
 use std::path::Path;
 
 use baomi_core::agent::{Agent, AgentError};
@@ -76,10 +77,6 @@ fn recorded(n: u64, acked: u64) -> tempfile::TempDir {
         a.acknowledge(acked, &tag).unwrap();
     }
     dir
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// What every damage case must end in: the agent opens, the backlog reads, the last record

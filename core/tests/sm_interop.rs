@@ -14,6 +14,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+use baomi_core::bundle::keys::hex;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -29,10 +30,6 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 const BASELINE: &str = include_str!("../../policies/baseline.json");
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())

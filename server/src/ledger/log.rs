@@ -24,7 +24,7 @@ pub fn enqueue(c: &mut dyn Conn, leaves: &[Leaf]) -> Result<(), DbError> {
         let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
         for l in chunk {
             params.push(l.reference().into());
-            params.push(String::from_utf8_lossy(&l.to_bytes()).into_owned().into());
+            params.push(l.to_text().into());
         }
         c.execute(
             &format!(
@@ -158,17 +158,19 @@ pub fn integrate(c: &mut dyn Conn) -> Result<u64, DbError> {
         leaves.push((n, data, reference));
     }
     let fresh: Vec<(u64, Hash)> = h.fresh.into_iter().collect();
-    for chunk in leaves.chunks(400) {
-        let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        for (n, d, r) in chunk {
-            params.push(as_i64(*n)?.into());
-            params.push(r.clone().into());
-            params.push(d.clone().into());
+    let end = start + leaves.len() as u64;
+    let mut leaves = leaves.into_iter().peekable();
+    while leaves.peek().is_some() {
+        let mut params: Vec<Value> = Vec::with_capacity(400 * 3);
+        for (n, d, r) in leaves.by_ref().take(400) {
+            params.push(as_i64(n)?.into());
+            params.push(r.into());
+            params.push(d.into());
         }
         c.execute(
             &format!(
                 "INSERT INTO ledger_leaves (n, ref, data) VALUES {}",
-                values_list(chunk.len(), 3)
+                values_list(params.len() / 3, 3)
             ),
             &params,
         )?;
@@ -194,7 +196,6 @@ pub fn integrate(c: &mut dyn Conn) -> Result<u64, DbError> {
             &[],
         )?;
     }
-    let end = start + leaves.len() as u64;
     c.execute(
         "INSERT INTO server_meta (name, value) VALUES ('ledger_size', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
         &[end.to_string().into()],

@@ -118,7 +118,12 @@ pub enum Leaf {
 impl Leaf {
     /// The leaf's bytes in the log.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        self.to_text().into_bytes()
+    }
+
+    /// The leaf's bytes in the log, as the text they are (JSON).
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// A name for finding the leaf (`record/DEVICE/SEQ`, `checkpoint/DEVICE/SEQ`,

@@ -3,6 +3,7 @@
 //! (supervised devices), under one stable identifier so a `RemoveProfile` always matches the
 //! profile installed, whatever version of it.
 
+use baomi_core::bundle::keys::hex;
 use baomi_core::posture::Posture;
 use plist::{Dictionary, Value};
 use ring::digest;
@@ -56,10 +57,6 @@ pub fn uuid_text(b: &[u8; 16]) -> String {
         &h[16..20],
         &h[20..32]
     )
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn profile(p: &Posture) -> Result<Vec<u8>, plist::Error> {
