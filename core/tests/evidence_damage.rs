@@ -18,10 +18,10 @@
 
 mod common;
 
-use baomi_core::bundle::keys::hex;
 use std::path::Path;
 
 use baomi_core::agent::{Agent, AgentError};
+use baomi_core::bundle::keys::hex;
 use baomi_core::bundle::{SigningKey, sign_bundle};
 use baomi_core::engine::FailClosedReason;
 use baomi_core::event::Event;

@@ -14,12 +14,12 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use baomi_core::bundle::keys::hex;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use baomi_core::bundle::envelope::{CUSTODY_RECORD_TYPE, POLICY_BUNDLE_TYPE, signed_message};
+use baomi_core::bundle::keys::hex;
 use baomi_core::bundle::{SigningKey, sign_bundle};
 use baomi_core::level::Classification;
 use baomi_core::policy::Policy;

@@ -121,8 +121,6 @@ pub trait Conn {
 
 struct Sqlite(rusqlite::Connection);
 
-/// `$1` -> `?1`: SQLite reads `$1` as a *named* parameter whose index depends on the order of
-/// first appearance; `?N` is explicit.
 /// The placeholders of a multi-row `VALUES` list: `rows` rows of `width` parameters each,
 /// numbered from `$1` in row order (`($1, $2), ($3, $4)` for two rows of two).
 pub fn values_list(rows: usize, width: usize) -> String {
@@ -135,6 +133,8 @@ pub fn values_list(rows: usize, width: usize) -> String {
         .join(", ")
 }
 
+/// `$1` -> `?1`: SQLite reads `$1` as a *named* parameter whose index depends on the order of
+/// first appearance; `?N` is explicit.
 fn sqlite_params(sql: &str) -> String {
     sql.replace('$', "?")
 }
