@@ -55,6 +55,14 @@ const R2: [u64; 4] = [
     0x0000_0004_0000_0002,
 ];
 
+/// `1` in Montgomery form (`2^256 mod p`).
+const R1: [u64; 4] = [
+    0x0000_0000_0000_0001,
+    0x0000_0000_ffff_ffff,
+    0x0000_0000_0000_0000,
+    0x0000_0001_0000_0000,
+];
+
 /// `a - b` over `L` limbs, and whether it borrowed.
 fn sub_limbs<const L: usize>(a: &[u64; L], b: &[u64; L]) -> ([u64; L], bool) {
     let mut out = [0u64; L];
@@ -217,11 +225,14 @@ impl Fe {
             t[i + 4] = s as u64;
             pending = s >> 64;
         }
-        let top = pending;
         // Below 2p: one conditional subtraction.
         let r = [t[4], t[5], t[6], t[7]];
         let (d, borrow) = sub_limbs(&r, &P);
-        if top != 0 || !borrow { Fe(d) } else { Fe(r) }
+        if pending != 0 || !borrow {
+            Fe(d)
+        } else {
+            Fe(r)
+        }
     }
 }
 
@@ -374,14 +385,6 @@ impl Jacobian {
         }
     }
 }
-
-/// `1` in Montgomery form (`2^256 mod p`).
-const R1: [u64; 4] = [
-    0x0000_0000_0000_0001,
-    0x0000_0000_ffff_ffff,
-    0x0000_0000_0000_0000,
-    0x0000_0001_0000_0000,
-];
 
 /// Width-`w` NAF of a scalar below `2^256` (big-endian bytes): digit `i` weighs `2^i`, and
 /// every non-zero digit is odd with `|d| < 2^(w-1)` and followed by at least `w - 1` zeros.
