@@ -108,6 +108,9 @@ pub trait Conn {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError>;
     /// Runs several statements without parameters.
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
+    /// The engine. SQLite's transactions run one at a time on one writer; PostgreSQL's run
+    /// side by side.
+    fn kind(&self) -> Kind;
     /// Runs statements in order; returns each one's affected rows, or the first error.
     /// PostgreSQL sends them all before reading an answer (one round trip: use it for writes
     /// that do not depend on each other's results); SQLite runs them one by one.
@@ -121,6 +124,9 @@ pub trait Conn {
 
 struct Sqlite(rusqlite::Connection);
 
+/// Prepared statements SQLite keeps (each a few KiB).
+const STATEMENT_CACHE: usize = 512;
+
 /// The placeholders of a multi-row `VALUES` list: `rows` rows of `width` parameters each,
 /// numbered from `$1` in row order (`($1, $2), ($3, $4)` for two rows of two).
 pub fn values_list(rows: usize, width: usize) -> String {
@@ -133,17 +139,38 @@ pub fn values_list(rows: usize, width: usize) -> String {
         .join(", ")
 }
 
+/// Row counts a multi-row statement is cut into ([`shaped_chunks`]).
+const CHUNK_SHAPES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `items` cut into chunks of 256, 64, 16, 4 and 1 (largest first): a multi-row statement
+/// over them then has one of five texts whatever the count, so each engine prepares it once
+/// and keeps it (a text per count made SQLite parse a new statement of up to a thousand
+/// placeholders every time, and pushed the sync's own statements out of its cache).
+pub fn shaped_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let size = CHUNK_SHAPES.iter().copied().find(|s| *s <= rest.len())?;
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// `$1` -> `?1`: SQLite reads `$1` as a *named* parameter whose index depends on the order of
 /// first appearance; `?N` is explicit.
 fn sqlite_params(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
-fn to_sqlite(v: &Value) -> rusqlite::types::Value {
-    match v {
-        Value::Int(i) => rusqlite::types::Value::Integer(*i),
-        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
-        Value::Null => rusqlite::types::Value::Null,
+/// Bound by reference: a record's text goes to SQLite without a copy of its own.
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Text(t) => ValueRef::Text(t.as_bytes()),
+            Value::Null => ValueRef::Null,
+        }))
     }
 }
 
@@ -154,7 +181,7 @@ impl Conn for Sqlite {
             .prepare_cached(&sqlite_params(sql))
             .map_err(|e| DbError(e.to_string()))?;
         let n = st
-            .execute(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
+            .execute(rusqlite::params_from_iter(params))
             .map_err(|e| DbError(e.to_string()))?;
         Ok(n as u64)
     }
@@ -165,22 +192,19 @@ impl Conn for Sqlite {
             .map_err(|e| DbError(e.to_string()))?;
         let cols = st.column_count();
         let rows = st
-            .query_map(
-                rusqlite::params_from_iter(params.iter().map(to_sqlite)),
-                |r| {
-                    (0..cols)
-                        .map(|i| {
-                            Ok(match r.get_ref(i)? {
-                                rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
-                                rusqlite::types::ValueRef::Text(t) => {
-                                    Value::Text(String::from_utf8_lossy(t).into_owned())
-                                }
-                                _ => Value::Null,
-                            })
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                (0..cols)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                Value::Text(String::from_utf8_lossy(t).into_owned())
+                            }
+                            _ => Value::Null,
                         })
-                        .collect::<rusqlite::Result<Row>>()
-                },
-            )
+                    })
+                    .collect::<rusqlite::Result<Row>>()
+            })
             .map_err(|e| DbError(e.to_string()))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| DbError(e.to_string()))
@@ -189,6 +213,9 @@ impl Conn for Sqlite {
         self.0
             .execute_batch(sql)
             .map_err(|e| DbError(e.to_string()))
+    }
+    fn kind(&self) -> Kind {
+        Kind::Sqlite
     }
 }
 
@@ -329,6 +356,9 @@ where
 }
 
 impl Conn for Postgres {
+    fn kind(&self) -> Kind {
+        Kind::Postgres
+    }
     fn execute_all(&mut self, statements: &[(String, Vec<Value>)]) -> Result<Vec<u64>, DbError> {
         let prepared = statements
             .iter()
@@ -691,6 +721,10 @@ impl Db {
             .map_err(|e| DbError(e.to_string()))?;
         c.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| DbError(e.to_string()))?;
+        // The server's statements are a fixed set of a few hundred; rusqlite keeps 16 by
+        // default, fewer than one sync and the ledger's sequencer use between them, so each
+        // evicted the other's and both were parsed again every time.
+        c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Db {
             conns: Vec::new(),
             sqlite: Some(Group {
@@ -762,6 +796,25 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
     use super::*;
+
+    #[test]
+    fn multi_row_statements_come_in_five_shapes_whatever_the_count() {
+        for n in [0usize, 1, 3, 4, 5, 63, 64, 300, 511, 512, 1000] {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = shaped_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items, "{n}: every item once, in order");
+            assert!(
+                chunks.iter().all(|c| CHUNK_SHAPES.contains(&c.len())),
+                "{n}: {:?}",
+                chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
+            );
+            assert!(
+                chunks.len() <= n / 256 + 12,
+                "{n}: {} statements",
+                chunks.len()
+            );
+        }
+    }
     use std::sync::Arc;
     use std::time::Duration;
 

@@ -1,6 +1,11 @@
-//! The log's storage: leaves queued with what they describe, appended in group commits by a
-//! sequencer, and every stored hash of the tree (`tlog`'s layout: each leaf adds its record
-//! hash and the hashes of the subtrees it completes, about two a leaf).
+//! The log's storage: leaves written with what they describe, hashed into the tree in group
+//! commits by a sequencer, and every stored hash of the tree (`tlog`'s layout: each leaf adds
+//! its record hash and the hashes of the subtrees it completes, about two a leaf).
+//!
+//! On SQLite, whose transactions run one at a time on one writer, a leaf takes its index in
+//! the transaction that stores what it describes, and the sequencer only hashes it. On
+//! PostgreSQL, whose transactions run side by side and commit in any order, leaves wait in a
+//! queue and the sequencer gives them their indexes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -10,17 +15,30 @@ use base64::engine::general_purpose::STANDARD as B64;
 use tlog_tiles::tlog::{self, Hash, HashReader};
 
 use super::Leaf;
-use crate::db::{Conn, DbError, Value, values_list};
+use crate::db::{Conn, DbError, Kind, Value, shaped_chunks, values_list};
 
 /// Most leaves one group commit appends (the rest wait for the next).
 pub const MAX_GROUP: usize = 512;
 /// Most leaves one listing returns.
 pub const MAX_LEAVES_PAGE: u64 = 1000;
 
-/// Queues leaves in the caller's transaction: they enter the log with what they describe or
-/// not at all.
+/// Writes leaves in the caller's transaction: they enter the log with what they describe or
+/// not at all. SQLite: at the log's next indexes (its one writer orders the transactions,
+/// and a rolled-back one leaves no hole); PostgreSQL: into the queue, in commit order
+/// unknown until the sequencer reads it.
 pub fn enqueue(c: &mut dyn Conn, leaves: &[Leaf]) -> Result<(), DbError> {
-    for chunk in leaves.chunks(500) {
+    if leaves.is_empty() {
+        return Ok(());
+    }
+    if c.kind() == Kind::Sqlite {
+        let next = appended(c)?;
+        let rows = (next..)
+            .zip(leaves)
+            .map(|(n, l)| Ok([as_i64(n)?.into(), l.reference().into(), l.to_text().into()]))
+            .collect::<Result<Vec<[Value; 3]>, DbError>>()?;
+        return insert_leaves(c, &rows);
+    }
+    for chunk in shaped_chunks(leaves) {
         let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
         for l in chunk {
             params.push(l.reference().into());
@@ -32,6 +50,31 @@ pub fn enqueue(c: &mut dyn Conn, leaves: &[Leaf]) -> Result<(), DbError> {
                 values_list(chunk.len(), 2)
             ),
             &params,
+        )?;
+    }
+    Ok(())
+}
+
+/// How many leaves hold an index (the log's size and those appended since, still to hash).
+fn appended(c: &mut dyn Conn) -> Result<u64, DbError> {
+    let next = c
+        .query("SELECT MAX(n) FROM ledger_leaves", &[])?
+        .first()
+        .and_then(|r| r.first())
+        .and_then(Value::int)
+        .map_or(0, |n| n.saturating_add(1));
+    u64::try_from(next).map_err(|_| DbError("ledger index out of range".into()))
+}
+
+/// Inserts rows of (index, reference, data).
+fn insert_leaves(c: &mut dyn Conn, rows: &[[Value; 3]]) -> Result<(), DbError> {
+    for chunk in shaped_chunks(rows) {
+        c.execute(
+            &format!(
+                "INSERT INTO ledger_leaves (n, ref, data) VALUES {}",
+                values_list(chunk.len(), 3)
+            ),
+            chunk.as_flattened(),
         )?;
     }
     Ok(())
@@ -75,17 +118,21 @@ impl HashReader for Hashes<'_> {
             .collect();
         if !missing.is_empty() {
             let mut found = HashMap::new();
-            for chunk in missing.chunks(500) {
-                let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            for chunk in shaped_chunks(&missing) {
+                let params = chunk
+                    .iter()
+                    .map(|i| as_i64(*i).map(Value::from))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| tlog::Error::InvalidInput(e.0))?;
                 let rows = self
                     .c
                     .borrow_mut()
                     .query(
                         &format!(
                             "SELECT idx, hash FROM ledger_hashes WHERE idx IN ({})",
-                            list.join(",")
+                            placeholders(chunk.len())
                         ),
-                        &[],
+                        &params,
                     )
                     .map_err(|e| tlog::Error::InvalidInput(e.0))?;
                 for r in rows {
@@ -123,59 +170,54 @@ fn hashes(c: &mut dyn Conn) -> Hashes<'_> {
     }
 }
 
-/// Appends up to [`MAX_GROUP`] queued leaves in the caller's transaction; returns the new
-/// size. Concurrent sequencers (two server processes on one PostgreSQL) collide on the
-/// leaves' primary key: one transaction fails and its leaves wait for the next run.
+/// Hashes up to [`MAX_GROUP`] leaves into the tree in the caller's transaction; returns the
+/// new size. Leaves already indexed (SQLite's) come first; otherwise queued leaves
+/// (PostgreSQL's, or an older server's) take the next indexes now. Concurrent sequencers (two
+/// server processes on one PostgreSQL) collide on the leaves' primary key: one transaction
+/// fails and its leaves wait for the next run.
 pub fn integrate(c: &mut dyn Conn) -> Result<u64, DbError> {
     let start = size(c)?;
-    let queued = c.query(
-        &format!("SELECT id, data, ref FROM ledger_queue ORDER BY id LIMIT {MAX_GROUP}"),
-        &[],
-    )?;
-    if queued.is_empty() {
+    let end = appended(c)?;
+    let leaves: Vec<(u64, String)> = if end > start {
+        let rows = c.query(
+            &format!(
+                "SELECT n, data FROM ledger_leaves WHERE n >= $1 ORDER BY n LIMIT {MAX_GROUP}"
+            ),
+            &[as_i64(start)?.into()],
+        )?;
+        let mut leaves = Vec::with_capacity(rows.len());
+        for (expected, r) in (start..).zip(rows) {
+            let mut columns = r.into_iter();
+            let n = columns.next().and_then(|v| v.int());
+            if n.and_then(|n| u64::try_from(n).ok()) != Some(expected) {
+                return Err(DbError(format!(
+                    "ledger: leaf {expected} is missing from the leaves to hash (found {n:?})"
+                )));
+            }
+            let data = match columns.next() {
+                Some(Value::Text(t)) => t,
+                _ => String::new(),
+            };
+            leaves.push((expected, data));
+        }
+        leaves
+    } else {
+        sequence_queue(c, start)?
+    };
+    if leaves.is_empty() {
         return Ok(start);
     }
     let mut h = hashes(c);
-    let mut leaves: Vec<(u64, String, String)> = Vec::with_capacity(queued.len());
-    let mut ids: Vec<i64> = Vec::with_capacity(queued.len());
-    for (n, r) in (start..).zip(&queued) {
-        let data = r
-            .get(1)
-            .and_then(Value::text)
-            .unwrap_or_default()
-            .to_owned();
-        let stored = tlog::stored_hashes(n, data.as_bytes(), &h).map_err(tlog_err)?;
-        let first = tlog::stored_hash_index(0, n);
+    for (n, data) in &leaves {
+        let stored = tlog::stored_hashes(*n, data.as_bytes(), &h).map_err(tlog_err)?;
+        let first = tlog::stored_hash_index(0, *n);
         for (i, s) in (first..).zip(stored) {
             h.fresh.insert(i, s);
         }
-        ids.push(r.first().and_then(Value::int).unwrap_or_default());
-        let reference = r
-            .get(2)
-            .and_then(Value::text)
-            .unwrap_or_default()
-            .to_owned();
-        leaves.push((n, data, reference));
     }
     let fresh: Vec<(u64, Hash)> = h.fresh.into_iter().collect();
     let end = start + leaves.len() as u64;
-    let mut leaves = leaves.into_iter().peekable();
-    while leaves.peek().is_some() {
-        let mut params: Vec<Value> = Vec::with_capacity(400 * 3);
-        for (n, d, r) in leaves.by_ref().take(400) {
-            params.push(as_i64(n)?.into());
-            params.push(r.into());
-            params.push(d.into());
-        }
-        c.execute(
-            &format!(
-                "INSERT INTO ledger_leaves (n, ref, data) VALUES {}",
-                values_list(params.len() / 3, 3)
-            ),
-            &params,
-        )?;
-    }
-    for chunk in fresh.chunks(400) {
+    for chunk in shaped_chunks(&fresh) {
         let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
         for (idx, hash) in chunk {
             params.push(as_i64(*idx)?.into());
@@ -189,18 +231,55 @@ pub fn integrate(c: &mut dyn Conn) -> Result<u64, DbError> {
             &params,
         )?;
     }
-    for chunk in ids.chunks(500) {
-        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
-        c.execute(
-            &format!("DELETE FROM ledger_queue WHERE id IN ({})", list.join(",")),
-            &[],
-        )?;
-    }
     c.execute(
         "INSERT INTO server_meta (name, value) VALUES ('ledger_size', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
         &[end.to_string().into()],
     )?;
     Ok(end)
+}
+
+/// Gives up to [`MAX_GROUP`] queued leaves the indexes from `start` (every leaf before it is
+/// hashed) and removes them from the queue; returns them (index, data).
+fn sequence_queue(c: &mut dyn Conn, start: u64) -> Result<Vec<(u64, String)>, DbError> {
+    let queued = c.query(
+        &format!("SELECT id, data, ref FROM ledger_queue ORDER BY id LIMIT {MAX_GROUP}"),
+        &[],
+    )?;
+    let mut rows: Vec<[Value; 3]> = Vec::with_capacity(queued.len());
+    let mut ids: Vec<Value> = Vec::with_capacity(queued.len());
+    let mut leaves = Vec::with_capacity(queued.len());
+    for (n, r) in (start..).zip(queued) {
+        let mut columns = r.into_iter();
+        ids.push(Value::Int(
+            columns.next().and_then(|v| v.int()).unwrap_or_default(),
+        ));
+        let mut text = || match columns.next() {
+            Some(Value::Text(t)) => t,
+            _ => String::new(),
+        };
+        let (data, reference) = (text(), text());
+        rows.push([as_i64(n)?.into(), reference.into(), data.clone().into()]);
+        leaves.push((n, data));
+    }
+    insert_leaves(c, &rows)?;
+    for chunk in shaped_chunks(&ids) {
+        c.execute(
+            &format!(
+                "DELETE FROM ledger_queue WHERE id IN ({})",
+                placeholders(chunk.len())
+            ),
+            chunk,
+        )?;
+    }
+    Ok(leaves)
+}
+
+/// `$1, $2, ... $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn as_i64(n: u64) -> Result<i64, DbError> {
@@ -279,4 +358,121 @@ pub fn decode(hashes: &[String]) -> Result<Vec<Hash>, String> {
         .iter()
         .map(|h| Hash::parse_hash(h).map_err(|e| format!("bad hash in proof: {e}")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use super::*;
+    use crate::db::Db;
+
+    fn custody(id: &str) -> Leaf {
+        Leaf::Custody {
+            record_id: id.into(),
+            digest: "00".repeat(32),
+        }
+    }
+
+    /// `f` in one transaction; its error's message.
+    fn run<T>(db: &Db, f: impl FnOnce(&mut dyn Conn) -> Result<T, DbError>) -> Result<T, String> {
+        db.tx(|c| Ok(f(c)?)).map_err(|e| e.message)
+    }
+
+    fn sqlite() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}", dir.path().join("l.db").display()), 1).unwrap();
+        run(&db, |c| crate::schema::init(c, Kind::Sqlite)).unwrap();
+        (dir, db)
+    }
+
+    /// (index, data) of every leaf, and how many wait in the queue.
+    fn stored(db: &Db) -> (Vec<(i64, String)>, usize) {
+        run(db, |c| {
+            let leaves = c
+                .query("SELECT n, data FROM ledger_leaves ORDER BY n", &[])?
+                .into_iter()
+                .map(|r| (r[0].int().unwrap(), r[1].text().unwrap().to_owned()))
+                .collect();
+            let queued = c.query("SELECT id FROM ledger_queue", &[])?.len();
+            Ok((leaves, queued))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn on_sqlite_a_leaf_takes_its_index_with_what_it_describes_and_a_rollback_leaves_no_hole() {
+        let (_dir, db) = sqlite();
+        run(&db, |c| enqueue(c, &[custody("a"), custody("b")])).unwrap();
+        let failed: Result<(), String> = run(&db, |c| {
+            enqueue(c, &[custody("lost")])?;
+            Err(DbError("the rest of the upload failed".into()))
+        });
+        assert!(failed.is_err());
+        run(&db, |c| enqueue(c, &[custody("c")])).unwrap();
+        let (leaves, queued) = stored(&db);
+        let indexes: Vec<i64> = leaves.iter().map(|(n, _)| *n).collect();
+        assert_eq!(indexes, [0, 1, 2], "dense, in commit order");
+        assert!(leaves.iter().all(|(_, d)| !d.contains("lost")));
+        assert_eq!(queued, 0, "SQLite's leaves never wait in the queue");
+
+        // Not in the tree until the sequencer hashes them; then its root is RFC 6962's.
+        assert_eq!(run(&db, size).unwrap(), 0);
+        assert_eq!(run(&db, integrate).unwrap(), 3);
+        let h: Vec<Hash> = leaves
+            .iter()
+            .map(|(_, d)| tlog::record_hash(d.as_bytes()))
+            .collect();
+        let expected = tlog::node_hash(tlog::node_hash(h[0], h[1]), h[2]);
+        assert_eq!(run(&db, |c| root(c, 3)).unwrap(), expected);
+        assert_eq!(run(&db, integrate).unwrap(), 3, "nothing left to hash");
+    }
+
+    #[test]
+    fn queued_leaves_take_the_indexes_after_those_already_hashed() {
+        let (_dir, db) = sqlite();
+        run(&db, |c| enqueue(c, &[custody("a")])).unwrap();
+        // What PostgreSQL (or a server before direct appends) leaves in the queue.
+        run(&db, |c| {
+            for l in [custody("q1"), custody("q2")] {
+                c.execute(
+                    "INSERT INTO ledger_queue (ref, data) VALUES ($1, $2)",
+                    &[l.reference().into(), l.to_text().into()],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(run(&db, integrate).unwrap(), 1, "the indexed leaf first");
+        assert_eq!(run(&db, integrate).unwrap(), 3, "then the queue");
+        run(&db, |c| enqueue(c, &[custody("b")])).unwrap();
+        assert_eq!(run(&db, integrate).unwrap(), 4);
+        let (leaves, queued) = stored(&db);
+        let order: Vec<bool> = ["\"a\"", "q1", "q2", "\"b\""]
+            .iter()
+            .zip(&leaves)
+            .map(|(id, (_, d))| d.contains(id))
+            .collect();
+        assert_eq!(order, [true; 4], "{leaves:?}");
+        assert_eq!(queued, 0);
+    }
+
+    #[test]
+    fn a_leaf_missing_below_the_appended_end_stops_the_sequencer_with_its_index() {
+        let (_dir, db) = sqlite();
+        run(&db, |c| {
+            enqueue(c, &[custody("a"), custody("b"), custody("c")])
+        })
+        .unwrap();
+        run(&db, |c| {
+            c.execute("DELETE FROM ledger_leaves WHERE n = 1", &[])
+        })
+        .unwrap();
+        let err = db
+            .tx(|c| Ok(integrate(c).map_err(|e| e.0)))
+            .unwrap()
+            .unwrap_err();
+        assert!(err.contains("leaf 1 is missing"), "{err}");
+        assert_eq!(run(&db, size).unwrap(), 0, "nothing hashed past the hole");
+    }
 }
