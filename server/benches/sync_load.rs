@@ -8,6 +8,10 @@
 //! The one-request flow with the ledger runs again under the `sm` suite (SM2 device keys and
 //! upload key, SM4-GCM batches, HMAC-SM3 proofs, SM3 links: issue 24), in the same run.
 //!
+//! The ledger's same-run ratio (issue 21) compares the one-request flow without and with the
+//! ledger; `BAOMI_BENCH_ROUNDS=N` runs that pair N times, alternating, and reports the ratio
+//! of the medians (the timed syncs' leaves are appended to the log on the clock).
+//!
 //! `cargo bench -p baomi-server --bench sync_load`
 
 #![allow(
@@ -78,7 +82,8 @@ fn record() -> ViolationRecord {
     }
 }
 
-fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
+/// Runs one configuration; returns its device syncs per second.
+fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) -> f64 {
     let upload = UploadKey::generate_for(suite).unwrap();
     let upload_pub = upload.recipient();
     // The office's trust root, published: each phone reports its digest as a healthy phone
@@ -120,6 +125,9 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
         .map(|d| sync_requests(d, &upload_pub, &root_digest, one_request, 1, ledger))
         .collect();
     let syncs = Arc::new(syncs);
+    // The first round's leaves into the log before the clock: the timed syncs pay for their
+    // own leaves (below), not for a backlog the sequencer happens to reach while they run.
+    server.ledger_integrate().unwrap();
 
     let next = Arc::new(AtomicUsize::new(0));
     // PostgreSQL: how much WAL the timed syncs write (for the fleet projection).
@@ -172,8 +180,18 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
         .into_iter()
         .flat_map(|w| w.join().unwrap())
         .collect();
+    // The timed syncs' leaves appended to the log, on the clock: the sequencer's share of a
+    // sync (the server runs it every 2 s; a run that ended between two runs of it would
+    // otherwise leave it out). Its CPU is this thread's.
+    let sequencer_before = thread_cpu_ms();
+    let sequencer_start = Instant::now();
+    server.ledger_integrate().unwrap();
+    let sequencer_wall = sequencer_start.elapsed();
+    let sequencer = sequencer_before.zip(thread_cpu_ms()).map(|(a, b)| b - a);
     let elapsed = start.elapsed();
-    let server_cpu = server_cpu_before.zip(server_cpu_ms()).map(|(a, b)| b - a);
+    let server_cpu = server_cpu_before
+        .zip(server_cpu_ms())
+        .map(|(a, b)| b - a + sequencer.unwrap_or(0.0));
 
     let wal_bytes = wal_before.zip(wal(url)).map(|(a, b)| b - a);
     let written = written_before.zip(written()).map(|(a, b)| b - a);
@@ -208,6 +226,14 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
             w as f64 / n as f64 / 1024.0
         );
     }
+    if ledger {
+        println!(
+            "{:<20} the sequencer after the syncs: {:.1} ms on the clock ({:.0} µs a sync)",
+            "",
+            sequencer_wall.as_secs_f64() * 1e3,
+            sequencer_wall.as_secs_f64() * 1e6 / n as f64
+        );
+    }
     // Counted in 10 ms ticks: a run too short to register prints nothing.
     if let Some(cpu) = server_cpu.filter(|c| *c > 0.0) {
         // The load generator shares the cores: what the server alone would sustain on them.
@@ -231,6 +257,56 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) {
         );
     }
     l.stop();
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// Alternating rounds of the one-request flow without and with the ledger
+/// (`BAOMI_BENCH_ROUNDS`, default 1): this machine's speed drifts between runs seconds apart,
+/// so the same-run ratio is taken between medians of interleaved runs.
+fn rounds() -> usize {
+    std::env::var("BAOMI_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The median of `rates` (not empty).
+fn median(rates: &mut [f64]) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    let m = rates.len() / 2;
+    if rates.len().is_multiple_of(2) {
+        (rates[m - 1] + rates[m]) / 2.0
+    } else {
+        rates[m]
+    }
+}
+
+/// Prints the ledger's same-run ratio for one engine from its runs' rates.
+fn report_ratio(engine: &str, results: &[((bool, bool, Suite), f64)]) {
+    let rates = |ledger: bool| -> Vec<f64> {
+        results
+            .iter()
+            .filter(|((one, l, suite), _)| *one && *l == ledger && *suite == Suite::Intl)
+            .map(|(_, r)| *r)
+            .collect()
+    };
+    let (mut off, mut on) = (rates(false), rates(true));
+    if off.is_empty() || on.is_empty() {
+        return;
+    }
+    let each: Vec<String> = off
+        .iter()
+        .zip(&on)
+        .map(|(a, b)| format!("{:.0}/{:.0} = {:.2}x", b, a, b / a))
+        .collect();
+    let (m_off, m_on) = (median(&mut off), median(&mut on));
+    println!(
+        "{engine}, 1 request, intl: ledger on / off over {} alternating round(s): median {m_on:.0} / {m_off:.0} syncs/s = {:.2}x (each round: {})",
+        each.len(),
+        m_on / m_off,
+        each.join(", ")
+    );
 }
 
 /// A trust root of `suite` naming `upload` as the office's upload key, self-signed.
@@ -258,6 +334,15 @@ fn server_cpu_ms() -> Option<f64> {
         ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     }
     // USER_HZ is 100 on Linux.
+    Some(ticks as f64 * 10.0)
+}
+
+/// CPU time of the calling thread so far, in ms (10 ms ticks).
+fn thread_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let (_, tail) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = tail.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 * 10.0)
 }
 
@@ -418,11 +503,11 @@ fn main() {
         .iter()
         .flat_map(|&one| {
             if one {
-                vec![
-                    (one, false, Suite::Intl),
-                    (one, true, Suite::Intl),
-                    (one, true, Suite::Sm),
-                ]
+                let mut v: Vec<_> = (0..rounds())
+                    .flat_map(|_| [(one, false, Suite::Intl), (one, true, Suite::Intl)])
+                    .collect();
+                v.push((one, true, Suite::Sm));
+                v
             } else {
                 vec![(one, true, Suite::Intl)]
             }
@@ -433,11 +518,12 @@ fn main() {
                 && (suite == Suite::Sm || !has("sm"))
         })
         .collect();
+    let mut results = Vec::new();
     for (i, (one, ledger, suite)) in runs.iter().copied().enumerate() {
         if has("postgres") {
             break;
         }
-        run(
+        let rate = run(
             "sqlite",
             &format!(
                 "sqlite:{}",
@@ -447,8 +533,11 @@ fn main() {
             ledger,
             suite,
         );
+        results.push(((one, ledger, suite), rate));
     }
+    report_ratio("sqlite", &results);
     if let Ok(base) = std::env::var("BAOMI_BENCH_PG_URL") {
+        let mut results = Vec::new();
         for (i, (one, ledger, suite)) in runs.iter().copied().enumerate() {
             if has("sqlite") {
                 break;
@@ -457,15 +546,17 @@ fn main() {
             let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
             c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
             let cut = base.rfind('/').unwrap();
-            run(
+            let rate = run(
                 "postgres",
                 &format!("{}/{name}", &base[..cut]),
                 one,
                 ledger,
                 suite,
             );
+            results.push(((one, ledger, suite), rate));
             c.batch_execute(&format!("DROP DATABASE {name}")).unwrap();
         }
+        report_ratio("postgres", &results);
     } else {
         println!("postgres   skipped: set BAOMI_BENCH_PG_URL (e.g. from .ci/postgres)");
     }
