@@ -6,8 +6,9 @@
 //!   checkpoint (signed by the phone), every enrolled device's public key, custody record,
 //!   published bundle and trust root, and every entry of the officers' audit log is a **leaf**
 //!   ([`Leaf`], canonical JSON) of a Merkle tree as in RFC 6962/9162.
-//! * Leaves are queued in the transaction that stores what they describe and appended by a
-//!   sequencer in group commits ([`log::integrate`]); the log's state is signed as a C2SP
+//! * Leaves are written in the transaction that stores what they describe (on SQLite at their
+//!   index, on PostgreSQL into a queue) and hashed into the tree by a sequencer in group
+//!   commits ([`log::integrate`]); the log's state is signed as a C2SP
 //!   `tlog-checkpoint` (signed note) with the office's log key ([`LogKey`]).
 //! * Inclusion and consistency proofs are served to anyone who may read the office API;
 //!   `baomi audit` ([`audit`]) checks them, every device's chain and what the office shows.
