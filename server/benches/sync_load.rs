@@ -300,11 +300,13 @@ fn report_ratio(engine: &str, results: &[((bool, bool, Suite), f64)]) {
         .zip(&on)
         .map(|(a, b)| format!("{:.0}/{:.0} = {:.2}x", b, a, b / a))
         .collect();
+    let mut ratios: Vec<f64> = off.iter().zip(&on).map(|(a, b)| b / a).collect();
     let (m_off, m_on) = (median(&mut off), median(&mut on));
     println!(
-        "{engine}, 1 request, intl: ledger on / off over {} alternating round(s): median {m_on:.0} / {m_off:.0} syncs/s = {:.2}x (each round: {})",
+        "{engine}, 1 request, intl: ledger on / off over {} alternating round(s): median {m_on:.0} / {m_off:.0} syncs/s = {:.2}x; median of the rounds' ratios {:.2}x (each round: {})",
         each.len(),
         m_on / m_off,
+        median(&mut ratios),
         each.join(", ")
     );
 }
