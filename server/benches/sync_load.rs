@@ -327,13 +327,10 @@ fn server_cpu_ms() -> Option<f64> {
         let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
             continue; // the thread ended
         };
-        let (head, tail) = stat.rsplit_once(')')?;
-        if !head.ends_with("(baomi-http") {
+        if !stat.rsplit_once(')')?.0.ends_with("(baomi-http") {
             continue;
         }
-        let f: Vec<&str> = tail.split_whitespace().collect();
-        // utime and stime: fields 14 and 15 of stat(5), the 12th and 13th after the name.
-        ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        ticks += cpu_ticks(&stat)?;
     }
     // USER_HZ is 100 on Linux.
     Some(ticks as f64 * 10.0)
@@ -342,10 +339,15 @@ fn server_cpu_ms() -> Option<f64> {
 /// CPU time of the calling thread so far, in ms (10 ms ticks).
 fn thread_cpu_ms() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    Some(cpu_ticks(&stat)? as f64 * 10.0)
+}
+
+/// User and system ticks of a thread's `stat` line.
+fn cpu_ticks(stat: &str) -> Option<u64> {
     let (_, tail) = stat.rsplit_once(')')?;
     let f: Vec<&str> = tail.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 * 10.0)
+    // utime and stime: fields 14 and 15 of stat(5), the 12th and 13th after the name.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 /// Bytes this process has caused to be written to storage (Linux's `/proc/self/io`).

@@ -797,6 +797,9 @@ mod tests {
 
     use super::*;
 
+    use std::sync::Arc;
+    use std::time::Duration;
+
     #[test]
     fn multi_row_statements_come_in_five_shapes_whatever_the_count() {
         for n in [0usize, 1, 3, 4, 5, 63, 64, 300, 511, 512, 1000] {
@@ -815,8 +818,6 @@ mod tests {
             );
         }
     }
-    use std::sync::Arc;
-    use std::time::Duration;
 
     fn sqlite() -> (tempfile::TempDir, Arc<Db>) {
         let dir = tempfile::tempdir().unwrap();

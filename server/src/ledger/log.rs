@@ -177,8 +177,7 @@ fn hashes(c: &mut dyn Conn) -> Hashes<'_> {
 /// fails and its leaves wait for the next run.
 pub fn integrate(c: &mut dyn Conn) -> Result<u64, DbError> {
     let start = size(c)?;
-    let end = appended(c)?;
-    let leaves: Vec<(u64, String)> = if end > start {
+    let leaves: Vec<(u64, String)> = if appended(c)? > start {
         let rows = c.query(
             &format!(
                 "SELECT n, data FROM ledger_leaves WHERE n >= $1 ORDER BY n LIMIT {MAX_GROUP}"
