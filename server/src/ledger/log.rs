@@ -129,8 +129,8 @@ impl HashReader for Hashes<'_> {
                     .borrow_mut()
                     .query(
                         &format!(
-                            "SELECT idx, hash FROM ledger_hashes WHERE idx IN ({})",
-                            placeholders(chunk.len())
+                            "SELECT idx, hash FROM ledger_hashes WHERE idx IN {}",
+                            values_list(1, chunk.len())
                         ),
                         &params,
                     )
@@ -264,21 +264,13 @@ fn sequence_queue(c: &mut dyn Conn, start: u64) -> Result<Vec<(u64, String)>, Db
     for chunk in shaped_chunks(&ids) {
         c.execute(
             &format!(
-                "DELETE FROM ledger_queue WHERE id IN ({})",
-                placeholders(chunk.len())
+                "DELETE FROM ledger_queue WHERE id IN {}",
+                values_list(1, chunk.len())
             ),
             chunk,
         )?;
     }
     Ok(leaves)
-}
-
-/// `$1, $2, ... $n`.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn as_i64(n: u64) -> Result<i64, DbError> {
