@@ -14,6 +14,11 @@ pub enum Value {
     Text(String),
     /// NULL.
     Null,
+    /// A `text[]` parameter (PostgreSQL only): a statement over any number of rows has one
+    /// text (`unnest($1::text[], ..)`), so it is prepared once and sent in one message.
+    Texts(Vec<String>),
+    /// A `bigint[]` parameter (PostgreSQL only), as [`Value::Texts`].
+    Ints(Vec<i64>),
 }
 
 impl From<i64> for Value {
@@ -170,6 +175,11 @@ impl rusqlite::ToSql for Value {
             Value::Int(i) => ValueRef::Integer(*i),
             Value::Text(t) => ValueRef::Text(t.as_bytes()),
             Value::Null => ValueRef::Null,
+            Value::Texts(_) | Value::Ints(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "array parameters are PostgreSQL's only".into(),
+                ));
+            }
         }))
     }
 }
@@ -319,6 +329,8 @@ fn pg_params(params: &[Value]) -> Vec<Box<dyn tokio_postgres::types::ToSql + Syn
                 Value::Int(i) => Box::new(*i),
                 Value::Text(t) => Box::new(t.clone()),
                 Value::Null => Box::new(PgNull),
+                Value::Texts(t) => Box::new(t.clone()),
+                Value::Ints(i) => Box::new(i.clone()),
             }
         })
         .collect()

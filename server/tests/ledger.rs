@@ -24,6 +24,8 @@ use baomi_core::policy::Policy;
 use baomi_core::policy::model::HolderAssignment;
 use baomi_core::store::{HostFileKeyProvider, StoreOptions};
 use baomi_core::sync::http::HttpTransport;
+use baomi_core::sync::protocol::path;
+use baomi_core::sync::{HttpRequest, HttpResponse, Transport, TransportError};
 use baomi_core::time::Timestamp;
 use baomi_server::console::officers::Role;
 use baomi_server::db::Db;
@@ -607,6 +609,68 @@ fn the_console_shows_the_auditors_verdict_and_names_a_broken_chain() {
                 && page.contains(&format!("device {a} seq 6: deleted from the office")),
             "{label}"
         );
+        o.listener.stop();
+    }
+}
+
+/// The network drops the answer to every request that uploads: the office stored the batch,
+/// the phone never heard so, and sends it again.
+struct LosesUploadAnswers(HttpTransport);
+
+impl Transport for LosesUploadAnswers {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let answer = self.0.send(req)?;
+        if req.path == path::SYNC || req.path == path::UPLOAD {
+            return Err(TransportError("connection reset before the answer".into()));
+        }
+        Ok(answer)
+    }
+}
+
+#[test]
+fn a_batch_sent_again_after_its_answer_was_lost_enters_the_log_once() {
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        o.a.violate(2);
+        let lossy = LosesUploadAnswers(transport(&o.base));
+        assert!(
+            sync_now(&mut o.a.agent, &lossy, Timestamp::now()).is_err(),
+            "{label}"
+        );
+        // The same records and a checkpoint over the same seq, again: stored once already.
+        o.sync_all();
+        o.admin.ledger_integrate().unwrap();
+        let db = Db::open(&o.url, 1).unwrap();
+        let (twice, queued, checkpoints, leaves) = db
+            .tx(|c| {
+                let twice = c.query(
+                    "SELECT ref FROM ledger_leaves GROUP BY ref HAVING COUNT(*) > 1",
+                    &[],
+                )?;
+                let count = |c: &mut dyn baomi_server::db::Conn, sql: &str| {
+                    c.query(sql, &[]).map(|r| r[0][0].int().unwrap_or_default())
+                };
+                Ok((
+                    twice,
+                    count(c, "SELECT COUNT(*) FROM ledger_queue")?,
+                    count(c, "SELECT COUNT(*) FROM device_checkpoints")?,
+                    count(
+                        c,
+                        "SELECT COUNT(*) FROM ledger_leaves WHERE ref LIKE 'checkpoint/%'",
+                    )?,
+                ))
+            })
+            .unwrap();
+        assert!(twice.is_empty(), "{label}: leaves twice: {twice:?}");
+        assert_eq!(queued, 0, "{label}");
+        assert_eq!(
+            leaves, checkpoints,
+            "{label}: one leaf per stored checkpoint"
+        );
+        let (report, _) = audit(&o.auditor(), &o.verifier(), &AuditState::default()).unwrap();
+        assert!(report.clean(), "{label}: {:?}", report.findings);
+        assert_eq!(report.devices[&o.a.id()].records, 9, "{label}");
+        assert!(report.devices[&o.a.id()].complete, "{label}");
         o.listener.stop();
     }
 }

@@ -285,24 +285,45 @@ pub(super) fn store_batch(
         .filter(|(seq, _)| stored.contains(seq))
         .map(|(seq, x)| Ok((dev, seq_i64(*seq)?, now.0, x)))
         .collect::<Result<_, ApiError>>()?;
-    // The console's rule rows and counts, and the device's checkpoint the first time it
-    // arrives: independent writes, sent together (one round trip on PostgreSQL).
+    // The console's rule rows and counts, the device's checkpoint the first time it arrives,
+    // and (PostgreSQL) their leaves queued for the log: independent writes, sent together (one
+    // round trip on PostgreSQL). On SQLite the leaves are written below, at their indexes.
+    let pg = c.kind() == crate::db::Kind::Postgres;
+    let record_leaves: Vec<Leaf> = leaves
+        .into_iter()
+        .filter(|(seq, _)| stored.contains(seq))
+        .map(|(_, l)| l)
+        .collect();
+    let checkpoint_leaf = batch.checkpoint.as_ref().map(|cp| Leaf::Checkpoint {
+        device: dev.to_owned(),
+        seq: cp.seq,
+        link: cp.link.clone(),
+        at: cp.at,
+        signature: cp.signature.clone(),
+    });
     let mut writes = Indexed::count_statements(&new);
+    let checkpoint_write = writes.len();
     if let Some(cp) = &batch.checkpoint {
-        writes.push((
-            "INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING".into(),
-            vec![
-                dev.into(),
-                seq_i64(cp.seq)?.into(),
-                cp.link.clone().into(),
-                cp.at.into(),
-                cp.signature.clone().into(),
-                now.0.into(),
-            ],
-        ));
+        let insert = "INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING";
+        let params = vec![
+            dev.into(),
+            seq_i64(cp.seq)?.into(),
+            cp.link.clone().into(),
+            cp.at.into(),
+            cp.signature.clone().into(),
+            now.0.into(),
+        ];
+        writes.push(match checkpoint_leaf.as_ref().filter(|_| pg) {
+            // Its leaf queued by the same statement, only if the row is new.
+            Some(leaf) => crate::ledger::log::queue_with(insert, params, leaf),
+            None => (insert.into(), params),
+        });
+    }
+    if pg && let Some(queue) = crate::ledger::log::queue_statement(&record_leaves) {
+        writes.push(queue);
     }
     let written = c.execute_all(&writes)?;
-    let new_checkpoint = batch.checkpoint.is_some() && written.last() == Some(&1);
+    let new_checkpoint = batch.checkpoint.is_some() && written.get(checkpoint_write) == Some(&1);
     // Critical violations reach the officer without their looking: one notification per
     // batch (its count and first record), in this transaction.
     let critical: Vec<&(&str, i64, i64, &Indexed)> = new
@@ -334,23 +355,13 @@ pub(super) fn store_batch(
             crate::alerts::raise(c, dev, kind, &format!("{rule} (record {seq})"), now.0)?;
         }
     }
-    // Into the ledger with the rows, in this transaction: what was stored now, and the
-    // device's checkpoint the first time it arrives.
-    let mut queued: Vec<Leaf> = leaves
-        .into_iter()
-        .filter(|(seq, _)| stored.contains(seq))
-        .map(|(_, l)| l)
-        .collect();
-    if let Some(cp) = batch.checkpoint.as_ref().filter(|_| new_checkpoint) {
-        queued.push(Leaf::Checkpoint {
-            device: dev.to_owned(),
-            seq: cp.seq,
-            link: cp.link.clone(),
-            at: cp.at,
-            signature: cp.signature.clone(),
-        });
+    // SQLite: into the ledger with the rows, in this transaction: what was stored now, and
+    // the device's checkpoint the first time it arrives.
+    if !pg {
+        let mut leaves = record_leaves;
+        leaves.extend(checkpoint_leaf.filter(|_| new_checkpoint));
+        crate::ledger::log::enqueue(c, &leaves)?;
     }
-    crate::ledger::log::enqueue(c, &queued)?;
     // Some seqs were already there: a re-sent batch (same records: exactly once), or a store
     // restored from an older copy reusing seqs for other records. A receipt now would make
     // the device delete records the office never stored, so the request fails whole (the

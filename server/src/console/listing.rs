@@ -627,7 +627,7 @@ fn reasons(
             let what = match r.first()? {
                 Value::Text(t) => t.clone(),
                 Value::Int(i) => i.to_string(),
-                Value::Null => String::new(),
+                Value::Null | Value::Texts(_) | Value::Ints(_) => String::new(),
             };
             Some(Reason {
                 link: link(&what),

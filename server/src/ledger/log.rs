@@ -38,21 +38,40 @@ pub fn enqueue(c: &mut dyn Conn, leaves: &[Leaf]) -> Result<(), DbError> {
             .collect::<Result<Vec<[Value; 3]>, DbError>>()?;
         return insert_leaves(c, &rows);
     }
-    for chunk in shaped_chunks(leaves) {
-        let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
-        for l in chunk {
-            params.push(l.reference().into());
-            params.push(l.to_text().into());
-        }
-        c.execute(
-            &format!(
-                "INSERT INTO ledger_queue (ref, data) VALUES {}",
-                values_list(chunk.len(), 2)
-            ),
-            &params,
-        )?;
+    if let Some((sql, params)) = queue_statement(leaves) {
+        c.execute(&sql, &params)?;
     }
     Ok(())
+}
+
+/// PostgreSQL: the one statement that queues `leaves` (whatever their count), for a caller
+/// that sends it with its other writes in one round trip; `None` for no leaves.
+pub fn queue_statement(leaves: &[Leaf]) -> Option<(String, Vec<Value>)> {
+    if leaves.is_empty() {
+        return None;
+    }
+    let (refs, data) = leaves.iter().map(|l| (l.reference(), l.to_text())).unzip();
+    Some((
+        "INSERT INTO ledger_queue (ref, data) SELECT * FROM unnest($1::text[], $2::text[])".into(),
+        vec![Value::Texts(refs), Value::Texts(data)],
+    ))
+}
+
+/// PostgreSQL: `insert` (an `INSERT` of one row, with its `params`, that may do nothing on
+/// conflict) made to queue `leaf` too when, and only when, it inserts its row: one statement,
+/// whose count is the row's (1 or 0).
+pub fn queue_with(insert: &str, mut params: Vec<Value>, leaf: &Leaf) -> (String, Vec<Value>) {
+    let k = params.len();
+    params.push(leaf.reference().into());
+    params.push(leaf.to_text().into());
+    (
+        format!(
+            "WITH inserted AS ({insert} RETURNING 1) INSERT INTO ledger_queue (ref, data) SELECT ${}, ${} FROM inserted",
+            k + 1,
+            k + 2
+        ),
+        params,
+    )
 }
 
 /// How many leaves hold an index (the log's size and those appended since, still to hash).
@@ -118,22 +137,35 @@ impl HashReader for Hashes<'_> {
             .collect();
         if !missing.is_empty() {
             let mut found = HashMap::new();
-            for chunk in shaped_chunks(&missing) {
-                let params = chunk
-                    .iter()
-                    .map(|i| as_i64(*i).map(Value::from))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| tlog::Error::InvalidInput(e.0))?;
+            let ids = missing
+                .iter()
+                .map(|i| as_i64(*i))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| tlog::Error::InvalidInput(e.0))?;
+            // PostgreSQL: one statement whatever the count; SQLite: `shaped_chunks`.
+            let reads: Vec<(String, Vec<Value>)> = if self.c.borrow().kind() == Kind::Postgres {
+                vec![(
+                    "SELECT idx, hash FROM ledger_hashes WHERE idx = ANY($1::bigint[])".into(),
+                    vec![Value::Ints(ids)],
+                )]
+            } else {
+                shaped_chunks(&ids)
+                    .map(|chunk| {
+                        (
+                            format!(
+                                "SELECT idx, hash FROM ledger_hashes WHERE idx IN {}",
+                                values_list(1, chunk.len())
+                            ),
+                            chunk.iter().map(|i| Value::Int(*i)).collect(),
+                        )
+                    })
+                    .collect()
+            };
+            for (sql, params) in reads {
                 let rows = self
                     .c
                     .borrow_mut()
-                    .query(
-                        &format!(
-                            "SELECT idx, hash FROM ledger_hashes WHERE idx IN {}",
-                            values_list(1, chunk.len())
-                        ),
-                        &params,
-                    )
+                    .query(&sql, &params)
                     .map_err(|e| tlog::Error::InvalidInput(e.0))?;
                 for r in rows {
                     let (Some(i), Some(h)) = (
@@ -216,7 +248,31 @@ pub fn integrate(c: &mut dyn Conn) -> Result<u64, DbError> {
     }
     let fresh: Vec<(u64, Hash)> = h.fresh.into_iter().collect();
     let end = start + leaves.len() as u64;
-    for chunk in shaped_chunks(&fresh) {
+    insert_hashes(c, &fresh)?;
+    c.execute(
+        "INSERT INTO server_meta (name, value) VALUES ('ledger_size', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        &[end.to_string().into()],
+    )?;
+    Ok(end)
+}
+
+/// Stores hashes of the tree (index, hash): on PostgreSQL in one statement whatever their
+/// count, on SQLite in [`shaped_chunks`].
+fn insert_hashes(c: &mut dyn Conn, fresh: &[(u64, Hash)]) -> Result<(), DbError> {
+    if c.kind() == Kind::Postgres {
+        let (idx, hash): (Vec<i64>, Vec<String>) = fresh
+            .iter()
+            .map(|(i, h)| Ok((as_i64(*i)?, B64.encode(h.0))))
+            .collect::<Result<Vec<_>, DbError>>()?
+            .into_iter()
+            .unzip();
+        c.execute(
+            "INSERT INTO ledger_hashes (idx, hash) SELECT * FROM unnest($1::bigint[], $2::text[])",
+            &[Value::Ints(idx), Value::Texts(hash)],
+        )?;
+        return Ok(());
+    }
+    for chunk in shaped_chunks(fresh) {
         let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
         for (idx, hash) in chunk {
             params.push(as_i64(*idx)?.into());
@@ -230,16 +286,41 @@ pub fn integrate(c: &mut dyn Conn) -> Result<u64, DbError> {
             &params,
         )?;
     }
-    c.execute(
-        "INSERT INTO server_meta (name, value) VALUES ('ledger_size', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        &[end.to_string().into()],
-    )?;
-    Ok(end)
+    Ok(())
 }
 
 /// Gives up to [`MAX_GROUP`] queued leaves the indexes from `start` (every leaf before it is
 /// hashed) and removes them from the queue; returns them (index, data).
 fn sequence_queue(c: &mut dyn Conn, start: u64) -> Result<Vec<(u64, String)>, DbError> {
+    if c.kind() == Kind::Postgres {
+        // One statement: taken from the queue in id order, numbered from `start`, inserted.
+        // `= ANY(ARRAY(..))` deletes through the primary key; `IN (SELECT ..)` was planned as
+        // a hash join over the whole queue, a backlog's every row scanned for each group.
+        let rows = c.query(
+            &format!(
+                "WITH moved AS (DELETE FROM ledger_queue WHERE id = ANY(ARRAY(SELECT id FROM ledger_queue ORDER BY id LIMIT {MAX_GROUP})) RETURNING id, ref, data) \
+                 INSERT INTO ledger_leaves (n, ref, data) SELECT $1::bigint + row_number() OVER (ORDER BY id) - 1, ref, data FROM moved RETURNING n, data"
+            ),
+            &[as_i64(start)?.into()],
+        )?;
+        let mut leaves = rows
+            .into_iter()
+            .map(|r| {
+                let mut columns = r.into_iter();
+                let n = columns.next().and_then(|v| v.int());
+                let n = n
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| DbError("ledger: a sequenced leaf has no index".into()))?;
+                let data = match columns.next() {
+                    Some(Value::Text(t)) => t,
+                    _ => String::new(),
+                };
+                Ok((n, data))
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        leaves.sort_unstable_by_key(|(n, _)| *n);
+        return Ok(leaves);
+    }
     let queued = c.query(
         &format!("SELECT id, data, ref FROM ledger_queue ORDER BY id LIMIT {MAX_GROUP}"),
         &[],
