@@ -158,14 +158,7 @@ pub(super) fn store_batch(
     // Who held the phone when the office received the record (the published assignment
     // then): the console filters on it, and a later reassignment does not rewrite it.
     // Unassigned: the person the enrolment token was issued for (the console shows the same).
-    let holder: Value = c
-        .query(
-            "SELECT COALESCE((SELECT holder FROM device_holders WHERE device_id = $1), (SELECT enrolled_for FROM devices WHERE device_id = $1))",
-            &[dev.into()],
-        )?
-        .first()
-        .and_then(|r| text(r, 0))
-        .map_or(Value::Null, Value::from);
+    let holder: Value = row.holder.clone().into();
     let mut indexed = Vec::with_capacity(batch.records.len());
     let mut bytes: i64 = 0;
     // The public chain: each record's link must follow the previous one's (the office's copy
@@ -522,6 +515,41 @@ mod tests {
             (a, t)
         })
         .unwrap()
+    }
+
+    // A record keeps who held the phone when the office received it: the person the token was
+    // issued for until the office assigns the phone, then the assignment, and a later
+    // reassignment does not rewrite what was stored.
+    #[test]
+    fn a_stored_record_names_who_held_the_phone_when_it_arrived() {
+        let (_d, s) = server();
+        let sql = |sql: &str| {
+            s.db.tx(|c| {
+                c.batch(sql)?;
+                Ok(())
+            })
+            .unwrap();
+        };
+        let holders = || -> Vec<(i64, Option<String>)> {
+            s.db.tx(|c| {
+                Ok(
+                    c.query("SELECT seq, holder FROM violations ORDER BY seq", &[])?
+                        .iter()
+                        .map(|r| (int(r, 0), text(r, 1)))
+                        .collect(),
+                )
+            })
+            .unwrap()
+        };
+        sql("UPDATE devices SET enrolled_for = 'li.na'");
+        store(&s, &batch(1..=1));
+        sql("INSERT INTO device_holders (device_id, holder) VALUES ('d', 'zhang.wei')");
+        store(&s, &batch(2..=2));
+        sql("UPDATE device_holders SET holder = 'wang.fang'");
+        assert_eq!(
+            holders(),
+            [(1, Some("li.na".into())), (2, Some("zhang.wei".into()))]
+        );
     }
 
     /// Request times only grow: each store claims a later one.
