@@ -116,6 +116,12 @@ pub trait Conn {
     /// The engine. SQLite's transactions run one at a time on one writer; PostgreSQL's run
     /// side by side.
     fn kind(&self) -> Kind;
+    /// Runs a write as the transaction's last statement, when its count is not needed:
+    /// PostgreSQL sends it with `COMMIT`, one round trip for both, and its error fails the
+    /// commit (a statement run after it sends it first). SQLite runs it now.
+    fn execute_last(&mut self, sql: &str, params: &[Value]) -> Result<(), DbError> {
+        self.execute(sql, params).map(|_| ())
+    }
     /// Runs statements in order; returns each one's affected rows, or the first error.
     /// PostgreSQL sends them all before reading an answer (one round trip: use it for writes
     /// that do not depend on each other's results); SQLite runs them one by one.
@@ -240,6 +246,9 @@ struct Postgres {
     statements: std::collections::HashMap<String, tokio_postgres::Statement>,
     /// A transaction was begun and `BEGIN` not yet sent: it goes with the next statement.
     begin_pending: bool,
+    /// [`Conn::execute_last`]'s write, not yet sent: it goes with `COMMIT` (or is run before
+    /// any later statement; a rollback drops it).
+    last: Option<(tokio_postgres::Statement, Vec<Value>)>,
 }
 
 impl Postgres {
@@ -262,6 +271,7 @@ impl Postgres {
             client,
             statements: std::collections::HashMap::new(),
             begin_pending: false,
+            last: None,
         })
     }
 
@@ -279,6 +289,52 @@ impl Postgres {
         }
         self.statements.insert(sql.to_owned(), st.clone());
         Ok(st)
+    }
+
+    /// Sends a held [`Conn::execute_last`] write now, a statement having come after it.
+    fn flush_last(&mut self) -> Result<(), DbError> {
+        let Some((st, params)) = self.last.take() else {
+            return Ok(());
+        };
+        let p = pg_params(&params);
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            p.iter().map(|b| &**b).collect();
+        let begin = std::mem::take(&mut self.begin_pending);
+        block(
+            &self.rt,
+            &self.client,
+            begin,
+            self.client.execute(&st, &refs),
+        )
+        .map(|_| ())
+    }
+
+    /// `COMMIT`, with the held last write before it in the same round trip; the first error
+    /// in order (after a failed write PostgreSQL answers `COMMIT` by rolling back).
+    fn commit(&mut self) -> Result<(), DbError> {
+        let begin = std::mem::take(&mut self.begin_pending);
+        let Some((st, params)) = self.last.take() else {
+            if begin {
+                // Nothing ran: there is no transaction to end.
+                return Ok(());
+            }
+            return block(
+                &self.rt,
+                &self.client,
+                false,
+                self.client.batch_execute("COMMIT"),
+            );
+        };
+        let p = pg_params(&params);
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            p.iter().map(|b| &**b).collect();
+        let client = &self.client;
+        block(&self.rt, client, begin, async {
+            let (write, commit) =
+                tokio::join!(client.execute(&st, &refs), client.batch_execute("COMMIT"));
+            write?;
+            commit
+        })
     }
 }
 
@@ -371,7 +427,14 @@ impl Conn for Postgres {
     fn kind(&self) -> Kind {
         Kind::Postgres
     }
+    fn execute_last(&mut self, sql: &str, params: &[Value]) -> Result<(), DbError> {
+        self.flush_last()?;
+        let st = self.statement(sql)?;
+        self.last = Some((st, params.to_vec()));
+        Ok(())
+    }
     fn execute_all(&mut self, statements: &[(String, Vec<Value>)]) -> Result<Vec<u64>, DbError> {
+        self.flush_last()?;
         let prepared = statements
             .iter()
             .map(|(sql, _)| self.statement(sql))
@@ -392,6 +455,7 @@ impl Conn for Postgres {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        self.flush_last()?;
         let st = self.statement(sql)?;
         let p = pg_params(params);
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
@@ -405,6 +469,7 @@ impl Conn for Postgres {
         )
     }
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        self.flush_last()?;
         let st = self.statement(sql)?;
         let p = pg_params(params);
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
@@ -437,14 +502,21 @@ impl Conn for Postgres {
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
         if sql == "BEGIN" {
             // Sent with the first statement (a transaction without one sends it at COMMIT).
+            self.last = None;
             self.begin_pending = true;
             return Ok(());
         }
-        if self.begin_pending && (sql == "COMMIT" || sql == "ROLLBACK") {
-            // Nothing ran: there is no transaction to end.
-            self.begin_pending = false;
-            return Ok(());
+        if sql == "COMMIT" {
+            return self.commit();
         }
+        if sql == "ROLLBACK" {
+            // The held write is not sent; nothing ran: there is no transaction to end.
+            self.last = None;
+            if std::mem::take(&mut self.begin_pending) {
+                return Ok(());
+            }
+        }
+        self.flush_last()?;
         let begin = std::mem::take(&mut self.begin_pending);
         block(
             &self.rt,
@@ -1075,6 +1147,39 @@ mod tests {
         let r = db.tx(|c| Ok(c.execute_all(&[insert(8), bad, insert(9)])?));
         assert!(r.is_err());
         assert_eq!(count(&db), 5, "nothing of a failed pipeline is stored");
+        // A last write goes with COMMIT: stored with the transaction.
+        db.tx(|c| {
+            c.execute("INSERT INTO t (v) VALUES (10)", &[])?;
+            Ok(c.execute_last("INSERT INTO t (v) VALUES (11)", &[])?)
+        })
+        .unwrap();
+        assert_eq!(count(&db), 7);
+        // Alone in its transaction: BEGIN, it and COMMIT in one round trip.
+        db.tx(|c| Ok(c.execute_last("INSERT INTO t (v) VALUES (12)", &[])?))
+            .unwrap();
+        assert_eq!(count(&db), 8);
+        // A last write that fails fails the commit, and the transaction's work with it.
+        let r = db.tx(|c| {
+            c.execute("INSERT INTO t (v) VALUES (13)", &[])?;
+            Ok(c.execute_last("INSERT INTO t (v) VALUES (3)", &[])?)
+        });
+        assert!(r.is_err(), "the duplicate reported at commit");
+        assert_eq!(count(&db), 8, "13 rolled back with it");
+        // A statement after it: the held write runs first, and is seen.
+        let seen = db
+            .tx(|c| {
+                c.execute_last("INSERT INTO t (v) VALUES (14)", &[])?;
+                Ok(c.query("SELECT COUNT(*) FROM t WHERE v = 14", &[])?)
+            })
+            .unwrap();
+        assert_eq!(seen[0][0], Value::Int(1));
+        // A refused transaction never sends it.
+        let r: Result<(), _> = db.tx(|c| {
+            c.execute_last("INSERT INTO t (v) VALUES (15)", &[])?;
+            Err(crate::ApiError::conflict("refused"))
+        });
+        assert!(r.is_err());
+        assert_eq!(count(&db), 9, "14 stored, 15 not");
         drop(db);
         admin
             .batch_execute(&format!("DROP DATABASE {name}"))

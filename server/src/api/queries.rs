@@ -99,10 +99,18 @@ impl DeviceUpdate {
         self.sets.push((column, keep_on_null, value));
     }
 
-    /// Writes the row (nothing to write: no statement).
+    /// Writes the row (nothing to write: no statement), as the transaction's last write: on
+    /// PostgreSQL it goes with the commit, one round trip for both ([`Conn::execute_last`]).
     pub(super) fn write(self, c: &mut dyn Conn, dev: &str) -> Result<(), ApiError> {
+        if let Some((sql, params)) = self.statement(dev) {
+            c.execute_last(&sql, &params)?;
+        }
+        Ok(())
+    }
+
+    fn statement(self, dev: &str) -> Option<(String, Vec<Value>)> {
         if self.sets.is_empty() {
-            return Ok(());
+            return None;
         }
         let mut sql = String::from("UPDATE devices SET ");
         let mut params = Vec::with_capacity(self.sets.len() + 1);
@@ -120,8 +128,7 @@ impl DeviceUpdate {
         }
         sql.push_str(&format!(" WHERE device_id = ${}", params.len() + 1));
         params.push(dev.into());
-        c.execute(&sql, &params)?;
-        Ok(())
+        Some((sql, params))
     }
 }
 
