@@ -5,7 +5,10 @@
 //! On SQLite, whose transactions run one at a time on one writer, a leaf takes its index in
 //! the transaction that stores what it describes, and the sequencer only hashes it. On
 //! PostgreSQL, whose transactions run side by side and commit in any order, leaves wait in a
-//! queue and the sequencer gives them their indexes.
+//! queue and the sequencer gives them their indexes. There each write is one statement
+//! whatever the count (a sync's leaves go in the same round trip as its other writes; a
+//! group's move from the queue and its hashes are one statement each): on PostgreSQL every
+//! statement is a round trip and a backend's work, the ledger's main cost there.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
