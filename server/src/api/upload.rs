@@ -295,6 +295,11 @@ pub(super) fn store_batch(
         signature: cp.signature.clone(),
     });
     let mut writes = Indexed::count_statements(&new);
+    // The records' leaves before the checkpoint's: the log never holds a device's checkpoint
+    // without the records it signs for (a log checkpoint can fall between two leaves).
+    if pg && let Some(queue) = crate::ledger::log::queue_statement(&record_leaves) {
+        writes.push(queue);
+    }
     let checkpoint_write = writes.len();
     if let Some(cp) = &batch.checkpoint {
         let insert = "INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING";
@@ -311,9 +316,6 @@ pub(super) fn store_batch(
             Some(leaf) => crate::ledger::log::queue_with(insert, params, leaf),
             None => (insert.into(), params),
         });
-    }
-    if pg && let Some(queue) = crate::ledger::log::queue_statement(&record_leaves) {
-        writes.push(queue);
     }
     let written = c.execute_all(&writes)?;
     let new_checkpoint = batch.checkpoint.is_some() && written.get(checkpoint_write) == Some(&1);
