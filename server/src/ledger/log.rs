@@ -9,6 +9,10 @@
 //! whatever the count (a sync's leaves go in the same round trip as its other writes; a
 //! group's move from the queue and its hashes are one statement each): on PostgreSQL every
 //! statement is a round trip and a backend's work, the ledger's main cost there.
+//!
+//! On both engines a transaction's leaves keep the order it wrote them in, and a batch writes
+//! its records' leaves before its device checkpoint's: a log checkpoint, which may fall between
+//! any two leaves, never holds a device's checkpoint without the records it signs for.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
