@@ -303,9 +303,7 @@ impl Postgres {
 
     /// Executes a prepared statement (with `BEGIN` when pending); its affected rows.
     fn run(&mut self, st: &tokio_postgres::Statement, params: &[Value]) -> Result<u64, DbError> {
-        let p = pg_params(params);
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            p.iter().map(|b| &**b).collect();
+        let refs = pg_params(params);
         let begin = std::mem::take(&mut self.begin_pending);
         block(
             &self.rt,
@@ -331,9 +329,7 @@ impl Postgres {
                 self.client.batch_execute("COMMIT"),
             );
         };
-        let p = pg_params(&params);
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            p.iter().map(|b| &**b).collect();
+        let refs = pg_params(&params);
         let client = &self.client;
         block(&self.rt, client, begin, async {
             let (write, commit) =
@@ -365,36 +361,46 @@ fn block<T>(
     .map_err(|e| DbError(e.to_string()))
 }
 
-/// NULL for a parameter of any column type (`Option<String>::None` only binds to text).
-#[derive(Debug)]
-struct PgNull;
-
-impl tokio_postgres::types::ToSql for PgNull {
+/// A parameter binds as what it holds, borrowed (no copy of its text): each variant is checked
+/// against the statement's parameter type as that Rust type would be, and `Null` binds to any
+/// type (`Option<String>::None` only binds to text).
+impl tokio_postgres::types::ToSql for Value {
     fn to_sql(
         &self,
-        _: &tokio_postgres::types::Type,
-        _: &mut tokio_postgres::types::private::BytesMut,
+        ty: &tokio_postgres::types::Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
     ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(tokio_postgres::types::IsNull::Yes)
+        match self {
+            Value::Int(i) => i.to_sql(ty, out),
+            Value::Text(t) => t.to_sql(ty, out),
+            Value::Null => Ok(tokio_postgres::types::IsNull::Yes),
+            Value::Texts(t) => t.to_sql(ty, out),
+            Value::Ints(i) => i.to_sql(ty, out),
+        }
     }
     fn accepts(_: &tokio_postgres::types::Type) -> bool {
         true
     }
-    tokio_postgres::types::to_sql_checked!();
+    fn to_sql_checked(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Int(i) => i.to_sql_checked(ty, out),
+            Value::Text(t) => t.to_sql_checked(ty, out),
+            Value::Null => Ok(tokio_postgres::types::IsNull::Yes),
+            Value::Texts(t) => t.to_sql_checked(ty, out),
+            Value::Ints(i) => i.to_sql_checked(ty, out),
+        }
+    }
 }
 
-fn pg_params(params: &[Value]) -> Vec<Box<dyn tokio_postgres::types::ToSql + Sync>> {
+/// A statement's parameters as tokio-postgres takes them.
+fn pg_params(params: &[Value]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
     params
         .iter()
-        .map(|v| -> Box<dyn tokio_postgres::types::ToSql + Sync> {
-            match v {
-                Value::Int(i) => Box::new(*i),
-                Value::Text(t) => Box::new(t.clone()),
-                Value::Null => Box::new(PgNull),
-                Value::Texts(t) => Box::new(t.clone()),
-                Value::Ints(i) => Box::new(i.clone()),
-            }
-        })
+        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect()
 }
 
@@ -445,11 +451,7 @@ impl Conn for Postgres {
             .iter()
             .map(|(sql, _)| self.statement(sql))
             .collect::<Result<Vec<_>, _>>()?;
-        let params: Vec<_> = statements.iter().map(|(_, p)| pg_params(p)).collect();
-        let refs: Vec<Vec<&(dyn tokio_postgres::types::ToSql + Sync)>> = params
-            .iter()
-            .map(|p| p.iter().map(|b| &**b).collect())
-            .collect();
+        let refs: Vec<_> = statements.iter().map(|(_, p)| pg_params(p)).collect();
         let begin = std::mem::take(&mut self.begin_pending);
         let client = &self.client;
         let requests = prepared
@@ -468,9 +470,7 @@ impl Conn for Postgres {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         self.flush_last()?;
         let st = self.statement(sql)?;
-        let p = pg_params(params);
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            p.iter().map(|b| &**b).collect();
+        let refs = pg_params(params);
         let begin = std::mem::take(&mut self.begin_pending);
         let rows = block(&self.rt, &self.client, begin, self.client.query(&st, &refs))?;
         let mut out = Vec::with_capacity(rows.len());
