@@ -86,6 +86,7 @@ fn main() {
                         link: cp.link,
                         at: cp.at,
                         signature: cp.signature,
+                        binding: cp.binding,
                     });
                 }
             }

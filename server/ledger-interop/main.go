@@ -1,8 +1,9 @@
 // Command ledger-interop checks Baomi's evidence ledger with Go's own packages, independent of
 // the Rust implementation: the signed checkpoint with golang.org/x/mod/sumdb/note, the tree
 // hash, inclusion and consistency proofs with golang.org/x/mod/sumdb/tlog, and a device
-// checkpoint signature with crypto/ed25519. Run by server/tests/ledger_go.rs; reads a JSON
-// case on stdin, prints "ok" or the first failure and exits non-zero.
+// checkpoint's signature with crypto/ed25519 over the message this program builds from the
+// checkpoint's leaf (docs/sync-protocol.md). Run by server/tests/ledger.rs; reads a JSON case on
+// stdin, prints "ok" or the first failure and exits non-zero.
 package main
 
 import (
@@ -35,9 +36,29 @@ type input struct {
 	// standard library does not verify (GmSSL and sm-crypto do, in core/tests/sm_interop.rs).
 	Device *struct {
 		PublicKey string `json:"public_key"`
-		Message   string `json:"message"`
-		Signature string `json:"signature"`
+		// The device checkpoint's leaf, as logged.
+		Checkpoint string `json:"checkpoint"`
 	} `json:"device"`
+}
+
+// deviceCheckpoint is a checkpoint leaf's fields.
+type deviceCheckpoint struct {
+	Kind      string `json:"kind"`
+	Device    string `json:"device"`
+	Seq       uint64 `json:"seq"`
+	Link      string `json:"link"`
+	At        int64  `json:"at"`
+	Signature string `json:"signature"`
+	// Set when the device signed the checkpoint with the request that carried it.
+	Binding string `json:"binding"`
+}
+
+// message is what the device signed: the bound form (v2) when the checkpoint has a binding.
+func (c deviceCheckpoint) message() string {
+	if c.Binding == "" {
+		return fmt.Sprintf("baomi-device-checkpoint-v1\n%s\n%d\n%s\n%d\n", c.Device, c.Seq, c.Link, c.At)
+	}
+	return fmt.Sprintf("baomi-device-checkpoint-v2\n%s\n%d\n%s\n%d\n%s\n", c.Device, c.Seq, c.Link, c.At, c.Binding)
 }
 
 func fail(f string, a ...any) {
@@ -130,8 +151,12 @@ func main() {
 	if err != nil || len(pub) != ed25519.PublicKeySize {
 		fail("device key")
 	}
-	sig, err := base64.StdEncoding.DecodeString(in.Device.Signature)
-	if err != nil || !ed25519.Verify(ed25519.PublicKey(pub), []byte(in.Device.Message), sig) {
+	var cp deviceCheckpoint
+	if err := json.Unmarshal([]byte(in.Device.Checkpoint), &cp); err != nil || cp.Kind != "checkpoint" {
+		fail("device checkpoint leaf: %v", err)
+	}
+	sig, err := base64.StdEncoding.DecodeString(cp.Signature)
+	if err != nil || !ed25519.Verify(ed25519.PublicKey(pub), []byte(cp.message()), sig) {
 		fail("device checkpoint signature does not verify")
 	}
 	fmt.Println("ok")

@@ -45,8 +45,9 @@ pub fn custody_names(doc: &CustodyRecordDoc) -> (String, String) {
 /// ones counted on its row, `devices.open_alerts`), and the indexes the
 /// console's queries use; earlier rows are filled in once by [`backfill_v8`].
 /// Version 9 (issue 23): personnel assignment records share the custody feed (`custody.device_id`
-/// set, `action = 'assign'`).
-pub const VERSION: i64 = 9;
+/// set, `action = 'assign'`). Version 10 (issue 21): a device checkpoint signed with the request
+/// that carried it keeps that binding (`device_checkpoints.binding`, empty for others).
+pub const VERSION: i64 = 10;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
@@ -90,6 +91,10 @@ const LADDER: &[(i64, &str)] = &[
      ALTER TABLE custody ADD COLUMN at BIGINT NOT NULL DEFAULT 0;",
     ),
     (9, "ALTER TABLE custody ADD COLUMN device_id TEXT;"),
+    (
+        10,
+        "ALTER TABLE device_checkpoints ADD COLUMN binding TEXT NOT NULL DEFAULT '';",
+    ),
 ];
 
 /// Indexes of version 8: every console listing pages by keyset over one of them.

@@ -1651,6 +1651,7 @@ fn signed_exactly_at(
         timestamp: at,
         nonce,
         signature: base64::engine::general_purpose::STANDARD.encode(id.key().sign(&msg)),
+        checkpoint: None,
     };
     transport(base)
         .send(&HttpRequest {

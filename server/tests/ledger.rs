@@ -513,26 +513,20 @@ fn gos_sumdb_packages_verify_the_checkpoints_proofs_and_a_device_checkpoint() {
         else {
             panic!()
         };
-        let baomi_server::ledger::Leaf::Checkpoint {
-            seq,
-            link,
-            at,
-            signature,
-            ..
-        } = parse(&format!("checkpoint/{a}/12"))
-        else {
+        // The device's checkpoint, as the agent signed it (with the request that carried it)
+        // and as the log holds it; Go builds the message it verifies from the leaf.
+        let checkpoint = parse(&format!("checkpoint/{a}/12"));
+        let baomi_server::ledger::Leaf::Checkpoint { binding, .. } = &checkpoint else {
             panic!()
         };
-        let message = String::from_utf8(baomi_core::sync::ledger::checkpoint_message(
-            &a, seq, &link, at,
-        ))
-        .unwrap();
+        assert_eq!(binding.len(), 64, "{label}: the agent binds its checkpoint");
         // The device's checkpoint signature: Ed25519, which Go verifies; an sm office's phone
         // signs with SM2, which Go's standard library cannot (GmSSL and sm-crypto verify SM2 in
         // core/tests/sm_interop.rs), so the case then leaves it out.
-        let device = (common::suite() == baomi_core::suite::Suite::Intl).then(|| {
-            serde_json::json!({ "public_key": public_key, "message": message, "signature": signature })
-        });
+        let device = (common::suite() == baomi_core::suite::Suite::Intl).then(
+            || serde_json::json!({ "public_key": public_key, "checkpoint": checkpoint.to_text() }),
+        );
+        let device_case = device.clone();
         let case = serde_json::json!({
             "verifier_key": o.verifier(),
             "note": note,
@@ -540,13 +534,26 @@ fn gos_sumdb_packages_verify_the_checkpoints_proofs_and_a_device_checkpoint() {
             "leaves": leaves,
             "inclusion": inclusion,
             "consistency": o.admin.ledger_consistency(old_size, size).unwrap().hashes,
-            "device": device,
+            "device": device_case,
         });
         assert_eq!(go_check(&checker, &case), "ok", "{label}");
         // And Go refuses what an insider changed: one leaf edited.
         let mut edited = case.clone();
         edited["leaves"][3] = serde_json::Value::String(leaves[3].replace('1', "2"));
         assert!(go_check(&checker, &edited).contains("tree hash"), "{label}");
+        // And a device checkpoint whose binding was changed (the message Go builds differs).
+        if let Some(d) = device {
+            let mut cp: serde_json::Value =
+                serde_json::from_str(d["checkpoint"].as_str().unwrap()).unwrap();
+            cp["binding"] = serde_json::Value::String("0".repeat(64));
+            let mut rebound = case.clone();
+            rebound["device"]["checkpoint"] = serde_json::Value::String(cp.to_string());
+            assert_eq!(
+                go_check(&checker, &rebound),
+                "device checkpoint signature does not verify",
+                "{label}"
+            );
+        }
         o.listener.stop();
     }
 }
@@ -717,6 +724,304 @@ fn a_device_checkpoints_leaf_follows_the_records_it_signs_for() {
         assert_eq!(checked, 4, "{label}: two batches from each of two phones");
         o.listener.stop();
     }
+}
+
+/// A relay that rewrites the header carrying the checkpoint a request's signature is.
+struct RewritesCheckpoint(HttpTransport, fn(&mut Vec<(String, String)>));
+
+impl Transport for RewritesCheckpoint {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let mut req = req.clone();
+        (self.1)(&mut req.headers);
+        self.0.send(&req)
+    }
+}
+
+const CHECKPOINT_HEADER: &str = baomi_core::sync::identity::HEADER_CHECKPOINT;
+
+fn rewrite_checkpoint(h: &mut [(String, String)], f: impl Fn(&str) -> String) {
+    for (k, v) in h.iter_mut() {
+        if k == CHECKPOINT_HEADER {
+            *v = f(v);
+        }
+    }
+}
+
+/// How many records and device checkpoints the office holds for `device`.
+fn held(o: &Office, device: &str) -> (i64, i64) {
+    let db = Db::open(&o.url, 1).unwrap();
+    db.tx(|c| {
+        let count = |c: &mut dyn baomi_server::db::Conn, table: &str| {
+            c.query(
+                &format!("SELECT COUNT(*) FROM {table} WHERE device_id = $1"),
+                &[device.into()],
+            )
+            .map(|r| r[0][0].int().unwrap_or_default())
+        };
+        Ok((count(c, "violations")?, count(c, "device_checkpoints")?))
+    })
+    .unwrap()
+}
+
+// The phone signs a batch's checkpoint with the request that carries it: one signature is both.
+// A relay that strips that checkpoint (to make the batch look unsigned), moves it to an earlier
+// seq or another link (to make the office log a chain the phone never signed), or changes its
+// time gets the whole request refused: nothing of the batch is stored, and the next honest
+// sync stores it all with the phone's own checkpoint.
+#[test]
+fn a_relay_cannot_strip_or_move_the_checkpoint_a_request_is_signed_as() {
+    type Rewrite = fn(&mut Vec<(String, String)>);
+    let attacks: [(&str, Rewrite); 4] = [
+        ("stripped", |h| h.retain(|(k, _)| k != CHECKPOINT_HEADER)),
+        ("moved to an earlier seq", |h| {
+            rewrite_checkpoint(h, |v| {
+                let (seq, rest) = v.split_once(':').unwrap();
+                format!("{}:{rest}", seq.parse::<u64>().unwrap() - 1)
+            })
+        }),
+        ("another link", |h| {
+            rewrite_checkpoint(h, |v| {
+                let (seq, rest) = v.split_once(':').unwrap();
+                let (_, at) = rest.split_once(':').unwrap();
+                format!("{seq}:{}:{at}", "0".repeat(64))
+            })
+        }),
+        ("another time", |h| {
+            rewrite_checkpoint(h, |v| {
+                let (head, at) = v.rsplit_once(':').unwrap();
+                format!("{head}:{}", at.parse::<i64>().unwrap() + 1)
+            })
+        }),
+    ];
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        let a = o.a.id();
+        o.a.violate(2);
+        let before = held(&o, &a);
+        for (attack, rewrite) in attacks {
+            let relay = RewritesCheckpoint(transport(&o.base), rewrite);
+            let e = sync_now(&mut o.a.agent, &relay, Timestamp::now()).unwrap_err();
+            assert!(
+                matches!(e, baomi_core::agent::SyncError::Server { status: 401, .. }),
+                "{label}, {attack}: {e:?}"
+            );
+            assert_eq!(held(&o, &a), before, "{label}, {attack}: nothing stored");
+        }
+        o.sync_all();
+        assert_eq!(held(&o, &a), (before.0 + 2, before.1 + 1), "{label}");
+        let (findings, _) = o.audit(&AuditState::default());
+        assert!(findings.is_empty(), "{label}: {findings:?}");
+        o.listener.stop();
+    }
+}
+
+// A checkpoint header belongs to a request that carries a batch: on a check-in, or on a
+// one-request sync without a batch, it is refused with a clear error (and the signature,
+// though it verifies as a checkpoint, authenticates nothing else).
+#[test]
+fn a_checkpoint_signature_on_a_request_without_a_batch_is_refused() {
+    let (label, url, _d) = backends().remove(0);
+    let mut o = office(&url);
+    let id = o.a.agent.identity().unwrap();
+    let base = o.base.clone();
+    let send = |p: &str, body: &[u8]| {
+        let (auth, _) = id
+            .sign_with_checkpoint(
+                "POST",
+                p,
+                body,
+                Timestamp::now(),
+                baomi_core::sync::ledger::ChainEnd {
+                    seq: 7,
+                    link: [1; 32],
+                    at: Timestamp::now(),
+                },
+            )
+            .unwrap();
+        transport(&base)
+            .send(&HttpRequest {
+                method: "POST".into(),
+                path: p.into(),
+                headers: auth.headers(),
+                body: body.to_vec(),
+            })
+            .unwrap()
+    };
+    for (p, body) in [
+        (path::CHECK_IN, b"{}".to_vec()),
+        (path::FINISH, b"{}".to_vec()),
+    ] {
+        let r = send(p, &body);
+        assert_eq!(r.status, 400, "{label}: {p}");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("only a request that carries a batch"),
+            "{label}: {p}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    o.sync_all();
+    o.listener.stop();
+}
+
+/// Phone A's unacknowledged records as one upload, linked and sealed as an agent does, with
+/// the device checkpoint over its last record in the batch (signed apart, as agents before the
+/// one-signature upload did) when `apart`. Returns the upload's body, the phone's identity and
+/// the checkpoint's seq and link.
+fn upload_of_phone_a(
+    o: &mut Office,
+    apart: bool,
+) -> (
+    Vec<u8>,
+    baomi_core::sync::identity::DeviceIdentity,
+    u64,
+    [u8; 32],
+) {
+    use baomi_core::sync::ledger::{self as chain, DeviceCheckpoint};
+    use baomi_core::sync::protocol::{Upload, UploadBatch, UploadedRecord};
+    use baomi_core::sync::seal::{batch_aad, seal};
+    let a = o.a.id();
+    let now = Timestamp::now();
+    let id = o.a.agent.identity().unwrap();
+    let recipient = o.a.agent.trust_root().unwrap().upload_recipient().unwrap();
+    let suite = recipient.suite();
+    let mut link = o.a.agent.ledger_prev();
+    let records: Vec<UploadedRecord> =
+        o.a.agent
+            .unacknowledged(100, now)
+            .unwrap()
+            .into_iter()
+            .map(|v| {
+                link = chain::link_of(suite, &a, v.seq, &link, &v.record);
+                UploadedRecord {
+                    seq: v.seq,
+                    tag: baomi_core::bundle::keys::hex(&v.tag),
+                    record: v.record,
+                    link: baomi_core::bundle::keys::hex(&link),
+                }
+            })
+            .collect();
+    let (first, last) = (records[0].seq, records[records.len() - 1].seq);
+    let receipt_key = baomi_core::sync::proof::ProofKey::generate(suite).unwrap();
+    let batch = UploadBatch {
+        receipt_key: receipt_key.to_base64().to_string(),
+        records,
+        checkpoint: apart.then(|| DeviceCheckpoint::sign(&id, last, &link, now)),
+    };
+    let upload = Upload {
+        device_id: a.clone(),
+        first_seq: first,
+        last_seq: last,
+        sealed: seal(
+            &recipient,
+            &batch_aad(&a, first, last),
+            &serde_json::to_vec(&batch).unwrap(),
+        )
+        .unwrap(),
+    };
+    (serde_json::to_vec(&upload).unwrap(), id, last, link)
+}
+
+fn post_upload(
+    o: &Office,
+    auth: &baomi_core::sync::identity::RequestAuth,
+    body: Vec<u8>,
+) -> HttpResponse {
+    transport(&o.base)
+        .send(&HttpRequest {
+            method: "POST".into(),
+            path: path::UPLOAD.into(),
+            headers: auth.headers(),
+            body,
+        })
+        .unwrap()
+}
+
+// Agents from before the one-signature upload send the checkpoint in the batch, signed apart:
+// the office still verifies, stores and logs it, and the auditor checks it like any other.
+#[test]
+fn a_checkpoint_signed_apart_by_an_older_agent_is_still_verified_and_logged() {
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        let a = o.a.id();
+        o.a.violate(2);
+        let (body, id, last, _) = upload_of_phone_a(&mut o, true);
+        let auth = id
+            .sign("POST", path::UPLOAD, &body, Timestamp::now())
+            .unwrap();
+        let r = post_upload(&o, &auth, body);
+        assert_eq!(
+            r.status,
+            200,
+            "{label}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        o.admin.ledger_checkpoint().unwrap();
+        let leaf = o
+            .admin
+            .ledger_leaves(0, 1000)
+            .unwrap()
+            .leaves
+            .into_iter()
+            .map(|(_, d)| baomi_server::ledger::Leaf::parse(d.as_bytes()).unwrap())
+            .find(|l| l.reference() == format!("checkpoint/{a}/{last}"))
+            .unwrap();
+        let baomi_server::ledger::Leaf::Checkpoint { binding, .. } = &leaf else {
+            panic!()
+        };
+        assert!(binding.is_empty(), "{label}: logged as signed, apart");
+        assert!(
+            !leaf.to_text().contains("binding"),
+            "{label}: its leaf's bytes are what they were before bound checkpoints"
+        );
+        let (findings, _) = o.audit(&AuditState::default());
+        assert!(findings.is_empty(), "{label}: {findings:?}");
+        // The phone learns the office holds them at its next check-in.
+        o.sync_all();
+        o.listener.stop();
+    }
+}
+
+// A phone's own bug, not a relay's: a batch with a checkpoint of its own *and* a request signed
+// as one, or a request's checkpoint that is not over the batch's last record. Each is refused
+// with a clear error and nothing is stored (the signature verifies; the statement is wrong).
+#[test]
+fn a_batch_with_two_checkpoints_or_one_off_its_last_record_is_refused() {
+    let (label, url, _d) = backends().remove(0);
+    let mut o = office(&url);
+    let a = o.a.id();
+    o.a.violate(2);
+    let before = held(&o, &a);
+    for (apart, off_by, expect) in [
+        (
+            true,
+            0,
+            "carries a checkpoint and the request's signature is another",
+        ),
+        (false, 1, "not over the batch's last record"),
+    ] {
+        let (body, id, last, link) = upload_of_phone_a(&mut o, apart);
+        let (auth, _) = id
+            .sign_with_checkpoint(
+                "POST",
+                path::UPLOAD,
+                &body,
+                Timestamp::now(),
+                baomi_core::sync::ledger::ChainEnd {
+                    seq: last - off_by,
+                    link,
+                    at: Timestamp::now(),
+                },
+            )
+            .unwrap();
+        let r = post_upload(&o, &auth, body);
+        let text = String::from_utf8_lossy(&r.body);
+        assert_eq!(r.status, 400, "{label}: {text}");
+        assert!(text.contains(expect), "{label}: {text}");
+        assert_eq!(held(&o, &a), before, "{label}: nothing stored");
+    }
+    o.sync_all();
+    assert_eq!(held(&o, &a), (before.0 + 2, before.1 + 1), "{label}");
+    o.listener.stop();
 }
 
 fn in_200_days() -> Timestamp {

@@ -339,7 +339,8 @@ fn run_stages(
             upload: batch.as_ref().map(|b| b.upload.clone()),
             finish: finish_message(agent, &device),
         };
-        match exchange::<_, SyncResponse>(transport, id, path::SYNC, &req, reading) {
+        let bound = batch.as_ref().map(|b| b.checkpoint);
+        match exchange_bound::<_, SyncResponse>(transport, id, path::SYNC, &req, reading, bound) {
             Ok((answer, request)) => in_one = Some((answer, request, batch)),
             // A server without the one-request path: run the stages.
             Err(SyncError::Server { status: 404, .. }) => {}
@@ -578,6 +579,9 @@ struct SealedBatch {
     last_tag: String,
     /// Each record's public chain link, oldest first (kept with the acknowledgement).
     links: Vec<[u8; 32]>,
+    /// What the device checkpoint over its last record states: signed with the request that
+    /// carries the batch, one signature for both ([`DeviceIdentity::sign_with_checkpoint`]).
+    checkpoint: ledger::ChainEnd,
 }
 
 impl SealedBatch {
@@ -610,8 +614,8 @@ impl SealedBatch {
 }
 
 /// Seals records (oldest first) as one batch with a fresh receipt key, each with its public
-/// link after `prev` and the batch with the device's signed checkpoint over the last one
-/// ([`crate::sync::ledger`]); `None` for none.
+/// link after `prev`; the device's checkpoint over the last one ([`crate::sync::ledger`]) is
+/// signed with the request that carries the batch. `None` for none.
 fn seal_batch(
     identity: &DeviceIdentity,
     upload_key: &Recipient,
@@ -644,9 +648,8 @@ fn seal_batch(
     let mut contents = UploadBatch {
         receipt_key: receipt_key.to_base64().to_string(),
         records,
-        checkpoint: Some(ledger::DeviceCheckpoint::sign(
-            identity, last_seq, &link, now,
-        )),
+        // In the request's signature instead (one signature, not two).
+        checkpoint: None,
     };
     let plain = Zeroizing::new(
         serde_json::to_vec(&contents).map_err(|e| protocol(path::UPLOAD, e.to_string()))?,
@@ -665,6 +668,11 @@ fn seal_batch(
         receipt_key,
         last_tag,
         links,
+        checkpoint: ledger::ChainEnd {
+            seq: last_seq,
+            link,
+            at: now,
+        },
     }))
 }
 
@@ -707,8 +715,14 @@ fn upload(
         else {
             return Ok(());
         };
-        let (resp, _): (UploadResponse, _) =
-            exchange(transport, Some(identity), path::UPLOAD, &batch.upload, now)?;
+        let (resp, _): (UploadResponse, _) = exchange_bound(
+            transport,
+            Some(identity),
+            path::UPLOAD,
+            &batch.upload,
+            now,
+            Some(batch.checkpoint),
+        )?;
         batch.accept(agent, &resp, path::UPLOAD)?;
     }
 }
@@ -952,12 +966,29 @@ fn exchange<Req: Serialize, Resp: DeserializeOwned>(
     body: &Req,
     now: Timestamp,
 ) -> Result<(Resp, Vec<u8>), SyncError> {
+    exchange_bound(transport, identity, path, body, now, None)
+}
+
+/// [`exchange`] of a request carrying a batch: its signature is also the batch's device
+/// `checkpoint` (bound to the request).
+fn exchange_bound<Req: Serialize, Resp: DeserializeOwned>(
+    transport: &dyn Transport,
+    identity: Option<&DeviceIdentity>,
+    path: &'static str,
+    body: &Req,
+    now: Timestamp,
+    checkpoint: Option<ledger::ChainEnd>,
+) -> Result<(Resp, Vec<u8>), SyncError> {
     let body = serde_json::to_vec(body).map_err(|e| protocol(path, e.to_string()))?;
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     if let Some(id) = identity {
-        let auth = id
-            .sign("POST", path, &body, now)
-            .ok_or_else(|| random_failed(path))?;
+        let auth = match checkpoint {
+            None => id.sign("POST", path, &body, now),
+            Some(end) => id
+                .sign_with_checkpoint("POST", path, &body, now, end)
+                .map(|(auth, _)| auth),
+        }
+        .ok_or_else(|| random_failed(path))?;
         headers.extend(auth.headers());
     }
     let req = HttpRequest {

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use super::ledger::{ChainEnd, DeviceCheckpoint};
 use crate::bundle::keys::{PublicKey, SigningKey, hex};
 use crate::time::Timestamp;
 
@@ -23,6 +24,9 @@ pub const HEADER_TIMESTAMP: &str = "baomi-timestamp";
 pub const HEADER_NONCE: &str = "baomi-nonce";
 /// Header with the base64 signature.
 pub const HEADER_SIGNATURE: &str = "baomi-signature";
+/// Header of a request whose signature is also the device checkpoint of the batch it
+/// carries (`SEQ:LINK:AT`, see [`DeviceIdentity::sign_with_checkpoint`]).
+pub const HEADER_CHECKPOINT: &str = "baomi-checkpoint";
 
 /// How far a request's timestamp may be from the server's clock. Inside the window the server
 /// refuses a request time at or before the last one it accepted from the device (request times
@@ -55,18 +59,39 @@ pub struct RequestAuth {
     pub nonce: String,
     /// Base64 signature.
     pub signature: String,
+    /// The device checkpoint the signature also is (`SEQ:LINK:AT`), for a request carrying a
+    /// batch; `None` for a plain signature.
+    pub checkpoint: Option<String>,
 }
 
 impl RequestAuth {
     /// As HTTP headers (name, value), ready for an [`super::HttpRequest`].
     pub fn headers(&self) -> Vec<(String, String)> {
-        vec![
+        let mut h = vec![
             (HEADER_DEVICE.into(), self.device_id.clone()),
             (HEADER_TIMESTAMP.into(), self.timestamp.0.to_string()),
             (HEADER_NONCE.into(), self.nonce.clone()),
             (HEADER_SIGNATURE.into(), self.signature.clone()),
-        ]
+        ];
+        if let Some(c) = &self.checkpoint {
+            h.push((HEADER_CHECKPOINT.into(), c.clone()));
+        }
+        h
     }
+}
+
+/// The checkpoint header's fields: seq, hex link, signing time.
+fn parse_checkpoint_header(h: &str) -> Option<(u64, String, i64)> {
+    let mut parts = h.split(':');
+    let (seq, link, at) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || !seq.bytes().all(|b| b.is_ascii_digit())
+        || link.len() != 64
+        || !link.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    Some((seq.parse().ok()?, link.to_owned(), at.parse().ok()?))
 }
 
 /// The bytes a request signature covers.
@@ -134,6 +159,46 @@ impl DeviceIdentity {
         body: &[u8],
         now: Timestamp,
     ) -> Option<RequestAuth> {
+        let (mut auth, msg) = self.request_message(method, path, body, now)?;
+        auth.signature = B64.encode(self.key.sign(&msg));
+        Some(auth)
+    }
+
+    /// Signs a request that carries a batch whose chain ends at `end`, with one signature that
+    /// is both the request's and the batch's device checkpoint, bound to the request
+    /// ([`super::ledger::bound_checkpoint_message`]): returns the request's headers' values and
+    /// that checkpoint (what the office logs).
+    pub fn sign_with_checkpoint(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: Timestamp,
+        end: ChainEnd,
+    ) -> Option<(RequestAuth, DeviceCheckpoint)> {
+        let (mut auth, msg) = self.request_message(method, path, body, now)?;
+        let ChainEnd { seq, link, at } = end;
+        let mut checkpoint = DeviceCheckpoint {
+            seq,
+            link: hex(&link),
+            at: at.0,
+            signature: String::new(),
+            binding: hex(&self.key.suite().digest(&msg)),
+        };
+        checkpoint.signature = B64.encode(self.key.sign(&checkpoint.message(&self.device_id)));
+        auth.signature = checkpoint.signature.clone();
+        auth.checkpoint = Some(format!("{seq}:{}:{}", checkpoint.link, at.0));
+        Some((auth, checkpoint))
+    }
+
+    /// A request's headers but its signature, and the message a plain signature covers.
+    fn request_message(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Option<(RequestAuth, Vec<u8>)> {
         let now = next_request_time(&self.device_id, now);
         let mut raw = [0u8; 16];
         SystemRandom::new().fill(&mut raw).ok()?;
@@ -147,12 +212,16 @@ impl DeviceIdentity {
             &nonce,
             &self.device_id,
         );
-        Some(RequestAuth {
-            device_id: self.device_id.clone(),
-            timestamp: now,
-            nonce,
-            signature: B64.encode(self.key.sign(&msg)),
-        })
+        Some((
+            RequestAuth {
+                device_id: self.device_id.clone(),
+                timestamp: now,
+                nonce,
+                signature: String::new(),
+                checkpoint: None,
+            },
+            msg,
+        ))
     }
 
     /// Enrolment proof.
@@ -194,8 +263,9 @@ pub enum AuthError {
     },
 }
 
-/// Server side: checks the signature and the time window. The caller checks the nonce against
-/// what it has seen (it owns that state).
+/// Server side: checks the signature and the time window. The caller checks the request time
+/// against the last it accepted (it owns that state). For a request whose signature is also
+/// its batch's device checkpoint ([`HEADER_CHECKPOINT`]), returns that checkpoint, verified.
 pub fn verify_request(
     key: &PublicKey,
     method: &str,
@@ -203,7 +273,7 @@ pub fn verify_request(
     body: &[u8],
     auth: &RequestAuth,
     server_now: Timestamp,
-) -> Result<(), AuthError> {
+) -> Result<Option<DeviceCheckpoint>, AuthError> {
     let skew_ms = auth.timestamp.0.saturating_sub(server_now.0);
     if skew_ms.abs() > REQUEST_WINDOW_MS {
         return Err(AuthError::Stale {
@@ -226,8 +296,26 @@ pub fn verify_request(
         &auth.nonce,
         &auth.device_id,
     );
-    if key.verify(&msg, &sig) {
-        Ok(())
+    let Some(header) = &auth.checkpoint else {
+        return if key.verify(&msg, &sig) {
+            Ok(None)
+        } else {
+            Err(AuthError::BadSignature)
+        };
+    };
+    // One signature for both: the device checkpoint bound to this request's message.
+    let (seq, link, at) = parse_checkpoint_header(header).ok_or(AuthError::Unsigned(
+        "checkpoint header must be SEQ:LINK:AT (decimal, 64 lowercase hex, decimal)",
+    ))?;
+    let checkpoint = DeviceCheckpoint {
+        seq,
+        link,
+        at,
+        signature: auth.signature.clone(),
+        binding: hex(&key.suite().digest(&msg)),
+    };
+    if key.verify(&checkpoint.message(&auth.device_id), &sig) {
+        Ok(Some(checkpoint))
     } else {
         Err(AuthError::BadSignature)
     }
@@ -258,7 +346,7 @@ mod tests {
         let auth = d.sign("POST", "/v1/check-in", b"{}", now).unwrap();
         assert_eq!(
             verify_request(d.public(), "POST", "/v1/check-in", b"{}", &auth, now),
-            Ok(())
+            Ok(None)
         );
         for (m, p, b) in [
             ("GET", "/v1/check-in", &b"{}"[..]),
@@ -298,5 +386,86 @@ mod tests {
             verify_request(b.public(), "POST", "/v1/upload", b"x", &auth, now),
             Err(AuthError::BadSignature)
         );
+    }
+
+    #[test]
+    fn one_signature_is_both_the_requests_and_its_batchs_checkpoint() {
+        for suite in [crate::suite::Suite::Intl, crate::suite::Suite::Sm] {
+            one_signature_is_both_the_requests_and_its_batchs_checkpoint_under(suite);
+        }
+    }
+
+    fn one_signature_is_both_the_requests_and_its_batchs_checkpoint_under(
+        suite: crate::suite::Suite,
+    ) {
+        let d = id_for(suite);
+        let now = Timestamp(1_800_000_000_000);
+        let link = [0xab; 32];
+        let (auth, cp) = d
+            .sign_with_checkpoint(
+                "POST",
+                "/v1/sync",
+                b"{}",
+                now,
+                ChainEnd {
+                    seq: 5,
+                    link,
+                    at: Timestamp(42),
+                },
+            )
+            .unwrap();
+        // The office gets the checkpoint the device made, and it verifies on its own (what an
+        // auditor checks, with the device's key alone).
+        let verified = verify_request(d.public(), "POST", "/v1/sync", b"{}", &auth, now);
+        assert_eq!(verified, Ok(Some(cp.clone())));
+        assert!(cp.verify("dev-1", d.public()));
+        assert_eq!(
+            (cp.seq, cp.at, cp.link.as_str()),
+            (5, 42, hex(&link).as_str())
+        );
+        // Anything else about the request breaks it.
+        for (p, b) in [("/v1/upload", &b"{}"[..]), ("/v1/sync", b"{ }")] {
+            assert_eq!(
+                verify_request(d.public(), "POST", p, b, &auth, now),
+                Err(AuthError::BadSignature)
+            );
+        }
+        // A relay cannot move the checkpoint, strip it (the signature is not a plain one), or
+        // add one to a plain request.
+        let mut moved = auth.clone();
+        moved.checkpoint = Some(format!("6:{}:42", hex(&link)));
+        let mut stripped = auth.clone();
+        stripped.checkpoint = None;
+        let mut added = d.sign("POST", "/v1/sync", b"{}", now).unwrap();
+        added.checkpoint = auth.checkpoint.clone();
+        for a in [&moved, &stripped, &added] {
+            assert_eq!(
+                verify_request(d.public(), "POST", "/v1/sync", b"{}", a, now),
+                Err(AuthError::BadSignature)
+            );
+        }
+        // A checkpoint read from the log is no request signature: used as one (with the
+        // request time and nonce of another request), it fails.
+        let mut replayed = d.sign("POST", "/v1/sync", b"{}", now).unwrap();
+        replayed.signature = cp.signature.clone();
+        assert_eq!(
+            verify_request(d.public(), "POST", "/v1/sync", b"{}", &replayed, now),
+            Err(AuthError::BadSignature)
+        );
+        // A malformed header is refused as such, before any signature check.
+        for bad in [
+            "5",
+            "5:zz:42",
+            &format!("x:{}:42", hex(&link)),
+            &format!("5:{}:42:1", hex(&link)),
+            &format!("5:{}:42", hex(&link).to_uppercase()),
+        ] {
+            let mut a = auth.clone();
+            a.checkpoint = Some(bad.to_owned());
+            assert!(matches!(
+                verify_request(d.public(), "POST", "/v1/sync", b"{}", &a, now),
+                Err(AuthError::Unsigned(_))
+            ));
+        }
     }
 }

@@ -34,6 +34,25 @@ pub fn request_at(
     }
 }
 
+/// A request carrying a batch, as today's agent signs it: its signature is also the batch's
+/// device checkpoint over `end`.
+#[allow(dead_code, reason = "not every bench uploads")]
+pub fn request_with_checkpoint(
+    id: &DeviceIdentity,
+    p: &str,
+    body: Vec<u8>,
+    at: Timestamp,
+    end: baomi_core::sync::ledger::ChainEnd,
+) -> HttpRequest {
+    let (auth, _) = id.sign_with_checkpoint("POST", p, &body, at, end).unwrap();
+    HttpRequest {
+        method: "POST".into(),
+        path: p.into(),
+        headers: auth.headers(),
+        body,
+    }
+}
+
 /// Sends `req`; asserts a 200 and returns the body.
 pub fn send(t: &HttpTransport, req: &HttpRequest) -> Vec<u8> {
     let r = t.send(req).unwrap();

@@ -97,20 +97,37 @@ impl Server {
 
     /// Checks the signature headers (key, signature, time window); returns the device id and
     /// the request time, which the state-changing stages claim as the device's replay counter
-    /// ([`claim_request`]) inside their own transaction: no write of its own.
+    /// ([`claim_request`]) inside their own transaction: no write of its own. A request that
+    /// carries no batch has a plain signature.
     pub(super) fn authenticate(
         &self,
         p: &str,
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(String, i64), ApiError> {
-        let h = |name: &'static str| {
+        match self.authenticate_batch(p, headers, body)? {
+            (dev, at, None) => Ok((dev, at)),
+            (_, _, Some(_)) => Err(ApiError::bad_request(format!(
+                "{HEADER_CHECKPOINT}: only a request that carries a batch has a checkpoint"
+            ))),
+        }
+    }
+
+    /// [`Server::authenticate`] of a request that may carry a batch: also returns the device
+    /// checkpoint its signature is (verified), when it is one.
+    pub(super) fn authenticate_batch(
+        &self,
+        p: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(String, i64, Option<DeviceCheckpoint>), ApiError> {
+        let find = |name: &str| {
             headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.clone())
-                .ok_or(AuthError::Unsigned(name))
         };
+        let h = |name: &'static str| find(name).ok_or(AuthError::Unsigned(name));
         let auth = RequestAuth {
             device_id: h(HEADER_DEVICE)?,
             timestamp: Timestamp(
@@ -120,12 +137,13 @@ impl Server {
             ),
             nonce: h(HEADER_NONCE)?,
             signature: h(HEADER_SIGNATURE)?,
+            checkpoint: find(HEADER_CHECKPOINT),
         };
         let now = self.now();
         let key = self.device_key(&auth.device_id)?;
         // Outside any transaction: the signature check never holds the database.
-        verify_request(&key, "POST", p, body, &auth, now)?;
-        Ok((auth.device_id, auth.timestamp.0))
+        let checkpoint = verify_request(&key, "POST", p, body, &auth, now)?;
+        Ok((auth.device_id, auth.timestamp.0, checkpoint))
     }
 
     /// The device's enrolled key, from the cache or (once) the database.

@@ -34,9 +34,10 @@ use baomi_core::sync::assignment::{
 };
 use baomi_core::sync::custody::verify_custody_record;
 use baomi_core::sync::identity::{
-    AuthError, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestAuth,
-    enroll_message, verify_request,
+    AuthError, HEADER_CHECKPOINT, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    RequestAuth, enroll_message, verify_request,
 };
+use baomi_core::sync::ledger::DeviceCheckpoint;
 use baomi_core::sync::proof::{Answer, ProofKey, session_aad};
 use baomi_core::sync::protocol::{
     ChainState, CheckIn, CheckInResponse, CustodyFeedEntry, DownloadRequest, DownloadResponse,
@@ -361,8 +362,8 @@ impl Server {
                 self.check_in(&dev, at, parse(body)?, body)
             }
             path::UPLOAD => {
-                let (dev, at) = self.authenticate(p, headers, body)?;
-                self.upload(&dev, at, parse(body)?)
+                let (dev, at, checkpoint) = self.authenticate_batch(p, headers, body)?;
+                self.upload(&dev, at, parse(body)?, checkpoint)
             }
             path::DOWNLOAD => {
                 let (dev, at) = self.authenticate(p, headers, body)?;
@@ -373,8 +374,8 @@ impl Server {
                 self.finish(&dev, at, parse(body)?, body)
             }
             path::SYNC => {
-                let (dev, at) = self.authenticate(p, headers, body)?;
-                self.sync(&dev, at, parse(body)?, body)
+                let (dev, at, checkpoint) = self.authenticate_batch(p, headers, body)?;
+                self.sync(&dev, at, parse(body)?, body, checkpoint)
             }
             // Served here without holding (the HTTP layer holds waits open; see `http`).
             path::WAIT => {

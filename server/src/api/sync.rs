@@ -8,15 +8,26 @@ use finish::record_finish;
 use upload::store_batch;
 
 impl Server {
-    pub(super) fn sync(&self, dev: &str, at: i64, req: SyncRequest, body: &[u8]) -> Reply {
+    pub(super) fn sync(
+        &self,
+        dev: &str,
+        at: i64,
+        req: SyncRequest,
+        body: &[u8],
+        signed: Option<DeviceCheckpoint>,
+    ) -> Reply {
         Self::same_device(dev, &req.finish.device_id)?;
         // Crypto before the transaction: it never holds the database.
         let session = self.open_check_in(dev, &req.check_in)?;
-        let batch = req
-            .upload
-            .as_ref()
-            .map(|u| self.open_upload(dev, u))
-            .transpose()?;
+        let batch = match &req.upload {
+            Some(u) => Some(self.open_upload(dev, u, signed)?),
+            None if signed.is_some() => {
+                return Err(ApiError::bad_request(
+                    "the request's signature is a device checkpoint but it carries no batch",
+                ));
+            }
+            None => None,
+        };
         let now = self.now();
         let mut batch = batch;
         let mut result = self.sync_tx(dev, at, &req, &session, batch.as_ref(), now);

@@ -34,8 +34,14 @@ impl OpenedBatch {
 }
 
 impl Server {
-    pub(super) fn upload(&self, dev: &str, at: i64, req: Upload) -> Reply {
-        let batch = self.open_upload(dev, &req)?;
+    pub(super) fn upload(
+        &self,
+        dev: &str,
+        at: i64,
+        req: Upload,
+        signed: Option<DeviceCheckpoint>,
+    ) -> Reply {
+        let batch = self.open_upload(dev, &req, signed)?;
         let now = self.now();
         let acked = self.db.tx(|c| {
             let row = claim_request(c, dev, at)?;
@@ -48,8 +54,14 @@ impl Server {
         json(&batch.receipt(dev, acked))
     }
 
-    /// Checks the batch's device and range and opens it.
-    pub(super) fn open_upload(&self, dev: &str, req: &Upload) -> Result<OpenedBatch, ApiError> {
+    /// Checks the batch's device and range and opens it. `signed`: the device checkpoint the
+    /// carrying request's signature is (already verified), if it is one.
+    pub(super) fn open_upload(
+        &self,
+        dev: &str,
+        req: &Upload,
+        signed: Option<DeviceCheckpoint>,
+    ) -> Result<OpenedBatch, ApiError> {
         Self::same_device(dev, &req.device_id)?;
         let key = self.upload_key()?;
         if req.first_seq == 0
@@ -77,13 +89,28 @@ impl Server {
             ));
         }
         // The device's checkpoint: over this batch's last record, signed by its identity key
-        // (the key it enrolled with, which the ledger holds). Batches from agents before the
-        // ledger carry none: stored, and reported by the auditor as not covered.
-        let checkpoint = match batch.checkpoint {
-            None => None,
-            Some(cp) => {
+        // (the key it enrolled with, which the ledger holds). Today's agents sign it with the
+        // request (verified with it); agents of 2026-12 before that carry it in the batch,
+        // signed apart; batches from agents before the ledger carry none: stored, and
+        // reported by the auditor as not covered.
+        let checkpoint = match (batch.checkpoint, signed) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "the batch carries a checkpoint and the request's signature is another",
+                ));
+            }
+            (None, Some(cp)) => {
+                if cp.seq != req.last_seq {
+                    return Err(ApiError::bad_request(
+                        "the request's checkpoint is not over the batch's last record",
+                    ));
+                }
+                Some(cp)
+            }
+            (Some(cp), None) => {
                 let key = self.device_key(dev)?;
-                if cp.seq != req.last_seq || !cp.verify(dev, &key) {
+                if cp.seq != req.last_seq || !cp.binding.is_empty() || !cp.verify(dev, &key) {
                     return Err(ApiError::bad_request(
                         "the batch's checkpoint is not the device's signature over its last record",
                     ));
@@ -293,6 +320,7 @@ pub(super) fn store_batch(
         link: cp.link.clone(),
         at: cp.at,
         signature: cp.signature.clone(),
+        binding: cp.binding.clone(),
     });
     let mut writes = Indexed::count_statements(&new);
     // The records' leaves before the checkpoint's: the log never holds a device's checkpoint
@@ -302,7 +330,7 @@ pub(super) fn store_batch(
     }
     let checkpoint_write = writes.len();
     if let Some(cp) = &batch.checkpoint {
-        let insert = "INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING";
+        let insert = "INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at, binding) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, seq) DO NOTHING";
         let params = vec![
             dev.into(),
             seq_i64(cp.seq)?.into(),
@@ -310,6 +338,7 @@ pub(super) fn store_batch(
             cp.at.into(),
             cp.signature.clone().into(),
             now.0.into(),
+            cp.binding.clone().into(),
         ];
         writes.push(match checkpoint_leaf.as_ref().filter(|_| pg) {
             // Its leaf queued by the same statement, only if the row is new.

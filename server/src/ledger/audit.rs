@@ -428,6 +428,7 @@ pub fn audit(
                 link,
                 at,
                 signature,
+                binding,
             }) => checkpoints
                 .entry(device)
                 .or_default()
@@ -436,6 +437,7 @@ pub fn audit(
                     link,
                     at,
                     signature,
+                    binding,
                 }),
             Ok(_) => {}
             Err(_) => findings.push(Finding::MalformedLeaf { index: *index }),

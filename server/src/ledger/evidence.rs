@@ -76,6 +76,7 @@ pub fn verify(e: &Evidence, log_key: &str) -> Result<Verified, String> {
         link: cp_link,
         at,
         signature,
+        binding,
     } = included(&e.device_checkpoint, size, root, "device checkpoint")?
     else {
         return Err("step 2: the device checkpoint leaf is not a checkpoint".into());
@@ -126,6 +127,7 @@ pub fn verify(e: &Evidence, log_key: &str) -> Result<Verified, String> {
         link: cp_link,
         at,
         signature,
+        binding,
     };
     if !signed.verify(&device, &key) {
         return Err("step 5: the device checkpoint is not the device's signature".into());

@@ -61,8 +61,13 @@ pub enum Leaf {
         link: String,
         /// The device's signing time (ms).
         at: i64,
-        /// Base64 Ed25519 signature by the device.
+        /// Base64 Ed25519 (or SM2) signature by the device.
         signature: String,
+        /// Hex hash of the request the device signed it with, for a checkpoint bound to it
+        /// (`baomi_core::sync::ledger::bound_checkpoint_message`); absent for one signed apart,
+        /// whose leaf bytes are what they always were.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        binding: String,
     },
     /// A registry custody record as received (hex SHA-256 of its envelope).
     Custody {
