@@ -130,6 +130,46 @@ fn key_sealing(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the office verifies to take one upload (issue 21): the request's signature and the
+/// batch's device checkpoint signed apart (agents before the one-signature upload), against
+/// the one signature that is both (a checkpoint bound to the request). A sync body's size.
+fn upload_authentication(c: &mut Criterion) {
+    use baomi_core::sync::identity::{DeviceIdentity, verify_request};
+    use baomi_core::sync::ledger::{ChainEnd, DeviceCheckpoint};
+    use baomi_core::time::Timestamp;
+    let body = vec![0x42u8; 4 * 1024];
+    let now = Timestamp(1_800_000_000_000);
+    let end = ChainEnd {
+        seq: 5,
+        link: [9; 32],
+        at: now,
+    };
+    let mut g = c.benchmark_group("upload_authentication");
+    for suite in [Suite::Intl, Suite::Sm] {
+        let id = DeviceIdentity::new("dev-1".into(), SigningKey::generate_for(suite).unwrap());
+        let public = id.public().clone();
+        let auth = id.sign("POST", "/v1/sync", &body, now).unwrap();
+        let apart = DeviceCheckpoint::sign(&id, end.seq, &end.link, end.at);
+        g.bench_function(format!("{suite}_apart"), |b| {
+            b.iter(|| {
+                verify_request(&public, "POST", "/v1/sync", &body, &auth, now).unwrap();
+                assert!(apart.verify("dev-1", &public));
+            })
+        });
+        let (bound, _) = id
+            .sign_with_checkpoint("POST", "/v1/sync", &body, now, end)
+            .unwrap();
+        g.bench_function(format!("{suite}_bound"), |b| {
+            b.iter(|| {
+                verify_request(&public, "POST", "/v1/sync", &body, &bound, now)
+                    .unwrap()
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn x25519_public() -> [u8; 32] {
     use ring::agreement::{EphemeralPrivateKey, X25519};
     let rng = ring::rand::SystemRandom::new();
@@ -137,5 +177,12 @@ fn x25519_public() -> [u8; 32] {
     k.compute_public_key().unwrap().as_ref().try_into().unwrap()
 }
 
-criterion_group!(benches, signatures, aeads, hashes, key_sealing);
+criterion_group!(
+    benches,
+    signatures,
+    aeads,
+    hashes,
+    key_sealing,
+    upload_authentication
+);
 criterion_main!(benches);
