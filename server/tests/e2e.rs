@@ -1616,14 +1616,7 @@ fn signed(
     at: Timestamp,
 ) -> HttpResponse {
     let auth = id.sign("POST", p, body, at).unwrap();
-    transport(base)
-        .send(&HttpRequest {
-            method: "POST".into(),
-            path: p.into(),
-            headers: auth.headers(),
-            body: body.to_vec(),
-        })
-        .unwrap()
+    common::post_signed(&transport(base), p, &auth, body)
 }
 
 /// A request signed at exactly `at`, as a replaying attacker holding the key would.
@@ -1653,14 +1646,7 @@ fn signed_exactly_at(
         signature: base64::engine::general_purpose::STANDARD.encode(id.key().sign(&msg)),
         checkpoint: None,
     };
-    transport(base)
-        .send(&HttpRequest {
-            method: "POST".into(),
-            path: p.into(),
-            headers: auth.headers(),
-            body: body.to_vec(),
-        })
-        .unwrap()
+    common::post_signed(&transport(base), p, &auth, body)
 }
 
 fn code(r: &HttpResponse) -> String {

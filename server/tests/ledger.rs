@@ -838,14 +838,7 @@ fn a_checkpoint_signature_on_a_request_without_a_batch_is_refused() {
                 },
             )
             .unwrap();
-        transport(&base)
-            .send(&HttpRequest {
-                method: "POST".into(),
-                path: p.into(),
-                headers: auth.headers(),
-                body: body.to_vec(),
-            })
-            .unwrap()
+        common::post_signed(&transport(&base), p, &auth, body)
     };
     for (p, body) in [
         (path::CHECK_IN, b"{}".to_vec()),
@@ -921,21 +914,6 @@ fn upload_of_phone_a(
     (serde_json::to_vec(&upload).unwrap(), id, last, link)
 }
 
-fn post_upload(
-    o: &Office,
-    auth: &baomi_core::sync::identity::RequestAuth,
-    body: Vec<u8>,
-) -> HttpResponse {
-    transport(&o.base)
-        .send(&HttpRequest {
-            method: "POST".into(),
-            path: path::UPLOAD.into(),
-            headers: auth.headers(),
-            body,
-        })
-        .unwrap()
-}
-
 // Agents from before the one-signature upload send the checkpoint in the batch, signed apart:
 // the office still verifies, stores and logs it, and the auditor checks it like any other.
 #[test]
@@ -948,7 +926,7 @@ fn a_checkpoint_signed_apart_by_an_older_agent_is_still_verified_and_logged() {
         let auth = id
             .sign("POST", path::UPLOAD, &body, Timestamp::now())
             .unwrap();
-        let r = post_upload(&o, &auth, body);
+        let r = common::post_signed(&transport(&o.base), path::UPLOAD, &auth, &body);
         assert_eq!(
             r.status,
             200,
@@ -1013,7 +991,7 @@ fn a_batch_with_two_checkpoints_or_one_off_its_last_record_is_refused() {
                 },
             )
             .unwrap();
-        let r = post_upload(&o, &auth, body);
+        let r = common::post_signed(&transport(&o.base), path::UPLOAD, &auth, &body);
         let text = String::from_utf8_lossy(&r.body);
         assert_eq!(r.status, 400, "{label}: {text}");
         assert!(text.contains(expect), "{label}: {text}");

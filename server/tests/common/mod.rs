@@ -156,3 +156,21 @@ pub fn messenger_launch(at: baomi_core::time::Timestamp) -> baomi_core::event::E
     )
     .expect("a well-formed event")
 }
+
+/// POSTs `body` to `p` over `t` with a device's signature headers (`auth`); the answer, whatever
+/// its status.
+#[allow(dead_code, reason = "not every test binary uses it")]
+pub fn post_signed(
+    t: &dyn baomi_core::sync::Transport,
+    p: &str,
+    auth: &baomi_core::sync::identity::RequestAuth,
+    body: &[u8],
+) -> baomi_core::sync::HttpResponse {
+    t.send(&baomi_core::sync::HttpRequest {
+        method: "POST".into(),
+        path: p.into(),
+        headers: auth.headers(),
+        body: body.to_vec(),
+    })
+    .unwrap()
+}
