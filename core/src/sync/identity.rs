@@ -430,6 +430,20 @@ mod tests {
                 Err(AuthError::BadSignature)
             );
         }
+        // Nor does another request time, nonce or device under the same signature (the binding
+        // is the hash of the whole request message, not of the body alone).
+        let mut later = auth.clone();
+        later.timestamp = Timestamp(now.0 + 1);
+        let mut renonced = auth.clone();
+        renonced.nonce = "0".repeat(32);
+        let mut other = auth.clone();
+        other.device_id = "dev-2".into();
+        for a in [&later, &renonced, &other] {
+            assert_eq!(
+                verify_request(d.public(), "POST", "/v1/sync", b"{}", a, now),
+                Err(AuthError::BadSignature)
+            );
+        }
         // A relay cannot move the checkpoint, strip it (the signature is not a plain one), or
         // add one to a plain request.
         let mut moved = auth.clone();
