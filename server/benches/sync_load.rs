@@ -525,20 +525,9 @@ fn sync_requests(
             serde_json::to_vec(&check_in).unwrap(),
             at(0),
         ),
-        match bound {
-            Some(c) => common::request_with_checkpoint(
-                d,
-                path::UPLOAD,
-                serde_json::to_vec(&up).unwrap(),
-                at(1),
-                c,
-            ),
-            None => common::request_at(
-                Some(d),
-                path::UPLOAD,
-                serde_json::to_vec(&up).unwrap(),
-                at(1),
-            ),
+        match (bound, serde_json::to_vec(&up).unwrap()) {
+            (Some(c), body) => common::request_with_checkpoint(d, path::UPLOAD, body, at(1), c),
+            (None, body) => common::request_at(Some(d), path::UPLOAD, body, at(1)),
         },
         common::request_at(
             Some(d),

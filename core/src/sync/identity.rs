@@ -80,6 +80,18 @@ impl RequestAuth {
     }
 }
 
+/// The binding of a checkpoint signed with a request: the hex suite hash of the request's
+/// signed message ([`signed_message`]); the one definition the signer and the verifier share.
+fn request_binding(suite: crate::suite::Suite, msg: &[u8]) -> String {
+    hex(&suite.digest(msg))
+}
+
+/// The checkpoint header's text for `cp` (`SEQ:LINK:AT`; read back by
+/// [`parse_checkpoint_header`]).
+fn checkpoint_header(cp: &DeviceCheckpoint) -> String {
+    format!("{}:{}:{}", cp.seq, cp.link, cp.at)
+}
+
 /// The checkpoint header's fields: seq, hex link, signing time.
 fn parse_checkpoint_header(h: &str) -> Option<(u64, String, i64)> {
     let mut parts = h.split(':');
@@ -183,11 +195,11 @@ impl DeviceIdentity {
             link: hex(&link),
             at: at.0,
             signature: String::new(),
-            binding: hex(&self.key.suite().digest(&msg)),
+            binding: request_binding(self.key.suite(), &msg),
         };
         checkpoint.signature = B64.encode(self.key.sign(&checkpoint.message(&self.device_id)));
         auth.signature = checkpoint.signature.clone();
-        auth.checkpoint = Some(format!("{seq}:{}:{}", checkpoint.link, at.0));
+        auth.checkpoint = Some(checkpoint_header(&checkpoint));
         Some((auth, checkpoint))
     }
 
@@ -312,7 +324,7 @@ pub fn verify_request(
         link,
         at,
         signature: auth.signature.clone(),
-        binding: hex(&key.suite().digest(&msg)),
+        binding: request_binding(key.suite(), &msg),
     };
     if key.verify(&checkpoint.message(&auth.device_id), &sig) {
         Ok(Some(checkpoint))

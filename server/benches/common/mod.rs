@@ -26,12 +26,7 @@ pub fn request_at(
         Some(id) => id.sign("POST", p, &body, at).unwrap().headers(),
         None => vec![],
     };
-    HttpRequest {
-        method: "POST".into(),
-        path: p.into(),
-        headers,
-        body,
-    }
+    post_request(p, headers, body)
 }
 
 /// A request carrying a batch, as today's agent signs it: its signature is also the batch's
@@ -45,10 +40,15 @@ pub fn request_with_checkpoint(
     end: baomi_core::sync::ledger::ChainEnd,
 ) -> HttpRequest {
     let (auth, _) = id.sign_with_checkpoint("POST", p, &body, at, end).unwrap();
+    post_request(p, auth.headers(), body)
+}
+
+/// A POST of `body` to `p` with `headers`.
+fn post_request(p: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> HttpRequest {
     HttpRequest {
         method: "POST".into(),
         path: p.into(),
-        headers: auth.headers(),
+        headers,
         body,
     }
 }
