@@ -47,7 +47,13 @@ pub fn custody_names(doc: &CustodyRecordDoc) -> (String, String) {
 /// Version 9 (issue 23): personnel assignment records share the custody feed (`custody.device_id`
 /// set, `action = 'assign'`). Version 10 (issue 21): a device checkpoint signed with the request
 /// that carried it keeps that binding (`device_checkpoints.binding`, empty for others).
-pub const VERSION: i64 = 10;
+/// Version 11 (issue 21): a device checkpoint is kept on the row of the record it ends at
+/// (`violations.checkpoint_at`, the phone's time in it; every checkpoint ends at its batch's
+/// last record) and its leaf is named after that record (`record/DEVICE/SEQ/checkpoint`), so a
+/// sync writes no page of its own for it: `device_checkpoints` (its own table and key, a
+/// random page a sync on SQLite) is copied onto those rows and dropped, and the leaves' names
+/// `checkpoint/DEVICE/SEQ` renamed. The checkpoint itself (link, signature, binding) is its leaf.
+pub const VERSION: i64 = 11;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
@@ -93,7 +99,27 @@ const LADDER: &[(i64, &str)] = &[
     (9, "ALTER TABLE custody ADD COLUMN device_id TEXT;"),
     (
         10,
-        "ALTER TABLE device_checkpoints ADD COLUMN binding TEXT NOT NULL DEFAULT '';",
+        "CREATE TABLE IF NOT EXISTS device_checkpoints (
+        device_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        link TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        signature TEXT NOT NULL,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (device_id, seq)
+     );
+     ALTER TABLE device_checkpoints ADD COLUMN binding TEXT NOT NULL DEFAULT '';",
+    ),
+    (
+        11,
+        // The names: by their first characters, not a range over the index (PostgreSQL may
+        // order text by a locale that ignores the `/`); a scan of the leaves, once.
+        "ALTER TABLE violations ADD COLUMN checkpoint_at BIGINT;
+     UPDATE violations SET checkpoint_at = (SELECT d.at FROM device_checkpoints d WHERE d.device_id = violations.device_id AND d.seq = violations.seq)
+        WHERE EXISTS (SELECT 1 FROM device_checkpoints d WHERE d.device_id = violations.device_id AND d.seq = violations.seq);
+     UPDATE ledger_leaves SET ref = 'record/' || substr(ref, 12) || '/checkpoint' WHERE substr(ref, 1, 11) = 'checkpoint/';
+     UPDATE ledger_queue SET ref = 'record/' || substr(ref, 12) || '/checkpoint' WHERE substr(ref, 1, 11) = 'checkpoint/';
+     DROP TABLE device_checkpoints;",
     ),
 ];
 
@@ -247,15 +273,6 @@ CREATE TABLE IF NOT EXISTS checkins (
     fail_closed TEXT
 );
 CREATE INDEX IF NOT EXISTS checkins_device ON checkins (device_id, at);
-CREATE TABLE IF NOT EXISTS device_checkpoints (
-    device_id TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    link TEXT NOT NULL,
-    at BIGINT NOT NULL,
-    signature TEXT NOT NULL,
-    received_at BIGINT NOT NULL,
-    PRIMARY KEY (device_id, seq)
-);
 CREATE TABLE IF NOT EXISTS ledger_checkpoints (
     size BIGINT PRIMARY KEY,
     note TEXT NOT NULL,

@@ -372,7 +372,9 @@ fn a_server_that_dropped_a_batch_cannot_claim_the_device_complete() {
             "DELETE FROM violations WHERE device_id = '{a}' AND seq >= 4 AND seq <= 7"
         ));
         o.rewrite_log(|r| {
-            (4..=7).any(|s| r == format!("record/{a}/{s}") || r == format!("checkpoint/{a}/{s}"))
+            (4..=7).any(|s| {
+                r == format!("record/{a}/{s}") || r == format!("record/{a}/{s}/checkpoint")
+            })
         });
         let (report, _) = audit(&o.auditor(), &o.verifier(), &AuditState::default()).unwrap();
         assert!(
@@ -515,7 +517,7 @@ fn gos_sumdb_packages_verify_the_checkpoints_proofs_and_a_device_checkpoint() {
         };
         // The device's checkpoint, as the agent signed it (with the request that carried it)
         // and as the log holds it; Go builds the message it verifies from the leaf.
-        let checkpoint = parse(&format!("checkpoint/{a}/12"));
+        let checkpoint = parse(&format!("record/{a}/12/checkpoint"));
         let baomi_server::ledger::Leaf::Checkpoint { binding, .. } = &checkpoint else {
             panic!()
         };
@@ -660,10 +662,13 @@ fn a_batch_sent_again_after_its_answer_was_lost_enters_the_log_once() {
                 Ok((
                     twice,
                     count(c, "SELECT COUNT(*) FROM ledger_queue")?,
-                    count(c, "SELECT COUNT(*) FROM device_checkpoints")?,
                     count(
                         c,
-                        "SELECT COUNT(*) FROM ledger_leaves WHERE ref LIKE 'checkpoint/%'",
+                        "SELECT COUNT(*) FROM violations WHERE checkpoint_at IS NOT NULL",
+                    )?,
+                    count(
+                        c,
+                        "SELECT COUNT(*) FROM ledger_leaves WHERE ref LIKE '%/checkpoint'",
                     )?,
                 ))
             })
@@ -678,6 +683,83 @@ fn a_batch_sent_again_after_its_answer_was_lost_enters_the_log_once() {
         assert!(report.clean(), "{label}: {:?}", report.findings);
         assert_eq!(report.devices[&o.a.id()].records, 9, "{label}");
         assert!(report.devices[&o.a.id()].complete, "{label}");
+        o.listener.stop();
+    }
+}
+
+// An office upgraded from schema version 10 (device checkpoints in a table of their own, their
+// leaves named `checkpoint/DEVICE/SEQ`) keeps every checkpoint: a violation's evidence still
+// finds the one over its record, one queued but not yet in the log (PostgreSQL) is renamed and
+// found once logged, a batch sent after the upgrade logs its own, and the auditor finds every
+// chain complete with each checkpoint logged once.
+#[test]
+fn an_office_upgraded_from_schema_10_keeps_every_device_checkpoint() {
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        o.admin.ledger_integrate().unwrap();
+        // Batch 8-9 of phone A: on PostgreSQL its leaves wait in the queue.
+        o.a.violate(2);
+        o.sync_all();
+        // What a server of version 10 left, made from this one's rows.
+        o.sql(
+            "CREATE TABLE device_checkpoints (device_id TEXT NOT NULL, seq BIGINT NOT NULL, link TEXT NOT NULL, at BIGINT NOT NULL, signature TEXT NOT NULL, received_at BIGINT NOT NULL, binding TEXT NOT NULL DEFAULT '', PRIMARY KEY (device_id, seq));
+             INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at) SELECT device_id, seq, link, checkpoint_at, '', received_at FROM violations WHERE checkpoint_at IS NOT NULL;
+             ALTER TABLE violations DROP COLUMN checkpoint_at;
+             UPDATE ledger_leaves SET ref = 'checkpoint/' || substr(ref, 8, length(ref) - 18) WHERE ref LIKE '%/checkpoint';
+             UPDATE ledger_queue SET ref = 'checkpoint/' || substr(ref, 8, length(ref) - 18) WHERE ref LIKE '%/checkpoint';
+             UPDATE server_meta SET value = '10' WHERE name = 'schema_version';",
+        );
+        // The upgrade: the next server to open the database, serving the phones and the auditor.
+        let upgraded = Arc::new(server(&o.url, &o.keys, &o.log));
+        let listener =
+            Listener::start(upgraded.clone(), "127.0.0.1:0".parse().unwrap(), None, 2).unwrap();
+        o.base = format!("http://{}", listener.addr().unwrap());
+        o.a.violate(1);
+        o.sync_all();
+        upgraded.ledger_integrate().unwrap();
+        let a = o.a.id();
+        for (seq, checkpoint) in [(2, 3), (8, 9), (10, 10)] {
+            let text = o.auditor().evidence(&a, seq).unwrap();
+            let e: Evidence = serde_json::from_str(&text).unwrap();
+            let v = evidence::verify(&e, &o.verifier()).unwrap();
+            assert_eq!(v.device_checkpoint, checkpoint, "{label}: record {seq}");
+        }
+        let db = Db::open(&o.url, 1).unwrap();
+        let (twice, named_before, checkpoints) = db
+            .tx(|c| {
+                let count = |c: &mut dyn baomi_server::db::Conn, sql: &str| {
+                    c.query(sql, &[]).map(|r| r[0][0].int().unwrap_or_default())
+                };
+                Ok((
+                    c.query(
+                        "SELECT ref FROM ledger_leaves GROUP BY ref HAVING COUNT(*) > 1",
+                        &[],
+                    )?,
+                    count(
+                        c,
+                        "SELECT COUNT(*) FROM ledger_leaves WHERE ref LIKE 'checkpoint/%'",
+                    )?,
+                    count(
+                        c,
+                        "SELECT COUNT(*) FROM violations WHERE checkpoint_at IS NOT NULL",
+                    )?,
+                ))
+            })
+            .unwrap();
+        assert!(twice.is_empty(), "{label}: leaves twice: {twice:?}");
+        assert_eq!(named_before, 0, "{label}: every leaf renamed");
+        // A: 3, 7, 9, 10; B: 2, 5.
+        assert_eq!(checkpoints, 6, "{label}");
+        assert!(
+            db.tx(|c| Ok(c.query("SELECT COUNT(*) FROM device_checkpoints", &[])?))
+                .is_err(),
+            "{label}: the table of version 10 is gone"
+        );
+        let (report, _) = audit(&o.auditor(), &o.verifier(), &AuditState::default()).unwrap();
+        assert!(report.clean(), "{label}: {:?}", report.findings);
+        assert_eq!(report.devices[&a].records, 10, "{label}");
+        assert!(report.devices[&a].complete, "{label}");
+        listener.stop();
         o.listener.stop();
     }
 }
@@ -707,11 +789,10 @@ fn a_device_checkpoints_leaf_follows_the_records_it_signs_for() {
         };
         let mut checked = 0;
         for (n, reference) in &leaves {
-            let mut parts = reference.splitn(3, '/');
-            if parts.next() != Some("checkpoint") {
+            let parts: Vec<&str> = reference.split('/').collect();
+            let [_, device, seq, "checkpoint"] = parts[..] else {
                 continue;
-            }
-            let (device, seq) = (parts.next().unwrap(), parts.next().unwrap());
+            };
             for s in 1..=seq.parse::<u64>().unwrap() {
                 let record = at("record", device, s).unwrap();
                 assert!(
@@ -751,14 +832,14 @@ fn rewrite_checkpoint(h: &mut [(String, String)], f: impl Fn(&str) -> String) {
 fn held(o: &Office, device: &str) -> (i64, i64) {
     let db = Db::open(&o.url, 1).unwrap();
     db.tx(|c| {
-        let count = |c: &mut dyn baomi_server::db::Conn, table: &str| {
+        let count = |c: &mut dyn baomi_server::db::Conn, also: &str| {
             c.query(
-                &format!("SELECT COUNT(*) FROM {table} WHERE device_id = $1"),
+                &format!("SELECT COUNT(*) FROM violations WHERE device_id = $1{also}"),
                 &[device.into()],
             )
             .map(|r| r[0][0].int().unwrap_or_default())
         };
-        Ok((count(c, "violations")?, count(c, "device_checkpoints")?))
+        Ok((count(c, "")?, count(c, " AND checkpoint_at IS NOT NULL")?))
     })
     .unwrap()
 }
@@ -941,7 +1022,7 @@ fn a_checkpoint_signed_apart_by_an_older_agent_is_still_verified_and_logged() {
             .leaves
             .into_iter()
             .map(|(_, d)| baomi_server::ledger::Leaf::parse(d.as_bytes()).unwrap())
-            .find(|l| l.reference() == format!("checkpoint/{a}/{last}"))
+            .find(|l| l.reference() == format!("record/{a}/{last}/checkpoint"))
             .unwrap();
         let baomi_server::ledger::Leaf::Checkpoint { binding, .. } = &leaf else {
             panic!()

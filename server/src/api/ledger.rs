@@ -270,14 +270,14 @@ impl Server {
                 .ok_or_else(|| missing(format!("violation {device}/{seq} is not stored")))?;
             let cp_seq = c
                 .query(
-                    "SELECT MIN(seq) FROM device_checkpoints WHERE device_id = $1 AND seq >= $2",
+                    "SELECT MIN(seq) FROM violations WHERE device_id = $1 AND seq >= $2 AND checkpoint_at IS NOT NULL",
                     &[device.into(), seq_i64(seq)?.into()],
                 )?
                 .first()
                 .and_then(|r| r.first())
                 .and_then(Value::int)
                 .ok_or_else(|| missing(format!("no device checkpoint covers {device}/{seq}")))?;
-            let device_checkpoint = proven(c, format!("checkpoint/{device}/{cp_seq}"))?;
+            let device_checkpoint = proven(c, format!("record/{device}/{cp_seq}/checkpoint"))?;
             let device_leaf = proven(c, format!("device/{device}"))?;
             let previous_link = if seq > 1 {
                 tree::find(c, &format!("record/{device}/{}", seq - 1))?

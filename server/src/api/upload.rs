@@ -330,18 +330,13 @@ pub(super) fn store_batch(
     }
     let checkpoint_write = writes.len();
     if let Some(cp) = &batch.checkpoint {
-        let insert = "INSERT INTO device_checkpoints (device_id, seq, link, at, signature, received_at, binding) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, seq) DO NOTHING";
-        let params = vec![
-            dev.into(),
-            seq_i64(cp.seq)?.into(),
-            cp.link.clone().into(),
-            cp.at.into(),
-            cp.signature.clone().into(),
-            now.0.into(),
-            cp.binding.clone().into(),
-        ];
+        // Kept on the row of the record it ends at (stored above, or by an earlier try of this
+        // batch): the first checkpoint over that record is the one logged, as a re-sent batch's
+        // records are. The row's page is the one just written; the checkpoint itself is its leaf.
+        let insert = "UPDATE violations SET checkpoint_at = $3 WHERE device_id = $1 AND seq = $2 AND checkpoint_at IS NULL";
+        let params = vec![dev.into(), seq_i64(cp.seq)?.into(), cp.at.into()];
         writes.push(match checkpoint_leaf.as_ref().filter(|_| pg) {
-            // Its leaf queued by the same statement, only if the row is new.
+            // Its leaf queued by the same statement, only if the checkpoint is new.
             Some(leaf) => crate::ledger::log::queue_with(insert, params, leaf),
             None => (insert.into(), params),
         });

@@ -64,9 +64,9 @@ pub fn queue_statement(leaves: &[Leaf]) -> Option<(String, Vec<Value>)> {
     ))
 }
 
-/// PostgreSQL: `insert` (an `INSERT` of one row, with its `params`, that may do nothing on
-/// conflict) made to queue `leaf` too when, and only when, it inserts its row: one statement,
-/// whose count is the row's (1 or 0).
+/// PostgreSQL: `insert` (an `INSERT` or `UPDATE` of at most one row, with its `params`, that
+/// may do nothing) made to queue `leaf` too when, and only when, it writes its row: one
+/// statement, whose count is the row's (1 or 0).
 pub fn queue_with(insert: &str, mut params: Vec<Value>, leaf: &Leaf) -> (String, Vec<Value>) {
     let k = params.len();
     params.push(leaf.reference().into());

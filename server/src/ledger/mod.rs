@@ -132,13 +132,16 @@ impl Leaf {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// A name for finding the leaf (`record/DEVICE/SEQ`, `checkpoint/DEVICE/SEQ`,
-    /// `device/DEVICE`, ...); not part of what is hashed.
+    /// A name for finding the leaf (`record/DEVICE/SEQ`, `record/DEVICE/SEQ/checkpoint`,
+    /// `device/DEVICE`, ...); not part of what is hashed. A device's checkpoint is named after
+    /// the record it ends at, so the index by name keeps it beside that record's entry: one
+    /// page of that index written by a sync, not two far apart (schema version 11; before,
+    /// `checkpoint/DEVICE/SEQ`, renamed at the upgrade).
     pub fn reference(&self) -> String {
         match self {
             Leaf::Device { device, .. } => format!("device/{device}"),
             Leaf::Record { device, seq, .. } => format!("record/{device}/{seq}"),
-            Leaf::Checkpoint { device, seq, .. } => format!("checkpoint/{device}/{seq}"),
+            Leaf::Checkpoint { device, seq, .. } => format!("record/{device}/{seq}/checkpoint"),
             Leaf::Custody { record_id, .. } => format!("custody/{record_id}"),
             Leaf::Assignment { record_id, .. } => format!("assignment/{record_id}"),
             Leaf::Bundle { version, .. } => format!("bundle/{version}"),
