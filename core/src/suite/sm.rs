@@ -300,7 +300,8 @@ impl Sm2PublicKey {
         if msg.is_empty() {
             return Err(SmError::Key("nothing to encrypt"));
         }
-        let pb = ProjectivePoint::from(*self.key.as_affine());
+        // [k]P_B from the key's table (`sm::comb`: the office's key is sealed to every sync).
+        let pb = comb::for_recipient(self.key.as_affine());
         // A1-A8: a fresh k until the key stream is not all zero (probability ~2^-256 per try).
         for _ in 0..16 {
             let k = NonZeroScalar::random(&mut rand_core::OsRng);
@@ -308,7 +309,7 @@ impl Sm2PublicKey {
             let [c1, shared] =
                 <ProjectivePoint as BatchNormalize<[ProjectivePoint; 2]>>::batch_normalize(&[
                     comb::mul_generator(&k),
-                    pb * *k,
+                    pb.mul(&k),
                 ]);
             let Some((x2, y2)) = coordinates(&shared) else {
                 continue;
