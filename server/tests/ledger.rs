@@ -687,6 +687,51 @@ fn a_batch_sent_again_after_its_answer_was_lost_enters_the_log_once() {
     }
 }
 
+// A batch stored by a try that carried no checkpoint (an agent from before the ledger whose
+// answer was lost, retried after its upgrade; made here by removing the first try's checkpoint
+// from the row and the log): the retry's checkpoint over the same record is kept and logged,
+// once, and the chain is complete again.
+#[test]
+fn a_checkpoint_over_a_record_already_stored_without_one_is_logged_when_it_comes() {
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        o.a.violate(2);
+        let lossy = LosesUploadAnswers(transport(&o.base));
+        assert!(
+            sync_now(&mut o.a.agent, &lossy, Timestamp::now()).is_err(),
+            "{label}"
+        );
+        let a = o.a.id();
+        o.sql(&format!(
+            "UPDATE violations SET checkpoint_at = NULL WHERE device_id = '{a}' AND seq = 9"
+        ));
+        o.rewrite_log(|r| r == format!("record/{a}/9/checkpoint"));
+        assert_eq!(
+            held(&o, &a),
+            (9, 2),
+            "{label}: records 1-9, checkpoints at 3 and 7"
+        );
+        o.sync_all();
+        o.admin.ledger_integrate().unwrap();
+        assert_eq!(held(&o, &a), (9, 3), "{label}: and the retry's at 9");
+        let db = Db::open(&o.url, 1).unwrap();
+        let logged = db
+            .tx(|c| {
+                Ok(c.query(
+                    "SELECT COUNT(*) FROM ledger_leaves WHERE ref = $1",
+                    &[format!("record/{a}/9/checkpoint").into()],
+                )?[0][0]
+                    .int())
+            })
+            .unwrap();
+        assert_eq!(logged, Some(1), "{label}");
+        let (report, _) = audit(&o.auditor(), &o.verifier(), &AuditState::default()).unwrap();
+        assert!(report.clean(), "{label}: {:?}", report.findings);
+        assert!(report.devices[&a].complete, "{label}");
+        o.listener.stop();
+    }
+}
+
 // An office upgraded from schema version 10 (device checkpoints in a table of their own, their
 // leaves named `checkpoint/DEVICE/SEQ`) keeps every checkpoint: a violation's evidence still
 // finds the one over its record, one queued but not yet in the log (PostgreSQL) is renamed and

@@ -178,9 +178,9 @@ pub(super) fn store_batch(
     // One statement for the batch. Re-sent records hit the primary key and change nothing:
     // exactly once.
     let mut sql = String::from(
-        "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag, link, holder, severity, verdict, event_type) VALUES ",
+        "INSERT INTO violations (device_id, seq, received_at, at, rules, record, tag, link, holder, severity, verdict, event_type, checkpoint_at) VALUES ",
     );
-    const COLUMNS: usize = 12;
+    const COLUMNS: usize = 13;
     let mut params: Vec<Value> = Vec::with_capacity(batch.records.len() * COLUMNS);
     // Who held the phone when the office received the record (the published assignment
     // then): the console filters on it, and a later reassignment does not rewrite it.
@@ -254,6 +254,13 @@ pub(super) fn store_batch(
             x.severity.clone().into(),
             x.verdict.clone().into(),
             x.event_type.clone().into(),
+            // The device's checkpoint is kept on the row of the record it ends at (the batch's
+            // last: checked below); the checkpoint itself is its leaf.
+            batch
+                .checkpoint
+                .as_ref()
+                .filter(|cp| cp.seq == r.seq)
+                .map_or(Value::Null, |cp| cp.at.into()),
         ]);
         indexed.push((r.seq, x));
     }
@@ -309,7 +316,8 @@ pub(super) fn store_batch(
     // and (PostgreSQL) their leaves queued for the log: independent writes, sent together (one
     // round trip on PostgreSQL). On SQLite the leaves are written below, at their indexes.
     let pg = c.kind() == crate::db::Kind::Postgres;
-    let record_leaves: Vec<Leaf> = leaves
+    // The leaves of what was stored now (the records', then the checkpoint's below).
+    let mut leaves: Vec<Leaf> = leaves
         .into_iter()
         .filter(|(seq, _)| stored.contains(seq))
         .map(|(_, l)| l)
@@ -322,17 +330,26 @@ pub(super) fn store_batch(
         signature: cp.signature.clone(),
         binding: cp.binding.clone(),
     });
+    // The checkpoint arrived with its record's row (the usual batch), or that row was stored by
+    // an earlier try of this batch: then it is new only if that try carried none (the first
+    // checkpoint over a record is the one logged, as a re-sent batch's records are).
+    let stored_with_its_record = batch
+        .checkpoint
+        .as_ref()
+        .is_some_and(|cp| stored.contains(&cp.seq));
     let mut writes = Indexed::count_statements(&new);
     // The records' leaves before the checkpoint's: the log never holds a device's checkpoint
     // without the records it signs for (a log checkpoint can fall between two leaves).
-    if pg && let Some(queue) = crate::ledger::log::queue_statement(&record_leaves) {
+    leaves.extend(checkpoint_leaf.clone().filter(|_| stored_with_its_record));
+    if pg && let Some(queue) = crate::ledger::log::queue_statement(&leaves) {
         writes.push(queue);
     }
     let checkpoint_write = writes.len();
-    if let Some(cp) = &batch.checkpoint {
-        // Kept on the row of the record it ends at (stored above, or by an earlier try of this
-        // batch): the first checkpoint over that record is the one logged, as a re-sent batch's
-        // records are. The row's page is the one just written; the checkpoint itself is its leaf.
+    if let Some(cp) = batch
+        .checkpoint
+        .as_ref()
+        .filter(|_| !stored_with_its_record)
+    {
         let insert = "UPDATE violations SET checkpoint_at = $3 WHERE device_id = $1 AND seq = $2 AND checkpoint_at IS NULL";
         let params = vec![dev.into(), seq_i64(cp.seq)?.into(), cp.at.into()];
         writes.push(match checkpoint_leaf.as_ref().filter(|_| pg) {
@@ -342,7 +359,8 @@ pub(super) fn store_batch(
         });
     }
     let written = c.execute_all(&writes)?;
-    let new_checkpoint = batch.checkpoint.is_some() && written.get(checkpoint_write) == Some(&1);
+    let new_checkpoint = stored_with_its_record
+        || (batch.checkpoint.is_some() && written.get(checkpoint_write) == Some(&1));
     // Critical violations reach the officer without their looking: one notification per
     // batch (its count and first record), in this transaction.
     let critical: Vec<&(&str, i64, i64, &Indexed)> = new
@@ -377,8 +395,7 @@ pub(super) fn store_batch(
     // SQLite: into the ledger with the rows, in this transaction: what was stored now, and
     // the device's checkpoint the first time it arrives.
     if !pg {
-        let mut leaves = record_leaves;
-        leaves.extend(checkpoint_leaf.filter(|_| new_checkpoint));
+        leaves.extend(checkpoint_leaf.filter(|_| new_checkpoint && !stored_with_its_record));
         crate::ledger::log::enqueue(c, &leaves)?;
     }
     // Some seqs were already there: a re-sent batch (same records: exactly once), or a store
