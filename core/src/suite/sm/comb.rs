@@ -32,7 +32,7 @@ const ROWS: usize = 65;
 const ENTRIES: usize = 8;
 /// Rows made affine together when a table is built (`ROWS` is a multiple of it).
 const BLOCK: usize = 13;
-const _: () = assert!(ROWS % BLOCK == 0);
+const _: () = assert!(ROWS.is_multiple_of(BLOCK));
 
 /// The multiples of one point that `[k]P` is summed from.
 pub(super) struct Comb(Vec<[AffinePoint; ENTRIES]>);
