@@ -187,6 +187,20 @@ impl Office {
         (report.findings, next)
     }
 
+    /// One number the database answers (`SELECT COUNT(*) ...`).
+    fn count(&self, sql: &str) -> i64 {
+        let db = Db::open(&self.url, 1).unwrap();
+        db.tx(|c| Ok(c.query(sql, &[])?[0][0].int().unwrap_or_default()))
+            .unwrap()
+    }
+
+    /// Phone A's next batch (records 8 and 9) is stored, and the answer lost on the way back.
+    fn lose_the_answer_to_a_batch(&mut self) {
+        self.a.violate(2);
+        let lossy = LosesUploadAnswers(transport(&self.base));
+        assert!(sync_now(&mut self.a.agent, &lossy, Timestamp::now()).is_err());
+    }
+
     /// The insider: SQL straight into the database.
     fn sql(&self, sql: &str) {
         let db = Db::open(&self.url, 1).unwrap();
@@ -640,43 +654,18 @@ impl Transport for LosesUploadAnswers {
 fn a_batch_sent_again_after_its_answer_was_lost_enters_the_log_once() {
     for (label, url, _d) in backends() {
         let mut o = office(&url);
-        o.a.violate(2);
-        let lossy = LosesUploadAnswers(transport(&o.base));
-        assert!(
-            sync_now(&mut o.a.agent, &lossy, Timestamp::now()).is_err(),
-            "{label}"
-        );
+        o.lose_the_answer_to_a_batch();
         // The same records and a checkpoint over the same seq, again: stored once already.
         o.sync_all();
         o.admin.ledger_integrate().unwrap();
-        let db = Db::open(&o.url, 1).unwrap();
-        let (twice, queued, checkpoints, leaves) = db
-            .tx(|c| {
-                let twice = c.query(
-                    "SELECT ref FROM ledger_leaves GROUP BY ref HAVING COUNT(*) > 1",
-                    &[],
-                )?;
-                let count = |c: &mut dyn baomi_server::db::Conn, sql: &str| {
-                    c.query(sql, &[]).map(|r| r[0][0].int().unwrap_or_default())
-                };
-                Ok((
-                    twice,
-                    count(c, "SELECT COUNT(*) FROM ledger_queue")?,
-                    count(
-                        c,
-                        "SELECT COUNT(*) FROM violations WHERE checkpoint_at IS NOT NULL",
-                    )?,
-                    count(
-                        c,
-                        "SELECT COUNT(*) FROM ledger_leaves WHERE ref LIKE '%/checkpoint'",
-                    )?,
-                ))
-            })
-            .unwrap();
-        assert!(twice.is_empty(), "{label}: leaves twice: {twice:?}");
-        assert_eq!(queued, 0, "{label}");
+        let twice = o.count(
+            "SELECT COUNT(*) FROM (SELECT ref FROM ledger_leaves GROUP BY ref HAVING COUNT(*) > 1) t",
+        );
+        assert_eq!(twice, 0, "{label}: no leaf twice");
+        assert_eq!(o.count("SELECT COUNT(*) FROM ledger_queue"), 0, "{label}");
         assert_eq!(
-            leaves, checkpoints,
+            o.count("SELECT COUNT(*) FROM ledger_leaves WHERE ref LIKE '%/checkpoint'"),
+            o.count("SELECT COUNT(*) FROM violations WHERE checkpoint_at IS NOT NULL"),
             "{label}: one leaf per stored checkpoint"
         );
         let (report, _) = audit(&o.auditor(), &o.verifier(), &AuditState::default()).unwrap();
@@ -695,12 +684,7 @@ fn a_batch_sent_again_after_its_answer_was_lost_enters_the_log_once() {
 fn a_checkpoint_over_a_record_already_stored_without_one_is_logged_when_it_comes() {
     for (label, url, _d) in backends() {
         let mut o = office(&url);
-        o.a.violate(2);
-        let lossy = LosesUploadAnswers(transport(&o.base));
-        assert!(
-            sync_now(&mut o.a.agent, &lossy, Timestamp::now()).is_err(),
-            "{label}"
-        );
+        o.lose_the_answer_to_a_batch();
         let a = o.a.id();
         o.sql(&format!(
             "UPDATE violations SET checkpoint_at = NULL WHERE device_id = '{a}' AND seq = 9"
@@ -714,17 +698,10 @@ fn a_checkpoint_over_a_record_already_stored_without_one_is_logged_when_it_comes
         o.sync_all();
         o.admin.ledger_integrate().unwrap();
         assert_eq!(held(&o, &a), (9, 3), "{label}: and the retry's at 9");
-        let db = Db::open(&o.url, 1).unwrap();
-        let logged = db
-            .tx(|c| {
-                Ok(c.query(
-                    "SELECT COUNT(*) FROM ledger_leaves WHERE ref = $1",
-                    &[format!("record/{a}/9/checkpoint").into()],
-                )?[0][0]
-                    .int())
-            })
-            .unwrap();
-        assert_eq!(logged, Some(1), "{label}");
+        let logged = o.count(&format!(
+            "SELECT COUNT(*) FROM ledger_leaves WHERE ref = 'record/{a}/9/checkpoint'"
+        ));
+        assert_eq!(logged, 1, "{label}");
         let (report, _) = audit(&o.auditor(), &o.verifier(), &AuditState::default()).unwrap();
         assert!(report.clean(), "{label}: {:?}", report.findings);
         assert!(report.devices[&a].complete, "{label}");
@@ -769,32 +746,22 @@ fn an_office_upgraded_from_schema_10_keeps_every_device_checkpoint() {
             let v = evidence::verify(&e, &o.verifier()).unwrap();
             assert_eq!(v.device_checkpoint, checkpoint, "{label}: record {seq}");
         }
-        let db = Db::open(&o.url, 1).unwrap();
-        let (twice, named_before, checkpoints) = db
-            .tx(|c| {
-                let count = |c: &mut dyn baomi_server::db::Conn, sql: &str| {
-                    c.query(sql, &[]).map(|r| r[0][0].int().unwrap_or_default())
-                };
-                Ok((
-                    c.query(
-                        "SELECT ref FROM ledger_leaves GROUP BY ref HAVING COUNT(*) > 1",
-                        &[],
-                    )?,
-                    count(
-                        c,
-                        "SELECT COUNT(*) FROM ledger_leaves WHERE ref LIKE 'checkpoint/%'",
-                    )?,
-                    count(
-                        c,
-                        "SELECT COUNT(*) FROM violations WHERE checkpoint_at IS NOT NULL",
-                    )?,
-                ))
-            })
-            .unwrap();
-        assert!(twice.is_empty(), "{label}: leaves twice: {twice:?}");
-        assert_eq!(named_before, 0, "{label}: every leaf renamed");
+        let twice = o.count(
+            "SELECT COUNT(*) FROM (SELECT ref FROM ledger_leaves GROUP BY ref HAVING COUNT(*) > 1) t",
+        );
+        assert_eq!(twice, 0, "{label}: no leaf twice");
+        assert_eq!(
+            o.count("SELECT COUNT(*) FROM ledger_leaves WHERE ref LIKE 'checkpoint/%'"),
+            0,
+            "{label}: every leaf renamed"
+        );
         // A: 3, 7, 9, 10; B: 2, 5.
-        assert_eq!(checkpoints, 6, "{label}");
+        assert_eq!(
+            o.count("SELECT COUNT(*) FROM violations WHERE checkpoint_at IS NOT NULL"),
+            6,
+            "{label}"
+        );
+        let db = Db::open(&o.url, 1).unwrap();
         assert!(
             db.tx(|c| Ok(c.query("SELECT COUNT(*) FROM device_checkpoints", &[])?))
                 .is_err(),
