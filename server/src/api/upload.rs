@@ -359,8 +359,10 @@ pub(super) fn store_batch(
         });
     }
     let written = c.execute_all(&writes)?;
-    let new_checkpoint = stored_with_its_record
-        || (batch.checkpoint.is_some() && written.get(checkpoint_write) == Some(&1));
+    // The checkpoint of a re-sent batch whose row had none: new after all.
+    let new_late = !stored_with_its_record
+        && batch.checkpoint.is_some()
+        && written.get(checkpoint_write) == Some(&1);
     // Critical violations reach the officer without their looking: one notification per
     // batch (its count and first record), in this transaction.
     let critical: Vec<&(&str, i64, i64, &Indexed)> = new
@@ -395,7 +397,7 @@ pub(super) fn store_batch(
     // SQLite: into the ledger with the rows, in this transaction: what was stored now, and
     // the device's checkpoint the first time it arrives.
     if !pg {
-        leaves.extend(checkpoint_leaf.filter(|_| new_checkpoint && !stored_with_its_record));
+        leaves.extend(checkpoint_leaf.filter(|_| new_late));
         crate::ledger::log::enqueue(c, &leaves)?;
     }
     // Some seqs were already there: a re-sent batch (same records: exactly once), or a store
