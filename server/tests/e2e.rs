@@ -50,7 +50,7 @@ const HOUR_MS: i64 = 3_600_000;
 struct Backend {
     label: &'static str,
     url: String,
-    _dir: Option<tempfile::TempDir>,
+    _scratch: common::Scratch,
 }
 
 fn backends() -> Vec<Backend> {
@@ -58,13 +58,14 @@ fn backends() -> Vec<Backend> {
     let mut v = vec![Backend {
         label: "sqlite",
         url: format!("sqlite:{}", dir.path().join("server.db").display()),
-        _dir: Some(dir),
+        _scratch: common::Scratch::Dir(dir),
     }];
     if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
+        let db = fresh_pg_database(&base);
         v.push(Backend {
             label: "postgres",
-            url: fresh_pg_database(&base),
-            _dir: None,
+            url: db.url.clone(),
+            _scratch: common::Scratch::Pg(db),
         });
     }
     v

@@ -21,20 +21,20 @@ use baomi_server::db::Db;
 const PASSWORD: &str = "correct horse battery";
 
 /// A server per backend, each on an empty database.
-fn servers() -> Vec<(&'static str, Server, Option<tempfile::TempDir>)> {
+fn servers() -> Vec<(&'static str, Server, common::Scratch)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("s.db").display());
     let mut v = vec![(
         "sqlite",
         Server::new(Db::open(&url, 4).unwrap(), None, Timestamp::now).unwrap(),
-        Some(dir),
+        common::Scratch::Dir(dir),
     )];
     if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
-        let url = common::fresh_pg_database(&base);
+        let db = common::fresh_pg_database(&base);
         v.push((
             "postgres",
-            Server::new(Db::open(&url, 8).unwrap(), None, Timestamp::now).unwrap(),
-            None,
+            Server::new(Db::open(&db.url, 8).unwrap(), None, Timestamp::now).unwrap(),
+            common::Scratch::Pg(db),
         ));
     }
     v

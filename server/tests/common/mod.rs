@@ -109,26 +109,58 @@ pub fn office_keys(dir: &std::path::Path) -> OfficeKeys {
     }
 }
 
-/// The database URLs a server test runs on: a fresh SQLite file, and a fresh database on the
-/// PostgreSQL cluster of `BAOMI_TEST_PG_URL` when set. (label, URL, the SQLite file's
-/// directory to keep alive.)
+/// Where a test's database lives, removed when the test drops it: the SQLite file's directory,
+/// or a database of the PostgreSQL test cluster.
 #[allow(dead_code, reason = "not every test binary uses it")]
-pub fn backends() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
+pub enum Scratch {
+    /// The SQLite file's directory.
+    Dir(tempfile::TempDir),
+    /// A PostgreSQL database.
+    Pg(PgDatabase),
+}
+
+/// The database URLs a server test runs on: a fresh SQLite file, and a fresh database on the
+/// PostgreSQL cluster of `BAOMI_TEST_PG_URL` when set. (label, URL, what keeps it until the
+/// test is done and removes it then.)
+#[allow(dead_code, reason = "not every test binary uses it")]
+pub fn backends() -> Vec<(&'static str, String, Scratch)> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut v = vec![(
         "sqlite",
         format!("sqlite:{}", dir.path().join("server.db").display()),
-        Some(dir),
+        Scratch::Dir(dir),
     )];
     if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
-        v.push(("postgres", fresh_pg_database(&base), None));
+        let db = fresh_pg_database(&base);
+        v.push(("postgres", db.url.clone(), Scratch::Pg(db)));
     }
     v
 }
 
+/// A database of the PostgreSQL test cluster, dropped (with any connection still open to it)
+/// when this is: a CI run creates some 300 and would otherwise leave gigabytes behind.
+pub struct PgDatabase {
+    /// Its URL.
+    pub url: String,
+    base: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Best effort: a test that failed still fails for its own reason.
+        if let Ok(mut c) = postgres::Client::connect(&self.base, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
 /// A new, empty database on the test cluster at `base`, so tests never see each other's rows.
 #[allow(dead_code, reason = "not every test binary uses it")]
-pub fn fresh_pg_database(base: &str) -> String {
+pub fn fresh_pg_database(base: &str) -> PgDatabase {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
@@ -141,7 +173,11 @@ pub fn fresh_pg_database(base: &str) -> String {
     c.batch_execute(&format!("CREATE DATABASE {name}"))
         .expect("a database is created");
     let cut = base.rfind('/').expect("a URL with a database");
-    format!("{}/{name}", &base[..cut])
+    PgDatabase {
+        url: format!("{}/{name}", &base[..cut]),
+        base: base.to_owned(),
+        name,
+    }
 }
 
 /// A banned messenger (WeChat) launched at `at`: the violation the tests record.
