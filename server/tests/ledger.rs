@@ -709,6 +709,38 @@ fn a_checkpoint_over_a_record_already_stored_without_one_is_logged_when_it_comes
     }
 }
 
+// The insider edits the mark a violation row carries for the device checkpoint that ends at it
+// (`violations.checkpoint_at`): it only tells the evidence export where to look. Cleared, the
+// export takes the next checkpoint, which covers the record too and verifies; set on a row no
+// checkpoint ends at, the export finds no such leaf and says so. The auditor reads the log, not
+// the mark: both edits leave its verdict clean.
+#[test]
+fn an_edited_checkpoint_mark_misleads_neither_the_evidence_nor_the_auditor() {
+    for (label, url, _d) in backends() {
+        let o = office(&url);
+        let a = o.a.id();
+        o.sql(&format!(
+            "UPDATE violations SET checkpoint_at = NULL WHERE device_id = '{a}' AND seq = 3"
+        ));
+        let text = o.auditor().evidence(&a, 2).unwrap();
+        let e: Evidence = serde_json::from_str(&text).unwrap();
+        let v = evidence::verify(&e, &o.verifier()).unwrap();
+        assert_eq!(
+            (v.seq, v.device_checkpoint),
+            (2, 7),
+            "{label}: the next one covers it"
+        );
+        o.sql(&format!(
+            "UPDATE violations SET checkpoint_at = 1 WHERE device_id = '{a}' AND seq = 5"
+        ));
+        let refused = o.auditor().evidence(&a, 4).unwrap_err();
+        assert!(refused.contains("404"), "{label}: {refused}");
+        let (report, _) = audit(&o.auditor(), &o.verifier(), &AuditState::default()).unwrap();
+        assert!(report.clean(), "{label}: {:?}", report.findings);
+        o.listener.stop();
+    }
+}
+
 // An office upgraded from schema version 10 (device checkpoints in a table of their own, their
 // leaves named `checkpoint/DEVICE/SEQ`) keeps every checkpoint: a violation's evidence still
 // finds the one over its record, one queued but not yet in the log (PostgreSQL) is renamed and
