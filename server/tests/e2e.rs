@@ -54,24 +54,15 @@ struct Backend {
 }
 
 fn backends() -> Vec<Backend> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut v = vec![Backend {
-        label: "sqlite",
-        url: format!("sqlite:{}", dir.path().join("server.db").display()),
-        _scratch: common::Scratch::Dir(dir),
-    }];
-    if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
-        let db = fresh_pg_database(&base);
-        v.push(Backend {
-            label: "postgres",
-            url: db.url.clone(),
-            _scratch: common::Scratch::Pg(db),
-        });
-    }
-    v
+    common::backends()
+        .into_iter()
+        .map(|(label, url, scratch)| Backend {
+            label,
+            url,
+            _scratch: scratch,
+        })
+        .collect()
 }
-
-use common::fresh_pg_database;
 
 // ---------------------------------------------------------------- the office
 

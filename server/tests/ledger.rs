@@ -187,6 +187,15 @@ impl Office {
         (report.findings, next)
     }
 
+    /// The auditor's evidence package for `device`'s record `seq`, and what it proves once
+    /// verified offline with the log's key.
+    fn verified_evidence(&self, device: &str, seq: u64) -> (Evidence, evidence::Verified) {
+        let text = self.auditor().evidence(device, seq).unwrap();
+        let e: Evidence = serde_json::from_str(&text).unwrap();
+        let v = evidence::verify(&e, &self.verifier()).unwrap();
+        (e, v)
+    }
+
     /// One number the database answers (`SELECT COUNT(*) ...`).
     fn count(&self, sql: &str) -> i64 {
         let db = Db::open(&self.url, 1).unwrap();
@@ -410,9 +419,7 @@ fn one_violations_evidence_verifies_offline_and_an_edited_record_does_not() {
     for (label, url, _d) in backends() {
         let o = office(&url);
         let a = o.a.id();
-        let text = o.auditor().evidence(&a, 2).unwrap();
-        let e: Evidence = serde_json::from_str(&text).unwrap();
-        let v = evidence::verify(&e, &o.verifier()).unwrap();
+        let (e, v) = o.verified_evidence(&a, 2);
         assert_eq!(
             (v.device.as_str(), v.seq, v.device_checkpoint),
             (a.as_str(), 2, 3),
@@ -722,9 +729,7 @@ fn an_edited_checkpoint_mark_misleads_neither_the_evidence_nor_the_auditor() {
         o.sql(&format!(
             "UPDATE violations SET checkpoint_at = NULL WHERE device_id = '{a}' AND seq = 3"
         ));
-        let text = o.auditor().evidence(&a, 2).unwrap();
-        let e: Evidence = serde_json::from_str(&text).unwrap();
-        let v = evidence::verify(&e, &o.verifier()).unwrap();
+        let (_, v) = o.verified_evidence(&a, 2);
         assert_eq!(
             (v.seq, v.device_checkpoint),
             (2, 7),
@@ -773,9 +778,7 @@ fn an_office_upgraded_from_schema_10_keeps_every_device_checkpoint() {
         upgraded.ledger_integrate().unwrap();
         let a = o.a.id();
         for (seq, checkpoint) in [(2, 3), (8, 9), (10, 10)] {
-            let text = o.auditor().evidence(&a, seq).unwrap();
-            let e: Evidence = serde_json::from_str(&text).unwrap();
-            let v = evidence::verify(&e, &o.verifier()).unwrap();
+            let (_, v) = o.verified_evidence(&a, seq);
             assert_eq!(v.device_checkpoint, checkpoint, "{label}: record {seq}");
         }
         let twice = o.count(

@@ -22,22 +22,14 @@ const PASSWORD: &str = "correct horse battery";
 
 /// A server per backend, each on an empty database.
 fn servers() -> Vec<(&'static str, Server, common::Scratch)> {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("s.db").display());
-    let mut v = vec![(
-        "sqlite",
-        Server::new(Db::open(&url, 4).unwrap(), None, Timestamp::now).unwrap(),
-        common::Scratch::Dir(dir),
-    )];
-    if let Ok(base) = std::env::var("BAOMI_TEST_PG_URL") {
-        let db = common::fresh_pg_database(&base);
-        v.push((
-            "postgres",
-            Server::new(Db::open(&db.url, 8).unwrap(), None, Timestamp::now).unwrap(),
-            common::Scratch::Pg(db),
-        ));
-    }
-    v
+    common::backends()
+        .into_iter()
+        .map(|(label, url, scratch)| {
+            let pool = if label == "sqlite" { 4 } else { 8 };
+            let server = Server::new(Db::open(&url, pool).unwrap(), None, Timestamp::now).unwrap();
+            (label, server, scratch)
+        })
+        .collect()
 }
 
 fn audit_rows(s: &Server) -> usize {

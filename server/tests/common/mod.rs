@@ -159,8 +159,7 @@ impl Drop for PgDatabase {
 }
 
 /// A new, empty database on the test cluster at `base`, so tests never see each other's rows.
-#[allow(dead_code, reason = "not every test binary uses it")]
-pub fn fresh_pg_database(base: &str) -> PgDatabase {
+fn fresh_pg_database(base: &str) -> PgDatabase {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
