@@ -9,6 +9,7 @@ import csv
 import io
 import re
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -231,12 +232,13 @@ def test_an_alert_is_acknowledged_then_resolved_with_notes(fleet, browser):
     assert row.get_attribute("data-state") == "open"
     row.find_element(By.NAME, "note").send_keys("called the holder")
     row.find_element(By.CSS_SELECTOR, "button[value=acknowledged]").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']").get_attribute("data-state") == "acknowledged")
+    # The form's POST reloads the page: a row found before the reload is stale after it.
+    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']").get_attribute("data-state") == "acknowledged")
     assert "called the holder" in browser.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']").text
     row = browser.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']")
     row.find_element(By.NAME, "note").send_keys("camera repaired, re-enrolled")
     row.find_element(By.CSS_SELECTOR, "button[value=resolved]").click()
-    WebDriverWait(browser, 10).until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-alert='{alert}']"))
+    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-alert='{alert}']"))
     # Resolved: gone from the unresolved list, kept in the full one and in the audit log.
     browser.get(base + "/console/alerts?state=resolved")
     assert browser.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']").get_attribute("data-state") == "resolved"
