@@ -27,7 +27,14 @@ def login(browser, base, name, password, lang="en"):
     browser.find_element(By.NAME, "name").send_keys(name)
     browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.readyState") == "complete" and "/console/login" not in d.current_url or d.find_elements(By.CLASS_NAME, "error"))
+    wait(browser).until(lambda d: d.execute_script("return document.readyState") == "complete" and "/console/login" not in d.current_url or d.find_elements(By.CLASS_NAME, "error"))
+
+
+def wait(browser):
+    """Selenium's wait that polls again when an element it read went stale: a click that
+    submits a form or follows a link reloads the page between finding an element and reading
+    it (the default wait ignores only a missing element)."""
+    return WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def shot(browser, name):
@@ -53,7 +60,7 @@ def test_an_admin_reads_the_fleet_filters_violations_opens_a_device_reads_custod
     states = {c.get_attribute("data-state"): int(c.text) for c in browser.find_elements(By.CSS_SELECTOR, "#states td.n")}
     assert sum(states.values()) == 3 and states["alert"] == 1 and states["compliant"] == 2, states
     browser.find_element(By.CSS_SELECTOR, "#states a[href='/console/fleet?state=alert']").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "fleet"))
+    wait(browser).until(lambda d: d.find_elements(By.ID, "fleet"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#fleet tr")[1:]
     assert len(rows) == 1 and rows[0].get_attribute("data-device") == devices[0]
     browser.get(base + "/console/fleet")
@@ -73,7 +80,7 @@ def test_an_admin_reads_the_fleet_filters_violations_opens_a_device_reads_custod
     rule = browser.find_elements(By.CSS_SELECTOR, "#violations tr")[1].find_elements(By.TAG_NAME, "td")[5].text
     Select(browser.find_element(By.NAME, "rule")).select_by_value("baomi.tamper")
     browser.find_element(By.CSS_SELECTOR, "#filters button").click()
-    WebDriverWait(browser, 10).until(lambda d: "rule=baomi.tamper" in d.current_url)
+    wait(browser).until(lambda d: "rule=baomi.tamper" in d.current_url)
     filtered = browser.find_elements(By.CSS_SELECTOR, "#violations tr")[1:]
     assert 0 < len(filtered) < all_rows, (len(filtered), all_rows, rule)
     assert all("baomi.tamper" in r.text for r in filtered)
@@ -86,7 +93,7 @@ def test_an_admin_reads_the_fleet_filters_violations_opens_a_device_reads_custod
     # A device's page, from the fleet.
     browser.get(base + "/console/fleet")
     browser.find_element(By.CSS_SELECTOR, f"a[href='/console/device/{devices[1]}']").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "checkins"))
+    wait(browser).until(lambda d: d.find_elements(By.ID, "checkins"))
     assert devices[1] in browser.find_element(By.TAG_NAME, "h1").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#checkins tr")) > 1
     assert "camera_disabled" in browser.find_element(By.ID, "posture-changes").text
@@ -103,12 +110,12 @@ def test_an_admin_reads_the_fleet_filters_violations_opens_a_device_reads_custod
     bundle = fleet["bundle2"].read_text()
     browser.execute_script("document.getElementById('bundle').value = arguments[0]", bundle)
     browser.find_element(By.ID, "preview").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "impact-table"))
+    wait(browser).until(lambda d: d.find_elements(By.ID, "impact-table"))
     impact = browser.find_element(By.ID, "impact-table").text
     assert devices[2] in impact and "com.tencent.mm" in impact and devices[0] not in impact, impact
     shot(browser, "5-impact")
     browser.find_element(By.ID, "publish").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "fleet"))
+    wait(browser).until(lambda d: d.find_elements(By.ID, "fleet"))
     assert "/ v2" in browser.find_element(By.ID, "fleet").text
     browser.get(base + "/console/audit")
     audit = browser.find_element(By.ID, "audit").text
@@ -217,10 +224,10 @@ def test_the_console_speaks_chinese_first(fleet, browser):
     assert "秘密" in browser.find_element(By.ID, "custody").text
     # The switch to English and back.
     browser.find_element(By.ID, "lang").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
+    wait(browser).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
     assert "Secret" in browser.find_element(By.ID, "custody").text
     browser.find_element(By.ID, "lang").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN")
+    wait(browser).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN")
 
 
 def test_an_alert_is_acknowledged_then_resolved_with_notes(fleet, browser):
@@ -232,13 +239,12 @@ def test_an_alert_is_acknowledged_then_resolved_with_notes(fleet, browser):
     assert row.get_attribute("data-state") == "open"
     row.find_element(By.NAME, "note").send_keys("called the holder")
     row.find_element(By.CSS_SELECTOR, "button[value=acknowledged]").click()
-    # The form's POST reloads the page: a row found before the reload is stale after it.
-    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']").get_attribute("data-state") == "acknowledged")
+    wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']").get_attribute("data-state") == "acknowledged")
     assert "called the holder" in browser.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']").text
     row = browser.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']")
     row.find_element(By.NAME, "note").send_keys("camera repaired, re-enrolled")
     row.find_element(By.CSS_SELECTOR, "button[value=resolved]").click()
-    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-alert='{alert}']"))
+    wait(browser).until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-alert='{alert}']"))
     # Resolved: gone from the unresolved list, kept in the full one and in the audit log.
     browser.get(base + "/console/alerts?state=resolved")
     assert browser.find_element(By.CSS_SELECTOR, f"tr[data-alert='{alert}']").get_attribute("data-state") == "resolved"
@@ -274,7 +280,7 @@ def test_at_a_province_scale_the_lists_page_sort_filter_and_export(office_at_sca
     first = [r.get_attribute("data-device") for r in browser.find_elements(By.CSS_SELECTOR, "#fleet tr[data-device]")]
     assert len(first) == 100 and str(SCALE_DEVICES) in browser.find_element(By.ID, "count").text
     browser.find_element(By.ID, "next-page").click()
-    WebDriverWait(browser, 10).until(lambda d: "after=" in d.current_url)
+    wait(browser).until(lambda d: "after=" in d.current_url)
     second = [r.get_attribute("data-device") for r in browser.find_elements(By.CSS_SELECTOR, "#fleet tr[data-device]")]
     assert len(second) == 100 and not set(first) & set(second) and second[0] > first[-1]
     # Sorted by last check-in, filtered by state, searched by holder.
@@ -282,7 +288,7 @@ def test_at_a_province_scale_the_lists_page_sort_filter_and_export(office_at_sca
     Select(browser.find_element(By.NAME, "sort")).select_by_value("check_in")
     Select(browser.find_element(By.NAME, "state")).select_by_value("stale")
     browser.find_element(By.ID, "filter").click()
-    WebDriverWait(browser, 10).until(lambda d: "state=stale" in d.current_url)
+    wait(browser).until(lambda d: "state=stale" in d.current_url)
     states = {r.get_attribute("data-state") for r in browser.find_elements(By.CSS_SELECTOR, "#fleet td.state span[data-state]")}
     assert states == {"stale"}, states
     assert str(counts["stale"]) in browser.find_element(By.ID, "count").text
@@ -306,7 +312,7 @@ def test_at_a_province_scale_the_lists_page_sort_filter_and_export(office_at_sca
     browser.find_element(By.NAME, "holder").send_keys("holder-0001")
     Select(browser.find_element(By.NAME, "time")).select_by_value("event")
     browser.find_element(By.ID, "filter").click()
-    WebDriverWait(browser, 10).until(lambda d: "severity=critical" in d.current_url)
+    wait(browser).until(lambda d: "severity=critical" in d.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "#violations tr[data-seq]")
     assert rows and all(r.find_element(By.CSS_SELECTOR, "td[data-severity]").get_attribute("data-severity") == "critical" for r in rows)
     assert all("holder-0001" in r.find_elements(By.TAG_NAME, "td")[3].text for r in rows)
