@@ -176,13 +176,18 @@ fn swapped_rows_cost_the_swapped_rows_not_the_rest_of_the_chain() {
 fn an_edited_row_is_named() {
     let dir = recorded(4, 0);
     // (Reads are by value as bytes: a row whose bytes were rewritten as TEXT is an unreadable
-    // record, not an SQL error that stops the sync.)
-    raw(dir.path())
+    // record, not an SQL error that stops the sync.) The ninth byte is ciphertext under a random
+    // nonce: set to 0xff, it already was one run in 256 (the edit changed nothing, and this
+    // test failed once under `sm` that way); flipped, it always changes.
+    let edited = raw(dir.path())
         .execute(
-            "UPDATE violations SET sealed = substr(sealed, 1, 8) || x'ff' || substr(sealed, 10) WHERE seq = 2",
+            "UPDATE violations SET sealed = substr(sealed, 1, 8) \
+             || CASE WHEN substr(sealed, 9, 1) = x'ff' THEN x'fe' ELSE x'ff' END \
+             || substr(sealed, 10) WHERE seq = 2",
             [],
         )
         .unwrap();
+    assert_eq!(edited, 1);
     // 2 no longer authenticates; 3 still opens with 2's (stored) tag.
     assert_salvaged(dir.path(), 3, "(2)");
 }
