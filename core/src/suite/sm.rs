@@ -18,10 +18,10 @@
 //!   example and against GmSSL and sm-crypto in CI. `C3` is compared in constant time, and
 //!   a failure says nothing about which step failed.
 //! - **SM3** and **HMAC-SM3** (`sm3`, `hmac`), **HKDF** over HMAC-SM3 (`hkdf`, RFC 5869).
-//! - **SM4-GCM** (RFC 8998): SM4 and its counter mode in `sm::sm4` (table-based, four blocks
-//!   at a time; checked against the `sm4` and `aes-gcm` crates), GHASH from the `ghash`
-//!   crate, a 96-bit nonce and a 128-bit tag. A table-based cipher: unlike AES-NI it is not
-//!   constant-time against a co-resident cache attacker (noted in docs/SECURITY.md).
+//! - **SM4-GCM** (RFC 8998): SM4 and its counter mode in `sm::sm4`, constant-time (the S-box
+//!   a boolean circuit, bitsliced 64 blocks a pass or packed two blocks at a time; checked
+//!   against the `sm4` and `aes-gcm` crates), GHASH from the `ghash` crate, a 96-bit nonce
+//!   and a 128-bit tag.
 
 use hmac::{Hmac, Mac};
 use sm2::elliptic_curve::ff::PrimeField;
