@@ -92,6 +92,7 @@ fn request(key: &Sm2SecretKey) -> Value {
         "sealed": hex(&key.public().encrypt(&batch_key).unwrap()),
         "data": hex(b"Baomi: an SM4 block and more, for SM3 and HMAC-SM3."),
         "sm4_key": "0123456789abcdeffedcba9876543210",
+        "sm4_blocks": hex(&sm4_blocks()),
         "hmac_key": hex(b"an office's MAC key"),
     })
 }
@@ -188,6 +189,20 @@ fn check(peer: &Value, req: &Value, key: &Sm2SecretKey) {
         hex(&block),
         "{name}: SM4"
     );
+    // Many blocks: a bitsliced pass of 64 and a remainder two at a time.
+    let mut blocks: Vec<[u8; 16]> = sm4_blocks().as_chunks::<16>().0.to_vec();
+    cipher.encrypt_blocks(&mut blocks);
+    assert_eq!(
+        peer["sm4_blocks"].as_str().unwrap(),
+        hex(blocks.as_flattened()),
+        "{name}: SM4, {} blocks",
+        blocks.len()
+    );
+}
+
+/// 70 blocks for the peers' ECB: one bitsliced pass and six blocks after it.
+fn sm4_blocks() -> Vec<u8> {
+    (0..70 * 16).map(|i| (i * 7 + 1) as u8).collect()
 }
 
 #[test]

@@ -43,6 +43,8 @@ def main() -> None:
     cipher = sm4.CryptSM4(padding_mode=sm4.ZERO)
     cipher.set_key(bytes.fromhex(req["sm4_key"]), sm4.SM4_ENCRYPT)
     out["sm4_block"] = cipher.crypt_ecb(data[:16]).hex()[:32]
+    blocks = bytes.fromhex(req["sm4_blocks"])
+    out["sm4_blocks"] = cipher.crypt_ecb(blocks).hex()[: 2 * len(blocks)]
     json.dump(out, sys.stdout)
 
 

@@ -27,5 +27,6 @@ process.stdin.on('end', () => {
   out.sm3 = sm3(bytes(req.data))
   out.hmac_sm3 = sm3(bytes(req.data), { key: req.hmac_key })
   out.sm4_block = sm4.encrypt(bytes(req.data).slice(0, 16), req.sm4_key, { padding: 'none' })
+  out.sm4_blocks = sm4.encrypt(bytes(req.sm4_blocks), req.sm4_key, { padding: 'none' })
   process.stdout.write(JSON.stringify(out))
 })
