@@ -274,7 +274,8 @@ fn sliced_round(
     for b in 0..32 {
         t[b] = x1[b] ^ x2[b] ^ x3[b] ^ rk[b];
     }
-    let mut s = [0u64; 32];
+    // The S-box's planes twice over, so that `L`'s rotations read without wrapping.
+    let mut s = [0u64; 64];
     for (s, t) in s
         .as_chunks_mut::<8>()
         .0
@@ -283,9 +284,10 @@ fn sliced_round(
     {
         *s = circuit::sbox(*t);
     }
-    // Bit b of rotl(s, r) is bit (b - r) mod 32 of s.
+    s.copy_within(..32, 32);
+    // Bit b of rotl(s, r) is bit (b - r) mod 32 of s: plane b + 32 - r of the doubled planes.
     for b in 0..32 {
-        x0[b] ^= s[b] ^ s[(b + 30) & 31] ^ s[(b + 22) & 31] ^ s[(b + 14) & 31] ^ s[(b + 8) & 31];
+        x0[b] ^= s[b] ^ s[b + 30] ^ s[b + 22] ^ s[b + 14] ^ s[b + 8];
     }
 }
 
