@@ -136,7 +136,7 @@ fn word(b: &[u8; 16], i: usize) -> u32 {
 
 /// Blocks up to which [`Sm4::encrypt_blocks`] computes two blocks at a time (SWAR) rather than
 /// 64 side by side (bitsliced, whose cost does not depend on how many of its lanes are used).
-const SWAR_MAX: usize = 10;
+const SWAR_MAX: usize = 8;
 
 /// SM4's 32 round keys, each with the S-box's constants folded in, as words and as bit planes
 /// (zeroized on drop).
