@@ -110,12 +110,13 @@ fn tau(a: u32) -> u32 {
     tau2(a ^ bytes(circuit::IN), 0).0 ^ bytes(circuit::OUT)
 }
 
-/// The rounds run on `τ'` with the constants folded into the round keys. Round `i`'s input
-/// needs `⊕ IN` in each byte; its output lacks `L(OUT)` in each byte (call that `K`), so the
-/// word it makes lacks `K`, which reaches the rounds that read that word: the word made by
-/// round `i` is off by `K` when `i / 4` is even (off by `K` again every four rounds, `K ⊕ K`
-/// cancels), and round `i` reads words `i + 1`, `i + 2` and `i + 3`. The output words (32
-/// to 35) are off by nothing.
+/// What round `i`'s key is XORed with, so that the rounds can run on `τ'`. The round's input
+/// needs `⊕ IN` in each byte. Its S-box output is off by `OUT` in each byte, so the word it
+/// makes is off by `K = L(OUT in each byte)`, and so is every word that round's input reads
+/// from: word `j` (the key's four counting as 0-3) is off by `K` when `j / 4` is odd (each
+/// word is the one four before it, XORed with a round's output: `K ⊕ K` cancels), and round
+/// `i` reads words `i + 1`, `i + 2` and `i + 3`. The output words (32 to 35) are off by
+/// nothing.
 const fn round_key_offset(i: usize) -> u32 {
     let k = l(bytes(circuit::OUT));
     let mut off = bytes(circuit::IN);
