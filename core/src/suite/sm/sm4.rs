@@ -91,12 +91,17 @@ const fn l_key(b: u32) -> u32 {
 /// `8k` of each of the circuit's words).
 #[inline(always)]
 fn tau2(a: u32, b: u32) -> (u32, u32) {
-    let packed = u64::from(a) | u64::from(b) << 32;
-    let s = circuit::sbox(std::array::from_fn(|i| packed >> i));
-    let mut out = 0u64;
-    for (i, s) in s.iter().enumerate() {
-        out |= (s & 0x0101_0101_0101_0101) << i;
-    }
+    let p = u64::from(a) | u64::from(b) << 32;
+    let s = circuit::sbox([p, p >> 1, p >> 2, p >> 3, p >> 4, p >> 5, p >> 6, p >> 7]);
+    const LANES: u64 = 0x0101_0101_0101_0101;
+    let out = (s[0] & LANES)
+        | (s[1] & LANES) << 1
+        | (s[2] & LANES) << 2
+        | (s[3] & LANES) << 3
+        | (s[4] & LANES) << 4
+        | (s[5] & LANES) << 5
+        | (s[6] & LANES) << 6
+        | (s[7] & LANES) << 7;
     (out as u32, (out >> 32) as u32)
 }
 
