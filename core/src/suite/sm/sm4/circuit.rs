@@ -1,7 +1,7 @@
 //! SM4's S-box as a boolean circuit of 125 gates, so that a byte's substitution is computed,
-//! not looked up: no memory access depends on a secret, and a word of lanes computes as many
-//! S-boxes at once as it has bits (64 blocks' worth per `u64`, bitsliced; or one per byte of
-//! a word, SWAR).
+//! not looked up: no memory access depends on a secret, and one run computes up to 64
+//! S-boxes, one per bit of a `u64` (bitsliced: one per block), or 8 (SWAR: one per byte of
+//! two words packed in a `u64`).
 //!
 //! SM4's S-box is affine-equivalent to AES's: `S(x) = A·I(A·x ⊕ C) ⊕ C`, with `I` the inverse
 //! in GF(2^8) modulo `x^8+x^7+x^6+x^5+x^4+x^2+1` and `C = 0xD3` (GB/T 32907's construction).
@@ -16,27 +16,21 @@
 //! function's body and checks it for all 256 bytes; the unit test `the_circuit_is_the_s_box`
 //! checks it again.
 
-use std::ops::{BitAnd, BitXor};
-
-/// A word of lanes the circuit runs on, one bit per lane.
-pub(super) trait Lanes: Copy + BitXor<Output = Self> + BitAnd<Output = Self> {}
-impl Lanes for u32 {}
-impl Lanes for u64 {}
-
 /// What a lane's byte `x` gives: `S(x ⊕ IN) ⊕ OUT`, the S-box with its constants moved to
 /// the callers (the cipher folds them into its round keys).
 pub(super) const IN: u8 = 0x75;
 /// See [`IN`].
 pub(super) const OUT: u8 = 0xD3;
 
-/// `S(x ⊕ IN) ⊕ OUT` on every lane: `x[i]` holds bit `i` (0 the least significant) of each
-/// lane's byte, and so does the result.
+/// `S(x ⊕ IN) ⊕ OUT` on each of 64 lanes: bit `j` of `x[i]` is bit `i` (0 the least
+/// significant) of lane `j`'s byte, and so for the result. (The packed callers use only
+/// some lanes.)
 #[inline(always)]
 #[allow(
     clippy::many_single_char_names,
     reason = "a generated straight-line program"
 )]
-pub(super) fn sbox<W: Lanes>(x: [W; 8]) -> [W; 8] {
+pub(super) fn sbox(x: [u64; 8]) -> [u64; 8] {
     let l8 = x[2] ^ x[4];
     let l9 = x[0] ^ x[3];
     let l10 = x[1] ^ x[7];
