@@ -53,7 +53,9 @@ pub fn custody_names(doc: &CustodyRecordDoc) -> (String, String) {
 /// sync writes no page of its own for it: `device_checkpoints` (its own table and key, a
 /// random page a sync on SQLite) is copied onto those rows and dropped, and the leaves' names
 /// `checkpoint/DEVICE/SEQ` renamed. The checkpoint itself (link, signature, binding) is its leaf.
-pub const VERSION: i64 = 11;
+/// Version 12 (issue 21): the largest log checkpoint each phone reports carrying
+/// (`devices.log_seen`, its size and when it came), for the auditor.
+pub const VERSION: i64 = 12;
 
 /// Columns added by each version, applied in order to a database at an older version (and to
 /// a fresh one, which starts at version 1's tables).
@@ -120,6 +122,12 @@ const LADDER: &[(i64, &str)] = &[
      UPDATE ledger_leaves SET ref = 'record/' || substr(ref, 12) || '/checkpoint' WHERE substr(ref, 1, 11) = 'checkpoint/';
      UPDATE ledger_queue SET ref = 'record/' || substr(ref, 12) || '/checkpoint' WHERE substr(ref, 1, 11) = 'checkpoint/';
      DROP TABLE device_checkpoints;",
+    ),
+    (
+        12,
+        "ALTER TABLE devices ADD COLUMN log_seen TEXT;
+     ALTER TABLE devices ADD COLUMN log_seen_size BIGINT;
+     ALTER TABLE devices ADD COLUMN log_seen_at BIGINT;",
     ),
 ];
 

@@ -1038,6 +1038,7 @@ fn a_relay_forging_acknowledgements_deletes_nothing() {
                     trust_root_version: 1,
                     custody_pending: false,
                     retired: false,
+                    log_checkpoint: None,
                     proof: "A".repeat(44),
                 },
                 upload: asked.upload.map(|u| UploadResponse {

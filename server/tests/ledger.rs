@@ -30,7 +30,9 @@ use baomi_core::time::Timestamp;
 use baomi_server::console::officers::Role;
 use baomi_server::db::Db;
 use baomi_server::http::Listener;
-use baomi_server::ledger::audit::{AuditState, Finding, HttpSource, audit};
+use baomi_server::ledger::audit::{
+    AuditState, Finding, HttpSource, Source, audit, audit_with_carried, parse_note_checkpoint,
+};
 use baomi_server::ledger::{Evidence, LogKey, evidence};
 use baomi_server::upload_key::UploadKey;
 use baomi_server::{Server, admin};
@@ -766,6 +768,9 @@ fn an_office_upgraded_from_schema_10_keeps_every_device_checkpoint() {
              ALTER TABLE violations DROP COLUMN checkpoint_at;
              UPDATE ledger_leaves SET ref = 'checkpoint/' || substr(ref, 8, length(ref) - 18) WHERE ref LIKE '%/checkpoint';
              UPDATE ledger_queue SET ref = 'checkpoint/' || substr(ref, 8, length(ref) - 18) WHERE ref LIKE '%/checkpoint';
+             ALTER TABLE devices DROP COLUMN log_seen;
+             ALTER TABLE devices DROP COLUMN log_seen_size;
+             ALTER TABLE devices DROP COLUMN log_seen_at;
              UPDATE server_meta SET value = '10' WHERE name = 'schema_version';",
         );
         // The upgrade: the next server to open the database, serving the phones and the auditor.
@@ -1264,6 +1269,211 @@ fn after_a_restore_to_an_older_point_phones_send_the_lost_records_again() {
             "{label}: {:?}",
             report.findings
         );
+        o.listener.stop();
+    }
+}
+
+/// The log checkpoints the office says its phones carry: device -> size.
+fn carried(o: &Office) -> std::collections::BTreeMap<String, u64> {
+    o.auditor()
+        .seen("")
+        .unwrap()
+        .devices
+        .into_iter()
+        .map(|s| (s.device, parse_note_checkpoint(&s.note).unwrap().size()))
+        .collect()
+}
+
+/// The office signs a checkpoint; both phones sync twice, shown it and then reporting it.
+/// Returns its size.
+fn phones_carry_the_log(o: &mut Office) -> u64 {
+    let note = o.auditor().checkpoint().unwrap();
+    o.sync_all();
+    o.sync_all();
+    parse_note_checkpoint(&note).unwrap().size()
+}
+
+fn carried_findings(findings: &[Finding]) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f,
+                Finding::CarriedRollback { .. }
+                    | Finding::CarriedFork { .. }
+                    | Finding::CarriedUnsigned { .. }
+            )
+        })
+        .collect()
+}
+
+// The insider restores last month's database, devices table and all, before any auditor ran
+// since: the log the office now serves is consistent in itself, and an auditor with no state
+// of its own has nothing to compare it with. The phones do: each carries the larger
+// checkpoint the office signed and showed it, and reports it again at its next check-in.
+#[test]
+fn a_restore_before_any_audit_is_a_rollback_the_phones_carry_the_proof_of() {
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        let (findings, first) = o.audit(&AuditState::default());
+        assert!(findings.is_empty(), "{label}: {findings:?}");
+        o.a.violate(3);
+        o.sync_all();
+        let shown = phones_carry_the_log(&mut o);
+        assert!(shown > first.size, "{label}");
+        let c = carried(&o);
+        assert_eq!(c.len(), 2, "{label}: {c:?}");
+        assert!(c.values().all(|s| *s >= shown), "{label}: {c:?}");
+        let (findings, _) = o.audit(&AuditState::default());
+        assert!(findings.is_empty(), "{label}: {findings:?}");
+
+        // The backup: the log as it stood at `first`, and no phone's report yet.
+        o.rewrite_log(|_| false);
+        o.sql(&format!(
+            "DELETE FROM ledger_queue WHERE id NOT IN (SELECT id FROM ledger_queue ORDER BY id LIMIT {});
+             UPDATE devices SET log_seen = NULL, log_seen_size = NULL, log_seen_at = NULL;",
+            first.size
+        ));
+        let (findings, _) = o.audit(&AuditState::default());
+        assert!(
+            !findings.iter().any(Finding::is_log_level),
+            "{label}: the log alone looks whole to a new auditor: {findings:?}"
+        );
+        // An inquiry with phone A in hand (`baomi audit --carried`): its note is enough.
+        let from_a = (
+            "phone A".to_owned(),
+            o.a.agent.sync_state().log_checkpoint.clone().unwrap(),
+        );
+        let (report, _) = audit_with_carried(
+            &o.auditor(),
+            &o.verifier(),
+            &AuditState::default(),
+            &[from_a],
+        )
+        .unwrap();
+        assert!(
+            matches!(carried_findings(&report.findings)[..],
+                [Finding::CarriedRollback { device, .. }] if device == "phone A"),
+            "{label}: {:?}",
+            report.findings
+        );
+        // The phones' next check-ins.
+        o.sync_all();
+        let (findings, state) = o.audit(&AuditState::default());
+        for device in [o.a.id(), o.b.id()] {
+            assert!(
+                findings.iter().any(|f| matches!(f,
+                    Finding::CarriedRollback { device: d, carried, now }
+                        if *d == device && *carried >= shown && *now < shown)),
+                "{label}: {device}: {findings:?}"
+            );
+        }
+        assert_eq!(state, AuditState::default(), "{label}: nothing verified");
+        o.listener.stop();
+    }
+}
+
+// The insider shows the auditor another history (rewritten without one of phone B's records,
+// re-signed, and grown past what the phones were shown): consistent in itself, but not the
+// history the phones carry a signed checkpoint of.
+#[test]
+fn a_history_rewritten_after_the_phones_saw_it_is_a_fork_they_carry_the_proof_of() {
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        let shown = phones_carry_the_log(&mut o);
+        let b = o.b.id();
+        o.rewrite_log(|r| r == format!("record/{b}/2"));
+        o.a.violate(4);
+        sync_now(&mut o.a.agent, &transport(&o.base), Timestamp::now()).unwrap();
+        let (report, state) = audit(&o.auditor(), &o.verifier(), &AuditState::default()).unwrap();
+        let findings = report.findings;
+        assert!(
+            report.size > shown,
+            "{label}: the forked log is larger than what the phones carry"
+        );
+        assert_eq!(state, AuditState::default(), "{label}: nothing verified");
+        for device in [o.a.id(), b.clone()] {
+            assert!(
+                findings.iter().any(|f| matches!(f,
+                    Finding::CarriedFork { device: d, carried } if *d == device && *carried >= shown)),
+                "{label}: {device}: {findings:?}"
+            );
+        }
+        o.listener.stop();
+    }
+}
+
+// A phone (or whoever sends in its name) reports a checkpoint the log key never signed: named,
+// but it proves nothing against the log, so the auditor still verifies and advances.
+#[test]
+fn a_carried_checkpoint_the_log_key_did_not_sign_is_named_and_proves_nothing() {
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        phones_carry_the_log(&mut o);
+        let real = o.auditor().checkpoint().unwrap();
+        let body = real.split_once("\n\n").unwrap().0;
+        let (other, _) = LogKey::generate("ledger.bmj.example").unwrap();
+        let forged = other.sign(format!("{body}\n").as_bytes()).unwrap();
+        let a = o.a.id();
+        o.sql(&format!(
+            "UPDATE devices SET log_seen = '{forged}' WHERE device_id = '{a}'"
+        ));
+        let (findings, state) = o.audit(&AuditState::default());
+        assert!(
+            matches!(carried_findings(&findings)[..],
+                [Finding::CarriedUnsigned { device, .. }] if *device == a),
+            "{label}: {findings:?}"
+        );
+        assert!(state.size > 0, "{label}: the log itself verified");
+        o.listener.stop();
+    }
+}
+
+/// A relay that takes the log checkpoint out of every check-in answer (the phone would carry
+/// nothing and report nothing).
+struct WithholdsTheLog(HttpTransport);
+
+impl Transport for WithholdsTheLog {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let mut answer = self.0.send(req)?;
+        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&answer.body) {
+            if let Some(c) = v.get_mut("check_in").and_then(|c| c.as_object_mut()) {
+                c.remove("log_checkpoint");
+            }
+            if let Some(c) = v.as_object_mut() {
+                c.remove("log_checkpoint");
+            }
+            answer.body = serde_json::to_vec(&v).unwrap();
+        }
+        Ok(answer)
+    }
+}
+
+#[test]
+fn a_relay_that_withholds_the_log_checkpoint_fails_the_sync_and_the_phone_keeps_its_own() {
+    for (label, url, _d) in backends() {
+        let mut o = office(&url);
+        let shown = phones_carry_the_log(&mut o);
+        let carried_before = o.a.agent.sync_state().log_checkpoint.clone();
+        assert!(carried_before.is_some(), "{label}");
+        o.a.violate(2);
+        o.auditor().checkpoint().unwrap();
+        let e = sync_now(
+            &mut o.a.agent,
+            &WithholdsTheLog(transport(&o.base)),
+            Timestamp::now(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, baomi_core::agent::SyncError::Unproven { .. }),
+            "{label}: {e}"
+        );
+        assert_eq!(
+            o.a.agent.sync_state().log_checkpoint,
+            carried_before,
+            "{label}"
+        );
+        assert!(carried(&o)[&o.a.id()] >= shown, "{label}");
         o.listener.stop();
     }
 }

@@ -160,6 +160,7 @@ fn every_wire_message_matches_its_schema() {
                 device_time: t,
                 custody_cursor: 3,
                 session: sealed(),
+                log_checkpoint: Some("log.example\n7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log.example abcd\n".into()),
             }),
         ),
         (
@@ -172,6 +173,7 @@ fn every_wire_message_matches_its_schema() {
                 trust_root_version: 1,
                 custody_pending: true,
                 retired: true,
+                log_checkpoint: Some("log.example\n7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log.example abcd\n".into()),
                 proof: "p".into(),
             }),
         ),
@@ -247,6 +249,7 @@ fn every_wire_message_matches_its_schema() {
                     device_time: t,
                     custody_cursor: 3,
                     session: sealed(),
+                    log_checkpoint: Some("log.example\n7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log.example abcd\n".into()),
                 },
                 upload: Some(Upload {
                     device_id: "d".into(),
@@ -274,6 +277,7 @@ fn every_wire_message_matches_its_schema() {
                     trust_root_version: 1,
                     custody_pending: false,
                     retired: true,
+                    log_checkpoint: Some("log.example\n7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log.example abcd\n".into()),
                     proof: "p".into(),
                 },
                 upload: None,

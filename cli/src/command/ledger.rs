@@ -46,6 +46,11 @@ pub struct AuditArgs {
     /// shows this auditor's verdict.
     #[arg(long, requires = "server")]
     witness: Option<PathBuf>,
+    /// A log checkpoint taken from a phone (a file holding the note, e.g. the
+    /// `sync.log_checkpoint` of `baomi agent status`), checked like those the office reports:
+    /// one its log does not extend is a rollback or a fork. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    carried: Vec<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -125,8 +130,15 @@ pub fn run_audit(a: &AuditArgs) -> Result<(), CliError> {
     } else {
         AuditState::default()
     };
+    let mut from_phones = Vec::new();
+    for f in &a.carried {
+        let note = String::from_utf8(files::read(f)?)
+            .map_err(|_| CliError::refused(format!("{}: not a signed note", f.display())))?;
+        from_phones.push((f.display().to_string(), note));
+    }
     let src = source(&a.office)?;
-    let (report, next) = audit::audit(src.as_ref(), &vkey, &state).map_err(CliError::Io)?;
+    let (report, next) = audit::audit_with_carried(src.as_ref(), &vkey, &state, &from_phones)
+        .map_err(CliError::Io)?;
     if next != state {
         let text = serde_json::to_vec_pretty(&next).map_err(|e| CliError::Io(e.to_string()))?;
         std::fs::write(&a.state, text).map_err(|e| CliError::io(&a.state, e))?;

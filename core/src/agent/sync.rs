@@ -195,7 +195,8 @@ pub fn sync_now(
     // back; the agent acts at its high-water time.
     let reading = now;
     agent.observe_time(reading)?;
-    let result = run_stages(agent, transport, reading);
+    let mut shown_log = None;
+    let result = run_stages(agent, transport, reading, &mut shown_log);
     let now = agent.acting_time(reading);
     let interval = agent
         .engine()
@@ -221,15 +222,20 @@ pub fn sync_now(
         agent.update_sync(|s| s.skew_reported = true)?;
     }
     let jitter = random_jitter();
-    agent.update_sync(|s| match &result {
-        Ok(_) => s.succeeded(now, interval),
-        Err(SyncError::Retired) => {
-            s.retired = true;
-            s.next_due = None;
+    agent.update_sync(|s| {
+        if let Some(note) = &shown_log {
+            s.carry_log_checkpoint(note);
         }
-        Err(e) => {
-            log::warn!("sync failed: {e}");
-            s.failed(now, interval, jitter);
+        match &result {
+            Ok(_) => s.succeeded(now, interval),
+            Err(SyncError::Retired) => {
+                s.retired = true;
+                s.next_due = None;
+            }
+            Err(e) => {
+                log::warn!("sync failed: {e}");
+                s.failed(now, interval, jitter);
+            }
         }
     })?;
     // The deadline moved: the posture may reopen (or close) right now.
@@ -288,10 +294,12 @@ pub fn send_wait(
     Ok(resp.changed)
 }
 
+/// Runs the stages; `shown_log` gets the log checkpoint of the proven check-in answer.
 fn run_stages(
     agent: &mut Agent,
     transport: &dyn Transport,
     reading: Timestamp,
+    shown_log: &mut Option<String>,
 ) -> Result<SyncReport, SyncError> {
     let now = agent.acting_time(reading);
     let trust = agent.trust_root().ok_or(AgentError::NoTrustRoot)?;
@@ -322,6 +330,7 @@ fn run_stages(
         device_time: reading,
         custody_cursor: agent.sync_state().custody_cursor,
         session: sealed_session,
+        log_checkpoint: agent.sync_state().log_checkpoint.clone(),
     };
     let acked_before = agent.store().acked_through();
     // Where this sync's uploads count from (lower when a restored office gets records again).
@@ -383,6 +392,9 @@ fn run_stages(
     if answer.retired {
         return Err(SyncError::Retired);
     }
+    // The office's log as it showed it to this phone, proven: carried (with the sync's
+    // outcome, in the same write) and reported back at the next check-in.
+    shown_log.clone_from(&answer.log_checkpoint);
     let skew = check_clock(agent, reading, answer.server_time)?;
     // From here the agent acts at the office-settled time; requests still carry the reading.
     let now = agent.settle_time(answer.server_time, reading);

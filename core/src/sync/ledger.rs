@@ -215,12 +215,62 @@ impl DeviceCheckpoint {
     }
 }
 
+/// The longest office log checkpoint (a C2SP signed note) a phone carries or the office keeps
+/// for it: a checkpoint with its log's signature is about 200 bytes.
+pub const MAX_LOG_NOTE: usize = 1024;
+
+/// The tree size of an office log checkpoint, a C2SP `tlog-checkpoint` signed note
+/// (`origin\nsize\nbase64(root)\n[extensions]\n\n— signatures`), read without its key: the
+/// phone carries the largest it was shown and reports it at each check-in, and only the
+/// auditor, holding the log's key, judges it (`baomi audit`). `None`: not such a note, or
+/// longer than [`MAX_LOG_NOTE`].
+pub fn log_note_size(note: &str) -> Option<u64> {
+    if note.len() > MAX_LOG_NOTE {
+        return None;
+    }
+    let (body, signatures) = note.split_once("\n\n")?;
+    let mut lines = body.lines();
+    let origin = lines.next()?;
+    let size = lines.next()?;
+    let root = lines.next()?;
+    let canonical = size == "0" || (!size.starts_with('0') && size.len() <= 20);
+    let root_ok = root.len() == 44 && B64.decode(root.as_bytes()).is_ok_and(|r| r.len() == 32);
+    (!origin.is_empty()
+        && canonical
+        && size.bytes().all(|b| b.is_ascii_digit())
+        && root_ok
+        && signatures.starts_with("\u{2014} "))
+    .then(|| size.parse().ok())
+    .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
     use crate::bundle::SigningKey;
+
+    const NOTE: &str = "office.example/log\n12\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} office.example/log abcd\n";
+
+    #[test]
+    fn a_log_checkpoints_size_is_read_from_its_note_and_anything_else_is_none() {
+        assert_eq!(log_note_size(NOTE), Some(12));
+        assert_eq!(log_note_size(&NOTE.replace("\n12\n", "\n0\n")), Some(0));
+        for bad in [
+            "",
+            "office.example/log\n12\n",
+            &NOTE.replace("\n12\n", "\n012\n"),
+            &NOTE.replace("\n12\n", "\n-1\n"),
+            &NOTE.replace("\n12\n", "\n99999999999999999999\n"),
+            &NOTE.replace("AAAA=", "AAA="),
+            &NOTE.replace("\u{2014} ", "- "),
+            &NOTE.replace("office.example/log\n12", "\n12"),
+            &format!("{NOTE}{}", "x".repeat(MAX_LOG_NOTE)),
+        ] {
+            assert_eq!(log_note_size(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_link_depends_on_suite_device_seq_previous_link_and_record() {

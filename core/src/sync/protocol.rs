@@ -137,6 +137,11 @@ pub struct CheckIn {
     /// A fresh session key sealed to the office's upload key: the server proves its check-in
     /// and finish answers with it ([`super::proof`]).
     pub session: super::seal::SealedBox,
+    /// The office log's largest checkpoint this phone was shown (a signed note, at most
+    /// [`super::ledger::MAX_LOG_NOTE`] bytes): the office keeps it for its auditor. Absent
+    /// before the first, and from agents older than the ledger's gossip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_checkpoint: Option<String>,
 }
 
 /// What the server has that the device does not.
@@ -160,6 +165,11 @@ pub struct CheckInResponse {
     /// Part of the proven answer, so no relay can retire a phone. Absent when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retired: bool,
+    /// The office log's newest signed checkpoint (a C2SP signed note), which the phone
+    /// carries ([`super::schedule::SyncState::carry_log_checkpoint`]). Part of the proven
+    /// answer. Absent from an office without a log key or before its first checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_checkpoint: Option<String>,
     /// HMAC under the session key over this answer with `proof` empty ([`super::proof`]).
     #[serde(default)]
     pub proof: String,

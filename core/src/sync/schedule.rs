@@ -63,6 +63,12 @@ pub struct SyncState {
     /// The newest personnel assignment record for this device (verified when applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<crate::sync::assignment::AssignmentRecordDoc>,
+    /// The office log's checkpoint with the most leaves this phone was shown in a proven
+    /// check-in answer (a signed note, [`crate::sync::ledger::log_note_size`]): reported at
+    /// every check-in, so an office that restores an older log or shows the auditor another
+    /// history is contradicted by its own signature, carried on its phones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_checkpoint: Option<String>,
 }
 
 /// How many custody record ids and returned documents the device remembers.
@@ -120,6 +126,24 @@ impl SyncState {
         }
     }
 
+    /// Carries `note` if it is a log checkpoint larger than the one carried: a smaller one (a
+    /// restored log) or another of the same size (a fork) never replaces what the office
+    /// signed before. Returns whether it was taken.
+    pub fn carry_log_checkpoint(&mut self, note: &str) -> bool {
+        let Some(size) = crate::sync::ledger::log_note_size(note) else {
+            return false;
+        };
+        let carried = self
+            .log_checkpoint
+            .as_deref()
+            .and_then(crate::sync::ledger::log_note_size);
+        if carried.is_some_and(|c| c >= size) {
+            return false;
+        }
+        self.log_checkpoint = Some(note.to_owned());
+        true
+    }
+
     /// After a completed sync.
     pub fn succeeded(&mut self, now: Timestamp, interval_s: u32) {
         self.last_success = Some(now);
@@ -168,6 +192,8 @@ pub fn random_jitter() -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use super::*;
 
     #[test]
@@ -178,6 +204,29 @@ mod tests {
         assert_eq!(backoff_ms(3, 900, 0.0), 60_000);
         assert_eq!(backoff_ms(10, 900, 0.0), 450_000);
         assert_eq!(backoff_ms(u32::MAX, 900, 1.0), 900_000);
+    }
+
+    fn note(size: u64, root: char) -> String {
+        format!(
+            "office/log\n{size}\n{}A=\n\n\u{2014} office/log sig\n",
+            root.to_string().repeat(42)
+        )
+    }
+
+    #[test]
+    fn the_phone_carries_the_largest_log_checkpoint_and_no_smaller_or_forked_one() {
+        let mut s = SyncState::default();
+        assert!(!s.carry_log_checkpoint("not a note"));
+        assert!(s.carry_log_checkpoint(&note(5, 'A')));
+        // A restored log (fewer leaves) and another history of the same size: kept as is.
+        assert!(!s.carry_log_checkpoint(&note(4, 'B')));
+        assert!(!s.carry_log_checkpoint(&note(5, 'C')));
+        assert_eq!(s.log_checkpoint, Some(note(5, 'A')));
+        assert!(s.carry_log_checkpoint(&note(9, 'D')));
+        assert_eq!(s.log_checkpoint, Some(note(9, 'D')));
+        // Kept across restarts (the state is serialised with the store's).
+        let back: SyncState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.log_checkpoint, Some(note(9, 'D')));
     }
 
     #[test]

@@ -227,6 +227,8 @@ pub(super) struct DeviceRow {
     /// Who holds the phone now: the published assignment, or the person its enrolment token
     /// was issued for (what a stored record's holder is).
     pub(super) holder: Option<String>,
+    /// The size of the largest log checkpoint the phone reported carrying.
+    pub(super) log_seen_size: Option<i64>,
 }
 
 /// Replay protection without a write of its own: a device's signed request times strictly
@@ -278,9 +280,9 @@ static CLAIM_CHECK_IN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::ne
 
 const CLAIM: &str =
     "UPDATE devices SET last_request_ms = $1 WHERE device_id = $2 AND last_request_ms < $1";
-const CLAIM_RETURNING: &str = "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture, quota_day, quota_records, quota_bytes, acked_link, retired_at, COALESCE((SELECT holder FROM device_holders WHERE device_id = $2), enrolled_for)";
+const CLAIM_RETURNING: &str = "RETURNING acked_through, acked_tag, head_seq, head_tag, generation, session_key, posture, quota_day, quota_records, quota_bytes, acked_link, retired_at, COALESCE((SELECT holder FROM device_holders WHERE device_id = $2), enrolled_for), log_seen_size";
 /// The columns of [`CLAIM_RETURNING`], read by [`device_row`]; what waits follows them.
-const DEVICE_ROW_COLUMNS: usize = 13;
+const DEVICE_ROW_COLUMNS: usize = 14;
 
 fn device_row(row: &[Value]) -> DeviceRow {
     DeviceRow {
@@ -297,6 +299,7 @@ fn device_row(row: &[Value]) -> DeviceRow {
         acked_link: text(row, 10).unwrap_or_default(),
         retired: row.get(11).and_then(Value::int).is_some(),
         holder: text(row, 12),
+        log_seen_size: row.get(13).and_then(Value::int),
     }
 }
 

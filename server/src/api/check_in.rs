@@ -23,6 +23,7 @@ impl Server {
             update.write(c, dev)?;
             Ok(resp)
         })?;
+        resp.log_checkpoint = self.shown_log_note();
         resp.proof = session
             .key
             .prove(Answer::CheckIn, dev, body, &resp.proof_bytes());
@@ -167,6 +168,17 @@ pub(super) fn record_check_in(
         update.set("applied_ok", i64::from(a.compliant()));
     }
     set_reported_state(update, req.policy.as_ref(), &req.chain)?;
+    // The log checkpoint the phone carries, kept for the auditor when it is larger than the
+    // one kept (most check-ins write nothing for it). The phone's word: bounded and only
+    // parsed here; the auditor verifies its signature and that the log holds it.
+    if let Some(note) = &req.log_checkpoint
+        && let Some(size) = baomi_core::sync::ledger::log_note_size(note)
+        && i64::try_from(size).is_ok_and(|s| row.log_seen_size.is_none_or(|kept| s > kept))
+    {
+        update.set("log_seen", note.clone());
+        update.set("log_seen_size", seq_i64(size)?);
+        update.set("log_seen_at", now.0);
+    }
     let bundle = waiting.bundle.filter(|b| {
         req.policy
             .as_ref()
@@ -182,6 +194,7 @@ pub(super) fn record_check_in(
             trust_root_version: req.trust_root_version,
             custody_pending: false,
             retired: true,
+            log_checkpoint: None,
             proof: String::new(),
         });
     }
@@ -193,6 +206,7 @@ pub(super) fn record_check_in(
         trust_root_version: waiting.trust_root_version,
         custody_pending: waiting.custody_pending,
         retired: false,
+        log_checkpoint: None,
         proof: String::new(),
     })
 }

@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::ledger::{
-    self, Evidence, LeafPage, ProofAnswer, ProvenLeaf, RecordPage, StoredRecord, log as tree,
+    self, Evidence, LeafPage, ProofAnswer, ProvenLeaf, RecordPage, SeenCheckpoint, SeenPage,
+    StoredRecord, log as tree,
 };
 
 /// Most sequencer rounds one call runs (each appends up to `tree::MAX_GROUP` leaves).
@@ -48,8 +49,26 @@ impl Server {
         })
     }
 
+    /// The checkpoint a check-in answer shows the phone: the newest this process signed or
+    /// read (none before the first).
+    pub(super) fn shown_log_note(&self) -> Option<String> {
+        self.log_note.read().ok().and_then(|n| n.clone())
+    }
+
+    fn keep_log_note(&self, note: &str) {
+        if let Ok(mut n) = self.log_note.write() {
+            *n = Some(note.to_owned());
+        }
+    }
+
     /// The log's newest signed checkpoint, signing one if the log grew since the last.
     pub fn ledger_checkpoint(&self) -> Result<String, ApiError> {
+        let note = self.sign_ledger_checkpoint()?;
+        self.keep_log_note(&note);
+        Ok(note)
+    }
+
+    fn sign_ledger_checkpoint(&self) -> Result<String, ApiError> {
         let key = self.log_key()?;
         let size = self.ledger_integrate()?;
         let now = self.now();
@@ -193,6 +212,31 @@ impl Server {
                     rules: text(r, 2).unwrap_or_default(),
                     record: text(r, 3).unwrap_or_default(),
                     link: text(r, 4).unwrap_or_default(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The log checkpoints the phones report carrying, by device after `after_device`.
+    pub fn ledger_seen(&self, after_device: &str, limit: i64) -> Result<SeenPage, ApiError> {
+        let limit = limit.clamp(1, MAX_RECORDS_PAGE);
+        let rows = self.db.tx(|c| {
+            Ok(c.query(
+                &format!(
+                    "SELECT device_id, log_seen, log_seen_at FROM devices
+                     WHERE device_id > $1 AND log_seen IS NOT NULL
+                     ORDER BY device_id LIMIT {limit}"
+                ),
+                &[after_device.into()],
+            )?)
+        })?;
+        Ok(SeenPage {
+            devices: rows
+                .iter()
+                .map(|r| SeenCheckpoint {
+                    device: text(r, 0).unwrap_or_default(),
+                    note: text(r, 1).unwrap_or_default(),
+                    at: int(r, 2),
                 })
                 .collect(),
         })

@@ -152,6 +152,9 @@ pub struct Server {
     log_key: Option<crate::ledger::LogKey>,
     /// One sequencer at a time in this process.
     ledger_lock: std::sync::Mutex<()>,
+    /// The log's newest checkpoint this process signed or read (note text): every proven
+    /// check-in answer carries it to the phone, which reports the largest back.
+    log_note: std::sync::RwLock<Option<String>>,
     /// The console's default language and the office's time zone.
     locale: crate::console::i18n::Locale,
     /// Where alerts are delivered (`crate::notify`).
@@ -217,6 +220,7 @@ impl Server {
             published: std::sync::Mutex::new(std::collections::HashMap::new()),
             log_key: None,
             ledger_lock: std::sync::Mutex::new(()),
+            log_note: std::sync::RwLock::new(None),
             locale: Default::default(),
             channels: Default::default(),
             provisioning: Default::default(),

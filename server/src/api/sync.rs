@@ -39,6 +39,7 @@ impl Server {
             result = self.sync_tx(dev, at, &req, &session, None, now);
         }
         let (mut check_in, acked, finished) = result?;
+        check_in.log_checkpoint = self.shown_log_note();
         check_in.proof = session
             .key
             .prove(Answer::CheckIn, dev, body, &check_in.proof_bytes());

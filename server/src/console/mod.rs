@@ -51,7 +51,7 @@ pub const PEER_HEADER: &str = "x-baomi-peer";
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The officer API's endpoints (method, path), as documented in docs/openapi.json.
-pub const OFFICE_API: [(&str, &str); 26] = [
+pub const OFFICE_API: [(&str, &str); 27] = [
     ("post", "/v1/office/login"),
     ("post", "/v1/office/logout"),
     ("get", "/v1/office/devices"),
@@ -76,6 +76,7 @@ pub const OFFICE_API: [(&str, &str); 26] = [
     ("get", "/v1/office/ledger/proof"),
     ("get", "/v1/office/ledger/consistency"),
     ("get", "/v1/office/ledger/records"),
+    ("get", "/v1/office/ledger/seen"),
     ("get", "/v1/office/ledger/evidence"),
     ("post", "/v1/office/ledger/witness"),
 ];
@@ -595,6 +596,13 @@ impl Server {
                 &self.ledger_records(
                     q.get("after_device").map_or("", String::as_str),
                     i64::try_from(number(q, "after_seq")?.unwrap_or(0)).unwrap_or(i64::MAX),
+                    i64::try_from(number(q, "limit")?.unwrap_or(1000)).unwrap_or(1000),
+                )?,
+            ),
+            ("GET", "ledger/seen") => json(
+                200,
+                &self.ledger_seen(
+                    q.get("after_device").map_or("", String::as_str),
                     i64::try_from(number(q, "limit")?.unwrap_or(1000)).unwrap_or(1000),
                 )?,
             ),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tlog_tiles::checkpoint::Checkpoint;
 use tlog_tiles::tlog::{self, Hash, HashReader};
 
-use super::{Leaf, LeafPage, ProofAnswer, RecordPage, log::decode};
+use super::{Leaf, LeafPage, ProofAnswer, RecordPage, SeenPage, log::decode};
 use baomi_core::bundle::keys::{PublicKey, hex};
 use baomi_core::suite::Suite;
 use baomi_core::sync::ledger::{self as chain, DeviceCheckpoint};
@@ -37,6 +37,8 @@ pub trait Source {
     fn records(&self, after_device: &str, after_seq: i64) -> Result<RecordPage, String>;
     /// The officers' audit log as the office shows it, newest first, before `seq`.
     fn audit_log(&self, before: Option<i64>) -> Result<Vec<AuditEntry>, String>;
+    /// The log checkpoints the phones report carrying, by device after `after_device`.
+    fn seen(&self, after_device: &str) -> Result<SeenPage, String>;
 }
 
 use crate::console::officers::AuditEntry;
@@ -208,6 +210,40 @@ pub enum Finding {
         /// Seq.
         seq: u64,
     },
+    /// A phone carries a checkpoint of this log larger than the log now is: the office
+    /// signed that size, then went back (a restored database), whatever this auditor saw.
+    #[error(
+        "rollback: device {device} carries the log's signed checkpoint of size {carried}, but the log has {now} leaves"
+    )]
+    CarriedRollback {
+        /// The device that reported it.
+        device: String,
+        /// The size it carries.
+        carried: u64,
+        /// Size served now.
+        now: u64,
+    },
+    /// A phone carries a checkpoint of this log whose root the log's leaves do not hash to:
+    /// the office showed the phones another history than this auditor.
+    #[error(
+        "fork: device {device} carries the log's signed checkpoint of size {carried}, and this log's first {carried} leaves do not hash to its root"
+    )]
+    CarriedFork {
+        /// The device that reported it.
+        device: String,
+        /// The size it carries.
+        carried: u64,
+    },
+    /// A phone reports carrying a checkpoint the log key did not sign (a hostile phone, or
+    /// an office that showed its phones a checkpoint of another key): proves nothing about
+    /// the log, but someone lied.
+    #[error("device {device} reports carrying a checkpoint not signed by the log key: {reason}")]
+    CarriedUnsigned {
+        /// The device that reported it.
+        device: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Finding {
@@ -219,6 +255,8 @@ impl Finding {
                 | Finding::Rollback { .. }
                 | Finding::Fork { .. }
                 | Finding::LeavesDoNotMatchRoot { .. }
+                | Finding::CarriedRollback { .. }
+                | Finding::CarriedFork { .. }
         )
     }
 }
@@ -305,7 +343,23 @@ pub fn audit(
     verifier_key: &str,
     state: &AuditState,
 ) -> Result<(AuditReport, AuditState), String> {
+    audit_with_carried(source, verifier_key, state, &[])
+}
+
+/// [`audit`], also checking log checkpoints taken from phones directly (`(name, note)`: an
+/// inquiry reads a seized phone's with `baomi agent status`), beside those the office says
+/// its phones reported.
+pub fn audit_with_carried(
+    source: &dyn Source,
+    verifier_key: &str,
+    state: &AuditState,
+    from_phones: &[(String, String)],
+) -> Result<(AuditReport, AuditState), String> {
     let mut findings = Vec::new();
+    // 0. what the phones carry, read before the checkpoint: an honest office signed each of
+    // those notes before the checkpoint it serves next.
+    let mut carried = carried_checkpoints(source)?;
+    carried.extend_from_slice(from_phones);
     // 1. signature
     let note = source.checkpoint()?;
     let cp = match verify_note(&note, verifier_key) {
@@ -376,6 +430,9 @@ pub fn audit(
     };
     if computed != root {
         findings.push(Finding::LeavesDoNotMatchRoot { size });
+    } else {
+        // 3b. every checkpoint a phone carries is a prefix of this log
+        findings.extend(check_carried(&carried, verifier_key, size, &memory));
     }
     // 4. chains
     let mut keys: BTreeMap<String, Option<PublicKey>> = BTreeMap::new();
@@ -701,6 +758,69 @@ pub fn audit(
     ))
 }
 
+/// Every checkpoint the phones report carrying (device, note), page by page.
+fn carried_checkpoints(source: &dyn Source) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = source.seen(&after)?;
+        let Some(last) = page.devices.last() else {
+            break;
+        };
+        if last.device <= after {
+            return Err("the office's list of carried checkpoints does not advance".into());
+        }
+        after.clone_from(&last.device);
+        out.extend(page.devices.into_iter().map(|s| (s.device, s.note)));
+    }
+    Ok(out)
+}
+
+/// Checks each carried checkpoint against the log of `size` leaves whose stored hashes are in
+/// `memory` (already checked against the signed root): signed by the log key, no larger than
+/// the log, and the root of the log's first leaves of its size.
+fn check_carried(
+    carried: &[(String, String)],
+    verifier_key: &str,
+    size: u64,
+    memory: &Memory,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (device, note) in carried {
+        let cp = match verify_note(note, verifier_key) {
+            Ok(cp) => cp,
+            Err(reason) => {
+                findings.push(Finding::CarriedUnsigned {
+                    device: device.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        let n = cp.size();
+        if n > size {
+            findings.push(Finding::CarriedRollback {
+                device: device.clone(),
+                carried: n,
+                now: size,
+            });
+            continue;
+        }
+        let root = if n == 0 {
+            Ok(tlog::EMPTY_HASH)
+        } else {
+            tlog::tree_hash(n, memory)
+        };
+        if root.ok() != Some(*cp.hash()) {
+            findings.push(Finding::CarriedFork {
+                device: device.clone(),
+                carried: n,
+            });
+        }
+    }
+    findings
+}
+
 fn mark_incomplete(devices: &mut BTreeMap<String, DeviceChain>, device: &str) {
     if let Some(d) = devices.get_mut(device) {
         d.complete = false;
@@ -747,6 +867,9 @@ impl Source for crate::Server {
     }
     fn audit_log(&self, before: Option<i64>) -> Result<Vec<AuditEntry>, String> {
         self.audit_page(500, before).map_err(|e| e.message)
+    }
+    fn seen(&self, after_device: &str) -> Result<SeenPage, String> {
+        self.ledger_seen(after_device, 1000).map_err(|e| e.message)
     }
 }
 
@@ -875,6 +998,12 @@ impl Source for HttpSource {
     fn records(&self, after_device: &str, after_seq: i64) -> Result<RecordPage, String> {
         self.get_json(&format!(
             "ledger/records?after_device={}&after_seq={after_seq}&limit=1000",
+            form_urlencoded::byte_serialize(after_device.as_bytes()).collect::<String>()
+        ))
+    }
+    fn seen(&self, after_device: &str) -> Result<SeenPage, String> {
+        self.get_json(&format!(
+            "ledger/seen?after_device={}&limit=1000",
             form_urlencoded::byte_serialize(after_device.as_bytes()).collect::<String>()
         ))
     }

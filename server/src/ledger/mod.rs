@@ -289,6 +289,24 @@ pub struct RecordPage {
     pub records: Vec<StoredRecord>,
 }
 
+/// The largest log checkpoint one phone reported carrying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenCheckpoint {
+    /// Device id.
+    pub device: String,
+    /// The note as the phone reported it (unverified: the auditor verifies it).
+    pub note: String,
+    /// When the office received it (ms).
+    pub at: i64,
+}
+
+/// `GET /v1/office/ledger/seen`: what the phones carry, by device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenPage {
+    /// One per device that reported one, after `after_device`, in device order.
+    pub devices: Vec<SeenCheckpoint>,
+}
+
 /// A leaf with its inclusion proof, in an evidence package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvenLeaf {
