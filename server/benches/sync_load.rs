@@ -83,6 +83,16 @@ fn record() -> ViolationRecord {
 }
 
 /// Runs one configuration; returns its device syncs per second.
+/// A log checkpoint as a phone carries one: the shape and length of a signed note of size
+/// `size` (its signature is not checked by the office).
+fn carried_note(size: u64) -> String {
+    format!(
+        "ledger.bench.example\n{size}\n{}=\n\n\u{2014} ledger.bench.example {}\n",
+        "A".repeat(43),
+        "B".repeat(92)
+    )
+}
+
 fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) -> f64 {
     let upload = UploadKey::generate_for(suite).unwrap();
     let upload_pub = upload.recipient();
@@ -95,8 +105,14 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) ->
     } else {
         1
     };
-    let server =
-        Arc::new(Server::new(Db::open(url, pool).unwrap(), Some(upload), Timestamp::now).unwrap());
+    let mut server =
+        Server::new(Db::open(url, pool).unwrap(), Some(upload), Timestamp::now).unwrap();
+    if ledger {
+        // Signed checkpoints, so each answer carries one as an office's does.
+        let (key, _) = baomi_server::ledger::LogKey::generate("ledger.bench.example").unwrap();
+        server = server.with_log_key(key);
+    }
+    let server = Arc::new(server);
     let l = Listener::start(
         server.clone(),
         "127.0.0.1:0".parse().unwrap(),
@@ -128,6 +144,10 @@ fn run(label: &str, url: &str, one_request: bool, ledger: bool, suite: Suite) ->
     // The first round's leaves into the log before the clock: the timed syncs pay for their
     // own leaves (below), not for a backlog the sequencer happens to reach while they run.
     server.ledger_integrate().unwrap();
+    if ledger {
+        // The checkpoint the timed syncs' answers carry (the server signs one every 2 s).
+        server.ledger_checkpoint().unwrap();
+    }
 
     let next = Arc::new(AtomicUsize::new(0));
     // PostgreSQL: how much WAL the timed syncs write (for the fleet projection).
@@ -450,6 +470,12 @@ fn sync_requests(
         device_time: Timestamp::now(),
         custody_cursor: 0,
         session: seal(upload_pub, &session_aad(d.device_id()), session.as_bytes()).unwrap(),
+        // With the ledger, the phone reports the log checkpoint it carries, larger each sync
+        // (the office keeps the larger: a write each sync, as in a growing log).
+        // `BAOMI_BENCH_CARRIED=off`: none (what the report costs, same ledger otherwise).
+        log_checkpoint: (with_ledger
+            && std::env::var("BAOMI_BENCH_CARRIED").as_deref() != Ok("off"))
+        .then(|| carried_note(round + 1)),
     };
     let receipt_key = ProofKey::generate(suite).unwrap();
     // With the ledger, each batch linked and checkpointed as a phone does (each starts its
