@@ -205,5 +205,55 @@ fn an_auditor_verifies_the_ledger_names_a_deleted_row_and_verifies_one_violation
         )),
         "{stdout}"
     );
+
+    // The phone carries the log's checkpoint (shown it at one sync, reported at the next);
+    // the insider then restores a database from before the log began, and a new auditor
+    // with the phone in hand (its note from `baomi agent status`) runs as a witness.
+    sync_now(&mut phone, &t, Timestamp::now()).unwrap();
+    sync_now(&mut phone, &t, Timestamp::now()).unwrap();
+    let carried = phone.sync_state().log_checkpoint.clone().unwrap();
+    std::fs::write(p("phone.note"), &carried).unwrap();
+    rusqlite::Connection::open(p("server.db"))
+        .unwrap()
+        .execute_batch(
+            "DELETE FROM ledger_leaves; DELETE FROM ledger_hashes; DELETE FROM ledger_checkpoints;
+             DELETE FROM ledger_queue; UPDATE server_meta SET value = '0' WHERE name = 'ledger_size';
+             UPDATE devices SET log_seen = NULL, log_seen_size = NULL, log_seen_at = NULL;",
+        )
+        .unwrap();
+    let (k, s, n, w) = (
+        p("log.pub"),
+        p("new-state.json"),
+        p("phone.note"),
+        p("witness.key"),
+    );
+    let out = baomi(&[
+        "audit",
+        "--server",
+        &base,
+        "--officer",
+        "qian.shenji",
+        "--log-key",
+        &k,
+        "--state",
+        &s,
+        "--carried",
+        &n,
+        "--witness",
+        &w,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    let size = carried.lines().nth(1).unwrap();
+    let finding =
+        format!("rollback: device {n} carries the log's signed checkpoint of size {size}");
+    assert!(stdout.contains(&finding), "{stdout}");
+    assert!(
+        !std::path::Path::new(&s).exists(),
+        "nothing verified, nothing kept"
+    );
+    // Not cosigned, but on the console: the witness's report names the rollback.
+    let (_, _, report, _) = admin.ledger_witnesses().unwrap().remove(0);
+    assert!(report.contains("carried_rollback"), "{report}");
     l.stop();
 }

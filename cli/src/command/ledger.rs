@@ -144,15 +144,22 @@ pub fn run_audit(a: &AuditArgs) -> Result<(), CliError> {
         std::fs::write(&a.state, text).map_err(|e| CliError::io(&a.state, e))?;
     }
     let consistent = !report.findings.iter().any(audit::Finding::is_log_level);
-    if let (Some(w), true, Some(note)) = (&a.witness, consistent, &next.note) {
+    if let Some(w) = &a.witness {
         let key = String::from_utf8(files::read(w)?)
             .map_err(|_| CliError::refused(format!("{}: not a witness key", w.display())))?;
-        let cosigned = audit::cosign(note, &key).map_err(CliError::refused)?;
         let name = key.trim().split('+').nth(2).unwrap_or("witness").to_owned();
         let body = serde_json::to_string(&report).map_err(|e| CliError::Io(e.to_string()))?;
-        http(&a.office)?
-            .witness(&name, &cosigned, &body)
-            .map_err(CliError::Io)?;
+        // A consistent checkpoint is cosigned; an inconsistent one (a rollback, a fork) is
+        // posted as served, never cosigned, so the console names what the witness found.
+        let posted = match (consistent, &next.note) {
+            (true, Some(note)) => Some(audit::cosign(note, &key).map_err(CliError::refused)?),
+            _ => (!report.note.is_empty()).then(|| report.note.clone()),
+        };
+        if let Some(note) = posted {
+            http(&a.office)?
+                .witness(&name, &note, &body)
+                .map_err(CliError::Io)?;
+        }
     }
     if a.json {
         println!(

@@ -287,6 +287,9 @@ pub struct AuditReport {
     pub devices: BTreeMap<String, DeviceChain>,
     /// Everything wrong (empty: the ledger verified).
     pub findings: Vec<Finding>,
+    /// The checkpoint audited, as served (note text; cosigned only when consistent).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 impl AuditReport {
@@ -371,6 +374,7 @@ pub fn audit_with_carried(
                 root: String::new(),
                 devices: BTreeMap::new(),
                 findings,
+                note,
             };
             return Ok((report, state.clone()));
         }
@@ -737,7 +741,7 @@ pub fn audit_with_carried(
     let consistent = !findings.iter().any(Finding::is_log_level);
     let new_state = if consistent {
         AuditState {
-            note: Some(note),
+            note: Some(note.clone()),
             size,
         }
     } else {
@@ -753,6 +757,7 @@ pub fn audit_with_carried(
             root,
             devices,
             findings,
+            note,
         },
         new_state,
     ))
