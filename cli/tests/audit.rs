@@ -125,7 +125,8 @@ fn an_auditor_verifies_the_ledger_names_a_deleted_row_and_verifies_one_violation
 
     let (_, witness) = LogKey::generate("witness.audit.example").unwrap();
     std::fs::write(p("witness.key"), witness.as_str()).unwrap();
-    let audit = |extra: &[&str]| {
+    // `baomi audit` as the auditor, keeping its state in `state`.
+    let audit_as = |state: &str, extra: &[&str]| {
         let mut args = vec![
             "audit",
             "--server",
@@ -134,11 +135,12 @@ fn an_auditor_verifies_the_ledger_names_a_deleted_row_and_verifies_one_violation
             "qian.shenji",
             "--log-key",
         ];
-        let (k, s) = (p("log.pub"), p("state.json"));
+        let (k, s) = (p("log.pub"), p(state));
         args.extend([k.as_str(), "--state", s.as_str()]);
         args.extend(extra);
         baomi(&args)
     };
+    let audit = |extra: &[&str]| audit_as("state.json", extra);
     let w = p("witness.key");
     let out = audit(&["--witness", &w]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -221,27 +223,8 @@ fn an_auditor_verifies_the_ledger_names_a_deleted_row_and_verifies_one_violation
              UPDATE devices SET log_seen = NULL, log_seen_size = NULL, log_seen_at = NULL;",
         )
         .unwrap();
-    let (k, s, n, w) = (
-        p("log.pub"),
-        p("new-state.json"),
-        p("phone.note"),
-        p("witness.key"),
-    );
-    let out = baomi(&[
-        "audit",
-        "--server",
-        &base,
-        "--officer",
-        "qian.shenji",
-        "--log-key",
-        &k,
-        "--state",
-        &s,
-        "--carried",
-        &n,
-        "--witness",
-        &w,
-    ]);
+    let (s, n, w) = (p("new-state.json"), p("phone.note"), p("witness.key"));
+    let out = audit_as("new-state.json", &["--carried", &n, "--witness", &w]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     let size = carried.lines().nth(1).unwrap();

@@ -222,6 +222,14 @@ impl Office {
         .unwrap();
     }
 
+    /// Last month's backup restored: the log as it stood at `size` leaves.
+    fn restore_log(&self, size: u64) {
+        self.rewrite_log(|_| false);
+        self.sql(&format!(
+            "DELETE FROM ledger_queue WHERE id NOT IN (SELECT id FROM ledger_queue ORDER BY id LIMIT {size})"
+        ));
+    }
+
     /// The insider rewrites the log without the leaves `drop` names and re-signs it (the log
     /// key is on the server): a history that never held them.
     fn rewrite_log(&self, drop: impl Fn(&str) -> bool) {
@@ -347,19 +355,7 @@ fn a_restored_older_database_is_a_rollback_and_a_forked_history_a_fork() {
         let (findings, seen) = o.audit(&before);
         assert!(findings.is_empty(), "{label}: {findings:?}");
         // Last month's backup restored: the log as it stood at `before`.
-        o.rewrite_log(|_| false);
-        let keep = before.size;
-        let db = Db::open(&o.url, 1).unwrap();
-        db.tx(|c| {
-            c.execute(
-                &format!(
-                    "DELETE FROM ledger_queue WHERE id NOT IN (SELECT id FROM ledger_queue ORDER BY id LIMIT {keep})"
-                ),
-                &[],
-            )?;
-            Ok(())
-        })
-        .unwrap();
+        o.restore_log(before.size);
         let (findings, after) = o.audit(&seen);
         assert!(
             matches!(findings.first(), Some(Finding::Rollback { seen: s, now }) if *s == seen.size && *now < seen.size),
@@ -1328,12 +1324,8 @@ fn a_restore_before_any_audit_is_a_rollback_the_phones_carry_the_proof_of() {
         assert!(findings.is_empty(), "{label}: {findings:?}");
 
         // The backup: the log as it stood at `first`, and no phone's report yet.
-        o.rewrite_log(|_| false);
-        o.sql(&format!(
-            "DELETE FROM ledger_queue WHERE id NOT IN (SELECT id FROM ledger_queue ORDER BY id LIMIT {});
-             UPDATE devices SET log_seen = NULL, log_seen_size = NULL, log_seen_at = NULL;",
-            first.size
-        ));
+        o.restore_log(first.size);
+        o.sql("UPDATE devices SET log_seen = NULL, log_seen_size = NULL, log_seen_at = NULL");
         let (findings, _) = o.audit(&AuditState::default());
         assert!(
             !findings.iter().any(Finding::is_log_level),
