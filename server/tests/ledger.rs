@@ -581,10 +581,14 @@ fn gos_sumdb_packages_verify_the_checkpoints_proofs_and_a_device_checkpoint() {
 
 /// The console's fleet page as an officer sees it.
 fn console_fleet(o: &Office) -> String {
+    console_page(o, "/console/fleet")
+}
+
+fn console_page(o: &Office, path: &str) -> String {
     let (token, _) = o.admin.officer_login(AUDITOR.0, AUDITOR.1).unwrap();
     let r = o.admin.handle_office(
         "GET",
-        "/console/fleet",
+        path,
         &[(
             "cookie".into(),
             format!("baomi_session={token}; baomi_lang=en"),
@@ -1320,6 +1324,15 @@ fn a_restore_before_any_audit_is_a_rollback_the_phones_carry_the_proof_of() {
         let c = carried(&o);
         assert_eq!(c.len(), 2, "{label}: {c:?}");
         assert!(c.values().all(|s| *s >= shown), "{label}: {c:?}");
+        let a = o.a.id();
+        let page = console_page(&o, &format!("/console/device/{a}"));
+        assert!(
+            page.contains(&format!(
+                "Carries the office log's checkpoint of {} leaves",
+                c[&a]
+            )),
+            "{label}: the device page shows what the phone carries"
+        );
         let (findings, _) = o.audit(&AuditState::default());
         assert!(findings.is_empty(), "{label}: {findings:?}");
 

@@ -659,6 +659,12 @@ pub fn device(t: &Tr, o: &Officer, p: &DevicePage) -> Markup {
                     (t.t("device-policy")) ": " (d.policy.clone().unwrap_or_else(|| t.t("none"))) " · "
                     (t.t("device-enforcement")) ": " (p.row.enforcement_path)
                 }
+                p #log-carried {
+                    @match p.log_carried {
+                        Some((size, at)) => (t.t_with("device-log-carried", &[("size", n(size)), ("at", s(&t.when(at)))])),
+                        None => span.muted { (t.t("device-log-none")) },
+                    }
+                }
                 @if let Some(f) = &d.fail_closed { p.bad { (t.named("state", "fail_closed")) ": " (f) } }
                 @if let Some(applied) = &d.applied {
                     h3 { (t.t("applied-title")) }

@@ -96,6 +96,8 @@ pub struct DevicePage {
     pub violations: Page<ViolationRow>,
     /// Its MDM commands, newest first.
     pub mdm_commands: Vec<crate::mdm::CommandRow>,
+    /// The largest log checkpoint the phone reported carrying: (tree size, when received).
+    pub log_carried: Option<(i64, i64)>,
 }
 
 /// See [`DevicePage`].
@@ -110,8 +112,12 @@ pub fn device_page(server: &Server, device_id: &str) -> Result<Option<DevicePage
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("a device row vanished"))?;
-    let (rows, alerts) = server.db().tx(|c| {
+    let (rows, alerts, carried) = server.db().tx(|c| {
         let rows = c.query("SELECT at, posture, fail_closed FROM checkins WHERE device_id = $1 ORDER BY at DESC LIMIT 200", &[device_id.into()])?;
+        let carried = c.query(
+            "SELECT log_seen_size, log_seen_at FROM devices WHERE device_id = $1",
+            &[device_id.into()],
+        )?;
         let alerts = alerts::list(
             c,
             &alerts::Filter {
@@ -121,8 +127,14 @@ pub fn device_page(server: &Server, device_id: &str) -> Result<Option<DevicePage
                 ..Default::default()
             },
         )?;
-        Ok((rows, alerts))
+        Ok((rows, alerts, carried))
     })?;
+    let log_carried = carried.first().and_then(|r| {
+        Some((
+            r.first().and_then(Value::int)?,
+            r.get(1).and_then(Value::int)?,
+        ))
+    });
     let check_ins: Vec<(i64, String, Option<String>)> = rows
         .iter()
         .map(|r| {
@@ -155,6 +167,7 @@ pub fn device_page(server: &Server, device_id: &str) -> Result<Option<DevicePage
         row,
         check_ins,
         posture_changes,
+        log_carried,
     }))
 }
 
