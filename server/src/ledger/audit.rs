@@ -425,10 +425,8 @@ pub fn audit_with_carried(
             next += 1;
         }
     }
-    let computed = if size == 0 {
-        tlog::EMPTY_HASH
-    } else if next == size {
-        tlog::tree_hash(size, &memory).map_err(|e| e.to_string())?
+    let computed = if next == size {
+        root_at(size, &memory).map_err(|e| e.to_string())?
     } else {
         Hash([0; 32])
     };
@@ -781,47 +779,72 @@ fn carried_checkpoints(source: &dyn Source) -> Result<Vec<(String, String)>, Str
     Ok(out)
 }
 
-/// Checks each carried checkpoint against the log of `size` leaves whose stored hashes are in
-/// `memory` (already checked against the signed root): signed by the log key, no larger than
-/// the log, and the root of the log's first leaves of its size.
+/// The root of the log's first `n` leaves, from their stored hashes in `memory`.
+fn root_at(n: u64, memory: &Memory) -> Result<Hash, tlog::Error> {
+    if n == 0 {
+        Ok(tlog::EMPTY_HASH)
+    } else {
+        tlog::tree_hash(n, memory)
+    }
+}
+
+/// What one carried note says against the log.
+#[derive(Clone)]
+enum Carried {
+    /// A prefix of the log.
+    Consistent,
+    /// Not signed by the log key: why.
+    Unsigned(String),
+    /// Signed, and larger than the log: its size.
+    Ahead(u64),
+    /// Signed, and not the log's root at its size: its size.
+    Fork(u64),
+}
+
+/// Judges one note against the log of `size` leaves whose stored hashes are in `memory`
+/// (already checked against the signed root): signed by the log key, no larger than the log,
+/// and the root of the log's first leaves of its size.
+fn judge_carried(note: &str, verifier_key: &str, size: u64, memory: &Memory) -> Carried {
+    let cp = match verify_note(note, verifier_key) {
+        Ok(cp) => cp,
+        Err(reason) => return Carried::Unsigned(reason),
+    };
+    let n = cp.size();
+    if n > size {
+        Carried::Ahead(n)
+    } else if root_at(n, memory).ok() != Some(*cp.hash()) {
+        Carried::Fork(n)
+    } else {
+        Carried::Consistent
+    }
+}
+
+/// Checks each carried checkpoint ([`judge_carried`]), judging each distinct note once: a
+/// fleet's phones mostly carry the same few checkpoints.
 fn check_carried(
     carried: &[(String, String)],
     verifier_key: &str,
     size: u64,
     memory: &Memory,
 ) -> Vec<Finding> {
+    let mut judged: std::collections::HashMap<&str, Carried> = std::collections::HashMap::new();
     let mut findings = Vec::new();
     for (device, note) in carried {
-        let cp = match verify_note(note, verifier_key) {
-            Ok(cp) => cp,
-            Err(reason) => {
-                findings.push(Finding::CarriedUnsigned {
-                    device: device.clone(),
-                    reason,
-                });
-                continue;
-            }
-        };
-        let n = cp.size();
-        if n > size {
-            findings.push(Finding::CarriedRollback {
-                device: device.clone(),
-                carried: n,
+        let verdict = judged
+            .entry(note.as_str())
+            .or_insert_with(|| judge_carried(note, verifier_key, size, memory))
+            .clone();
+        let device = device.clone();
+        findings.push(match verdict {
+            Carried::Consistent => continue,
+            Carried::Unsigned(reason) => Finding::CarriedUnsigned { device, reason },
+            Carried::Ahead(carried) => Finding::CarriedRollback {
+                device,
+                carried,
                 now: size,
-            });
-            continue;
-        }
-        let root = if n == 0 {
-            Ok(tlog::EMPTY_HASH)
-        } else {
-            tlog::tree_hash(n, memory)
-        };
-        if root.ok() != Some(*cp.hash()) {
-            findings.push(Finding::CarriedFork {
-                device: device.clone(),
-                carried: n,
-            });
-        }
+            },
+            Carried::Fork(carried) => Finding::CarriedFork { device, carried },
+        });
     }
     findings
 }
