@@ -172,11 +172,12 @@ pub(super) fn record_check_in(
     // one kept (most check-ins write nothing for it). The phone's word: bounded and only
     // parsed here; the auditor verifies its signature and that the log holds it.
     if let Some(note) = &req.log_checkpoint
-        && let Some(size) = baomi_core::sync::ledger::log_note_size(note)
-        && i64::try_from(size).is_ok_and(|s| row.log_seen_size.is_none_or(|kept| s > kept))
+        && let Some(size) =
+            baomi_core::sync::ledger::log_note_size(note).and_then(|s| i64::try_from(s).ok())
+        && row.log_seen_size.is_none_or(|kept| size > kept)
     {
         update.set("log_seen", note.clone());
-        update.set("log_seen_size", seq_i64(size)?);
+        update.set("log_seen_size", size);
         update.set("log_seen_at", now.0);
     }
     let bundle = waiting.bundle.filter(|b| {
