@@ -21,6 +21,10 @@ use baomi_core::sync::seal::SealedBox;
 use baomi_core::time::Timestamp;
 use serde_json::{Value, json};
 
+/// A log checkpoint as a check-in carries one (a C2SP signed note's shape).
+const LOG_NOTE: &str =
+    "log.example\n7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log.example abcd\n";
+
 fn doc() -> Value {
     serde_json::from_str(baomi_server::http::OPENAPI).unwrap()
 }
@@ -160,7 +164,7 @@ fn every_wire_message_matches_its_schema() {
                 device_time: t,
                 custody_cursor: 3,
                 session: sealed(),
-                log_checkpoint: Some("log.example\n7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log.example abcd\n".into()),
+                log_checkpoint: Some(LOG_NOTE.into()),
             }),
         ),
         (
@@ -173,7 +177,7 @@ fn every_wire_message_matches_its_schema() {
                 trust_root_version: 1,
                 custody_pending: true,
                 retired: true,
-                log_checkpoint: Some("log.example\n7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log.example abcd\n".into()),
+                log_checkpoint: Some(LOG_NOTE.into()),
                 proof: "p".into(),
             }),
         ),
@@ -249,7 +253,7 @@ fn every_wire_message_matches_its_schema() {
                     device_time: t,
                     custody_cursor: 3,
                     session: sealed(),
-                    log_checkpoint: Some("log.example\n7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log.example abcd\n".into()),
+                    log_checkpoint: Some(LOG_NOTE.into()),
                 },
                 upload: Some(Upload {
                     device_id: "d".into(),
@@ -277,7 +281,7 @@ fn every_wire_message_matches_its_schema() {
                     trust_root_version: 1,
                     custody_pending: false,
                     retired: true,
-                    log_checkpoint: Some("log.example\n7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} log.example abcd\n".into()),
+                    log_checkpoint: Some(LOG_NOTE.into()),
                     proof: "p".into(),
                 },
                 upload: None,
