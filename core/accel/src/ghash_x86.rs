@@ -1,0 +1,290 @@
+//! GHASH on PCLMULQDQ, eight blocks per reduction.
+//!
+//! GHASH is computed as POLYVAL (RFC 8452, Appendix A): `GHASH(H, X) =
+//! ByteReverse(POLYVAL(mulX(ByteReverse(H)), ByteReverse(X1), ...))`, because POLYVAL's
+//! little-endian field elements need no bit reflection. POLYVAL's product is `a·b·x⁻¹²⁸`
+//! (Montgomery form), so `y ← (y + X)·H` over blocks `X1..Xn` unrolls to
+//! `(y + X1)·Hⁿ + X2·Hⁿ⁻¹ + ... + Xn·H` with `Hᵏ` the same product's powers: eight
+//! carry-less products a block summed unreduced, then one reduction per eight blocks (the
+//! `polyval` crate reduces after every block, which chains each block's latency to the next).
+//! The multiplication and the reduction are the `polyval` crate's; the tests check GHASH
+//! against the `ghash` crate at every length.
+
+use core::arch::x86_64::{
+    __m128i, __m512i, _mm_clmulepi64_si128, _mm_set_epi8, _mm_setzero_si128, _mm_shuffle_epi8,
+    _mm_shuffle_epi32, _mm_slli_epi64, _mm_srli_epi64, _mm_unpacklo_epi64, _mm_xor_si128,
+    _mm256_castsi256_si128, _mm256_extracti128_si256, _mm256_xor_si256, _mm512_broadcast_i32x4,
+    _mm512_castsi512_si256, _mm512_clmulepi64_epi128, _mm512_extracti64x4_epi64,
+    _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_ternarylogic_epi64, _mm512_xor_si512,
+    _mm512_zextsi128_si512,
+};
+
+use bytemuck::must_cast;
+
+/// Blocks summed per reduction on 128-bit registers.
+const AGGREGATE: usize = 8;
+/// Blocks summed per reduction on 512-bit registers (four a register), and so the powers of
+/// `H` a key keeps.
+pub(crate) const POWERS: usize = 16;
+
+/// Proof that this CPU has PCLMULQDQ and SSSE3 (and whether it has VPCLMULQDQ with AVX-512F
+/// and BW): made only by [`detect`].
+#[derive(Clone, Copy)]
+pub(crate) struct Clmul {
+    wide: bool,
+}
+
+impl Clmul {
+    /// The same CPU on 128-bit registers only (to test both ways on one CPU).
+    #[cfg(test)]
+    pub(crate) fn narrow(self) -> Self {
+        Self { wide: false }
+    }
+}
+
+pub(crate) fn detect() -> Option<Clmul> {
+    let wide = std::arch::is_x86_feature_detected!("vpclmulqdq")
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw");
+    (std::arch::is_x86_feature_detected!("pclmulqdq")
+        && std::arch::is_x86_feature_detected!("ssse3"))
+    .then_some(Clmul { wide })
+}
+
+/// `H, H², ..., H¹⁶` in POLYVAL's form, from GHASH's key `h`.
+pub(crate) fn powers(_: Clmul, h: &[u8; 16]) -> [u128; POWERS] {
+    // SAFETY: the function needs PCLMULQDQ and SSSE3 (SSE2 is x86-64's baseline), and a
+    // `Clmul` exists only once `detect` has seen both on this CPU.
+    #[allow(unsafe_code)]
+    unsafe {
+        powers_clmul(h)
+    }
+}
+
+/// `GHASH_H(aad, ciphertext)` with its lengths block, `powers` from [`powers`].
+pub(crate) fn ghash(
+    cpu: Clmul,
+    powers: &[u128; POWERS],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> [u8; 16] {
+    if cpu.wide {
+        // SAFETY: `ghash_vclmul` needs VPCLMULQDQ, AVX-512F and BW besides what `powers`
+        // needs, and `detect` saw all of them before it set `wide`.
+        #[allow(unsafe_code)]
+        unsafe {
+            ghash_vclmul(powers, aad, ciphertext)
+        }
+    } else {
+        // SAFETY: as in `powers`.
+        #[allow(unsafe_code)]
+        unsafe {
+            ghash_clmul(powers, aad, ciphertext)
+        }
+    }
+}
+
+#[target_feature(enable = "pclmulqdq,ssse3")]
+fn powers_clmul(h: &[u8; 16]) -> [u128; POWERS] {
+    // mulX_POLYVAL(ByteReverse(H)): a shift left by one, reduced by x¹²⁸ + x¹²⁷ + x¹²⁶ +
+    // x¹²¹ + 1, without a branch on H.
+    let h = u128::from_be_bytes(*h);
+    let h = h << 1 ^ (0u128.wrapping_sub(h >> 127) & (0xc2 << 120 | 1));
+    let h1 = must_cast::<u128, __m128i>(h);
+    let mut powers = [h; POWERS];
+    let mut power = h1;
+    for p in powers.iter_mut().skip(1) {
+        let (lo, mid, hi) = product(power, h1);
+        power = reduce(lo, mid, hi);
+        *p = must_cast::<__m128i, u128>(power);
+    }
+    powers
+}
+
+#[target_feature(enable = "pclmulqdq,ssse3")]
+fn ghash_clmul(powers: &[u128; POWERS], aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
+    let h = narrow_powers(powers);
+    let mut y = _mm_setzero_si128();
+    for data in [aad, ciphertext] {
+        let (blocks, tail) = data.as_chunks::<16>();
+        y = absorb(&h, y, blocks, tail);
+    }
+    y = aggregate(&h, y, &[lengths(aad, ciphertext)]);
+    must_cast::<__m128i, u128>(y).to_be_bytes()
+}
+
+/// As [`ghash_clmul`], 16 blocks a reduction on 512-bit registers while 16 are left.
+#[target_feature(enable = "pclmulqdq,ssse3,vpclmulqdq,avx512f,avx512bw")]
+fn ghash_vclmul(powers: &[u128; POWERS], aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
+    let h = narrow_powers(powers);
+    // Register k multiplies blocks 4k + 1 .. 4k + 4 of 16 by H¹⁶⁻⁴ᵏ .. H¹³⁻⁴ᵏ.
+    let wide: [__m512i; 4] = [0, 1, 2, 3].map(|k| {
+        must_cast::<[u128; 4], __m512i>([
+            powers[15 - 4 * k],
+            powers[14 - 4 * k],
+            powers[13 - 4 * k],
+            powers[12 - 4 * k],
+        ])
+    });
+    let mut y = _mm_setzero_si128();
+    for data in [aad, ciphertext] {
+        let (blocks, tail) = data.as_chunks::<16>();
+        let mut groups = blocks.chunks_exact(POWERS);
+        for group in &mut groups {
+            y = aggregate_wide(&wide, y, group);
+        }
+        y = absorb(&h, y, groups.remainder(), tail);
+    }
+    y = aggregate(&h, y, &[lengths(aad, ciphertext)]);
+    must_cast::<__m128i, u128>(y).to_be_bytes()
+}
+
+/// GCM's last block: the lengths of the AAD and the ciphertext in bits.
+fn lengths(aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
+    let mut lengths = [0u8; 16];
+    lengths[..8].copy_from_slice(&((aad.len() as u64).wrapping_mul(8)).to_be_bytes());
+    lengths[8..].copy_from_slice(&((ciphertext.len() as u64).wrapping_mul(8)).to_be_bytes());
+    lengths
+}
+
+/// `H .. H⁸` as 128-bit registers.
+#[inline]
+#[target_feature(enable = "sse2")]
+fn narrow_powers(powers: &[u128; POWERS]) -> [__m128i; AGGREGATE] {
+    std::array::from_fn(|i| must_cast::<u128, __m128i>(powers[i]))
+}
+
+/// [`aggregate`] for exactly 16 blocks, four to a register.
+#[inline]
+#[target_feature(enable = "pclmulqdq,ssse3,vpclmulqdq,avx512f,avx512bw")]
+fn aggregate_wide(h: &[__m512i; 4], y: __m128i, group: &[[u8; 16]]) -> __m128i {
+    let reverse = _mm512_broadcast_i32x4(_mm_set_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    let (mut lo, mut mid, mut hi) = (
+        _mm512_setzero_si512(),
+        _mm512_setzero_si512(),
+        _mm512_setzero_si512(),
+    );
+    let mut y = _mm512_zextsi128_si512(y);
+    for (four, power) in group.chunks_exact(4).zip(h) {
+        let four: [[u8; 16]; 4] = [four[0], four[1], four[2], four[3]];
+        let x = _mm512_shuffle_epi8(must_cast::<[[u8; 16]; 4], __m512i>(four), reverse);
+        let x = _mm512_xor_si512(x, y);
+        y = _mm512_setzero_si512();
+        lo = _mm512_xor_si512(lo, _mm512_clmulepi64_epi128::<0x00>(x, *power));
+        mid = _mm512_ternarylogic_epi64::<0x96>(
+            mid,
+            _mm512_clmulepi64_epi128::<0x01>(x, *power),
+            _mm512_clmulepi64_epi128::<0x10>(x, *power),
+        );
+        hi = _mm512_xor_si512(hi, _mm512_clmulepi64_epi128::<0x11>(x, *power));
+    }
+    reduce(fold(lo), fold(mid), fold(hi))
+}
+
+/// The XOR of a 512-bit register's four 128-bit lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fold(x: __m512i) -> __m128i {
+    let x = _mm256_xor_si256(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64::<1>(x));
+    _mm_xor_si128(_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x))
+}
+
+/// `blocks`, then `tail` (under a block) padded with zeros.
+#[inline]
+#[target_feature(enable = "pclmulqdq,ssse3")]
+fn absorb(h: &[__m128i; AGGREGATE], mut y: __m128i, blocks: &[[u8; 16]], tail: &[u8]) -> __m128i {
+    let mut groups = blocks.chunks_exact(AGGREGATE);
+    for group in &mut groups {
+        y = aggregate(h, y, group);
+    }
+    let rest = groups.remainder();
+    if !rest.is_empty() {
+        y = aggregate(h, y, rest);
+    }
+    if !tail.is_empty() {
+        let mut last = [0u8; 16];
+        last[..tail.len()].copy_from_slice(tail);
+        y = aggregate(h, y, &[last]);
+    }
+    y
+}
+
+/// `(y + X1)·Hⁿ + X2·Hⁿ⁻¹ + ... + Xn·H` for `n ≤ AGGREGATE` blocks, reduced once.
+#[inline]
+#[target_feature(enable = "pclmulqdq,ssse3")]
+fn aggregate(h: &[__m128i; AGGREGATE], y: __m128i, blocks: &[[u8; 16]]) -> __m128i {
+    let (mut lo, mut mid, mut hi) = (
+        _mm_setzero_si128(),
+        _mm_setzero_si128(),
+        _mm_setzero_si128(),
+    );
+    let mut y = y;
+    for (block, power) in blocks.iter().zip(h[..blocks.len()].iter().rev()) {
+        let x = _mm_xor_si128(byte_reversed(*block), y);
+        y = _mm_setzero_si128();
+        let (l, m, g) = product(x, *power);
+        lo = _mm_xor_si128(lo, l);
+        mid = _mm_xor_si128(mid, m);
+        hi = _mm_xor_si128(hi, g);
+    }
+    reduce(lo, mid, hi)
+}
+
+/// A block as POLYVAL's field element: its bytes reversed.
+#[inline]
+#[target_feature(enable = "ssse3")]
+fn byte_reversed(block: [u8; 16]) -> __m128i {
+    let reverse = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    _mm_shuffle_epi8(must_cast::<[u8; 16], __m128i>(block), reverse)
+}
+
+/// The 256-bit carry-less product of `a` and `b` as its low, middle and high 128-bit parts
+/// (`lo + mid·x⁶⁴ + hi·x¹²⁸`), schoolbook.
+#[inline]
+#[target_feature(enable = "pclmulqdq,ssse3")]
+fn product(a: __m128i, b: __m128i) -> (__m128i, __m128i, __m128i) {
+    (
+        _mm_clmulepi64_si128::<0x00>(a, b),
+        _mm_xor_si128(
+            _mm_clmulepi64_si128::<0x01>(a, b),
+            _mm_clmulepi64_si128::<0x10>(a, b),
+        ),
+        _mm_clmulepi64_si128::<0x11>(a, b),
+    )
+}
+
+/// The `polyval` crate's Montgomery reduction of `lo + mid·x⁶⁴ + hi·x¹²⁸`: that times
+/// `x⁻¹²⁸` modulo POLYVAL's polynomial.
+#[inline]
+#[target_feature(enable = "pclmulqdq,ssse3")]
+fn reduce(lo: __m128i, mid: __m128i, hi: __m128i) -> __m128i {
+    let v0 = lo;
+    let v1 = _mm_xor_si128(_mm_shuffle_epi32::<0x0e>(lo), mid);
+    let v2 = _mm_xor_si128(hi, _mm_shuffle_epi32::<0x0e>(mid));
+    let v3 = _mm_shuffle_epi32::<0x0e>(hi);
+    let v2 = xor4(v2, v0, _mm_srli_epi64::<1>(v0), _mm_srli_epi64::<2>(v0));
+    let v2 = _mm_xor_si128(v2, _mm_srli_epi64::<7>(v0));
+    let v1 = xor4(
+        v1,
+        _mm_slli_epi64::<63>(v0),
+        _mm_slli_epi64::<62>(v0),
+        _mm_slli_epi64::<57>(v0),
+    );
+    let v3 = xor4(v3, v1, _mm_srli_epi64::<1>(v1), _mm_srli_epi64::<2>(v1));
+    let v3 = _mm_xor_si128(v3, _mm_srli_epi64::<7>(v1));
+    let v2 = xor4(
+        v2,
+        _mm_slli_epi64::<63>(v1),
+        _mm_slli_epi64::<62>(v1),
+        _mm_slli_epi64::<57>(v1),
+    );
+    _mm_unpacklo_epi64(v2, v3)
+}
+
+#[inline]
+#[target_feature(enable = "sse2")]
+fn xor4(a: __m128i, b: __m128i, c: __m128i, d: __m128i) -> __m128i {
+    _mm_xor_si128(_mm_xor_si128(a, b), _mm_xor_si128(c, d))
+}

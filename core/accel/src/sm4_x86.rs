@@ -1,0 +1,305 @@
+//! SM4 on AVX-512 (F, BW) and GFNI: up to 64 blocks per pass in groups of 16, one block's word `w` in lane `j` of
+//! register `w` (after a byte swap and a 4×4 transpose of words in each 128-bit lane).
+//!
+//! The S-box: SM4's is `S(x) = A·I(A·x + C) + C`, `I` the inverse in GF(2^8) mod `0x1F5`.
+//! With `φ` an isomorphism of that field onto AES's (mod `0x11B`, the field `GF2P8AFFINEINVQB`
+//! inverts in), `S(x) = (A·φ⁻¹)·I_aes(φ·A·x + φ(C)) + C`: one `GF2P8AFFINEQB` by `φ·A`, then
+//! one `GF2P8AFFINEINVQB` by `A·φ⁻¹`. `gfni.py` beside this crate's manifest derives the two
+//! matrices from SM4's definition and checks them against the standard's S-box for every byte;
+//! the tests below check the cipher against the `sm4` crate and the standard's examples.
+
+use core::arch::x86_64::{
+    __m512i, _mm_set_epi8, _mm512_add_epi32, _mm512_broadcast_i32x4, _mm512_gf2p8affine_epi64_epi8,
+    _mm512_gf2p8affineinv_epi64_epi8, _mm512_rol_epi32, _mm512_set1_epi32, _mm512_set1_epi64,
+    _mm512_setr_epi32, _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_ternarylogic_epi32,
+    _mm512_unpackhi_epi32, _mm512_unpackhi_epi64, _mm512_unpacklo_epi32, _mm512_unpacklo_epi64,
+    _mm512_xor_si512,
+};
+
+use bytemuck::{must_cast, must_cast_mut};
+use zeroize::Zeroize;
+
+/// `φ·A` as `GF2P8AFFINEQB` takes a matrix: byte `7 - i` of the quadword is row `i` (`gfni.py`).
+const IN_MATRIX: i64 = 0x4c28_7db9_1a22_505d;
+/// `φ(C)`, added after `IN_MATRIX`.
+const IN_CONSTANT: i32 = 0x3e;
+/// `A·φ⁻¹`, applied to the inverse by `GF2P8AFFINEINVQB`.
+const OUT_MATRIX: i64 = 0xf3ab_34a9_74a6_b589_u64 as i64;
+/// `C`, SM4's constant, added last.
+const OUT_CONSTANT: i32 = 0xd3;
+
+/// Whether this CPU has what [`encrypt_blocks_avx512`] is compiled for (std caches the answer).
+pub(crate) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("gfni")
+}
+
+/// [`encrypt_blocks_avx512`] if the CPU has its instructions, else `false` with `blocks`
+/// untouched.
+pub(crate) fn encrypt_blocks(rk: &[u32; 32], blocks: &mut [[u8; 16]]) -> bool {
+    if !available() {
+        return false;
+    }
+    // SAFETY: the function's only requirement is that the CPU has the features it is
+    // compiled with (`avx512f`, `avx512bw`, `gfni`), and `available()` has just seen all three.
+    #[allow(unsafe_code)]
+    unsafe {
+        encrypt_blocks_avx512(rk, blocks);
+    }
+    true
+}
+
+/// [`gcm_ctr_avx512`] if the CPU has its instructions, else `false` with nothing touched.
+pub(crate) fn gcm_ctr(
+    rk: &[u32; 32],
+    nonce: &[u8; 12],
+    mask: &mut [u8; 16],
+    data: &mut [u8],
+) -> bool {
+    if !available() {
+        return false;
+    }
+    // SAFETY: as in `encrypt_blocks`.
+    #[allow(unsafe_code)]
+    unsafe {
+        gcm_ctr_avx512(rk, nonce, mask, data);
+    }
+    true
+}
+
+/// Blocks in a pass: up to five groups of 16 side by side (their 20 registers of state and
+/// the round's temporaries fit AVX-512's 32), so that 1 KiB and GCM's mask block (65 blocks)
+/// are one pass.
+const PASS_MAX: usize = 80;
+
+/// How many blocks the next pass takes of `remaining`: 64 while more than a pass is left,
+/// then all of it.
+fn pass_len(remaining: usize) -> usize {
+    if remaining > PASS_MAX { 64 } else { remaining }
+}
+
+/// A pass's working copy: 16-byte aligned so that it zeroizes 16 bytes a write.
+type Window = [[u128; 4]; PASS_MAX / 4];
+
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+fn encrypt_blocks_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
+    let mut window: Window = [[0; 4]; PASS_MAX / 4];
+    let mut rest = blocks;
+    while !rest.is_empty() {
+        let (pass, later) = rest.split_at_mut(pass_len(rest.len()));
+        rest = later;
+        if pass.len() % 16 == 0 {
+            // Whole groups: in place.
+            if let Ok(rows) = bytemuck::try_cast_slice_mut::<[u8; 16], [u8; 64]>(pass) {
+                match rows.len() / 4 {
+                    4 => encrypt::<4>(rk, rows),
+                    3 => encrypt::<3>(rk, rows),
+                    2 => encrypt::<2>(rk, rows),
+                    1 => encrypt::<1>(rk, rows),
+                    _ => encrypt::<5>(rk, rows),
+                }
+                continue;
+            }
+        }
+        let rows: &mut [[u8; 64]; PASS_MAX / 4] = must_cast_mut(&mut window);
+        let rows = &mut rows[..pass.len().div_ceil(4)];
+        rows.as_flattened_mut()[..pass.len() * 16].copy_from_slice(pass.as_flattened());
+        match rows.len().div_ceil(4) {
+            1 => encrypt::<1>(rk, rows),
+            2 => encrypt::<2>(rk, rows),
+            3 => encrypt::<3>(rk, rows),
+            4 => encrypt::<4>(rk, rows),
+            _ => encrypt::<5>(rk, rows),
+        }
+        let n = pass.len() * 16;
+        pass.as_flattened_mut()
+            .copy_from_slice(&rows.as_flattened()[..n]);
+    }
+    window.as_flattened_mut().zeroize();
+}
+
+/// GCM's counter mode (`encrypt_blocks`'s passes over the stream `mask || data`, counters
+/// from 1), the key stream never leaving the registers: each pass's data is copied into an
+/// aligned window, XORed there with the key stream, and copied back.
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+fn gcm_ctr_avx512(rk: &[u32; 32], nonce: &[u8; 12], mask: &mut [u8; 16], data: &mut [u8]) {
+    let nonce = [0, 1, 2].map(|i| {
+        u32::from_be_bytes([
+            nonce[4 * i],
+            nonce[4 * i + 1],
+            nonce[4 * i + 2],
+            nonce[4 * i + 3],
+        ])
+    });
+    let mut window: Window = [[0; 4]; PASS_MAX / 4];
+    let mut counter: u32 = 1;
+    // Bytes of `mask || data` done.
+    let mut done = 0;
+    let total = 16 + data.len();
+    while done < total {
+        let blocks = pass_len((total - done).div_ceil(16));
+        let len = (blocks * 16).min(total - done);
+        let rows: &mut [[u8; 64]; PASS_MAX / 4] = must_cast_mut(&mut window);
+        let rows = &mut rows[..blocks.div_ceil(4)];
+        let bytes = &mut rows.as_flattened_mut()[..len];
+        if done == 0 {
+            bytes[..16].copy_from_slice(mask);
+            bytes[16..].copy_from_slice(&data[..len - 16]);
+        } else {
+            bytes.copy_from_slice(&data[done - 16..done - 16 + len]);
+        }
+        match rows.len().div_ceil(4) {
+            1 => xor_key_stream::<1>(rk, nonce, counter, rows),
+            2 => xor_key_stream::<2>(rk, nonce, counter, rows),
+            3 => xor_key_stream::<3>(rk, nonce, counter, rows),
+            4 => xor_key_stream::<4>(rk, nonce, counter, rows),
+            _ => xor_key_stream::<5>(rk, nonce, counter, rows),
+        }
+        let bytes = &rows.as_flattened()[..len];
+        if done == 0 {
+            mask.copy_from_slice(&bytes[..16]);
+            data[..len - 16].copy_from_slice(&bytes[16..]);
+        } else {
+            data[done - 16..done - 16 + len].copy_from_slice(bytes);
+        }
+        counter = counter.wrapping_add(blocks as u32);
+        done += len;
+    }
+    window.as_flattened_mut().zeroize();
+}
+
+/// SM4's 32 rounds on `G` groups, interleaved (so the CPU overlaps one group's latency with
+/// the others' work). A macro, not a function: the state must stay in registers, and a
+/// `#[target_feature]` function cannot be forced inline.
+macro_rules! rounds {
+    ($rk:expr, $x:expr) => {
+        for rk in $rk.as_chunks::<4>().0 {
+            for x in $x.iter_mut() {
+                x[0] = round(x[0], x[1], x[2], x[3], rk[0]);
+            }
+            for x in $x.iter_mut() {
+                x[1] = round(x[1], x[2], x[3], x[0], rk[1]);
+            }
+            for x in $x.iter_mut() {
+                x[2] = round(x[2], x[3], x[0], x[1], rk[2]);
+            }
+            for x in $x.iter_mut() {
+                x[3] = round(x[3], x[0], x[1], x[2], rk[3]);
+            }
+        }
+    };
+}
+
+/// Reverses the bytes of each 32-bit word (SM4's words are big-endian).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn swap_bytes(x: __m512i) -> __m512i {
+    let swap = _mm512_broadcast_i32x4(_mm_set_epi8(
+        12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
+    ));
+    _mm512_shuffle_epi8(x, swap)
+}
+
+/// `G` groups of 16 blocks (`rows`: four blocks a row, up to `4 G` rows; rows past the end
+/// are not read or written) encrypted in place.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+fn encrypt<const G: usize>(rk: &[u32; 32], rows: &mut [[u8; 64]]) {
+    let mut x = [[_mm512_setzero_si512(); 4]; G];
+    for (x, group) in x.iter_mut().zip(rows.chunks(4)) {
+        let mut r = [_mm512_setzero_si512(); 4];
+        for (r, row) in r.iter_mut().zip(group) {
+            *r = swap_bytes(must_cast::<[u8; 64], __m512i>(*row));
+        }
+        let (a, b, c, d) = transpose(r[0], r[1], r[2], r[3]);
+        *x = [a, b, c, d];
+    }
+    rounds!(rk, x);
+    for (x, group) in x.iter().zip(rows.chunks_mut(4)) {
+        for (row, r) in group.iter_mut().zip(output(x)) {
+            *row = must_cast::<__m512i, [u8; 64]>(r);
+        }
+    }
+}
+
+/// `rows ^= E_K(nonce || counter), E_K(nonce || counter + 1), ...` for `G` groups of 16
+/// blocks, as [`encrypt`] lays them out.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+fn xor_key_stream<const G: usize>(
+    rk: &[u32; 32],
+    nonce: [u32; 3],
+    counter: u32,
+    rows: &mut [[u8; 64]],
+) {
+    // After the transpose, element `e` of a group's registers is block `4 (e % 4) + e / 4`.
+    let lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let mut x = [[_mm512_setzero_si512(); 4]; G];
+    for (g, x) in x.iter_mut().enumerate() {
+        let first = counter.wrapping_add(16 * g as u32);
+        *x = [
+            _mm512_set1_epi32(nonce[0] as i32),
+            _mm512_set1_epi32(nonce[1] as i32),
+            _mm512_set1_epi32(nonce[2] as i32),
+            _mm512_add_epi32(_mm512_set1_epi32(first as i32), lanes),
+        ];
+    }
+    rounds!(rk, x);
+    for (x, group) in x.iter().zip(rows.chunks_mut(4)) {
+        for (row, r) in group.iter_mut().zip(output(x)) {
+            *row = must_cast::<__m512i, [u8; 64]>(_mm512_xor_si512(must_cast(*row), r));
+        }
+    }
+}
+
+/// A group's output as four rows of four blocks: `R` (the words X35, X34, X33, X32, that is
+/// `x[3], x[2], x[1], x[0]`), the transpose (its own inverse) and the byte swap.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn output(x: &[__m512i; 4]) -> [__m512i; 4] {
+    let (r0, r1, r2, r3) = transpose(x[3], x[2], x[1], x[0]);
+    [
+        swap_bytes(r0),
+        swap_bytes(r1),
+        swap_bytes(r2),
+        swap_bytes(r3),
+    ]
+}
+
+/// In every 128-bit lane, the 4×4 transpose of 32-bit words across four registers.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose(
+    r0: __m512i,
+    r1: __m512i,
+    r2: __m512i,
+    r3: __m512i,
+) -> (__m512i, __m512i, __m512i, __m512i) {
+    let t0 = _mm512_unpacklo_epi32(r0, r1);
+    let t1 = _mm512_unpackhi_epi32(r0, r1);
+    let t2 = _mm512_unpacklo_epi32(r2, r3);
+    let t3 = _mm512_unpackhi_epi32(r2, r3);
+    (
+        _mm512_unpacklo_epi64(t0, t2),
+        _mm512_unpackhi_epi64(t0, t2),
+        _mm512_unpacklo_epi64(t1, t3),
+        _mm512_unpackhi_epi64(t1, t3),
+    )
+}
+
+/// One round on 16 blocks: `x0 ^ L(S(x1 ^ x2 ^ x3 ^ rk))`, `L(s) = s ^ s<<<2 ^ s<<<10 ^
+/// s<<<18 ^ s<<<24`.
+#[inline]
+#[target_feature(enable = "avx512f,gfni")]
+fn round(x0: __m512i, x1: __m512i, x2: __m512i, x3: __m512i, rk: u32) -> __m512i {
+    // 0x96: the three-input XOR.
+    let t = _mm512_ternarylogic_epi32::<0x96>(x1, x2, x3);
+    let t = _mm512_xor_si512(t, _mm512_set1_epi32(rk as i32));
+    let t = _mm512_gf2p8affine_epi64_epi8::<IN_CONSTANT>(t, _mm512_set1_epi64(IN_MATRIX));
+    let s = _mm512_gf2p8affineinv_epi64_epi8::<OUT_CONSTANT>(t, _mm512_set1_epi64(OUT_MATRIX));
+    let x = _mm512_ternarylogic_epi32::<0x96>(x0, s, _mm512_rol_epi32::<2>(s));
+    let x =
+        _mm512_ternarylogic_epi32::<0x96>(x, _mm512_rol_epi32::<10>(s), _mm512_rol_epi32::<18>(s));
+    _mm512_xor_si512(x, _mm512_rol_epi32::<24>(s))
+}
