@@ -28,6 +28,28 @@ const OUT_MATRIX: i64 = 0xf3ab_34a9_74a6_b589_u64 as i64;
 /// `C`, SM4's constant, added last.
 const OUT_CONSTANT: i32 = 0xd3;
 
+/// SM4's 32 rounds on `G` groups, interleaved (so the CPU overlaps one group's latency with
+/// the others' work). A macro, not a function: the state must stay in registers, and a
+/// `#[target_feature]` function cannot be forced inline.
+macro_rules! rounds {
+    ($rk:expr, $x:expr) => {
+        for rk in $rk.as_chunks::<4>().0 {
+            for x in $x.iter_mut() {
+                x[0] = round(x[0], x[1], x[2], x[3], rk[0]);
+            }
+            for x in $x.iter_mut() {
+                x[1] = round(x[1], x[2], x[3], x[0], rk[1]);
+            }
+            for x in $x.iter_mut() {
+                x[2] = round(x[2], x[3], x[0], x[1], rk[2]);
+            }
+            for x in $x.iter_mut() {
+                x[3] = round(x[3], x[0], x[1], x[2], rk[3]);
+            }
+        }
+    };
+}
+
 /// Whether this CPU has what [`encrypt_blocks_avx512`] is compiled for (std caches the answer).
 pub(crate) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
@@ -119,9 +141,9 @@ fn encrypt_blocks_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
     window.as_flattened_mut().zeroize();
 }
 
-/// GCM's counter mode (`encrypt_blocks`'s passes over the stream `mask || data`, counters
-/// from 1), the key stream never leaving the registers: each pass's data is copied into an
-/// aligned window, XORed there with the key stream, and copied back.
+/// GCM's counter mode: `encrypt_blocks`'s passes over the counter blocks of `mask || data`
+/// (counters from 1), each key stream row (four blocks) XORed straight from the registers into
+/// the stream, so the key stream is never in memory.
 #[target_feature(enable = "avx512f,avx512bw,gfni")]
 fn gcm_ctr_avx512(rk: &[u32; 32], nonce: &[u8; 12], mask: &mut [u8; 16], data: &mut [u8]) {
     let nonce = [0, 1, 2].map(|i| {
@@ -132,63 +154,100 @@ fn gcm_ctr_avx512(rk: &[u32; 32], nonce: &[u8; 12], mask: &mut [u8; 16], data: &
             nonce[4 * i + 3],
         ])
     });
-    let mut window: Window = [[0; 4]; PASS_MAX / 4];
-    let mut counter: u32 = 1;
-    // Bytes of `mask || data` done.
+    let mut stream = Stream { mask, data };
+    let total = 1 + stream.data.len().div_ceil(16);
     let mut done = 0;
-    let total = 16 + data.len();
     while done < total {
-        let blocks = pass_len((total - done).div_ceil(16));
-        let len = (blocks * 16).min(total - done);
-        let rows: &mut [[u8; 64]; PASS_MAX / 4] = must_cast_mut(&mut window);
-        let rows = &mut rows[..blocks.div_ceil(4)];
-        let bytes = &mut rows.as_flattened_mut()[..len];
-        if done == 0 {
-            bytes[..16].copy_from_slice(mask);
-            bytes[16..].copy_from_slice(&data[..len - 16]);
-        } else {
-            bytes.copy_from_slice(&data[done - 16..done - 16 + len]);
+        let blocks = pass_len(total - done);
+        // `done` is a multiple of 64 blocks here, so of four: a row.
+        let (row, counter) = (done / 4, 1u32.wrapping_add(done as u32));
+        match blocks.div_ceil(16) {
+            1 => xor_key_stream::<1>(rk, nonce, counter, &mut stream, row),
+            2 => xor_key_stream::<2>(rk, nonce, counter, &mut stream, row),
+            3 => xor_key_stream::<3>(rk, nonce, counter, &mut stream, row),
+            4 => xor_key_stream::<4>(rk, nonce, counter, &mut stream, row),
+            _ => xor_key_stream::<5>(rk, nonce, counter, &mut stream, row),
         }
-        match rows.len().div_ceil(4) {
-            1 => xor_key_stream::<1>(rk, nonce, counter, rows),
-            2 => xor_key_stream::<2>(rk, nonce, counter, rows),
-            3 => xor_key_stream::<3>(rk, nonce, counter, rows),
-            4 => xor_key_stream::<4>(rk, nonce, counter, rows),
-            _ => xor_key_stream::<5>(rk, nonce, counter, rows),
-        }
-        let bytes = &rows.as_flattened()[..len];
-        if done == 0 {
-            mask.copy_from_slice(&bytes[..16]);
-            data[..len - 16].copy_from_slice(&bytes[16..]);
-        } else {
-            data[done - 16..done - 16 + len].copy_from_slice(bytes);
-        }
-        counter = counter.wrapping_add(blocks as u32);
-        done += len;
+        done += blocks;
     }
-    window.as_flattened_mut().zeroize();
 }
 
-/// SM4's 32 rounds on `G` groups, interleaved (so the CPU overlaps one group's latency with
-/// the others' work). A macro, not a function: the state must stay in registers, and a
-/// `#[target_feature]` function cannot be forced inline.
-macro_rules! rounds {
-    ($rk:expr, $x:expr) => {
-        for rk in $rk.as_chunks::<4>().0 {
-            for x in $x.iter_mut() {
-                x[0] = round(x[0], x[1], x[2], x[3], rk[0]);
-            }
-            for x in $x.iter_mut() {
-                x[1] = round(x[1], x[2], x[3], x[0], rk[1]);
-            }
-            for x in $x.iter_mut() {
-                x[2] = round(x[2], x[3], x[0], x[1], rk[2]);
-            }
-            for x in $x.iter_mut() {
-                x[3] = round(x[3], x[0], x[1], x[2], rk[3]);
+/// What GCM's counter mode XORs: the tag's mask, then the data, in rows of 64 bytes.
+struct Stream<'a> {
+    mask: &'a mut [u8; 16],
+    data: &'a mut [u8],
+}
+
+impl Stream<'_> {
+    /// XORs `key` into row `r` (bytes `64 r .. 64 r + 64` of `mask || data`), as much of it as
+    /// there is. Whole rows of the data go straight to and from a register; the first row (it
+    /// holds the mask) and a last partial one through a copy wiped after.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn xor_row(&mut self, r: usize, key: __m512i) {
+        let xor =
+            |row: [u8; 64]| must_cast::<__m512i, [u8; 64]>(_mm512_xor_si512(must_cast(row), key));
+        if r > 0 {
+            let start = 64 * r - 16;
+            if let Some(row) = self.data.get_mut(start..start + 64) {
+                if let Ok(row) = <&mut [u8; 64]>::try_from(row) {
+                    *row = xor(*row);
+                }
+                return;
             }
         }
-    };
+        let mut copy = [0u128; 4];
+        let bytes: &mut [u8; 64] = must_cast_mut(&mut copy);
+        if r == 0 {
+            let n = self.data.len().min(48);
+            bytes[..16].copy_from_slice(self.mask);
+            bytes[16..16 + n].copy_from_slice(&self.data[..n]);
+            *bytes = xor(*bytes);
+            self.mask.copy_from_slice(&bytes[..16]);
+            self.data[..n].copy_from_slice(&bytes[16..16 + n]);
+        } else if let Some(tail) = self.data.get_mut(64 * r - 16..) {
+            let n = tail.len().min(64);
+            bytes[..n].copy_from_slice(&tail[..n]);
+            *bytes = xor(*bytes);
+            tail[..n].copy_from_slice(&bytes[..n]);
+        }
+        copy.zeroize();
+    }
+}
+
+/// The key stream `E_K(nonce || counter), E_K(nonce || counter + 1), ...` for `G` groups of
+/// 16 blocks, XORed into `stream`'s rows from `row` on (rows past its end are dropped).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+fn xor_key_stream<const G: usize>(
+    rk: &[u32; 32],
+    nonce: [u32; 3],
+    counter: u32,
+    stream: &mut Stream<'_>,
+    row: usize,
+) {
+    // After the transpose, element `e` of a group's registers is block `4 (e % 4) + e / 4`.
+    let lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let mut x = [[_mm512_setzero_si512(); 4]; G];
+    for (g, x) in x.iter_mut().enumerate() {
+        let first = counter.wrapping_add(16 * g as u32);
+        *x = [
+            _mm512_set1_epi32(nonce[0] as i32),
+            _mm512_set1_epi32(nonce[1] as i32),
+            _mm512_set1_epi32(nonce[2] as i32),
+            _mm512_add_epi32(_mm512_set1_epi32(first as i32), lanes),
+        ];
+    }
+    rounds!(rk, x);
+    let rows = (16 + stream.data.len()).div_ceil(64);
+    for (g, x) in x.iter().enumerate() {
+        for (i, key) in output(x).into_iter().enumerate() {
+            let r = row + 4 * g + i;
+            if r < rows {
+                stream.xor_row(r, key);
+            }
+        }
+    }
 }
 
 /// Reverses the bytes of each 32-bit word (SM4's words are big-endian).
@@ -219,36 +278,6 @@ fn encrypt<const G: usize>(rk: &[u32; 32], rows: &mut [[u8; 64]]) {
     for (x, group) in x.iter().zip(rows.chunks_mut(4)) {
         for (row, r) in group.iter_mut().zip(output(x)) {
             *row = must_cast::<__m512i, [u8; 64]>(r);
-        }
-    }
-}
-
-/// `rows ^= E_K(nonce || counter), E_K(nonce || counter + 1), ...` for `G` groups of 16
-/// blocks, as [`encrypt`] lays them out.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,gfni")]
-fn xor_key_stream<const G: usize>(
-    rk: &[u32; 32],
-    nonce: [u32; 3],
-    counter: u32,
-    rows: &mut [[u8; 64]],
-) {
-    // After the transpose, element `e` of a group's registers is block `4 (e % 4) + e / 4`.
-    let lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    let mut x = [[_mm512_setzero_si512(); 4]; G];
-    for (g, x) in x.iter_mut().enumerate() {
-        let first = counter.wrapping_add(16 * g as u32);
-        *x = [
-            _mm512_set1_epi32(nonce[0] as i32),
-            _mm512_set1_epi32(nonce[1] as i32),
-            _mm512_set1_epi32(nonce[2] as i32),
-            _mm512_add_epi32(_mm512_set1_epi32(first as i32), lanes),
-        ];
-    }
-    rounds!(rk, x);
-    for (x, group) in x.iter().zip(rows.chunks_mut(4)) {
-        for (row, r) in group.iter_mut().zip(output(x)) {
-            *row = must_cast::<__m512i, [u8; 64]>(_mm512_xor_si512(must_cast(*row), r));
         }
     }
 }

@@ -243,33 +243,29 @@ pub(crate) fn open(
     aad: &[u8],
     sealed: &[u8],
 ) -> Option<Zeroizing<Vec<u8>>> {
-    let key = match key {
-        Aead::Aes(k) => k,
-        Aead::Sm4(k) => return k.open(nonce.try_into().ok()?, aad, sealed).ok(),
-    };
-    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut buf = Zeroizing::new(sealed.to_vec());
-    let n = key
-        .open_in_place(nonce, Aad::from(aad), &mut buf)
-        .ok()?
-        .len();
+    let n = match key {
+        Aead::Aes(k) => {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            k.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?.len()
+        }
+        Aead::Sm4(k) => k
+            .open_in_place(nonce.try_into().ok()?, aad, &mut buf)
+            .ok()?
+            .len(),
+    };
     buf.truncate(n);
     Some(buf)
 }
 
 /// Seals `buf` in place (appends the tag).
 pub(crate) fn seal(key: &Aead, nonce: [u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Option<()> {
-    let key = match key {
-        Aead::Aes(k) => k,
-        Aead::Sm4(k) => {
-            let sealed = k.seal(&nonce, aad, buf).ok()?;
-            zeroize::Zeroize::zeroize(buf);
-            *buf = sealed;
-            return Some(());
-        }
-    };
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
-        .ok()
+    match key {
+        Aead::Aes(k) => k
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
+            .ok(),
+        Aead::Sm4(k) => k.seal_in_place_append_tag(&nonce, aad, buf).ok(),
+    }
 }
 
 pub(crate) use aead::NONCE_LEN;
