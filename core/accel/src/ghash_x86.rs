@@ -1,12 +1,14 @@
-//! GHASH on PCLMULQDQ, eight blocks per reduction.
+//! GHASH on carry-less multiplies: PCLMULQDQ, eight blocks a reduction, or VPCLMULQDQ on
+//! 512-bit registers, four blocks a multiply and up to 64 a reduction.
 //!
 //! GHASH is computed as POLYVAL (RFC 8452, Appendix A): `GHASH(H, X) =
 //! ByteReverse(POLYVAL(mulX(ByteReverse(H)), ByteReverse(X1), ...))`, because POLYVAL's
 //! little-endian field elements need no bit reflection. POLYVAL's product is `a·b·x⁻¹²⁸`
 //! (Montgomery form), so `y ← (y + X)·H` over blocks `X1..Xn` unrolls to
-//! `(y + X1)·Hⁿ + X2·Hⁿ⁻¹ + ... + Xn·H` with `Hᵏ` the same product's powers: eight
-//! carry-less products a block summed unreduced, then one reduction per eight blocks (the
-//! `polyval` crate reduces after every block, which chains each block's latency to the next).
+//! `(y + X1)·Hⁿ + X2·Hⁿ⁻¹ + ... + Xn·H` with `Hᵏ` the same product's powers: the blocks'
+//! carry-less products summed unreduced, then one reduction per group (the `polyval` crate
+//! reduces after every block, which chains each block's latency to the next). A key keeps
+//! `H .. H⁶⁴` (1 KiB, computed once per key, wiped on drop).
 //! The multiplication and the reduction are the `polyval` crate's; the tests check GHASH
 //! against the `ghash` crate at every length.
 
@@ -15,8 +17,8 @@ use core::arch::x86_64::{
     _mm_shuffle_epi32, _mm_slli_epi64, _mm_srli_epi64, _mm_unpacklo_epi64, _mm_xor_si128,
     _mm256_castsi256_si128, _mm256_extracti128_si256, _mm256_xor_si256, _mm512_broadcast_i32x4,
     _mm512_castsi512_si256, _mm512_clmulepi64_epi128, _mm512_extracti64x4_epi64,
-    _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_ternarylogic_epi64, _mm512_xor_si512,
-    _mm512_zextsi128_si512,
+    _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_shuffle_epi32, _mm512_ternarylogic_epi64,
+    _mm512_xor_si512, _mm512_zextsi128_si512,
 };
 
 use bytemuck::must_cast;
@@ -24,8 +26,8 @@ use bytemuck::must_cast;
 /// Blocks summed per reduction on 128-bit registers.
 const AGGREGATE: usize = 8;
 /// Blocks summed per reduction on 512-bit registers (four a register), and so the powers of
-/// `H` a key keeps.
-pub(crate) const POWERS: usize = 16;
+/// `H` a key keeps: a record of up to 1 KiB, its AAD and lengths are one or two reductions.
+pub(crate) const POWERS: usize = 64;
 
 /// Proof that this CPU has PCLMULQDQ and SSSE3 (and whether it has VPCLMULQDQ with AVX-512F
 /// and BW): made only by [`detect`].
@@ -51,7 +53,7 @@ pub(crate) fn detect() -> Option<Clmul> {
     .then_some(Clmul { wide })
 }
 
-/// `H, H², ..., H¹⁶` in POLYVAL's form, from GHASH's key `h`.
+/// `H⁶⁴, ..., H², H` (highest first) in POLYVAL's form, from GHASH's key `h`.
 pub(crate) fn powers(_: Clmul, h: &[u8; 16]) -> [u128; POWERS] {
     // SAFETY: the function needs PCLMULQDQ and SSSE3 (SSE2 is x86-64's baseline), and a
     // `Clmul` exists only once `detect` has seen both on this CPU.
@@ -98,6 +100,7 @@ fn powers_clmul(h: &[u8; 16]) -> [u128; POWERS] {
         power = reduce(lo, mid, hi);
         *p = must_cast::<__m128i, u128>(power);
     }
+    powers.reverse();
     powers
 }
 
@@ -113,30 +116,93 @@ fn ghash_clmul(powers: &[u128; POWERS], aad: &[u8], ciphertext: &[u8]) -> [u8; 1
     must_cast::<__m128i, u128>(y).to_be_bytes()
 }
 
-/// As [`ghash_clmul`], 16 blocks a reduction on 512-bit registers while 16 are left.
+/// As [`ghash_clmul`] on 512-bit registers, four blocks a carry-less multiply, and one
+/// reduction per chunk of up to [`POWERS`] blocks of the stream AAD, ciphertext, lengths:
+/// block `i` of a chunk of `m` is multiplied by `H^(m - i)` (the first after `y` is added),
+/// the products summed unreduced. One function with its sums in locals, so that they stay in
+/// registers.
 #[target_feature(enable = "pclmulqdq,ssse3,vpclmulqdq,avx512f,avx512bw")]
 fn ghash_vclmul(powers: &[u128; POWERS], aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
-    let h = narrow_powers(powers);
-    // Register k multiplies blocks 4k + 1 .. 4k + 4 of 16 by H¹⁶⁻⁴ᵏ .. H¹³⁻⁴ᵏ.
-    let wide: [__m512i; 4] = [0, 1, 2, 3].map(|k| {
-        must_cast::<[u128; 4], __m512i>([
-            powers[15 - 4 * k],
-            powers[14 - 4 * k],
-            powers[13 - 4 * k],
-            powers[12 - 4 * k],
-        ])
-    });
+    let reverse = _mm512_broadcast_i32x4(_mm_set_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    let (aad_blocks, aad_last, aad_tail) = padded(aad);
+    let (ct_blocks, ct_last, ct_tail) = padded(ciphertext);
+    let lengths = [lengths(aad, ciphertext)];
+    let stream: [&[[u8; 16]]; 5] = [
+        aad_blocks,
+        &[aad_last][..aad_tail],
+        ct_blocks,
+        &[ct_last][..ct_tail],
+        &lengths,
+    ];
     let mut y = _mm_setzero_si128();
-    for data in [aad, ciphertext] {
-        let (blocks, tail) = data.as_chunks::<16>();
-        let mut groups = blocks.chunks_exact(POWERS);
-        for group in &mut groups {
-            y = aggregate_wide(&wide, y, group);
+    // Blocks of the stream not yet in a finished chunk; this chunk's size and blocks summed.
+    let mut left = aad.len().div_ceil(16) + ciphertext.len().div_ceil(16) + 1;
+    let (mut chunk, mut done) = (0, 0);
+    let (mut lo, mut mid, mut hi) = (
+        _mm512_setzero_si512(),
+        _mm512_setzero_si512(),
+        _mm512_setzero_si512(),
+    );
+    for mut blocks in stream {
+        while let Some(first) = blocks.first() {
+            if done == 0 {
+                chunk = left.min(POWERS);
+            }
+            // This block's power, H^e, is powers[POWERS - e].
+            let e = chunk - done;
+            let add = if done == 0 { y } else { _mm_setzero_si128() };
+            // Four blocks at once while four are left in the slice and in the chunk.
+            let four_powers = powers.get(POWERS - e..).and_then(|p| p.first_chunk::<4>());
+            let step = match (blocks.first_chunk::<4>(), four_powers) {
+                (Some(four), Some(p)) if e >= 4 => {
+                    let x =
+                        _mm512_shuffle_epi8(must_cast::<[[u8; 16]; 4], __m512i>(*four), reverse);
+                    let x = _mm512_xor_si512(x, _mm512_zextsi128_si512(add));
+                    let p = must_cast::<[u128; 4], __m512i>(*p);
+                    // Karatsuba: three carry-less multiplies, the middle one of the halves'
+                    // sums (`mid` sums those; the reduction adds `lo` and `hi`).
+                    let xs = _mm512_xor_si512(x, _mm512_shuffle_epi32::<0x4e>(x));
+                    let ps = _mm512_xor_si512(p, _mm512_shuffle_epi32::<0x4e>(p));
+                    lo = _mm512_xor_si512(lo, _mm512_clmulepi64_epi128::<0x00>(x, p));
+                    mid = _mm512_xor_si512(mid, _mm512_clmulepi64_epi128::<0x00>(xs, ps));
+                    hi = _mm512_xor_si512(hi, _mm512_clmulepi64_epi128::<0x11>(x, p));
+                    4
+                }
+                _ => {
+                    let x = _mm_xor_si128(byte_reversed(*first), add);
+                    let (l, m, h) = product(x, must_cast::<u128, __m128i>(powers[POWERS - e]));
+                    lo = _mm512_xor_si512(lo, _mm512_zextsi128_si512(l));
+                    // As Karatsuba's middle product, which the reduction completes.
+                    let m = _mm_xor_si128(m, _mm_xor_si128(l, h));
+                    mid = _mm512_xor_si512(mid, _mm512_zextsi128_si512(m));
+                    hi = _mm512_xor_si512(hi, _mm512_zextsi128_si512(h));
+                    1
+                }
+            };
+            blocks = &blocks[step..];
+            done += step;
+            if done == chunk {
+                let m = _mm512_ternarylogic_epi64::<0x96>(mid, lo, hi);
+                y = reduce(fold(lo), fold(m), fold(hi));
+                lo = _mm512_setzero_si512();
+                mid = _mm512_setzero_si512();
+                hi = _mm512_setzero_si512();
+                left -= chunk;
+                done = 0;
+            }
         }
-        y = absorb(&h, y, groups.remainder(), tail);
     }
-    y = aggregate(&h, y, &[lengths(aad, ciphertext)]);
     must_cast::<__m128i, u128>(y).to_be_bytes()
+}
+
+/// `data`'s whole blocks, its last partial one padded with zeros, and whether there is one.
+fn padded(data: &[u8]) -> (&[[u8; 16]], [u8; 16], usize) {
+    let (blocks, tail) = data.as_chunks::<16>();
+    let mut last = [0u8; 16];
+    last[..tail.len()].copy_from_slice(tail);
+    (blocks, last, usize::from(!tail.is_empty()))
 }
 
 /// GCM's last block: the lengths of the AAD and the ciphertext in bits.
@@ -151,36 +217,7 @@ fn lengths(aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
 #[inline]
 #[target_feature(enable = "sse2")]
 fn narrow_powers(powers: &[u128; POWERS]) -> [__m128i; AGGREGATE] {
-    std::array::from_fn(|i| must_cast::<u128, __m128i>(powers[i]))
-}
-
-/// [`aggregate`] for exactly 16 blocks, four to a register.
-#[inline]
-#[target_feature(enable = "pclmulqdq,ssse3,vpclmulqdq,avx512f,avx512bw")]
-fn aggregate_wide(h: &[__m512i; 4], y: __m128i, group: &[[u8; 16]]) -> __m128i {
-    let reverse = _mm512_broadcast_i32x4(_mm_set_epi8(
-        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
-    ));
-    let (mut lo, mut mid, mut hi) = (
-        _mm512_setzero_si512(),
-        _mm512_setzero_si512(),
-        _mm512_setzero_si512(),
-    );
-    let mut y = _mm512_zextsi128_si512(y);
-    for (four, power) in group.chunks_exact(4).zip(h) {
-        let four: [[u8; 16]; 4] = [four[0], four[1], four[2], four[3]];
-        let x = _mm512_shuffle_epi8(must_cast::<[[u8; 16]; 4], __m512i>(four), reverse);
-        let x = _mm512_xor_si512(x, y);
-        y = _mm512_setzero_si512();
-        lo = _mm512_xor_si512(lo, _mm512_clmulepi64_epi128::<0x00>(x, *power));
-        mid = _mm512_ternarylogic_epi64::<0x96>(
-            mid,
-            _mm512_clmulepi64_epi128::<0x01>(x, *power),
-            _mm512_clmulepi64_epi128::<0x10>(x, *power),
-        );
-        hi = _mm512_xor_si512(hi, _mm512_clmulepi64_epi128::<0x11>(x, *power));
-    }
-    reduce(fold(lo), fold(mid), fold(hi))
+    std::array::from_fn(|i| must_cast::<u128, __m128i>(powers[POWERS - 1 - i]))
 }
 
 /// The XOR of a 512-bit register's four 128-bit lanes.

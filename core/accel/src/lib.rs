@@ -17,7 +17,7 @@ mod sm4_x86;
 #[cfg(target_arch = "x86_64")]
 use zeroize::Zeroize;
 
-/// Whether [`sm4_encrypt_blocks`] runs on this CPU (x86-64 with AVX-512F, AVX-512BW and GFNI).
+/// Whether [`sm4_encrypt_blocks`] runs on this CPU (x86-64 with AVX-512F, BW and VL, and GFNI).
 pub fn sm4_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -30,7 +30,7 @@ pub fn sm4_available() -> bool {
 }
 
 /// Encrypts `blocks` in place with SM4 under the 32 round keys `rk` (GB/T 32907's `rk_i`, as
-/// the key schedule makes them), 16 blocks per pass, if this CPU has the instructions; returns
+/// the key schedule makes them), up to 80 blocks a pass, if this CPU has the instructions; returns
 /// `false` and leaves `blocks` unchanged otherwise.
 ///
 /// Constant time: the S-box is two GF(2^8) affine instructions (`GF2P8AFFINEQB`,
@@ -66,14 +66,14 @@ pub fn sm4_gcm_ctr(rk: &[u32; 32], nonce: &[u8; 12], mask: &mut [u8; 16], data: 
 }
 
 /// GHASH (GCM's MAC, NIST SP 800-38D) under one key `H`, on carry-less multiplication
-/// instructions: made only where the CPU has them. Holds `H`'s first 16 powers (zeroized on
+/// instructions: made only where the CPU has them. Holds `H`'s first 64 powers (zeroized on
 /// drop).
 pub struct GhashKey {
     #[cfg(target_arch = "x86_64")]
     cpu: ghash_x86::Clmul,
     #[cfg(not(target_arch = "x86_64"))]
     cpu: std::convert::Infallible,
-    powers: [u128; 16],
+    powers: [u128; 64],
 }
 
 impl Drop for GhashKey {
@@ -234,10 +234,13 @@ mod tests {
         {
             narrow.cpu = narrow.cpu.narrow();
         }
-        let data: Vec<u8> = (0..40).flat_map(|_| bytes::<16>(&mut seed)).collect();
-        // Every length of AAD and message around the eight-block groups and the padding.
-        for aad in [0, 1, 15, 16, 17, 127, 128, 129, 200] {
-            for len in (0..=300).chain([511, 512, 513, 640]) {
+        let data: Vec<u8> = (0..320).flat_map(|_| bytes::<16>(&mut seed)).collect();
+        // Every length of AAD and message around the groups (8 blocks, 4 a register), the
+        // chunks of 64 blocks a reduction and the padding.
+        for aad in [0, 1, 15, 16, 17, 127, 128, 129, 200, 1009] {
+            for len in (0..=300).chain([
+                511, 512, 513, 640, 991, 992, 1007, 1008, 1009, 1024, 1025, 2047, 4100,
+            ]) {
                 let (a, c) = (&data[..aad], &data[data.len() - len..]);
                 let mut theirs = ghash::GHash::new(&h.into());
                 theirs.update_padded(a);
@@ -275,9 +278,10 @@ mod tests {
             return;
         }
         let mut seed = 0x853c_49e6_748f_ea9b;
-        // Around the passes: 1 KiB is 65 blocks with the mask (one pass of up to 80), then
-        // passes of 64 and a last one of up to 80.
-        for len in (0..=300).chain([
+        // Every length up to 81 blocks with the mask: every mix of groups of 16 and 8 in a
+        // pass (1 KiB and the mask, 65 blocks, is four of 16 and one of 8); then passes of 64
+        // and a last one of up to 80.
+        for len in (0..=1300).chain([
             1007, 1008, 1009, 1024, 1025, 1264, 1265, 1280, 2048, 2304, 2305, 5000,
         ]) {
             let key = bytes::<16>(&mut seed);

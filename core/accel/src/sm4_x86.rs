@@ -1,5 +1,12 @@
-//! SM4 on AVX-512 (F, BW) and GFNI: up to 64 blocks per pass in groups of 16, one block's word `w` in lane `j` of
-//! register `w` (after a byte swap and a 4×4 transpose of words in each 128-bit lane).
+//! SM4 on AVX-512 (F, BW, VL) and GFNI. A group of 16 blocks is four 512-bit registers, one
+//! per word, after a byte swap and a 4×4 transpose of words in each 128-bit lane; a pass runs
+//! up to five groups' rounds interleaved (the CPU overlaps one group's latency with the
+//! others' work), and GCM's counter mode puts up to 8 left-over blocks in a group of 256-bit
+//! registers (on CPUs that split 512-bit work in two, as AMD's Zen 4 does, half a group's
+//! cost: 1 KiB and GCM's mask, 65 blocks, cost 4.5 groups, not 5).
+//!
+//! Where the time goes (docs/BENCHMARKS.md): a round is 11 instructions a group, and its two
+//! GF(2^8) affines and four rotations share the CPU's shuffle ports, which bound the pass.
 //!
 //! The S-box: SM4's is `S(x) = A·I(A·x + C) + C`, `I` the inverse in GF(2^8) mod `0x1F5`.
 //! With `φ` an isomorphism of that field onto AES's (mod `0x11B`, the field `GF2P8AFFINEINVQB`
@@ -9,11 +16,15 @@
 //! the tests below check the cipher against the `sm4` crate and the standard's examples.
 
 use core::arch::x86_64::{
-    __m512i, _mm_set_epi8, _mm512_add_epi32, _mm512_broadcast_i32x4, _mm512_gf2p8affine_epi64_epi8,
-    _mm512_gf2p8affineinv_epi64_epi8, _mm512_rol_epi32, _mm512_set1_epi32, _mm512_set1_epi64,
-    _mm512_setr_epi32, _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_ternarylogic_epi32,
-    _mm512_unpackhi_epi32, _mm512_unpackhi_epi64, _mm512_unpacklo_epi32, _mm512_unpacklo_epi64,
-    _mm512_xor_si512,
+    __m256i, __m512i, _mm_set_epi8, _mm256_add_epi32, _mm256_gf2p8affine_epi64_epi8,
+    _mm256_gf2p8affineinv_epi64_epi8, _mm256_rol_epi32, _mm256_set1_epi32, _mm256_set1_epi64x,
+    _mm256_setr_epi32, _mm256_setzero_si256, _mm256_ternarylogic_epi32, _mm256_unpackhi_epi32,
+    _mm256_unpackhi_epi64, _mm256_unpacklo_epi32, _mm256_unpacklo_epi64, _mm256_xor_si256,
+    _mm512_add_epi32, _mm512_broadcast_i32x4, _mm512_castsi256_si512,
+    _mm512_gf2p8affine_epi64_epi8, _mm512_gf2p8affineinv_epi64_epi8, _mm512_inserti64x4,
+    _mm512_rol_epi32, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_setr_epi32,
+    _mm512_setzero_si512, _mm512_shuffle_epi8, _mm512_ternarylogic_epi32, _mm512_unpackhi_epi32,
+    _mm512_unpackhi_epi64, _mm512_unpacklo_epi32, _mm512_unpacklo_epi64, _mm512_xor_si512,
 };
 
 use bytemuck::{must_cast, must_cast_mut};
@@ -33,18 +44,34 @@ const OUT_CONSTANT: i32 = 0xd3;
 /// `#[target_feature]` function cannot be forced inline.
 macro_rules! rounds {
     ($rk:expr, $x:expr) => {
+        rounds!($rk, $x, [[_mm256_setzero_si256(); 4]; 0])
+    };
+    // With groups of 8 blocks on 256-bit registers (`round_narrow`) beside those of 16.
+    ($rk:expr, $x:expr, $narrow:expr) => {
         for rk in $rk.as_chunks::<4>().0 {
             for x in $x.iter_mut() {
                 x[0] = round(x[0], x[1], x[2], x[3], rk[0]);
             }
+            for x in $narrow.iter_mut() {
+                x[0] = round_narrow(x[0], x[1], x[2], x[3], rk[0]);
+            }
             for x in $x.iter_mut() {
                 x[1] = round(x[1], x[2], x[3], x[0], rk[1]);
+            }
+            for x in $narrow.iter_mut() {
+                x[1] = round_narrow(x[1], x[2], x[3], x[0], rk[1]);
             }
             for x in $x.iter_mut() {
                 x[2] = round(x[2], x[3], x[0], x[1], rk[2]);
             }
+            for x in $narrow.iter_mut() {
+                x[2] = round_narrow(x[2], x[3], x[0], x[1], rk[2]);
+            }
             for x in $x.iter_mut() {
                 x[3] = round(x[3], x[0], x[1], x[2], rk[3]);
+            }
+            for x in $narrow.iter_mut() {
+                x[3] = round_narrow(x[3], x[0], x[1], x[2], rk[3]);
             }
         }
     };
@@ -54,6 +81,7 @@ macro_rules! rounds {
 pub(crate) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
         && std::arch::is_x86_feature_detected!("gfni")
 }
 
@@ -64,7 +92,8 @@ pub(crate) fn encrypt_blocks(rk: &[u32; 32], blocks: &mut [[u8; 16]]) -> bool {
         return false;
     }
     // SAFETY: the function's only requirement is that the CPU has the features it is
-    // compiled with (`avx512f`, `avx512bw`, `gfni`), and `available()` has just seen all three.
+    // compiled with (`avx512f`, `avx512bw`, `avx512vl`, `gfni`, and what they imply), and
+    // `available()` has just seen all four.
     #[allow(unsafe_code)]
     unsafe {
         encrypt_blocks_avx512(rk, blocks);
@@ -104,7 +133,7 @@ fn pass_len(remaining: usize) -> usize {
 /// A pass's working copy: 16-byte aligned so that it zeroizes 16 bytes a write.
 type Window = [[u128; 4]; PASS_MAX / 4];
 
-#[target_feature(enable = "avx512f,avx512bw,gfni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,gfni")]
 fn encrypt_blocks_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
     let mut window: Window = [[0; 4]; PASS_MAX / 4];
     let mut rest = blocks;
@@ -144,7 +173,7 @@ fn encrypt_blocks_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
 /// GCM's counter mode: `encrypt_blocks`'s passes over the counter blocks of `mask || data`
 /// (counters from 1), each key stream row (four blocks) XORed straight from the registers into
 /// the stream, so the key stream is never in memory.
-#[target_feature(enable = "avx512f,avx512bw,gfni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,gfni")]
 fn gcm_ctr_avx512(rk: &[u32; 32], nonce: &[u8; 12], mask: &mut [u8; 16], data: &mut [u8]) {
     let nonce = [0, 1, 2].map(|i| {
         u32::from_be_bytes([
@@ -161,12 +190,25 @@ fn gcm_ctr_avx512(rk: &[u32; 32], nonce: &[u8; 12], mask: &mut [u8; 16], data: &
         let blocks = pass_len(total - done);
         // `done` is a multiple of 64 blocks here, so of four: a row.
         let (row, counter) = (done / 4, 1u32.wrapping_add(done as u32));
-        match blocks.div_ceil(16) {
-            1 => xor_key_stream::<1>(rk, nonce, counter, &mut stream, row),
-            2 => xor_key_stream::<2>(rk, nonce, counter, &mut stream, row),
-            3 => xor_key_stream::<3>(rk, nonce, counter, &mut stream, row),
-            4 => xor_key_stream::<4>(rk, nonce, counter, &mut stream, row),
-            _ => xor_key_stream::<5>(rk, nonce, counter, &mut stream, row),
+        // Groups of 16 blocks, and up to 8 left over in a group of 8 (half the work: a pass
+        // of 1 KiB and the mask, 65 blocks, is four groups of 16 and one of 8, not five).
+        let ks = (rk, nonce, counter, &mut stream, row);
+        let groups = match blocks % 16 {
+            0 => (blocks / 16, 0),
+            1..=8 => (blocks / 16, 1),
+            _ => (blocks / 16 + 1, 0),
+        };
+        match groups {
+            (0, _) => xor_key_stream::<0, 1>(ks),
+            (1, 0) => xor_key_stream::<1, 0>(ks),
+            (1, _) => xor_key_stream::<1, 1>(ks),
+            (2, 0) => xor_key_stream::<2, 0>(ks),
+            (2, _) => xor_key_stream::<2, 1>(ks),
+            (3, 0) => xor_key_stream::<3, 0>(ks),
+            (3, _) => xor_key_stream::<3, 1>(ks),
+            (4, 0) => xor_key_stream::<4, 0>(ks),
+            (4, _) => xor_key_stream::<4, 1>(ks),
+            _ => xor_key_stream::<5, 0>(ks),
         }
         done += blocks;
     }
@@ -216,15 +258,12 @@ impl Stream<'_> {
 }
 
 /// The key stream `E_K(nonce || counter), E_K(nonce || counter + 1), ...` for `G` groups of
-/// 16 blocks, XORed into `stream`'s rows from `row` on (rows past its end are dropped).
+/// 16 blocks and `N` (0 or 1) of 8 after them, XORed into `stream`'s rows from `row` on (rows
+/// past its end are dropped).
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,gfni")]
-fn xor_key_stream<const G: usize>(
-    rk: &[u32; 32],
-    nonce: [u32; 3],
-    counter: u32,
-    stream: &mut Stream<'_>,
-    row: usize,
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,gfni")]
+fn xor_key_stream<const G: usize, const N: usize>(
+    (rk, nonce, counter, stream, row): (&[u32; 32], [u32; 3], u32, &mut Stream<'_>, usize),
 ) {
     // After the transpose, element `e` of a group's registers is block `4 (e % 4) + e / 4`.
     let lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -238,15 +277,23 @@ fn xor_key_stream<const G: usize>(
             _mm512_add_epi32(_mm512_set1_epi32(first as i32), lanes),
         ];
     }
-    rounds!(rk, x);
+    // A group of 8: element `e` is block `2 (e % 4) + e / 4`.
+    let narrow_lanes = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    let first = counter.wrapping_add(16 * G as u32);
+    let mut narrow = [[
+        _mm256_set1_epi32(nonce[0] as i32),
+        _mm256_set1_epi32(nonce[1] as i32),
+        _mm256_set1_epi32(nonce[2] as i32),
+        _mm256_add_epi32(_mm256_set1_epi32(first as i32), narrow_lanes),
+    ]; N];
+    rounds!(rk, x, narrow);
     let rows = (16 + stream.data.len()).div_ceil(64);
-    for (g, x) in x.iter().enumerate() {
-        for (i, key) in output(x).into_iter().enumerate() {
-            let r = row + 4 * g + i;
-            if r < rows {
-                stream.xor_row(r, key);
-            }
-        }
+    let keys = x
+        .iter()
+        .flat_map(|x| output(x))
+        .chain(narrow.iter().flat_map(|x| output_narrow(x)));
+    for (r, key) in (row..rows).zip(keys) {
+        stream.xor_row(r, key);
     }
 }
 
@@ -263,7 +310,7 @@ fn swap_bytes(x: __m512i) -> __m512i {
 /// `G` groups of 16 blocks (`rows`: four blocks a row, up to `4 G` rows; rows past the end
 /// are not read or written) encrypted in place.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,gfni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,gfni")]
 fn encrypt<const G: usize>(rk: &[u32; 32], rows: &mut [[u8; 64]]) {
     let mut x = [[_mm512_setzero_si512(); 4]; G];
     for (x, group) in x.iter_mut().zip(rows.chunks(4)) {
@@ -293,6 +340,27 @@ fn output(x: &[__m512i; 4]) -> [__m512i; 4] {
         swap_bytes(r1),
         swap_bytes(r2),
         swap_bytes(r3),
+    ]
+}
+
+/// A group of 8's output as two rows of four blocks, as [`output`] makes them.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn output_narrow(x: &[__m256i; 4]) -> [__m512i; 2] {
+    let t0 = _mm256_unpacklo_epi32(x[3], x[2]);
+    let t1 = _mm256_unpackhi_epi32(x[3], x[2]);
+    let t2 = _mm256_unpacklo_epi32(x[1], x[0]);
+    let t3 = _mm256_unpackhi_epi32(x[1], x[0]);
+    // Blocks 0-1, 2-3, 4-5, 6-7.
+    let r = [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ];
+    [
+        swap_bytes(_mm512_inserti64x4::<1>(_mm512_castsi256_si512(r[0]), r[1])),
+        swap_bytes(_mm512_inserti64x4::<1>(_mm512_castsi256_si512(r[2]), r[3])),
     ]
 }
 
@@ -331,4 +399,18 @@ fn round(x0: __m512i, x1: __m512i, x2: __m512i, x3: __m512i, rk: u32) -> __m512i
     let x =
         _mm512_ternarylogic_epi32::<0x96>(x, _mm512_rol_epi32::<10>(s), _mm512_rol_epi32::<18>(s));
     _mm512_xor_si512(x, _mm512_rol_epi32::<24>(s))
+}
+
+/// [`round`] on a group of 8 blocks in 256-bit registers.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl,gfni")]
+fn round_narrow(x0: __m256i, x1: __m256i, x2: __m256i, x3: __m256i, rk: u32) -> __m256i {
+    let t = _mm256_ternarylogic_epi32::<0x96>(x1, x2, x3);
+    let t = _mm256_xor_si256(t, _mm256_set1_epi32(rk as i32));
+    let t = _mm256_gf2p8affine_epi64_epi8::<IN_CONSTANT>(t, _mm256_set1_epi64x(IN_MATRIX));
+    let s = _mm256_gf2p8affineinv_epi64_epi8::<OUT_CONSTANT>(t, _mm256_set1_epi64x(OUT_MATRIX));
+    let x = _mm256_ternarylogic_epi32::<0x96>(x0, s, _mm256_rol_epi32::<2>(s));
+    let x =
+        _mm256_ternarylogic_epi32::<0x96>(x, _mm256_rol_epi32::<10>(s), _mm256_rol_epi32::<18>(s));
+    _mm256_xor_si256(x, _mm256_rol_epi32::<24>(s))
 }

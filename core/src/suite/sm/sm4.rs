@@ -11,9 +11,9 @@
 //! - **SWAR**, two blocks at a time, for up to [`SWAR_MAX`] blocks: the circuit on the eight
 //!   bytes of two words packed in a `u64`, each round.
 //!
-//! - **on CPU instructions**, where the CPU has AVX-512 and GFNI: [`baomi_accel`], 16 to 80
+//! - **on CPU instructions**, where the CPU has AVX-512 and GFNI: [`baomi_accel`], up to 80
 //!   blocks a pass, the S-box two GF(2^8) affine instructions; SM4-GCM's counter mode there
-//!   keeps the key stream in registers, and GHASH runs on carry-less multiplies, 8 or 16
+//!   keeps the key stream in registers, and GHASH runs on carry-less multiplies, up to 64
 //!   blocks a reduction. The portable ways above serve every other CPU (phones' ARM cores
 //!   included) and are tested on this one too.
 //!
@@ -206,7 +206,7 @@ impl Sm4 {
     }
 
     /// Encrypts blocks in place: on the CPU's SM4-capable instructions where it has them
-    /// ([`baomi_accel::sm4_encrypt_blocks`]: AVX-512 and GFNI, 16 blocks a pass), else
+    /// ([`baomi_accel::sm4_encrypt_blocks`]: AVX-512 and GFNI, up to 80 blocks a pass), else
     /// [`Self::encrypt_blocks_portable`]. None of the ways reads memory at a secret address.
     pub fn encrypt_blocks(&self, blocks: &mut [[u8; 16]]) {
         if !baomi_accel::sm4_encrypt_blocks(&self.keys, blocks) {
@@ -354,7 +354,7 @@ pub struct Sm4Gcm {
     cipher: Sm4,
     /// GHASH's key `H = E_K(0^128)`.
     h: Zeroizing<[u8; 16]>,
-    /// GHASH on the CPU's carry-less multiply, eight blocks a reduction, where it has one.
+    /// GHASH on the CPU's carry-less multiply, up to 64 blocks a reduction, where it has one.
     fast_ghash: Option<baomi_accel::GhashKey>,
     /// Whether counter mode may use [`baomi_accel::sm4_gcm_ctr`] (always, but in tests of the
     /// portable way).
@@ -640,8 +640,8 @@ mod tests {
             Sm4Gcm::new_portable(&key).unwrap(),
         ] {
             // Around the passes: up to 63 blocks and the mask in one, two at a time while the
-            // message and the mask are at most SWAR_MAX blocks; groups of 16 and 64 on CPU
-            // instructions, eight blocks a GHASH reduction.
+            // message and the mask are at most SWAR_MAX blocks; groups of 16 and 8 and passes
+            // of up to 80 on CPU instructions, up to 64 blocks a GHASH reduction.
             for len in (0..=200).chain([
                 1007,
                 1008,
