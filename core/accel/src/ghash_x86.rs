@@ -301,23 +301,27 @@ fn reduce(lo: __m128i, mid: __m128i, hi: __m128i) -> __m128i {
     let v1 = _mm_xor_si128(_mm_shuffle_epi32::<0x0e>(lo), mid);
     let v2 = _mm_xor_si128(hi, _mm_shuffle_epi32::<0x0e>(mid));
     let v3 = _mm_shuffle_epi32::<0x0e>(hi);
-    let v2 = xor4(v2, v0, _mm_srli_epi64::<1>(v0), _mm_srli_epi64::<2>(v0));
-    let v2 = _mm_xor_si128(v2, _mm_srli_epi64::<7>(v0));
-    let v1 = xor4(
-        v1,
-        _mm_slli_epi64::<63>(v0),
-        _mm_slli_epi64::<62>(v0),
-        _mm_slli_epi64::<57>(v0),
-    );
-    let v3 = xor4(v3, v1, _mm_srli_epi64::<1>(v1), _mm_srli_epi64::<2>(v1));
-    let v3 = _mm_xor_si128(v3, _mm_srli_epi64::<7>(v1));
-    let v2 = xor4(
-        v2,
-        _mm_slli_epi64::<63>(v1),
-        _mm_slli_epi64::<62>(v1),
-        _mm_slli_epi64::<57>(v1),
-    );
+    // Each 64-bit word folded into the two above it, twice: v0 into v1 and v2, then v1 into
+    // v2 and v3.
+    let (v2, v1) = fold_word(v0, v2, v1);
+    let (v3, v2) = fold_word(v1, v3, v2);
     _mm_unpacklo_epi64(v2, v3)
+}
+
+/// One step of the reduction: `w` times the polynomial's low terms, added into the next two
+/// words up (`high` gets `w` and its right shifts, `low` its left shifts).
+#[inline]
+#[target_feature(enable = "sse2")]
+fn fold_word(w: __m128i, high: __m128i, low: __m128i) -> (__m128i, __m128i) {
+    let high = xor4(high, w, _mm_srli_epi64::<1>(w), _mm_srli_epi64::<2>(w));
+    let high = _mm_xor_si128(high, _mm_srli_epi64::<7>(w));
+    let low = xor4(
+        low,
+        _mm_slli_epi64::<63>(w),
+        _mm_slli_epi64::<62>(w),
+        _mm_slli_epi64::<57>(w),
+    );
+    (high, low)
 }
 
 #[inline]
