@@ -1,10 +1,11 @@
-//! The ShangMi suite on CPU instructions: SM4's block function on AVX-512 and GFNI, and
-//! SM4-GCM's GHASH on PCLMULQDQ (x86-64).
+//! The ShangMi suite on CPU instructions (x86-64): SM4 and SM4-GCM's counter mode on AVX-512
+//! and GFNI (`src/sm4_x86.rs`), GHASH on PCLMULQDQ or VPCLMULQDQ (`src/ghash_x86.rs`).
 //!
 //! `baomi-core` is `forbid(unsafe_code)`, and calling code compiled for instructions that not
-//! every CPU has takes one `unsafe` call after the CPU has been asked (`src/x86.rs`). That call
-//! lives here, alone, with its proof; everything else in this crate is safe Rust on
-//! `core::arch`'s intrinsics, which are safe inside functions compiled for their features.
+//! every CPU has takes an `unsafe` call after the CPU has been asked. Those calls live here,
+//! five of them, each with its proof; everything else in this crate is safe Rust on
+//! `core::arch`'s intrinsics, which are safe inside functions compiled for their features, and
+//! `bytemuck`'s size-checked casts between byte blocks and registers.
 //!
 //! Where there is no such path (another CPU, another architecture, a phone's ARM core), the
 //! functions return `false` and touch nothing, and the caller uses its portable code.
@@ -14,7 +15,7 @@
 mod ghash_x86;
 #[cfg(target_arch = "x86_64")]
 mod sm4_x86;
-#[cfg(target_arch = "x86_64")]
+
 use zeroize::Zeroize;
 
 /// Whether [`sm4_encrypt_blocks`] runs on this CPU (x86-64 with AVX-512F, BW and VL, and GFNI).
