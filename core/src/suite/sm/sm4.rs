@@ -697,6 +697,51 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_open_leaves_no_plaintext_either_way() {
+        // On CPU instructions the key stream is XORed before the tag is checked; portable
+        // Rust checks first. Either way a failed open returns an error and leaves the
+        // ciphertext or zeros, never plaintext: a flipped byte of the body or the tag, other
+        // AAD, another nonce, another key.
+        let key = random::<16>();
+        let other = Sm4Gcm::new(&random::<16>()).unwrap();
+        for gcm in [
+            Sm4Gcm::new(&key).unwrap(),
+            Sm4Gcm::new_portable(&key).unwrap(),
+        ] {
+            for len in [0usize, 1, 15, 16, 17, 1008, 1024, 1025, 5000] {
+                let nonce = random::<12>();
+                let msg: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+                let sealed = gcm.seal(&nonce, b"aad", &msg).unwrap();
+                let mut flipped_body = sealed.clone();
+                flipped_body[len / 2] ^= 1;
+                let mut flipped_tag = sealed.clone();
+                flipped_tag[len] ^= 0x80;
+                let attempts: [(&Sm4Gcm, [u8; 12], &[u8], Vec<u8>); 5] = [
+                    (&gcm, nonce, b"aad", flipped_body),
+                    (&gcm, nonce, b"aad", flipped_tag),
+                    (&gcm, nonce, b"aad!", sealed.clone()),
+                    (&gcm, random::<12>(), b"aad", sealed.clone()),
+                    (&other, nonce, b"aad", sealed.clone()),
+                ];
+                for (i, (gcm, nonce, aad, attempt)) in attempts.into_iter().enumerate() {
+                    let mut buf = attempt.clone();
+                    let result = gcm.open_in_place(&nonce, aad, &mut buf).map(|p| p.len());
+                    assert_eq!(result, Err(SmError::Decrypt), "{len} bytes, attempt {i}");
+                    let body = &buf[..len];
+                    assert!(
+                        body == &attempt[..len] || body.iter().all(|b| *b == 0),
+                        "{len} bytes, attempt {i}: the buffer holds something else"
+                    );
+                    assert!(
+                        len == 0 || body != msg.as_slice(),
+                        "{len} bytes: plaintext left"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn short_or_foreign_input_is_refused() {
         let gcm = Sm4Gcm::new(&[7u8; 16]).unwrap();
         let nonce = [1u8; 12];
