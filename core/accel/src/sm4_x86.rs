@@ -390,27 +390,31 @@ fn transpose(
 #[inline]
 #[target_feature(enable = "avx512f,gfni")]
 fn round(x0: __m512i, x1: __m512i, x2: __m512i, x3: __m512i, rk: u32) -> __m512i {
-    // 0x96: the three-input XOR.
-    let t = _mm512_ternarylogic_epi32::<0x96>(x1, x2, x3);
-    let t = _mm512_xor_si512(t, _mm512_set1_epi32(rk as i32));
+    // 0x96: the three-input XOR. `x3` is the previous round's output: it joins last, so
+    // that one XOR, not two, stands between it and this round's S-box.
+    let t = _mm512_ternarylogic_epi32::<0x96>(x1, x2, _mm512_set1_epi32(rk as i32));
+    let t = _mm512_xor_si512(t, x3);
     let t = _mm512_gf2p8affine_epi64_epi8::<IN_CONSTANT>(t, _mm512_set1_epi64(IN_MATRIX));
     let s = _mm512_gf2p8affineinv_epi64_epi8::<OUT_CONSTANT>(t, _mm512_set1_epi64(OUT_MATRIX));
-    let x = _mm512_ternarylogic_epi32::<0x96>(x0, s, _mm512_rol_epi32::<2>(s));
-    let x =
-        _mm512_ternarylogic_epi32::<0x96>(x, _mm512_rol_epi32::<10>(s), _mm512_rol_epi32::<18>(s));
-    _mm512_xor_si512(x, _mm512_rol_epi32::<24>(s))
+    // `L` as a tree two deep after the rotations (`x0` is ready long before `s`).
+    let a =
+        _mm512_ternarylogic_epi32::<0x96>(s, _mm512_rol_epi32::<2>(s), _mm512_rol_epi32::<10>(s));
+    let b =
+        _mm512_ternarylogic_epi32::<0x96>(x0, _mm512_rol_epi32::<18>(s), _mm512_rol_epi32::<24>(s));
+    _mm512_xor_si512(a, b)
 }
 
 /// [`round`] on a group of 8 blocks in 256-bit registers.
 #[inline]
 #[target_feature(enable = "avx512f,avx512vl,gfni")]
 fn round_narrow(x0: __m256i, x1: __m256i, x2: __m256i, x3: __m256i, rk: u32) -> __m256i {
-    let t = _mm256_ternarylogic_epi32::<0x96>(x1, x2, x3);
-    let t = _mm256_xor_si256(t, _mm256_set1_epi32(rk as i32));
+    let t = _mm256_ternarylogic_epi32::<0x96>(x1, x2, _mm256_set1_epi32(rk as i32));
+    let t = _mm256_xor_si256(t, x3);
     let t = _mm256_gf2p8affine_epi64_epi8::<IN_CONSTANT>(t, _mm256_set1_epi64x(IN_MATRIX));
     let s = _mm256_gf2p8affineinv_epi64_epi8::<OUT_CONSTANT>(t, _mm256_set1_epi64x(OUT_MATRIX));
-    let x = _mm256_ternarylogic_epi32::<0x96>(x0, s, _mm256_rol_epi32::<2>(s));
-    let x =
-        _mm256_ternarylogic_epi32::<0x96>(x, _mm256_rol_epi32::<10>(s), _mm256_rol_epi32::<18>(s));
-    _mm256_xor_si256(x, _mm256_rol_epi32::<24>(s))
+    let a =
+        _mm256_ternarylogic_epi32::<0x96>(s, _mm256_rol_epi32::<2>(s), _mm256_rol_epi32::<10>(s));
+    let b =
+        _mm256_ternarylogic_epi32::<0x96>(x0, _mm256_rol_epi32::<18>(s), _mm256_rol_epi32::<24>(s));
+    _mm256_xor_si256(a, b)
 }
