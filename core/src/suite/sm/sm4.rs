@@ -719,8 +719,8 @@ mod tests {
                 flipped_body[len / 2] ^= 1;
                 let mut flipped_tag = sealed.clone();
                 flipped_tag[len] ^= 0x80;
-                let attempts: [(&Sm4Gcm, [u8; 12], &[u8], Vec<u8>); 5] = [
-                    (&gcm, nonce, b"aad", flipped_body),
+                let attempts = [
+                    (&gcm, nonce, &b"aad"[..], flipped_body),
                     (&gcm, nonce, b"aad", flipped_tag),
                     (&gcm, nonce, b"aad!", sealed.clone()),
                     (&gcm, random::<12>(), b"aad", sealed.clone()),
