@@ -143,26 +143,14 @@ fn encrypt_blocks_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
         if pass.len() % 16 == 0 {
             // Whole groups: in place.
             if let Ok(rows) = bytemuck::try_cast_slice_mut::<[u8; 16], [u8; 64]>(pass) {
-                match rows.len() / 4 {
-                    4 => encrypt::<4>(rk, rows),
-                    3 => encrypt::<3>(rk, rows),
-                    2 => encrypt::<2>(rk, rows),
-                    1 => encrypt::<1>(rk, rows),
-                    _ => encrypt::<5>(rk, rows),
-                }
+                encrypt_rows(rk, rows);
                 continue;
             }
         }
         let rows: &mut [[u8; 64]; PASS_MAX / 4] = must_cast_mut(&mut window);
         let rows = &mut rows[..pass.len().div_ceil(4)];
         rows.as_flattened_mut()[..pass.len() * 16].copy_from_slice(pass.as_flattened());
-        match rows.len().div_ceil(4) {
-            1 => encrypt::<1>(rk, rows),
-            2 => encrypt::<2>(rk, rows),
-            3 => encrypt::<3>(rk, rows),
-            4 => encrypt::<4>(rk, rows),
-            _ => encrypt::<5>(rk, rows),
-        }
+        encrypt_rows(rk, rows);
         let n = pass.len() * 16;
         pass.as_flattened_mut()
             .copy_from_slice(&rows.as_flattened()[..n]);
@@ -305,6 +293,19 @@ fn swap_bytes(x: __m512i) -> __m512i {
         12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
     ));
     _mm512_shuffle_epi8(x, swap)
+}
+
+/// Up to 20 rows (80 blocks) in place, as [`encrypt`] with as many groups as they need.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,gfni")]
+fn encrypt_rows(rk: &[u32; 32], rows: &mut [[u8; 64]]) {
+    match rows.len().div_ceil(4) {
+        1 => encrypt::<1>(rk, rows),
+        2 => encrypt::<2>(rk, rows),
+        3 => encrypt::<3>(rk, rows),
+        4 => encrypt::<4>(rk, rows),
+        _ => encrypt::<5>(rk, rows),
+    }
 }
 
 /// `G` groups of 16 blocks (`rows`: four blocks a row, up to `4 G` rows; rows past the end
