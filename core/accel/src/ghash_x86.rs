@@ -108,11 +108,11 @@ fn powers_clmul(h: &[u8; 16]) -> [u128; POWERS] {
 fn ghash_clmul(powers: &[u128; POWERS], aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
     let h = narrow_powers(powers);
     let mut y = _mm_setzero_si128();
-    for data in [aad, ciphertext] {
-        let (blocks, tail) = data.as_chunks::<16>();
-        y = absorb(&h, y, blocks, tail);
+    for blocks in GcmInput::new(aad, ciphertext).segments() {
+        for group in blocks.chunks(AGGREGATE) {
+            y = aggregate(&h, y, group);
+        }
     }
-    y = aggregate(&h, y, &[lengths(aad, ciphertext)]);
     must_cast::<__m128i, u128>(y).to_be_bytes()
 }
 
@@ -123,22 +123,12 @@ fn ghash_clmul(powers: &[u128; POWERS], aad: &[u8], ciphertext: &[u8]) -> [u8; 1
 /// registers.
 #[target_feature(enable = "pclmulqdq,ssse3,vpclmulqdq,avx512f,avx512bw")]
 fn ghash_vclmul(powers: &[u128; POWERS], aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
-    let reverse = _mm512_broadcast_i32x4(_mm_set_epi8(
-        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
-    ));
-    let (aad_blocks, aad_last, aad_tail) = padded(aad);
-    let (ct_blocks, ct_last, ct_tail) = padded(ciphertext);
-    let lengths = [lengths(aad, ciphertext)];
-    let stream: [&[[u8; 16]]; 5] = [
-        aad_blocks,
-        &[aad_last][..aad_tail],
-        ct_blocks,
-        &[ct_last][..ct_tail],
-        &lengths,
-    ];
+    let reverse = _mm512_broadcast_i32x4(reverse_bytes());
+    let input = GcmInput::new(aad, ciphertext);
+    let stream = input.segments();
     let mut y = _mm_setzero_si128();
     // Blocks of the stream not yet in a finished chunk; this chunk's size and blocks summed.
-    let mut left = aad.len().div_ceil(16) + ciphertext.len().div_ceil(16) + 1;
+    let mut left: usize = stream.iter().map(|blocks| blocks.len()).sum();
     let (mut chunk, mut done) = (0, 0);
     let (mut lo, mut mid, mut hi) = (
         _mm512_setzero_si512(),
@@ -197,20 +187,44 @@ fn ghash_vclmul(powers: &[u128; POWERS], aad: &[u8], ciphertext: &[u8]) -> [u8; 
     must_cast::<__m128i, u128>(y).to_be_bytes()
 }
 
-/// `data`'s whole blocks, its last partial one padded with zeros, and whether there is one.
-fn padded(data: &[u8]) -> (&[[u8; 16]], [u8; 16], usize) {
-    let (blocks, tail) = data.as_chunks::<16>();
-    let mut last = [0u8; 16];
-    last[..tail.len()].copy_from_slice(tail);
-    (blocks, last, usize::from(!tail.is_empty()))
+/// GHASH's input as GCM lays it out: the AAD and the ciphertext, each padded with zeros to
+/// whole blocks, then the block of their lengths in bits. Whole blocks stay where they are;
+/// the two padded last blocks and the lengths are held here.
+struct GcmInput<'a> {
+    aad: (&'a [[u8; 16]], [[u8; 16]; 1], usize),
+    ciphertext: (&'a [[u8; 16]], [[u8; 16]; 1], usize),
+    lengths: [[u8; 16]; 1],
 }
 
-/// GCM's last block: the lengths of the AAD and the ciphertext in bits.
-fn lengths(aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
-    let mut lengths = [0u8; 16];
-    lengths[..8].copy_from_slice(&((aad.len() as u64).wrapping_mul(8)).to_be_bytes());
-    lengths[8..].copy_from_slice(&((ciphertext.len() as u64).wrapping_mul(8)).to_be_bytes());
-    lengths
+impl<'a> GcmInput<'a> {
+    fn new(aad: &'a [u8], ciphertext: &'a [u8]) -> Self {
+        // Whole blocks, the last partial one padded, and whether there is one.
+        let padded = |data: &'a [u8]| {
+            let (blocks, tail) = data.as_chunks::<16>();
+            let mut last = [0u8; 16];
+            last[..tail.len()].copy_from_slice(tail);
+            (blocks, [last], usize::from(!tail.is_empty()))
+        };
+        let mut lengths = [0u8; 16];
+        lengths[..8].copy_from_slice(&((aad.len() as u64).wrapping_mul(8)).to_be_bytes());
+        lengths[8..].copy_from_slice(&((ciphertext.len() as u64).wrapping_mul(8)).to_be_bytes());
+        Self {
+            aad: padded(aad),
+            ciphertext: padded(ciphertext),
+            lengths: [lengths],
+        }
+    }
+
+    /// The blocks in GHASH's order, in five runs.
+    fn segments(&self) -> [&[[u8; 16]]; 5] {
+        [
+            self.aad.0,
+            &self.aad.1[..self.aad.2],
+            self.ciphertext.0,
+            &self.ciphertext.1[..self.ciphertext.2],
+            &self.lengths,
+        ]
+    }
 }
 
 /// `H .. H⁸` as 128-bit registers.
@@ -226,26 +240,6 @@ fn narrow_powers(powers: &[u128; POWERS]) -> [__m128i; AGGREGATE] {
 fn fold(x: __m512i) -> __m128i {
     let x = _mm256_xor_si256(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64::<1>(x));
     _mm_xor_si128(_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x))
-}
-
-/// `blocks`, then `tail` (under a block) padded with zeros.
-#[inline]
-#[target_feature(enable = "pclmulqdq,ssse3")]
-fn absorb(h: &[__m128i; AGGREGATE], mut y: __m128i, blocks: &[[u8; 16]], tail: &[u8]) -> __m128i {
-    let mut groups = blocks.chunks_exact(AGGREGATE);
-    for group in &mut groups {
-        y = aggregate(h, y, group);
-    }
-    let rest = groups.remainder();
-    if !rest.is_empty() {
-        y = aggregate(h, y, rest);
-    }
-    if !tail.is_empty() {
-        let mut last = [0u8; 16];
-        last[..tail.len()].copy_from_slice(tail);
-        y = aggregate(h, y, &[last]);
-    }
-    y
 }
 
 /// `(y + X1)·Hⁿ + X2·Hⁿ⁻¹ + ... + Xn·H` for `n ≤ AGGREGATE` blocks, reduced once.
@@ -273,8 +267,14 @@ fn aggregate(h: &[__m128i; AGGREGATE], y: __m128i, blocks: &[[u8; 16]]) -> __m12
 #[inline]
 #[target_feature(enable = "ssse3")]
 fn byte_reversed(block: [u8; 16]) -> __m128i {
-    let reverse = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    _mm_shuffle_epi8(must_cast::<[u8; 16], __m128i>(block), reverse)
+    _mm_shuffle_epi8(must_cast::<[u8; 16], __m128i>(block), reverse_bytes())
+}
+
+/// The `pshufb` pattern that reverses a block's 16 bytes.
+#[inline]
+#[target_feature(enable = "sse2")]
+fn reverse_bytes() -> __m128i {
+    _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 }
 
 /// The 256-bit carry-less product of `a` and `b` as its low, middle and high 128-bit parts
