@@ -25,9 +25,8 @@ use bytemuck::must_cast;
 
 /// Blocks summed per reduction on 128-bit registers.
 const AGGREGATE: usize = 8;
-/// Blocks summed per reduction on 512-bit registers (four a register), and so the powers of
-/// `H` a key keeps: a record of up to 1 KiB, its AAD and lengths are one or two reductions.
-pub(crate) const POWERS: usize = 64;
+/// Blocks summed per reduction on 512-bit registers, and so the powers of `H` a key keeps.
+use crate::GHASH_POWERS as POWERS;
 
 /// Proof that this CPU has PCLMULQDQ and SSSE3 (and whether it has VPCLMULQDQ with AVX-512F
 /// and BW): made only by [`detect`].

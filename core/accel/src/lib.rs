@@ -66,15 +66,20 @@ pub fn sm4_gcm_ctr(rk: &[u32; 32], nonce: &[u8; 12], mask: &mut [u8; 16], data: 
     }
 }
 
+/// Powers of `H` a [`GhashKey`] keeps, and so the blocks GHASH sums per reduction on 512-bit
+/// registers (four a register): a record of up to 1 KiB, its AAD and lengths are one or two
+/// reductions.
+const GHASH_POWERS: usize = 64;
+
 /// GHASH (GCM's MAC, NIST SP 800-38D) under one key `H`, on carry-less multiplication
-/// instructions: made only where the CPU has them. Holds `H`'s first 64 powers (zeroized on
-/// drop).
+/// instructions: made only where the CPU has them. Holds `H`'s first 64 powers
+/// (zeroized on drop).
 pub struct GhashKey {
     #[cfg(target_arch = "x86_64")]
     cpu: ghash_x86::Clmul,
     #[cfg(not(target_arch = "x86_64"))]
     cpu: std::convert::Infallible,
-    powers: [u128; 64],
+    powers: [u128; GHASH_POWERS],
 }
 
 impl Drop for GhashKey {
