@@ -22,9 +22,10 @@ baseline = json.loads((root / "policies/baseline.json").read_text())
 baomi = sys.argv[1] if len(sys.argv) > 1 else str(root / "target/debug/baomi")
 
 def rust_accepts(doc):
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(doc, f)
-    r = subprocess.run([baomi, "policy", "check", f.name], capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="baomi-schema-") as d:
+        path = pathlib.Path(d) / "policy.json"
+        path.write_text(json.dumps(doc))
+        r = subprocess.run([baomi, "policy", "check", str(path)], capture_output=True, text=True)
     return r.returncode == 0
 
 errors = list(validator.iter_errors(baseline))

@@ -4,6 +4,7 @@ stand-ins (key store, HTTP client), the security office by the `baomi` CLI, and 
 `baomi-server` on loopback.
 """
 
+import atexit
 import json
 import os
 import shutil
@@ -22,7 +23,9 @@ TARGET = Path(os.environ.get("BAOMI_TARGET", REPO / "target" / "debug"))
 CLI = TARGET / "baomi"
 SERVER = TARGET / "baomi-server"
 
+# The generated bindings and a copy of the library (22 MB), removed when the tests end.
 _bindings = Path(tempfile.mkdtemp(prefix="baomi-py-"))
+atexit.register(shutil.rmtree, _bindings, ignore_errors=True)
 subprocess.run(
     ["cargo", "run", "--quiet", "--locked", "-p", "uniffi-bindgen", "--", "generate",
      "--library", str(TARGET / "libbaomi_ffi.so"), "--language", "python", "--out-dir", str(_bindings)],

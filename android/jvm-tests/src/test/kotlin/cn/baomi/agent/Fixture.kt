@@ -108,7 +108,21 @@ class Office(val dir: File = Files.createTempDirectory("baomi-office").toFile())
 fun openAgent(dir: File, keys: KeyStore, clock: Clock = TestClock(), platform: PlatformKind = PlatformKind.ANDROID): BaomiAgent =
     BaomiAgent.open(dir.path, keys, platform, clock)
 
-fun tempDir(prefix: String): File = Files.createTempDirectory(prefix).toFile()
+/** A fresh directory under the system's temporary one, removed with what is in it when the
+ *  test JVM exits (the agents' stores, the servers' databases). */
+fun tempDir(prefix: String): File = Files.createTempDirectory(prefix).toFile().also { TempDirs.add(it) }
+
+private object TempDirs {
+    private val dirs = java.util.Collections.synchronizedList(mutableListOf<File>())
+
+    init {
+        Runtime.getRuntime().addShutdownHook(Thread { synchronized(dirs) { dirs.forEach { it.deleteRecursively() } } })
+    }
+
+    fun add(dir: File) {
+        dirs.add(dir)
+    }
+}
 
 /** RFC 3339 for now + `seconds`: the agent never acts at a time before one it has seen (the
  *  bundle's signing time among them), so test events happen in the present. */
