@@ -54,7 +54,7 @@ class TestClock(var nowMs: Long = System.currentTimeMillis()) : Clock {
 }
 
 /** The security office, by the `baomi` CLI: keys, trust root, signed bundles. */
-class Office(val dir: File = Files.createTempDirectory("baomi-office").toFile()) {
+class Office(val dir: File = tempDir("baomi-office")) {
     val trustRoot: File = File(dir, "trust.json")
 
     val uploadKey: File = File(dir, "upload")
