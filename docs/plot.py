@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Draws decision latency vs policy size for Baomi and Cedar from criterion's output.
 
-    cargo bench -p baomi-scenarios --bench decision
+    cargo bench -p baomi-scenarios --features cedar --bench decision
     python3 docs/plot.py            # -> docs/decision-latency.png (needs matplotlib)
 
 Reads target/criterion/decision_size/{baomi,cedar}/N/new/estimates.json (median, ns).

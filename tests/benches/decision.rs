@@ -1,8 +1,10 @@
 //! Decision latency, posture recompute, bundle verify + compile and cold start, against Cedar
 //! (`cedar-policy`) evaluating the same rules for the same requests in the same run.
 //!
-//! `cargo bench -p baomi-scenarios --bench decision` (docs/BENCHMARKS.md; `docs/plot.py`
-//! draws decision latency vs policy size from criterion's output).
+//! `cargo bench -p baomi-scenarios --features cedar --bench decision` (docs/BENCHMARKS.md;
+//! `docs/plot.py` draws decision latency vs policy size from criterion's output). Cedar is an
+//! optional dependency behind that feature, not a dev-dependency: as one, it switched
+//! serde_json's maps to insertion order in every test build of the workspace.
 
 #![allow(
     clippy::unwrap_used,
