@@ -49,30 +49,24 @@ macro_rules! rounds {
     // With groups of 8 blocks on 256-bit registers (`round_narrow`) beside those of 16.
     ($rk:expr, $x:expr, $narrow:expr) => {
         for rk in $rk.as_chunks::<4>().0 {
-            for x in $x.iter_mut() {
-                x[0] = round(x[0], x[1], x[2], x[3], rk[0]);
-            }
-            for x in $narrow.iter_mut() {
-                x[0] = round_narrow(x[0], x[1], x[2], x[3], rk[0]);
-            }
-            for x in $x.iter_mut() {
-                x[1] = round(x[1], x[2], x[3], x[0], rk[1]);
-            }
-            for x in $narrow.iter_mut() {
-                x[1] = round_narrow(x[1], x[2], x[3], x[0], rk[1]);
-            }
-            for x in $x.iter_mut() {
-                x[2] = round(x[2], x[3], x[0], x[1], rk[2]);
-            }
-            for x in $narrow.iter_mut() {
-                x[2] = round_narrow(x[2], x[3], x[0], x[1], rk[2]);
-            }
-            for x in $x.iter_mut() {
-                x[3] = round(x[3], x[0], x[1], x[2], rk[3]);
-            }
-            for x in $narrow.iter_mut() {
-                x[3] = round_narrow(x[3], x[0], x[1], x[2], rk[3]);
-            }
+            // Round `i` replaces word `i % 4`; the state's words rotate, not move.
+            round_every_group!($x, $narrow, [0, 1, 2, 3], rk[0]);
+            round_every_group!($x, $narrow, [1, 2, 3, 0], rk[1]);
+            round_every_group!($x, $narrow, [2, 3, 0, 1], rk[2]);
+            round_every_group!($x, $narrow, [3, 0, 1, 2], rk[3]);
+        }
+    };
+}
+
+/// One round of [`rounds!`] on every group, 16 blocks and 8: word `$a` becomes
+/// `x[$a] ^ T(x[$b] ^ x[$c] ^ x[$d] ^ rk)`.
+macro_rules! round_every_group {
+    ($x:expr, $narrow:expr, [$a:literal, $b:literal, $c:literal, $d:literal], $rk:expr) => {
+        for x in $x.iter_mut() {
+            x[$a] = round(x[$a], x[$b], x[$c], x[$d], $rk);
+        }
+        for x in $narrow.iter_mut() {
+            x[$a] = round_narrow(x[$a], x[$b], x[$c], x[$d], $rk);
         }
     };
 }
@@ -149,9 +143,9 @@ fn encrypt_blocks_avx512(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
         }
         let rows: &mut [[u8; 64]; PASS_MAX / 4] = must_cast_mut(&mut window);
         let rows = &mut rows[..pass.len().div_ceil(4)];
-        rows.as_flattened_mut()[..pass.len() * 16].copy_from_slice(pass.as_flattened());
-        encrypt_rows(rk, rows);
         let n = pass.len() * 16;
+        rows.as_flattened_mut()[..n].copy_from_slice(pass.as_flattened());
+        encrypt_rows(rk, rows);
         pass.as_flattened_mut()
             .copy_from_slice(&rows.as_flattened()[..n]);
     }
